@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine: `make train` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUN    := $(BIN)/.installed
+DEV    := $(BIN)/.installed-dev
+ARGS   ?=
+
+.PHONY: train test lint format bench tensorboard clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(RUN)
+
+train: $(RUN)
+	$(BIN)/python train.py $(ARGS)
+
+lint: $(DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(DEV)
+	$(BIN)/python bench/loaders.py $(ARGS)
+
+tensorboard: $(DEV)
+	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

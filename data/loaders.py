@@ -1,0 +1,91 @@
+"""Which rows each step sees: full batch, per sample, or mini-batches, shuffled per epoch.
+
+The shuffle of epoch ``e`` is ``numpy.random.default_rng([seed, e]).permutation(n)``: a pure
+function of (seed, epoch), so a run is reproducible and a resumed run sees the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.errors import UserError
+
+LOADERS = ("full_batch", "per_sample", "mini_batch")
+
+
+@dataclass(frozen=True)
+class Loader:
+    name: str
+    n: int  # training rows
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+    seed: int
+
+    @property
+    def full_batch(self) -> bool:
+        return self.name == "full_batch"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        if self.drop_last:
+            return self.n // self.batch_size
+        return -(-self.n // self.batch_size)
+
+    @property
+    def last_count(self) -> int:
+        """Rows in the epoch's last batch (``batch_size`` unless a short batch is kept)."""
+        if self.drop_last or self.n % self.batch_size == 0:
+            return self.batch_size
+        return self.n % self.batch_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The row order of ``epoch``: a fresh permutation when shuffling, else 0..n-1."""
+        if not self.shuffle:
+            return np.arange(self.n, dtype=np.int32)
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n).astype(np.int32)
+
+    def batches(self, epoch: int, start: int = 0, stop: int | None = None):
+        """Row indices ``(steps, batch_size)`` and real-row counts ``(steps,)`` of steps
+        ``start:stop`` of ``epoch``. A short last batch is padded with row 0 and its count says
+        how many rows are real; the loss weights the padding by zero."""
+        stop = self.steps_per_epoch if stop is None else stop
+        order = self.order(epoch)
+        used = self.steps_per_epoch * self.batch_size
+        if used > self.n:  # pad the short last batch
+            order = np.concatenate([order, np.zeros(used - self.n, np.int32)])
+        idx = order[:used].reshape(self.steps_per_epoch, self.batch_size)[start:stop]
+        counts = np.full(self.steps_per_epoch, self.batch_size, np.int32)
+        counts[-1] = self.last_count
+        return idx, counts[start:stop]
+
+
+def make_loader(
+    name: str, batch_size: int | None, shuffle: bool, drop_last: bool, n: int, seed: int
+) -> Loader:
+    """Check the loader config against ``n`` training rows and build the :class:`Loader`."""
+    if name not in LOADERS:
+        raise UserError(
+            f"bad config value loader.name={name!r}: allowed one of {', '.join(LOADERS)}"
+        )
+    if name == "full_batch":
+        return Loader(name, n, n, False, False, seed)
+    if name == "per_sample":
+        return Loader(name, n, 1, shuffle, False, seed)
+    if (
+        batch_size is None
+        or isinstance(batch_size, bool)
+        or int(batch_size) != batch_size
+        or batch_size < 1
+    ):
+        raise UserError(
+            f"bad config value loader.batch_size={batch_size!r}: allowed an integer >= 1"
+        )
+    if drop_last and batch_size > n:
+        raise UserError(
+            f"bad config value loader.batch_size={batch_size}: with loader.drop_last=true it must "
+            f"be <= the {n} training rows, or every batch is dropped"
+        )
+    return Loader(name, n, min(int(batch_size), n), shuffle, drop_last, seed)

@@ -1,0 +1,128 @@
+"""Splits and standardisation, fitted on the training rows only and saved with the run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from training.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+def split_rows(
+    n: int, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Row indices of train / val / test: a permutation from ``seed`` cut by the fractions
+    (val and test get ``round(n * fraction)`` rows, train the rest; each list sorted)."""
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    if n - n_val - n_test < 1:
+        raise UserError(
+            f"bad config value data.val_fraction={val_fraction}: with "
+            f"data.test_fraction={test_fraction} no training rows of {n} are left"
+        )
+    if val_fraction == 0 and test_fraction == 0:
+        return {"train": np.arange(n), "val": np.arange(0), "test": np.arange(0)}
+    order = np.random.default_rng([seed, 2**31 - 1]).permutation(n)
+    return {
+        "val": np.sort(order[:n_val]),
+        "test": np.sort(order[n_val : n_val + n_test]),
+        "train": np.sort(order[n_val + n_test :]),
+    }
+
+
+@dataclass
+class Scaling:
+    """``x' = (x - x_mean) / x_scale`` and ``y' = (y - y_mean) / y_scale`` (identity when off)."""
+
+    x_mean: list[float]
+    x_scale: list[float]
+    y_mean: float
+    y_scale: float
+
+    @classmethod
+    def identity(cls, d: int) -> Scaling:
+        return cls([0.0] * d, [1.0] * d, 0.0, 1.0)
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, names: list[str], source: str) -> Scaling:
+        """Fit on training rows (float64 statistics); a constant column cannot be scaled."""
+        mean = X.mean(axis=0, dtype=np.float64)
+        std = X.std(axis=0, dtype=np.float64)
+        for j in np.flatnonzero(std == 0):
+            raise UserError(
+                f"{source}: column {names[j]!r} is constant ({float(mean[j]):g}) in "
+                f"the training rows and cannot be standardised; add it to data.drop"
+            )
+        y_std = float(y.std(dtype=np.float64))
+        if y_std == 0:
+            raise UserError(
+                f"{source}: the target is constant in the training rows; there is nothing to learn"
+            )
+        return cls(mean.tolist(), std.tolist(), float(y.mean(dtype=np.float64)), y_std)
+
+    def apply_X(self, X: np.ndarray) -> np.ndarray:
+        mean, scale = np.float32(self.x_mean), np.float32(self.x_scale)
+        return ((X - mean) / scale).astype(np.float32, copy=False)
+
+    def apply_y(self, y: np.ndarray) -> np.ndarray:
+        return ((y - np.float32(self.y_mean)) / np.float32(self.y_scale)).astype(np.float32)
+
+    def invert_y(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, np.float64) * self.y_scale + self.y_mean
+
+    def to_original(self, W: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+        """Coefficients on the unscaled columns: ``y = x @ W_o + b_o`` in the target's units."""
+        W = np.asarray(W, np.float64)
+        W_o = W * self.y_scale / np.asarray(self.x_scale)
+        b_o = self.y_mean + self.y_scale * float(b) - float(W_o @ np.asarray(self.x_mean))
+        return W_o, b_o
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Prepared:
+    """A table split into train/val/test and scaled as the model sees it."""
+
+    X: dict[str, np.ndarray]  # split -> (rows, d) float32, scaled
+    y: dict[str, np.ndarray]  # split -> (rows,) float32, transformed and scaled
+    y_raw: dict[str, np.ndarray]  # split -> the target in its own units
+    rows: dict[str, np.ndarray]  # split -> indices into the table
+    scaling: Scaling
+    log_target: bool
+
+    def to_target_units(self, pred: np.ndarray) -> np.ndarray:
+        """Undo every target transform: standardisation, then the log if one was taken."""
+        out = self.scaling.invert_y(pred)
+        return np.exp(out) if self.log_target else out
+
+
+def prepare(
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    *,
+    standardize: bool,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    source: str,
+    log_target: bool = False,
+) -> Prepared:
+    """Split the rows by ``seed``, then fit the scaling on the training rows only."""
+    rows = split_rows(len(y), val_fraction, test_fraction, seed)
+    y_model = np.log(y).astype(np.float32) if log_target else y
+    whole = len(rows["train"]) == len(y)
+    Xs = {s: (X if whole and s == "train" else X[r]) for s, r in rows.items()}
+    ys = {s: (y_model if whole and s == "train" else y_model[r]) for s, r in rows.items()}
+    y_raw = {s: (y if whole and s == "train" else y[r]) for s, r in rows.items()}
+    if standardize:
+        scaling = Scaling.fit(Xs["train"], ys["train"], names, source)
+        Xs = {s: scaling.apply_X(v) for s, v in Xs.items()}
+        ys = {s: scaling.apply_y(v) for s, v in ys.items()}
+    else:
+        scaling = Scaling.identity(X.shape[1])
+    return Prepared(Xs, ys, y_raw, rows, scaling, log_target)

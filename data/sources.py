@@ -1,0 +1,88 @@
+"""Data sources: the walkthrough's six points, synthetic regression, and CSV files.
+
+Each returns a :class:`Table`: float32 inputs and targets with the names of their columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+HOUSE_FEATURES = (
+    "size_sqft",
+    "lot_sqft",
+    "bedrooms",
+    "bathrooms",
+    "stories",
+    "age_years",
+    "distance_km",
+    "garage_spaces",
+    "school_score",
+    "crime_rate",
+    "renovated",
+    "pool",
+)
+
+
+@dataclass
+class Table:
+    X: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) float32
+    feature_names: list[str]
+    target_name: str
+    source: str = "data"  # what error messages call it: a file path, or the source's name
+    true_params: dict[str, np.ndarray] | None = None  # synthetic data: the rule that made y
+    encoding: dict = field(default_factory=dict)  # CSV: how each column became numbers
+
+
+def toy(xs: list[float], ys: list[float]) -> Table:
+    """The walkthrough: learn ``W`` in ``y = W x + b`` from six points on ``y = 2x - 1``."""
+    X = np.asarray(xs, np.float32)[:, None]
+    return Table(X, np.asarray(ys, np.float32), ["x"], "y", "toy data")
+
+
+def synthetic(
+    n_samples: int, n_features: int, noise: float, seed: int, house_like: bool = False
+) -> Table:
+    """``y = X @ w_true + b_true + noise * N(0, 1)`` with ``X ~ N(0, 1)`` (float32 throughout).
+
+    ``house_like`` names the columns like house features (``size_sqft``, ``age_years``, ...) and
+    draws the rule as prices: ``b_true = 200_000`` and weights of tens of thousands per unit.
+    """
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(n_features).astype(np.float32)
+    b = np.float32(rng.standard_normal())
+    if house_like:
+        w, b = (w * 25_000).astype(np.float32), np.float32(200_000)
+        names = [
+            HOUSE_FEATURES[i % len(HOUSE_FEATURES)]
+            + ("" if i < len(HOUSE_FEATURES) else f"_{i // len(HOUSE_FEATURES)}")
+            for i in range(n_features)
+        ]
+        noise_scale = np.float32(noise * 25_000)
+    else:
+        names = [f"x{i}" for i in range(n_features)]
+        noise_scale = np.float32(noise)
+    # draw in row chunks so 10^7 x 32 never holds a float64 copy
+    X = np.empty((n_samples, n_features), np.float32)
+    y = np.empty(n_samples, np.float32)
+    chunk = 1 << 20
+    for s in range(0, n_samples, chunk):
+        e = min(s + chunk, n_samples)
+        X[s:e] = rng.standard_normal((e - s, n_features), dtype=np.float32)
+        y[s:e] = X[s:e] @ w + b + noise_scale * rng.standard_normal(e - s, dtype=np.float32)
+    return Table(
+        X, y, names, "price" if house_like else "y", "synthetic data", {"W": w, "b": np.asarray(b)}
+    )
+
+
+def load_table(cfg) -> Table:
+    """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``."""
+    if cfg.name == "toy":
+        return toy(list(cfg.xs), list(cfg.ys))
+    if cfg.name == "synthetic":
+        return synthetic(cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like)
+    from data.csv_source import load_csv
+
+    return load_csv(cfg)

@@ -1,0 +1,5 @@
+"""Flax NNX models. Any module whose ``__call__`` maps ``(n, features)`` to ``(n,)`` can train."""
+
+from models.linear import LinearRegression
+
+__all__ = ["LinearRegression"]

@@ -1,0 +1,47 @@
+"""The linear model of the walkthrough, for any number of input features."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+INITIALISERS = ("constant", "zeros", "normal")
+
+
+def _init(
+    kind: str, shape: tuple[int, ...], value: float, scale: float, key: jax.Array
+) -> jax.Array:
+    if kind == "constant":
+        return jnp.full(shape, value, jnp.float32)
+    if kind == "zeros":
+        return jnp.zeros(shape, jnp.float32)
+    if kind == "normal":
+        return scale * jax.random.normal(key, shape, jnp.float32)
+    raise ValueError(f"unknown initialiser {kind!r}; allowed: {', '.join(INITIALISERS)}")
+
+
+class LinearRegression(nnx.Module):
+    """``y_hat = x @ W + b`` with ``W`` of shape ``(in_features,)`` and a scalar ``b``.
+
+    Initialisers: ``constant`` (``W_value`` / ``b_value`` everywhere), ``zeros``, or ``normal``
+    (``init_scale * N(0, 1)`` drawn from ``rngs``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        *,
+        rngs: nnx.Rngs,
+        W_init: str = "zeros",
+        W_value: float = 0.0,
+        b_init: str = "zeros",
+        b_value: float = 0.0,
+        init_scale: float = 0.01,
+    ) -> None:
+        self.in_features = in_features
+        self.W = nnx.Param(_init(W_init, (in_features,), W_value, init_scale, rngs.params()))
+        self.b = nnx.Param(_init(b_init, (), b_value, init_scale, rngs.params()))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x @ self.W[...] + self.b[...]

@@ -1,0 +1,29 @@
+"""Train a model: ``python train.py [key=value ...]`` (Hydra overrides; see the README)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from training.cli import check_overrides, report_user_errors
+from training.config import register_schema
+
+register_schema()
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from training.run import train_and_evaluate
+
+    logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend" noise
+    with report_user_errors(multirun=HydraConfig.get().mode.name == "MULTIRUN"):
+        train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    check_overrides(sys.argv[1:])
+    main()

@@ -1,0 +1,117 @@
+"""The command line's error handling: a user's mistake is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import sys
+from pathlib import Path
+
+from training.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages, folded into one line."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(exc, MissingConfigException):
+        text = str(exc)
+        group = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        if group:
+            return (
+                f"no option {group.group(2)!r} in config group {group.group(1)!r}; "
+                f"available: {', '.join(options)}"
+            )
+    unknown = re.match(r"Could not override '([^']+)'", str(exc))
+    if unknown:
+        return (
+            f"there is no config key {unknown.group(1)!r} (the README lists every key; "
+            f"'+{unknown.group(1)}=...' adds a new one)"
+        )
+    parts = []
+    while exc is not None:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if not ln.startswith(("object_type", "reference_type"))]
+        parts.extend(ln for ln in lines if ln not in parts)
+        exc = exc.__cause__
+    return "; ".join(parts)
+
+
+def _expand(overrides: list[str]) -> list[list[str]]:
+    """Every value of a sweep (``a=1,2``) tried once, the other sweeps at their first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for text, ov in zip(overrides, parsed, strict=True):
+        if ov.is_sweep_override():
+            key = text.split("=", 1)[0]
+            choices.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
+        else:
+            choices.append([text])
+    combos = [[c[0] for c in choices]]
+    for i, c in enumerate(choices):
+        for value in c[1:]:
+            combos.append([*combos[0][:i], value, *combos[0][i + 1 :]])
+    return combos if combos else [[]]
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config once before Hydra runs, so a bad override is one line, exit 2.
+
+    A single run is also range-checked here, before any data is read. In a sweep each run checks
+    its own values, so one bad value fails that run only.
+    """
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
+    overrides = [
+        a
+        for a in argv
+        if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
+    ]
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from training.config import register_schema, validate
+
+    register_schema()
+    try:
+        combos = _expand(overrides) if multirun else [overrides]
+    except Exception as exc:  # a syntax error in an override
+        fail(f"bad override: {_one_line(exc)}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for combo in itertools.islice(combos, 64):
+            try:
+                cfg = compose("config", overrides=combo)
+            except Exception as exc:
+                fail(f"bad override: {_one_line(exc)}")
+            if not multirun:
+                try:
+                    validate(cfg)
+                except UserError as exc:
+                    fail(str(exc), exc.exit_code)
+    GlobalHydra.instance().clear()
+
+
+@contextlib.contextmanager
+def report_user_errors(multirun: bool = False):
+    """A :class:`UserError` ends the run with its one line and exit status; in a sweep the
+    failed run is reported and the sweep goes on."""
+    try:
+        yield
+    except UserError as exc:
+        if multirun:
+            print(f"error: this run failed: {exc}", file=sys.stderr, flush=True)
+            return
+        fail(str(exc), exc.exit_code)

@@ -1,0 +1,228 @@
+"""The structured config schema: every key typed here and range-checked by :func:`validate`.
+
+Hydra merges ``conf/`` on top of :class:`Config` (registered as ``config_schema``), so an unknown
+key or a value of the wrong type fails while composing; :func:`validate` then checks ranges and
+choices before any data is read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from training.errors import UserError
+
+DATA_SOURCES = ("toy", "synthetic", "csv")
+LOADERS = ("full_batch", "per_sample", "mini_batch")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
+INITIALISERS = ("constant", "zeros", "normal")
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+
+
+@dataclass
+class DataConfig:
+    name: str = "toy"
+    # toy: the walkthrough's six points
+    xs: list[float] = field(default_factory=lambda: [-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    ys: list[float] = field(default_factory=lambda: [-3.0, -1.0, 1.0, 3.0, 5.0, 7.0])
+    # synthetic: y = X @ w_true + b_true + noise * N(0, 1)
+    n_samples: int = 1000
+    n_features: int = 4
+    noise: float = 0.1
+    seed: int = 0
+    house_like: bool = False
+    # csv
+    path: str | None = None
+    target: str | None = None
+    features: list[str] | None = None
+    drop: list[str] = field(default_factory=list)
+    categorical: str = "onehot"
+    missing: str = "error"
+    log_target: bool = False
+    log_features: list[str] = field(default_factory=list)
+    # preprocessing and splits (all sources)
+    standardize: bool = False
+    val_fraction: float = 0.0
+    test_fraction: float = 0.0
+
+
+@dataclass
+class LoaderConfig:
+    name: str = "full_batch"
+    batch_size: int | None = None
+    shuffle: bool = False
+    drop_last: bool = False
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "models.linear.LinearRegression"
+    W_init: str = "zeros"
+    W_value: float = 0.0
+    b_init: str = "zeros"
+    b_value: float = 0.0
+    init_scale: float = 0.01
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float | None = None
+    nesterov: bool = False
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+    freeze: list[str] = field(default_factory=list)
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    decay_rate: float = 0.5
+    transition_steps: int = 1000
+    end_lr_factor: float = 0.0
+
+
+@dataclass
+class DistributedConfig:
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    initialization_timeout: int = 60
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 50
+    tol: float = 0.0
+    device: str = "auto"
+    max_steps_per_call: int = 1_048_576
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    resume: bool = False
+    divergence_factor: float = 1e6
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: bool = True
+    every_n_steps: int = 1
+    print_trace: bool = False
+    plots: bool = True
+    progress: str = "auto"
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_schema() -> None:
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def _check(ok: bool, key: str, value: object, allowed: str) -> None:
+    if not ok:
+        raise UserError(f"bad config value {key}={value!r}: allowed {allowed}")
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    _check(value in allowed, key, value, "one of " + ", ".join(allowed))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range- and choice-check every key; raises :class:`UserError` naming the first bad one."""
+    _choice(cfg, "data.name", DATA_SOURCES)
+    _choice(cfg, "data.categorical", ("onehot", "error"))
+    _choice(cfg, "data.missing", ("error", "drop", "mean"))
+    _choice(cfg, "loader.name", LOADERS)
+    _choice(cfg, "optimizer.name", OPTIMIZERS)
+    _choice(cfg, "optimizer.schedule", SCHEDULES)
+    _choice(cfg, "model.W_init", INITIALISERS)
+    _choice(cfg, "model.b_init", INITIALISERS)
+    _choice(cfg, "trainer.device", DEVICES)
+    _choice(cfg, "logger.progress", ("auto", "bar", "lines", "off"))
+
+    d, opt, tr, lg = cfg.data, cfg.optimizer, cfg.trainer, cfg.logger
+    if d.name == "toy":
+        _check(
+            len(d.xs) == len(d.ys) and len(d.xs) >= 1,
+            "data.xs",
+            list(d.xs),
+            "a non-empty list as long as data.ys",
+        )
+    if d.name == "synthetic":
+        _check(d.n_samples >= 2, "data.n_samples", d.n_samples, "an integer >= 2")
+        _check(d.n_features >= 1, "data.n_features", d.n_features, "an integer >= 1")
+        _check(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
+    if d.name == "csv":
+        _check(bool(d.path), "data.path", d.path, "the path of a CSV file")
+        _check(bool(d.target), "data.target", d.target, "the name of the column to predict")
+    for key in ("val_fraction", "test_fraction"):
+        value = d[key]
+        _check(0.0 <= value < 1.0, f"data.{key}", value, "a fraction in [0, 1)")
+    _check(
+        d.val_fraction + d.test_fraction < 1.0,
+        "data.val_fraction",
+        d.val_fraction,
+        "val_fraction + test_fraction < 1",
+    )
+
+    bs = cfg.loader.batch_size
+    if cfg.loader.name == "mini_batch":
+        _check(bs is not None and bs >= 1, "loader.batch_size", bs, "an integer >= 1")
+
+    _check(math.isfinite(opt.lr) and opt.lr > 0, "optimizer.lr", opt.lr, "a number > 0")
+    if opt.momentum is not None:
+        _check(0.0 <= opt.momentum < 1.0, "optimizer.momentum", opt.momentum, "a number in [0, 1)")
+    _check(0.0 <= opt.b1 < 1.0, "optimizer.b1", opt.b1, "a number in [0, 1)")
+    _check(0.0 <= opt.b2 < 1.0, "optimizer.b2", opt.b2, "a number in [0, 1)")
+    _check(opt.eps > 0, "optimizer.eps", opt.eps, "a number > 0")
+    _check(opt.weight_decay >= 0, "optimizer.weight_decay", opt.weight_decay, "a number >= 0")
+    _check(opt.warmup_steps >= 0, "optimizer.warmup_steps", opt.warmup_steps, "an integer >= 0")
+    _check(0 < opt.decay_rate <= 1, "optimizer.decay_rate", opt.decay_rate, "a number in (0, 1]")
+    _check(
+        opt.transition_steps >= 1,
+        "optimizer.transition_steps",
+        opt.transition_steps,
+        "an integer >= 1",
+    )
+    _check(
+        0 <= opt.end_lr_factor <= 1,
+        "optimizer.end_lr_factor",
+        opt.end_lr_factor,
+        "a number in [0, 1]",
+    )
+
+    _check(tr.epochs >= 1, "trainer.epochs", tr.epochs, "an integer >= 1")
+    _check(tr.tol >= 0, "trainer.tol", tr.tol, "a number >= 0 (0 turns early stopping off)")
+    _check(
+        tr.max_steps_per_call >= 1,
+        "trainer.max_steps_per_call",
+        tr.max_steps_per_call,
+        "an integer >= 1",
+    )
+    _check(
+        tr.checkpoint_every >= 0,
+        "trainer.checkpoint_every",
+        tr.checkpoint_every,
+        "an integer >= 0 (0: only at the end)",
+    )
+    _check(
+        tr.keep_checkpoints >= 1, "trainer.keep_checkpoints", tr.keep_checkpoints, "an integer >= 1"
+    )
+    _check(
+        tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
+    )
+    _check(lg.every_n_steps >= 1, "logger.every_n_steps", lg.every_n_steps, "an integer >= 1")
