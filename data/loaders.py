@@ -6,6 +6,7 @@ function of (seed, epoch), so a run is reproducible and a resumed run sees the s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +44,7 @@ class Loader:
 
     def order(self, epoch: int) -> np.ndarray:
         """The row order of ``epoch``: a fresh permutation when shuffling, else 0..n-1."""
-        if not self.shuffle:
-            return np.arange(self.n, dtype=np.int32)
-        return np.random.default_rng([self.seed, epoch]).permutation(self.n).astype(np.int32)
+        return _order(self.n, self.shuffle, self.seed, epoch)
 
     def batches(self, epoch: int, start: int = 0, stop: int | None = None):
         """Row indices ``(steps, batch_size)`` and real-row counts ``(steps,)`` of steps
@@ -60,6 +59,15 @@ class Loader:
         counts = np.full(self.steps_per_epoch, self.batch_size, np.int32)
         counts[-1] = self.last_count
         return idx, counts[start:stop]
+
+
+@functools.lru_cache(maxsize=2)  # an epoch cut into several calls shuffles once
+def _order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
+    if not shuffle:
+        return np.arange(n, dtype=np.int32)
+    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+    order.flags.writeable = False
+    return order
 
 
 def make_loader(

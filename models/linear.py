@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 INITIALISERS = ("constant", "zeros", "normal")
+SMALL_BATCH = 64  # rows up to which x @ W is computed as a multiply-and-sum
 
 
 def _init(
@@ -44,4 +45,8 @@ class LinearRegression(nnx.Module):
         self.b = nnx.Param(_init(b_init, (), b_value, init_scale, rngs.params()))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        if x.shape[0] <= SMALL_BATCH:
+            # XLA:CPU runs a tiny dot as a library call that costs more than the arithmetic; a
+            # fused multiply-and-sum makes a per-sample or mini-batch step about twice as fast
+            return jnp.sum(x * self.W[...], axis=-1) + self.b[...]
         return x @ self.W[...] + self.b[...]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,6 +84,67 @@ class TensorBoardLog:
             self.writer.flush()
             self.writer.close()
             self.writer = None
+
+
+def log_steps(
+    tb: TensorBoardLog,
+    t0: int,
+    positions: np.ndarray,
+    losses: np.ndarray,
+    recorded: dict,
+    feature_names: list[str],
+    lr_at: Callable[[int], float] | None,
+) -> dict:
+    """Write the recorded steps of one call: step ``t0 + positions[i]`` gets the loss there and
+    the parameters ``recorded[i]`` (those before that step). Returns the recorded parameters
+    trimmed to ``len(positions)``."""
+    steps = t0 + positions
+    recorded = jax.tree.map(lambda a: np.asarray(a)[: len(positions)], recorded)
+    columns = {f"params/{k}": v for k, v in param_columns(recorded, feature_names, True).items()}
+    tb.scalars({"train/loss": losses[positions], **columns}, steps)
+    if lr_at is not None:
+        tb.scalars({"train/lr": [lr_at(int(s)) for s in steps]}, steps)
+    return recorded
+
+
+class Progress:
+    """Progress of a run: a rich bar on a terminal, else a log line at most every 10 s."""
+
+    def __init__(self, mode: str, epochs: int, batch_size: int) -> None:
+        import sys
+
+        self.epochs, self.start, self.last_line = epochs, time.perf_counter(), 0.0
+        self.samples = 0
+        self.bar = None
+        if mode == "bar" or (mode == "auto" and sys.stdout.isatty()):
+            from rich.progress import BarColumn, TextColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("epoch {task.completed}/{task.total}"),
+                BarColumn(),
+                TextColumn("{task.fields[status]}"),
+                transient=False,
+            )
+            self.task = self.bar.add_task("train", total=epochs, status="")
+            self.bar.start()
+        self.quiet = mode == "off"
+
+    def update(self, epoch: int, step: int, loss: float, samples: int) -> None:
+        self.samples += samples
+        now = time.perf_counter()
+        rate = self.samples / max(now - self.start, 1e-9)
+        status = f"step {step}  loss {fmt(loss)}  {rate:,.0f} samples/s"
+        if self.bar is not None:
+            self.bar.update(self.task, completed=epoch, status=status)
+        elif not self.quiet and (now - self.last_line >= 10 or epoch >= self.epochs):
+            self.last_line = now
+            print(f"epoch {epoch}/{self.epochs}  {status}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def print_trace(

@@ -2,7 +2,8 @@
 
 Everything here is a pure function of plain pytrees of arrays. The host builds the batch indices
 of a block (the shuffle), makes one call, and reads back per-step losses, the parameters recorded
-every ``record_every`` steps and the parameters at the end of each epoch: one sync per call.
+before every ``record_every``-th step of each epoch and the parameters at the end of each epoch:
+one sync per call.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from data.loaders import Loader
 
 Params = Any  # a pytree of arrays, e.g. {"W": (d,), "b": ()}
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -40,25 +44,19 @@ class CallSpec:
     steps: int
     full_batch: bool
     masked: bool  # some batch in the block is short: weight its rows
-    record_every: int  # record the parameters every n global steps
+    record_every: int  # record the parameters before every k-th step of each epoch
     tol: float  # full batch: stop when |grad| < tol or the relative loss change < tol
     divergence_factor: float  # full batch: a loss above factor * the first loss diverges
-
-    @property
-    def n_slots(self) -> int:
-        # at most ceil(S / k) recorded steps in S consecutive steps, plus one slot that
-        # absorbs the writes of unrecorded steps
-        return (self.epochs * self.steps) // self.record_every + 2
 
 
 class CallResult(NamedTuple):
     params: Params  # after the last applied step
     opt_state: Any
-    losses: jax.Array  # (epochs, steps): loss at the parameters before each step
-    recorded: Params  # (n_slots, ...): parameters before steps first_record + j * record_every
+    losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step
+    recorded: Params  # (records, ...): parameters before steps 0, k, 2k, ... of each epoch
     epoch_params: Params  # (epochs, ...): parameters at the end of each epoch
-    taken: jax.Array  # steps applied before the run stopped (converged or diverged)
-    diverged: jax.Array  # a loss was non-finite (or exploded, full batch)
+    taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
+    diverged: jax.Array  # full batch: a loss was non-finite or exploded
     ref_loss: jax.Array  # the run's first loss, the reference for divergence
     last_loss: jax.Array  # the last finite loss, for the next call's relative-change test
 
@@ -66,8 +64,6 @@ class CallResult(NamedTuple):
 class Carry(NamedTuple):
     params: Params
     opt_state: Any
-    recorded: Params
-    t: jax.Array  # step index within the call
     taken: jax.Array
     done: jax.Array
     diverged: jax.Array
@@ -75,94 +71,265 @@ class Carry(NamedTuple):
     last_loss: jax.Array
 
 
-def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec):
-    """Build ``call(params, opt_state, X, y, idx, counts, first_record, ref_loss, last_loss)``.
+def record_positions(spec: CallSpec) -> np.ndarray:
+    """Which steps of a call (0-based, within the call) have recorded parameters: every k-th
+    step of each epoch, counted from its first step (full batch: of the whole call)."""
+    if spec.full_batch:
+        return np.arange(0, spec.epochs * spec.steps, spec.record_every)
+    per_epoch = np.arange(0, spec.steps, spec.record_every)
+    return (np.arange(spec.epochs)[:, None] * spec.steps + per_epoch[None, :]).reshape(-1)
 
-    ``idx`` is ``(epochs, steps, batch)`` row indices (``None`` for full batch), ``counts`` the
-    real rows of each batch (used when ``spec.masked``), ``first_record`` the index within the
-    call of the first step to record, ``ref_loss`` NaN on a run's first call.
+
+def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec):
+    """Build ``call(params, opt_state, X, y, idx, counts, ref_loss, last_loss)``.
+
+    ``idx`` holds ``(epochs, steps, batch)`` row indices (``None`` for full batch) and
+    ``counts`` the real rows of each batch (read when ``spec.masked``); ``ref_loss`` is NaN on a
+    run's first call. Full batch is one scan over ``epochs`` steps of all rows; otherwise a scan
+    over epochs, each gathering its shuffled batches once and scanning over them.
+
+    Mini-batch and per-sample steps do nothing but the update (every extra op in the loop body
+    costs as much as the arithmetic on a CPU); their non-finite losses are found by the host.
+    Full-batch steps also stop at an exact fit, at ``tol``, or on divergence, keeping the
+    parameters of the stopping step.
     """
     k = spec.record_every
 
     def loss_fn(params, x, y, w):
         return mse(apply_fn(params, x), y, w)
 
-    def call(params, opt_state, X, y, idx, counts, first_record, ref_loss, last_loss):
-        def step(c: Carry, batch) -> tuple[Carry, jax.Array]:
-            x, yb, w = batch
-            loss, grads = jax.value_and_grad(loss_fn)(c.params, x, yb, w)
-            rel = c.t - first_record
-            slot = jnp.where((rel >= 0) & (rel % k == 0), rel // k, spec.n_slots - 1)
-            recorded = jax.tree.map(
-                lambda h, p: jax.lax.dynamic_update_index_in_dim(h, p, slot, 0),
-                c.recorded,
-                c.params,
+    def sgd_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
+        loss, grads = jax.value_and_grad(loss_fn)(c.params, *batch)
+        updates, opt_state = tx.update(grads, c.opt_state, c.params)
+        return c._replace(params=optax.apply_updates(c.params, updates), opt_state=opt_state), loss
+
+    def full_batch_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
+        loss, grads = jax.value_and_grad(loss_fn)(c.params, *batch)
+        ref = jnp.where(jnp.isnan(c.ref_loss), loss, c.ref_loss)
+        bad = ~jnp.isfinite(loss) | (loss > spec.divergence_factor * ref)
+        stop = bad | (loss == 0)  # the walkthrough stops at an exact fit
+        if spec.tol > 0:
+            flat = jnp.abs(c.last_loss - loss) <= spec.tol * jnp.abs(c.last_loss)
+            stop = stop | (optax.global_norm(grads) < spec.tol) | flat
+        stay = c.done | stop
+        updates, new_opt = tx.update(grads, c.opt_state, c.params)
+        new_params = optax.apply_updates(c.params, updates)
+        keep = functools.partial(jax.tree.map, lambda old, new: jnp.where(stay, old, new))
+        return Carry(
+            params=keep(c.params, new_params),
+            opt_state=keep(c.opt_state, new_opt),
+            taken=c.taken + jnp.where(stay, 0, 1),
+            done=stay,
+            diverged=c.diverged | (bad & ~c.done),
+            ref_loss=ref,
+            last_loss=jnp.where(bad | c.done, c.last_loss, loss),
+        ), loss
+
+    def run_steps(step, c: Carry, batches, length: int):
+        """``length`` steps of ``step``, recording the parameters before every k-th one.
+
+        ``batches(start, stop)`` gives the inputs of steps ``start:stop``; it is asked for whole
+        groups of ``k`` and the rest separately, so no slice of the batches is ever copied. With
+        k > 1 the steps of a group run in an inner scan whose body is only the update."""
+        groups, rest = divmod(length, k)
+        losses, records = [], []
+        if k == 1:
+
+            def recording_step(c, b):
+                before = c.params
+                c, loss = step(c, b)
+                return c, (loss, before)
+
+            c, (loss, before) = jax.lax.scan(recording_step, c, batches(0, length), length=length)
+            return c, loss, before
+        if groups:
+            head = jax.tree.map(
+                lambda a: a.reshape(groups, k, *a.shape[1:]), batches(0, groups * k)
             )
-            ref = jnp.where(jnp.isnan(c.ref_loss), loss, c.ref_loss)
-            bad = ~jnp.isfinite(loss)
-            stop = bad
-            if spec.full_batch:
-                bad = bad | (loss > spec.divergence_factor * ref)
-                # the walkthrough stops at an exact fit; tol stops on a flat loss or gradient
-                stop = bad | (loss == 0)
-                if spec.tol > 0:
-                    flat = jnp.abs(c.last_loss - loss) <= spec.tol * jnp.abs(c.last_loss)
-                    stop = stop | (optax.global_norm(grads) < spec.tol) | flat
-            stay = c.done | stop
-            updates, new_opt = tx.update(grads, c.opt_state, c.params)
-            new_params = optax.apply_updates(c.params, updates)
-            keep = functools.partial(jax.tree.map, lambda old, new: jnp.where(stay, old, new))
-            c = Carry(
-                params=keep(c.params, new_params),
-                opt_state=keep(c.opt_state, new_opt),
-                recorded=recorded,
-                t=c.t + 1,
-                taken=c.taken + jnp.where(stay, 0, 1),
-                done=c.done | stop,
-                diverged=c.diverged | (bad & ~c.done),
-                ref_loss=ref,
-                last_loss=jnp.where(bad | c.done, c.last_loss, loss),
-            )
-            return c, loss
 
-        def epoch(c: Carry, block):
-            if spec.full_batch:
-                return jax.lax.scan(lambda c, _: step(c, (X, y, None)), c, None, length=spec.steps)
-            ix, cnt = block
-            xb, yb = X[ix], y[ix]  # this epoch's shuffled batches, gathered once per epoch
-            w = None
-            if spec.masked:
-                w = (jnp.arange(ix.shape[1])[None, :] < cnt[:, None]).astype(yb.dtype)
-            return jax.lax.scan(step, c, (xb, yb, w))
+            def group(c, b):
+                before = c.params
+                c, loss = jax.lax.scan(step, c, b, length=k)
+                return c, (loss, before)
 
-        def epoch_with_params(c, block):
-            c, losses = epoch(c, block)
-            return c, (losses, c.params)
+            c, (loss, before) = jax.lax.scan(group, c, head, length=groups)
+            losses.append(loss.reshape(-1))
+            records.append(before)
+        if rest:
+            records.append(jax.tree.map(lambda p: p[None], c.params))
+            c, loss = jax.lax.scan(step, c, batches(groups * k, length), length=rest)
+            losses.append(loss)
+        return c, jnp.concatenate(losses), jax.tree.map(lambda *r: jnp.concatenate(r), *records)
 
-        recorded = jax.tree.map(lambda p: jnp.zeros((spec.n_slots, *p.shape), p.dtype), params)
+    def call(params, opt_state, X, y, idx, counts, ref_loss, last_loss):
         c = Carry(
             params,
             opt_state,
-            recorded,
-            jnp.int32(0),
             jnp.int32(0),
             jnp.bool_(False),
             jnp.bool_(False),
             jnp.asarray(ref_loss, jnp.float32),
             jnp.asarray(last_loss, jnp.float32),
         )
-        blocks = None if spec.full_batch else (idx, counts)
-        c, (losses, epoch_params) = jax.lax.scan(epoch_with_params, c, blocks, length=spec.epochs)
+        if spec.full_batch:
+            steps = spec.epochs * spec.steps
+            c, losses, recorded = run_steps(
+                lambda c, _: full_batch_step(c, (X, y, None)), c, lambda a, b: None, steps
+            )
+            epoch_params = jax.tree.map(lambda p: p[None], c.params)
+            return CallResult(
+                c.params,
+                c.opt_state,
+                losses,
+                recorded,
+                epoch_params,
+                c.taken,
+                c.diverged,
+                c.ref_loss,
+                c.last_loss,
+            )
+
+        def epoch(c: Carry, block):
+            ix, cnt = block
+
+            def batches(start, stop):  # this epoch's shuffled batches, gathered once
+                i = ix[start:stop]
+                w = None
+                if spec.masked:
+                    w = (jnp.arange(i.shape[1])[None, :] < cnt[start:stop, None]).astype(y.dtype)
+                return X[i], y[i], w
+
+            c, losses, recorded = run_steps(sgd_step, c, batches, spec.steps)
+            return c, (losses, recorded, c.params)
+
+        c, (losses, recorded, epoch_params) = jax.lax.scan(epoch, c, (idx, counts))
+        recorded = jax.tree.map(lambda r: r.reshape(-1, *r.shape[2:]), recorded)
+        taken = jnp.int32(spec.epochs * spec.steps)
         return CallResult(
             c.params,
             c.opt_state,
-            losses,
-            c.recorded,
+            losses.reshape(-1),
+            recorded,
             epoch_params,
-            c.taken,
+            taken,
             c.diverged,
             c.ref_loss,
             c.last_loss,
         )
 
     return jax.jit(call)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One compiled call: epochs ``epoch .. epoch + epochs - 1``, steps ``start:stop`` of each."""
+
+    epoch: int
+    epochs: int
+    start: int
+    stop: int
+
+    @property
+    def steps(self) -> int:
+        return self.stop - self.start
+
+
+ROWS_PER_CALL = 1 << 20  # shuffled loaders: about this many rows per call, so the host's
+# shuffle of the next call overlaps this one instead of coming all up front
+
+
+def plan_blocks(
+    loader: Loader, first_epoch: int, epochs: int, max_steps: int, checkpoint_every: int
+):
+    """Cut epochs ``first_epoch .. epochs - 1`` into calls of at most ``max_steps`` steps that
+    end on checkpoint epochs (every ``checkpoint_every``; 0: none). Full batch packs as many
+    epochs as allowed into a call; shuffled loaders about ``ROWS_PER_CALL`` rows; an epoch of
+    more than ``max_steps`` steps is cut into blocks of steps."""
+    n_steps = loader.steps_per_epoch
+    per_call = max_steps // n_steps
+    if not loader.full_batch:
+        per_call = min(per_call, max(1, ROWS_PER_CALL // (n_steps * loader.batch_size)))
+    e = first_epoch
+    while e < epochs:
+        bound = epochs
+        if checkpoint_every:
+            bound = min(epochs, (e // checkpoint_every + 1) * checkpoint_every)
+        if per_call >= 1:
+            count = min(bound - e, per_call)
+            yield Block(e, count, 0, n_steps)
+            e += count
+        else:  # a huge epoch: blocks of steps
+            chunks = -(-n_steps // max_steps)
+            size = -(-n_steps // chunks)
+            for s in range(0, n_steps, size):
+                yield Block(e, 1, s, min(n_steps, s + size))
+            e += 1
+
+
+class Runner:
+    """Queues compiled calls of one loader over device-resident ``X``, ``y``.
+
+    ``runner(block, params, opt_state, ref_loss, last_loss)`` builds the block's batch indices
+    on the host (the shuffle) and dispatches its compiled call without waiting for it. One
+    function is compiled per distinct block shape.
+    """
+
+    def __init__(
+        self,
+        apply_fn: ApplyFn,
+        tx: optax.GradientTransformation,
+        loader: Loader,
+        X: jax.Array,
+        y: jax.Array,
+        record_every: int = 1,
+        tol: float = 0.0,
+        divergence_factor: float = 1e6,
+    ) -> None:
+        self.loader, self.X, self.y = loader, X, y
+        self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
+        self.compiled = functools.cache(lambda spec: make_train_call(apply_fn, tx, spec))
+
+    def spec(self, block: Block, counts: np.ndarray | None = None) -> CallSpec:
+        """The static shape of ``block``'s call (``counts``: its batches' real rows)."""
+        short = counts is not None and bool((counts < self.loader.batch_size).any())
+        return CallSpec(
+            block.epochs,
+            block.steps,
+            self.loader.full_batch,
+            masked=short,
+            record_every=self.record_every,
+            tol=self.tol,
+            divergence_factor=self.divergence_factor,
+        )
+
+    def __call__(self, block: Block, params, opt_state, ref_loss, last_loss) -> CallResult:
+        loader = self.loader
+        idx = counts = None
+        if not loader.full_batch:
+            parts = [
+                loader.batches(e, block.start, block.stop)
+                for e in range(block.epoch, block.epoch + block.epochs)
+            ]
+            idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+        return self.compiled(self.spec(block, counts))(
+            params, opt_state, self.X, self.y, idx, counts, ref_loss, last_loss
+        )
+
+
+def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None, last_loss=None):
+    """Run ``blocks`` in order, yielding ``(block, t, result)`` with ``t`` the block's first
+    global step. Each next call is dispatched before a result is yielded, so the host's shuffle
+    and logging overlap the device's work; stop iterating to stop training."""
+    nan = jnp.float32(jnp.nan)
+    ref_loss = nan if ref_loss is None else ref_loss
+    last_loss = nan if last_loss is None else last_loss
+    blocks = list(blocks)
+    if not blocks:
+        return
+    pending = runner(blocks[0], params, opt_state, ref_loss, last_loss)
+    for i, block in enumerate(blocks):
+        out = pending
+        if i + 1 < len(blocks):
+            pending = runner(blocks[i + 1], out.params, out.opt_state, out.ref_loss, out.last_loss)
+        yield block, t, out
+        t += block.epochs * block.steps

@@ -7,65 +7,33 @@ shuffles the next block and writes TensorBoard while the device trains.
 
 from __future__ import annotations
 
-import functools
+import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from data.loaders import Loader, make_loader
+from data.loaders import make_loader
 from data.preprocess import Prepared, prepare
 from data.sources import Table, load_table
 from training import plots
 from training.config import validate
 from training.errors import DivergenceError, UserError
-from training.logs import TensorBoardLog, fmt, param_columns, print_trace, write_json
-from training.loop import CallSpec, make_train_call, mse
+from training.logs import (
+    Progress,
+    TensorBoardLog,
+    fmt,
+    log_steps,
+    param_columns,
+    print_trace,
+    write_json,
+)
+from training.loop import Runner, mse, pipelined, plan_blocks, record_positions
 from training.optim import build_optimizer
-
-
-@dataclass(frozen=True)
-class Block:
-    """One compiled call: epochs ``epoch .. epoch + epochs - 1``, steps ``start:stop`` of each."""
-
-    epoch: int
-    epochs: int
-    start: int
-    stop: int
-
-    @property
-    def steps(self) -> int:
-        return self.stop - self.start
-
-
-def plan_blocks(
-    loader: Loader, first_epoch: int, epochs: int, max_steps: int, checkpoint_every: int
-):
-    """Cut the run into calls of at most ``max_steps`` steps that end on checkpoint epochs."""
-    n_steps = loader.steps_per_epoch
-    e = first_epoch
-    while e < epochs:
-        bound = (
-            epochs
-            if not checkpoint_every
-            else min(epochs, (e // checkpoint_every + 1) * checkpoint_every)
-        )
-        if n_steps <= max_steps:
-            count = min(bound - e, max(1, max_steps // n_steps))
-            yield Block(e, count, 0, n_steps)
-            e += count
-        else:  # a huge epoch: blocks of steps
-            chunks = -(-n_steps // max_steps)
-            size = -(-n_steps // chunks)
-            for s in range(0, n_steps, size):
-                yield Block(e, 1, s, min(n_steps, s + size))
-            e += 1
 
 
 def pick_device(name: str) -> jax.Device:
@@ -132,91 +100,58 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         )
     tb = TensorBoardLog(workdir, cfg.logger.tensorboard)
 
-    @functools.cache
-    def compiled(spec: CallSpec):
-        return make_train_call(apply_fn, tx, spec)
-
-    def dispatch(block: Block, params, opt_state, ref_loss, last_loss, t: int):
-        idx = counts = None
-        if not loader.full_batch:
-            parts = [
-                loader.batches(e, block.start, block.stop)
-                for e in range(block.epoch, block.epoch + block.epochs)
-            ]
-            idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
-        spec = CallSpec(
-            block.epochs,
-            block.steps,
-            loader.full_batch,
-            masked=counts is not None and bool((counts < loader.batch_size).any()),
-            record_every=every,
-            tol=cfg.trainer.tol,
-            divergence_factor=cfg.trainer.divergence_factor,
-        )
-        return compiled(spec)(
-            params, opt_state, X, y, idx, counts, (-t) % every, ref_loss, last_loss
-        )
-
-    blocks = list(
-        plan_blocks(
-            loader,
-            0,
-            cfg.trainer.epochs,
-            cfg.trainer.max_steps_per_call,
-            cfg.trainer.checkpoint_every,
-        )
+    runner = Runner(
+        apply_fn, tx, loader, X, y, every, cfg.trainer.tol, cfg.trainer.divergence_factor
     )
+    # an epoch-level tol test needs each epoch to end a call
+    max_steps = cfg.trainer.max_steps_per_call
+    if cfg.trainer.tol > 0 and not loader.full_batch:
+        max_steps = min(max_steps, loader.steps_per_epoch)
+    blocks = plan_blocks(loader, 0, cfg.trainer.epochs, max_steps, cfg.trainer.checkpoint_every)
     t, epoch, stopped = 0, 0, "epochs"
-    ref_loss = last_loss = jnp.float32(jnp.nan)
-    history_W, history_loss = [], []
+    epoch_loss_sum, last_epoch_loss = 0.0, math.inf
+    trace_W, trace_loss = [], []
+    progress = Progress(
+        "off" if trace else cfg.logger.progress, cfg.trainer.epochs, loader.batch_size
+    )
     try:
-        pending = dispatch(blocks[0], params, opt_state, ref_loss, last_loss, t)
-        for i, block in enumerate(blocks):
-            out = pending
-            if i + 1 < len(blocks):  # queue the next call before reading this one
-                pending = dispatch(
-                    blocks[i + 1],
-                    out.params,
-                    out.opt_state,
-                    out.ref_loss,
-                    out.last_loss,
-                    t + block.epochs * block.steps,
-                )
-            losses = np.asarray(out.losses).reshape(-1)  # the one host sync of this call
+        for block, t0, out in pipelined(runner, blocks, params, opt_state):
+            losses = np.asarray(out.losses)  # the one host sync of this call
             taken, diverged = int(out.taken), bool(out.diverged)
-            done = taken < losses.size
-            n_logged = taken + 1 if done and not diverged else taken
-            steps = t + np.arange(n_logged)
-            keep = steps % every == 0
-            n_rec = int(keep.sum())
-            recorded = jax.tree.map(lambda a, n=n_rec: np.asarray(a)[:n], out.recorded)
-            columns = {f"params/{k}": v for k, v in param_columns(recorded, names, True).items()}
-            tb.scalars({"train/loss": losses[:n_logged][keep], **columns}, steps[keep])
-            if cfg.optimizer.schedule != "constant":
-                tb.scalars({"train/lr": [lr_at(int(s)) for s in steps[keep]]}, steps[keep])
+            if not loader.full_batch and not np.isfinite(losses).all():
+                taken, diverged = int(np.argmin(np.isfinite(losses))), True
+            stop = taken < losses.size  # converged or diverged inside the call
+            n_valid = taken + 1 if stop and not diverged else taken
+            positions = record_positions(runner.spec(block))
+            positions = positions[positions < n_valid]
+            lr_log = lr_at if cfg.optimizer.schedule != "constant" else None
+            recorded = log_steps(tb, t0, positions, losses, out.recorded, names, lr_log)
             if trace:
-                W_after = np.asarray(out.params["W"]).reshape(-1)
-                W_hist = np.concatenate([recorded["W"].reshape(-1)[:n_logged], W_after])
-                print_trace(t, W_hist, losses[:n_logged])
-                history_W.append(W_hist[:-1])
-                history_loss.append(losses[:n_logged])
+                W = np.concatenate([recorded["W"].reshape(-1), np.ravel(out.params["W"])])
+                print_trace(t0, W[: n_valid + 1], losses[:n_valid])
+                trace_W.append(W[:n_valid])
+                trace_loss.append(losses[:n_valid])
             if diverged:
                 raise DivergenceError(
-                    f"training diverged at step {t + taken}: the loss became "
-                    f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; lower "
-                    f"optimizer.lr"
+                    f"training diverged at step {t0 + taken}: the loss became "
+                    f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; "
+                    "lower optimizer.lr"
                 )
-            params, opt_state = out.params, out.opt_state
-            t += taken
-            epoch = block.epoch + (block.epochs if not done else taken // max(block.steps, 1))
-            if done:
+            params, opt_state, t = out.params, out.opt_state, t0 + taken
+            ends_epoch = block.stop == loader.steps_per_epoch
+            epoch = block.epoch + (taken // block.steps if stop else block.epochs * ends_epoch)
+            progress.update(epoch, t, float(losses[n_valid - 1]), n_valid * loader.batch_size)
+            if stop:
                 stopped = "converged"
                 break
-            if not trace:
-                print(
-                    f"epoch {epoch}/{cfg.trainer.epochs}  step {t}  loss {fmt(losses[-1])}",
-                    flush=True,
-                )
+            if cfg.trainer.tol > 0 and not loader.full_batch:
+                epoch_loss_sum += float(losses.sum(dtype=np.float64))
+                if ends_epoch:  # stop when the epoch's mean loss changes by less than tol
+                    mean = epoch_loss_sum / loader.steps_per_epoch
+                    if abs(last_epoch_loss - mean) <= cfg.trainer.tol * abs(last_epoch_loss):
+                        stopped = "converged"
+                        break
+                    epoch_loss_sum, last_epoch_loss = 0.0, mean
 
         final = jax.device_get(params)
         for tag, value in param_columns(final, names).items():
@@ -224,14 +159,14 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         final_loss = float(mse(apply_fn(params, X), y))
         tb.scalar("train/final_loss", final_loss, t)
 
-        if cfg.logger.plots and len(names) == 1 and history_W:
+        if cfg.logger.plots and len(names) == 1 and trace_W:
             figs = plots.walkthrough_plots(
                 workdir,
                 data.X["train"],
                 data.y["train"],
                 float(np.ravel(final["b"])[0]),
-                np.concatenate(history_W),
-                np.concatenate(history_loss),
+                np.concatenate(trace_W),
+                np.concatenate(trace_loss),
             )
             tb.figure("plots/loss_vs_W", figs[0], t)
             tb.figure("plots/trajectory", figs[1], t)
@@ -249,11 +184,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             "process_count": jax.process_count(),
         }
         write_json(workdir / "metrics.json", metrics)
+        progress.close()
+        shown = list(metrics["params"].items())[:8]
         print(
-            f"done: {t} steps, final loss {fmt(final_loss)}, "
-            + ", ".join(
-                f"{k} {fmt(v)}" for k, v in metrics["params"].items() if len(metrics["params"]) <= 8
-            )
+            f"done: {t} steps, {epoch} epochs ({stopped}), final loss {fmt(final_loss)}"
+            + "".join(f", {k} {fmt(v)}" for k, v in shown)
         )
         return metrics
     finally:
