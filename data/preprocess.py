@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import jax.numpy as jnp
 import numpy as np
 
 from training.errors import UserError
@@ -48,26 +49,33 @@ class Scaling:
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, names: list[str], source: str) -> Scaling:
         """Fit on training rows (float64 statistics); a constant column cannot be scaled."""
-        mean = X.mean(axis=0, dtype=np.float64)
-        std = X.std(axis=0, dtype=np.float64)
+        if isinstance(X, np.ndarray):
+            mean, std = X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64)
+        else:  # rows on a device: float32 moments there
+            mean, std = (
+                np.asarray(X.mean(axis=0), np.float64),
+                np.asarray(X.std(axis=0), np.float64),
+            )
         for j in np.flatnonzero(std == 0):
             raise UserError(
                 f"{source}: column {names[j]!r} is constant ({float(mean[j]):g}) in "
                 f"the training rows and cannot be standardised; add it to data.drop"
             )
-        y_std = float(y.std(dtype=np.float64))
+        y_std = float(np.std(np.asarray(y), dtype=np.float64))
         if y_std == 0:
             raise UserError(
                 f"{source}: the target is constant in the training rows; there is nothing to learn"
             )
-        return cls(mean.tolist(), std.tolist(), float(y.mean(dtype=np.float64)), y_std)
+        return cls(
+            mean.tolist(), std.tolist(), float(np.mean(np.asarray(y), dtype=np.float64)), y_std
+        )
 
-    def apply_X(self, X: np.ndarray) -> np.ndarray:
-        mean, scale = np.float32(self.x_mean), np.float32(self.x_scale)
-        return ((X - mean) / scale).astype(np.float32, copy=False)
+    def apply_X(self, X):
+        """Scale numpy rows on the host, device rows on their device (float32 either way)."""
+        return (X - np.float32(self.x_mean)) / np.float32(self.x_scale)
 
-    def apply_y(self, y: np.ndarray) -> np.ndarray:
-        return ((y - np.float32(self.y_mean)) / np.float32(self.y_scale)).astype(np.float32)
+    def apply_y(self, y):
+        return (y - np.float32(self.y_mean)) / np.float32(self.y_scale)
 
     def invert_y(self, y: np.ndarray) -> np.ndarray:
         return np.asarray(y, np.float64) * self.y_scale + self.y_mean
@@ -114,7 +122,7 @@ def prepare(
 ) -> Prepared:
     """Split the rows by ``seed``, then fit the scaling on the training rows only."""
     rows = split_rows(len(y), val_fraction, test_fraction, seed)
-    y_model = np.log(y).astype(np.float32) if log_target else y
+    y_model = (np.log(y) if isinstance(y, np.ndarray) else jnp.log(y)) if log_target else y
     whole = len(rows["train"]) == len(y)
     Xs = {s: (X if whole and s == "train" else X[r]) for s, r in rows.items()}
     ys = {s: (y_model if whole and s == "train" else y_model[r]) for s, r in rows.items()}

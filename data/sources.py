@@ -5,8 +5,11 @@ Each returns a :class:`Table`: float32 inputs and targets with the names of thei
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 HOUSE_FEATURES = (
@@ -27,8 +30,8 @@ HOUSE_FEATURES = (
 
 @dataclass
 class Table:
-    X: np.ndarray  # (n, d) float32
-    y: np.ndarray  # (n,) float32
+    X: np.ndarray | jax.Array  # (n, d) float32
+    y: np.ndarray | jax.Array  # (n,) float32
     feature_names: list[str]
     target_name: str
     source: str = "data"  # what error messages call it: a file path, or the source's name
@@ -42,13 +45,25 @@ def toy(xs: list[float], ys: list[float]) -> Table:
     return Table(X, np.asarray(ys, np.float32), ["x"], "y", "toy data")
 
 
+@functools.partial(jax.jit, donate_argnums=0)
+def _put_rows(buf: jax.Array, rows: np.ndarray, start: int) -> jax.Array:
+    return jax.lax.dynamic_update_slice_in_dim(buf, rows, start, 0)
+
+
 def synthetic(
-    n_samples: int, n_features: int, noise: float, seed: int, house_like: bool = False
+    n_samples: int,
+    n_features: int,
+    noise: float,
+    seed: int,
+    house_like: bool = False,
+    device: jax.Device | None = None,
 ) -> Table:
     """``y = X @ w_true + b_true + noise * N(0, 1)`` with ``X ~ N(0, 1)`` (float32 throughout).
 
     ``house_like`` names the columns like house features (``size_sqft``, ``age_years``, ...) and
     draws the rule as prices: ``b_true = 200_000`` and weights of tens of thousands per unit.
+    With a ``device`` the rows are drawn in chunks straight into arrays on it (the same values),
+    so a table of 10^7 rows never exists on the host.
     """
     rng = np.random.default_rng(seed)
     w = rng.standard_normal(n_features).astype(np.float32)
@@ -64,25 +79,33 @@ def synthetic(
     else:
         names = [f"x{i}" for i in range(n_features)]
         noise_scale = np.float32(noise)
-    # draw in row chunks so 10^7 x 32 never holds a float64 copy
-    X = np.empty((n_samples, n_features), np.float32)
-    y = np.empty(n_samples, np.float32)
-    chunk = 1 << 20
+    if device is None:
+        X = np.empty((n_samples, n_features), np.float32)
+        y = np.empty(n_samples, np.float32)
+    else:
+        X = jax.device_put(jnp.zeros((n_samples, n_features), jnp.float32), device)
+        y = jax.device_put(jnp.zeros(n_samples, jnp.float32), device)
+    chunk = 1 << 20  # row chunks: never a float64 copy, nor a whole host copy with a device
     for s in range(0, n_samples, chunk):
         e = min(s + chunk, n_samples)
-        X[s:e] = rng.standard_normal((e - s, n_features), dtype=np.float32)
-        y[s:e] = X[s:e] @ w + b + noise_scale * rng.standard_normal(e - s, dtype=np.float32)
+        Xc = rng.standard_normal((e - s, n_features), dtype=np.float32)
+        yc = Xc @ w + b + noise_scale * rng.standard_normal(e - s, dtype=np.float32)
+        if device is None:
+            X[s:e], y[s:e] = Xc, yc
+        else:
+            X, y = _put_rows(X, Xc, s), _put_rows(y, yc, s)
     return Table(
         X, y, names, "price" if house_like else "y", "synthetic data", {"W": w, "b": np.asarray(b)}
     )
 
 
-def load_table(cfg) -> Table:
-    """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``."""
+def load_table(cfg, device: jax.Device | None = None) -> Table:
+    """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``;
+    synthetic rows are drawn straight onto ``device`` when one is given."""
     if cfg.name == "toy":
         return toy(list(cfg.xs), list(cfg.ys))
     if cfg.name == "synthetic":
-        return synthetic(cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like)
+        return synthetic(cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like, device)
     from data.csv_source import load_csv
 
     return load_csv(cfg)

@@ -63,6 +63,14 @@ def test_validate_names_the_key(override, key):
         (["trainer.epochs=-3"], "trainer.epochs"),
         (["loader=nope"], "'loader'"),
         (["optimizer.freeze=[c]"], "optimizer.freeze"),
+        (["loader=mini_batch", "loader.batch_size=0"], "loader.batch_size"),
+        (["loader=mini_batch", "loader.batch_size=2.5"], "loader.batch_size"),
+        (
+            ["loader=mini_batch", "loader.batch_size=7", "loader.drop_last=true"],
+            "loader.batch_size=7",
+        ),
+        (["trainer.epochs=0"], "trainer.epochs"),
+        (["loader=streaming"], "full_batch, mini_batch, per_sample"),
     ],
 )
 def test_bad_override_is_one_line_and_exit_2(tmp_path, args, needle):

@@ -239,16 +239,25 @@ ROWS_PER_CALL = 1 << 20  # shuffled loaders: about this many rows per call, so t
 
 
 def plan_blocks(
-    loader: Loader, first_epoch: int, epochs: int, max_steps: int, checkpoint_every: int
+    loader: Loader,
+    first_epoch: int,
+    epochs: int,
+    max_steps: int,
+    checkpoint_every: int,
+    align: int = 1,
 ):
-    """Cut epochs ``first_epoch .. epochs - 1`` into calls of at most ``max_steps`` steps that
-    end on checkpoint epochs (every ``checkpoint_every``; 0: none). Full batch packs as many
-    epochs as allowed into a call; shuffled loaders about ``ROWS_PER_CALL`` rows; an epoch of
-    more than ``max_steps`` steps is cut into blocks of steps."""
+    """Cut epochs ``first_epoch .. epochs - 1`` into calls that end on checkpoint epochs (every
+    ``checkpoint_every``; 0: none) and run at most ``max_steps`` steps.
+
+    Full batch packs as many epochs as allowed into a call. Shuffled loaders take about
+    ``ROWS_PER_CALL`` rows a call: several small epochs, or a large epoch cut into blocks of
+    steps whose starts are multiples of ``align`` (the recording period), so no call gathers
+    more than that many rows at once."""
     n_steps = loader.steps_per_epoch
-    per_call = max_steps // n_steps
+    cap = max_steps
     if not loader.full_batch:
-        per_call = min(per_call, max(1, ROWS_PER_CALL // (n_steps * loader.batch_size)))
+        cap = min(cap, max(1, ROWS_PER_CALL // loader.batch_size))
+    per_call = cap // n_steps
     e = first_epoch
     while e < epochs:
         bound = epochs
@@ -258,9 +267,8 @@ def plan_blocks(
             count = min(bound - e, per_call)
             yield Block(e, count, 0, n_steps)
             e += count
-        else:  # a huge epoch: blocks of steps
-            chunks = -(-n_steps // max_steps)
-            size = -(-n_steps // chunks)
+        else:  # a large epoch: blocks of about `cap` steps
+            size = max(align, cap // align * align)
             for s in range(0, n_steps, size):
                 yield Block(e, 1, s, min(n_steps, s + size))
             e += 1

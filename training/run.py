@@ -61,7 +61,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         f"{jax.process_count()} process(es)"
     )
 
-    table: Table = load_table(cfg.data)
+    table: Table = load_table(cfg.data, device)
     d = cfg.data
     data: Prepared = prepare(
         table.X,
@@ -85,12 +85,14 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
 
     lc = cfg.loader
     loader = make_loader(
-        lc.name, lc.batch_size, lc.shuffle, lc.drop_last, len(data.y["train"]), cfg.seed
+        lc.name, lc.batch_size, lc.shuffle, lc.drop_last, len(data.rows["train"]), cfg.seed
     )
     total_steps = cfg.trainer.epochs * loader.steps_per_epoch
     tx, lr_at = build_optimizer(cfg.optimizer, params, total_steps)
     opt_state = tx.init(params)
-    X, y = jax.device_put((data.X["train"], data.y["train"]), device)
+    # the training rows move to the device; the host forgets them (a 10^7-row table is GBs)
+    X, y = jax.device_put((data.X.pop("train"), data.y.pop("train")), device)
+    table.X = table.y = None
 
     every = cfg.logger.every_n_steps
     trace = cfg.logger.print_trace and len(names) == 1
@@ -107,7 +109,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     max_steps = cfg.trainer.max_steps_per_call
     if cfg.trainer.tol > 0 and not loader.full_batch:
         max_steps = min(max_steps, loader.steps_per_epoch)
-    blocks = plan_blocks(loader, 0, cfg.trainer.epochs, max_steps, cfg.trainer.checkpoint_every)
+    blocks = plan_blocks(
+        loader, 0, cfg.trainer.epochs, max_steps, cfg.trainer.checkpoint_every, align=every
+    )
     t, epoch, stopped = 0, 0, "epochs"
     epoch_loss_sum, last_epoch_loss = 0.0, math.inf
     trace_W, trace_loss = [], []
@@ -162,8 +166,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         if cfg.logger.plots and len(names) == 1 and trace_W:
             figs = plots.walkthrough_plots(
                 workdir,
-                data.X["train"],
-                data.y["train"],
+                np.asarray(X),
+                np.asarray(y),
                 float(np.ravel(final["b"])[0]),
                 np.concatenate(trace_W),
                 np.concatenate(trace_loss),

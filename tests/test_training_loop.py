@@ -1,0 +1,120 @@
+"""The compiled loop against a plain Python loop, and the loaders' equivalences, step by step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_config, read_scalars
+
+from data.loaders import make_loader
+from data.sources import synthetic
+from training.run import train_and_evaluate
+
+SMALL = (
+    "experiment=synthetic",
+    "data.n_samples=100",
+    "data.n_features=3",
+    "data.seed=3",
+    "optimizer.lr=0.05",
+    "logger.plots=false",
+)
+
+
+def run(tmp_path, name, *overrides):
+    workdir = tmp_path / name
+    metrics = train_and_evaluate(make_config(*SMALL, *overrides), workdir)
+    scalars = read_scalars(workdir)
+    losses = np.array([v for _, v in scalars["train/loss"]], np.float32)
+    steps = [s for s, _ in scalars["train/loss"]]
+    W = np.stack([[v for _, v in scalars[f"params/W/x{j}"]] for j in range(3)], axis=1)
+    return metrics, steps, losses, W.astype(np.float32)
+
+
+def reference_sgd(X, y, lr, loader, epochs):
+    """Mini-batch SGD on y = X W + b in a plain Python loop (float32 numpy)."""
+    W, b = np.zeros(X.shape[1], np.float32), np.float32(0)
+    losses, Ws = [], []
+    lr = np.float32(lr)
+    for epoch in range(epochs):
+        idx, counts = loader.batches(epoch)
+        for rows, c in zip(idx, counts, strict=True):
+            xb, yb = X[rows[:c]], y[rows[:c]]
+            r = xb @ W + b - yb
+            losses.append(np.mean(r * r))
+            Ws.append(W)
+            W = W - lr * (np.float32(2) * (xb.T @ r) / np.float32(c))
+            b = b - lr * (np.float32(2) * r.mean())
+    return W, b, np.array(losses), np.array(Ws)
+
+
+def test_compiled_loop_equals_a_python_loop(tmp_path):
+    # 100 rows in batches of 8: 12 full batches and a real batch of 4; 30 epochs = 390 steps
+    metrics, steps, losses, W = run(tmp_path, "mb", "loader.batch_size=8", "trainer.epochs=30")
+    table = synthetic(100, 3, 0.1, seed=3)
+    loader = make_loader("mini_batch", 8, True, False, 100, seed=0)
+    W_ref, b_ref, loss_ref, W_hist = reference_sgd(table.X, table.y, 0.05, loader, 30)
+    assert steps == list(range(390))
+    np.testing.assert_allclose(losses, loss_ref, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(W[:390], W_hist, rtol=1e-6, atol=1e-7)
+    final = metrics["params"]
+    np.testing.assert_allclose([final[f"W/x{j}"] for j in range(3)], W_ref, rtol=1e-6)
+    np.testing.assert_allclose(final["b"], b_ref, rtol=1e-6)
+    # and it learned the rule that made the data
+    np.testing.assert_allclose(W_ref, table.true_params["W"], atol=0.05)
+
+
+def test_per_sample_equals_mini_batch_of_one(tmp_path):
+    a = run(tmp_path, "ps", "loader=per_sample", "trainer.epochs=3")
+    b = run(tmp_path, "mb1", "loader=mini_batch", "loader.batch_size=1", "trainer.epochs=3")
+    assert a[1] == b[1] == list(range(300))
+    np.testing.assert_array_equal(a[2], b[2])
+    np.testing.assert_array_equal(a[3], b[3])
+    assert a[0]["params"] == b[0]["params"]
+
+
+@pytest.mark.parametrize("n", [40, 100])  # the small-batch and the BLAS forms of x @ W
+def test_mini_batch_of_n_without_shuffle_equals_full_batch(tmp_path, n):
+    full = run(tmp_path, "full", f"data.n_samples={n}", "loader=full_batch", "trainer.epochs=25")
+    mb = run(
+        tmp_path,
+        "mb",
+        f"data.n_samples={n}",
+        "loader=mini_batch",
+        f"loader.batch_size={n}",
+        "loader.shuffle=false",
+        "trainer.epochs=25",
+    )
+    np.testing.assert_allclose(full[2], mb[2], rtol=1e-6)
+    np.testing.assert_allclose(full[3], mb[3], rtol=1e-6, atol=1e-7)
+
+
+def test_same_seed_same_run_other_seed_other_shuffle(tmp_path):
+    a = run(tmp_path, "a", "loader.batch_size=8", "trainer.epochs=3", "seed=5")
+    b = run(tmp_path, "b", "loader.batch_size=8", "trainer.epochs=3", "seed=5")
+    c = run(tmp_path, "c", "loader.batch_size=8", "trainer.epochs=3", "seed=6")
+    np.testing.assert_array_equal(a[2], b[2])
+    np.testing.assert_array_equal(a[3], b[3])
+    assert not np.array_equal(a[2], c[2])
+
+
+@pytest.mark.parametrize("every", [3, 5])
+def test_every_n_steps_thins_what_is_written_not_what_is_computed(tmp_path, every):
+    full = run(tmp_path, "all", "loader.batch_size=8", "trainer.epochs=4")
+    thin = run(
+        tmp_path, "thin", "loader.batch_size=8", "trainer.epochs=4", f"logger.every_n_steps={every}"
+    )
+    per_epoch = [s for s in range(13) if s % every == 0]
+    expected = [e * 13 + s for e in range(4) for s in per_epoch]
+    assert thin[1] == expected
+    np.testing.assert_array_equal(thin[2], full[2][expected])
+    np.testing.assert_array_equal(thin[3][: len(expected)], full[3][expected])
+    assert thin[0]["params"] == full[0]["params"]
+
+
+def test_epoch_cut_into_blocks_of_steps_equals_one_call(tmp_path):
+    one = run(tmp_path, "one", "loader=per_sample", "trainer.epochs=2")
+    cut = run(
+        tmp_path, "cut", "loader=per_sample", "trainer.epochs=2", "trainer.max_steps_per_call=30"
+    )
+    np.testing.assert_array_equal(one[2], cut[2])
+    assert one[0]["params"] == cut[0]["params"]
