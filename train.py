@@ -19,7 +19,8 @@ register_schema()
 def main(cfg: DictConfig) -> None:
     from training.run import train_and_evaluate
 
-    logging.getLogger("jax").setLevel(logging.WARNING)  # no "Unable to initialize backend" noise
+    for name in ("jax", "absl"):  # no "Unable to initialize backend" or orbax progress noise
+        logging.getLogger(name).setLevel(logging.WARNING)
     with report_user_errors(multirun=HydraConfig.get().mode.name == "MULTIRUN"):
         train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
 

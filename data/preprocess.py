@@ -123,6 +123,9 @@ def prepare(
     """Split the rows by ``seed``, then fit the scaling on the training rows only."""
     rows = split_rows(len(y), val_fraction, test_fraction, seed)
     y_model = (np.log(y) if isinstance(y, np.ndarray) else jnp.log(y)) if log_target else y
+    if isinstance(X, np.ndarray) and np.isnan(X).any():  # data.missing=mean
+        fill = np.nanmean(X[rows["train"]], axis=0)
+        X = np.where(np.isnan(X), fill.astype(np.float32), X)
     whole = len(rows["train"]) == len(y)
     Xs = {s: (X if whole and s == "train" else X[r]) for s, r in rows.items()}
     ys = {s: (y_model if whole and s == "train" else y_model[r]) for s, r in rows.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import re
 import sys
@@ -99,9 +100,44 @@ def check_overrides(argv: list[str]) -> None:
             if not multirun:
                 try:
                     validate(cfg)
+                    if _holds_a_run(argv):
+                        preflight_data(cfg)
                 except UserError as exc:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
+
+
+def _holds_a_run(argv: list[str]) -> bool:
+    """Whether ``hydra.run.dir=...`` names a directory that already holds files."""
+    for arg in argv:
+        if arg.startswith("hydra.run.dir="):
+            path = Path(arg.split("=", 1)[1]).expanduser()
+            return path.is_dir() and any(path.iterdir())
+    return False
+
+
+def preflight_data(cfg) -> None:
+    """Read and prepare the data once before Hydra starts the run, so that a bad file cannot
+    make Hydra write over an earlier run kept in the same directory."""
+    from data.preprocess import prepare
+    from data.sources import load_table
+
+    if cfg.data.name != "csv":
+        return
+    d = cfg.data
+    with contextlib.redirect_stdout(io.StringIO()):  # the run itself reports the encoding
+        table = load_table(d)
+    prepare(
+        table.X,
+        table.y,
+        table.feature_names,
+        standardize=d.standardize,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=cfg.seed,
+        source=table.source,
+        log_target=d.log_target,
+    )
 
 
 @contextlib.contextmanager

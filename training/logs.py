@@ -75,9 +75,17 @@ class TensorBoardLog:
         if self.writer is not None:
             self.writer.add_figure(tag, fig, step, close=False)
 
-    def hparams(self, hparams: dict, metrics: dict) -> None:
-        if self.writer is not None:
-            self.writer.add_hparams(hparams, metrics, name=".", global_step=None)
+    def hparams(self, hparams: dict, metrics: dict, step: int) -> None:
+        """The run's hyperparameters and final metrics for TensorBoard's HPARAMS tab, in this
+        run's own event file (``add_hparams`` would start a second run beside it)."""
+        if self.writer is None:
+            return
+        from tensorboardX.summary import hparams as hparams_summary
+
+        for summary in hparams_summary(hparams, metrics):
+            self.writer._get_file_writer().add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value, step)
 
     def close(self) -> None:
         if self.writer is not None:

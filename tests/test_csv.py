@@ -1,0 +1,244 @@
+"""Any housing CSV: column kinds, missing values, transforms, and one-line errors for bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_config, run_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data.csv_source import load_csv
+from training.errors import UserError
+from training.run import train_and_evaluate
+
+
+def csv_cfg(path, *extra):
+    return make_config("data=csv", f"data.path={path}", "data.target=price", *extra).data
+
+
+def houses(n=60, seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    size = rng.uniform(50, 250, n).round(1)
+    rooms = rng.integers(1, 6, n)
+    pool = rng.choice(["Y", "N"], n)
+    town = rng.choice(["north", "south", "east"], n)
+    price = (
+        1000 * size
+        + 5000 * rooms
+        + 20000 * (pool == "Y")
+        + 15000 * (town == "south")
+        - 8000 * (town == "east")
+        + 30000
+        + rng.normal(0, 2000, n)
+    )
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "size": size,
+            "rooms": rooms,
+            "pool": pool,
+            "town": town,
+            "price": price.round(2),
+        }
+    )
+
+
+def test_column_kinds_are_encoded(tmp_path):
+    path = tmp_path / "h.csv"
+    houses().to_csv(path, index=False)
+    table = load_csv(csv_cfg(path, "data.drop=[id]"))
+    assert table.feature_names == ["size", "rooms", "pool", "town_north", "town_south"]
+    df = houses()
+    np.testing.assert_array_equal(table.X[:, 2], (df.pool == "Y").astype(np.float32))
+    np.testing.assert_array_equal(table.X[:, 3], (df.town == "north").astype(np.float32))
+    np.testing.assert_array_equal(table.X[:, 4], (df.town == "south").astype(np.float32))
+    kinds = {c["name"]: c["kind"] for c in table.encoding["columns"]}
+    assert kinds == {"size": "numeric", "rooms": "numeric", "pool": "boolean", "town": "onehot"}
+
+
+@pytest.mark.parametrize("pair", [("yes", "no"), ("TRUE", "false"), ("y", "N"), ("On", "off")])
+def test_two_valued_words_are_booleans(tmp_path, pair):
+    df = houses().assign(pool=lambda d: np.where(d.pool == "Y", pair[0], pair[1]))
+    df.to_csv(tmp_path / "h.csv", index=False)
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]"))
+    np.testing.assert_array_equal(table.X[:, 2], (houses().pool == "Y").astype(np.float32))
+
+
+def test_categorical_error_policy(tmp_path):
+    houses().to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError, match="column 'town' is text.*data.categorical=onehot"):
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]", "data.categorical=error"))
+
+
+def with_gaps(tmp_path):
+    df = houses()
+    df.loc[[3, 7], "size"] = np.nan
+    df.loc[5, "town"] = np.nan
+    df.to_csv(tmp_path / "h.csv", index=False)
+    return df
+
+
+def test_missing_error_names_columns_and_counts(tmp_path):
+    with_gaps(tmp_path)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]"))
+    msg = str(err.value)
+    assert "'size' (2 cells)" in msg and "'town' (1 cell)" in msg
+    assert "data.missing=drop" in msg and "data.missing=mean" in msg
+
+
+def test_missing_drop_drops_rows(tmp_path):
+    with_gaps(tmp_path)
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]", "data.missing=drop"))
+    assert len(table.y) == 57
+    np.testing.assert_array_equal(table.y, houses().drop(index=[3, 5, 7]).price.astype(np.float32))
+
+
+def test_missing_mean_fills_with_the_training_rows_mean(tmp_path):
+    df = with_gaps(tmp_path)
+    metrics = train_and_evaluate(
+        make_config(
+            "experiment=housing",
+            f"data.path={tmp_path / 'h.csv'}",
+            "data.drop=[id]",
+            "data.missing=mean",
+            "data.test_fraction=0",
+            "data.val_fraction=0.2",
+            "logger.tensorboard=false",
+        ),
+        tmp_path / "run",
+    )
+    from data.preprocess import split_rows
+
+    train = split_rows(60, 0.2, 0.0, 0)["train"]
+    prep = json.loads((tmp_path / "run" / "preprocessing.json").read_text())
+    assert prep["encoding"]["columns"][3]["fill"] == df.town.mode()[0]
+    # filling with the training rows' mean leaves that mean unchanged: the scaling saw it
+    train_mean, all_mean = df["size"].iloc[train].mean(), df["size"].mean()
+    assert prep["scaling"]["x_mean"][0] == pytest.approx(train_mean, rel=1e-6)
+    assert abs(train_mean - all_mean) > 1e-3  # so the check above tells the two apart
+    assert np.isfinite(metrics["val"]["r2"]) and np.isfinite(metrics["ols"]["size"])
+
+
+def test_log_transforms(tmp_path):
+    df = houses()
+    df.to_csv(tmp_path / "h.csv", index=False)
+    metrics = train_and_evaluate(
+        make_config(
+            "experiment=housing",
+            f"data.path={tmp_path / 'h.csv'}",
+            "data.drop=[id]",
+            "data.log_target=true",
+            "data.log_features=[size]",
+            "data.val_fraction=0",
+            "data.test_fraction=0",
+            "logger.tensorboard=false",
+        ),
+        tmp_path / "run",
+    )
+    assert "log(size)" in metrics["coefficients"]
+    # the model is fitted in log(price); its least squares is numpy's on the same design
+    X = np.column_stack(
+        [
+            np.log(df["size"]),
+            df.rooms,
+            df.pool == "Y",
+            df.town == "north",
+            df.town == "south",
+            np.ones(len(df)),
+        ]
+    ).astype(float)
+    beta = np.linalg.lstsq(X, np.log(df.price), rcond=None)[0]
+    names = ["log(size)", "rooms", "pool", "town_north", "town_south", "intercept"]
+    np.testing.assert_allclose([metrics["ols"][k] for k in names], beta, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        [metrics["coefficients"][k] for k in names], beta, rtol=1e-3, atol=1e-4
+    )
+    # metrics are in price units: exp of the log prediction
+    assert metrics["train"]["rmse"] > 100
+
+
+def test_log_of_a_non_positive_value_names_column_and_row(tmp_path):
+    df = houses()
+    df.loc[9, "size"] = -1
+    df.to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError, match=r"column 'size' row 10: -1 has no logarithm"):
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.log_features=[size]"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=8, max_size=40))
+def test_onehot_drops_the_first_level_and_sums_to_one(levels):
+    df = pd.DataFrame({"kind": levels, "price": np.arange(len(levels), dtype=float)})
+    from data.csv_source import fit_encoding
+
+    enc = fit_encoding(df, "mem", "price", None, [], "onehot", [], False)
+    X = enc.transform(df, "mem")
+    seen = sorted(set(levels))
+    if len(seen) == 2 and {s.lower() for s in seen} in ({"y", "n"},):
+        return
+    assert X.shape[1] == len(seen) - 1
+    reference = np.array([lv == seen[0] for lv in levels])
+    np.testing.assert_array_equal(X.sum(axis=1) == 0, reference)
+
+
+BAD_FILES = {
+    "missing file": (None, "no such file"),
+    "empty file": (b"", "the file is empty"),
+    "header only": (b"size,price\n", "has a header but no data rows"),
+    "no target": (
+        b"size,cost\n1,2\n3,4\n5,7\n",
+        "no column 'price' for data.target; the columns are: size, cost",
+    ),
+    "duplicate column": (b"size,size,price\n1,2,3\n", "column name 'size' appears twice"),
+    "free text": (
+        b"address,size,price\n"
+        + b"".join(f"{i} Main St,{i},{2 * i + 1}\n".encode() for i in range(30)),
+        "column 'address' is free text (30 different values in 30 rows)",
+    ),
+    "constant feature": (
+        b"size,floors,price\n1,2,3\n2,2,5\n3,2,8\n4,2,9\n",
+        "column 'floors' is constant (2)",
+    ),
+    "too few rows": (b"a,b,c,price\n1,2,3,4\n2,3,1,5\n", "2 rows for 3 features"),
+    "wrong delimiter": (
+        b"size;price\n1;2\n3;4\n",
+        "found one column only, 'size;price' (it looks ';'-separated)",
+    ),
+    "not utf-8": (b"size,price\n1,2\n3,caf\xe9\n", "line 3 is not UTF-8 text (byte 0xe9)"),
+    "infinite value": (
+        b"size,price\n1,2\ninf,4\n3,5\n4,7\n",
+        "column 'size' row 2: the value is infinite",
+    ),
+    "not a number": (
+        b"size,price\n" + b"".join(f"{i},{i}\n".encode() for i in range(20)) + b"12a,3\n",
+        "column 'size' row 21: '12a' is not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_one_line_naming_the_problem(tmp_path, case):
+    content, needle = BAD_FILES[case]
+    path = tmp_path / "bad.csv"
+    if content is not None:
+        path.write_bytes(content)
+    # an earlier run in the same directory must survive a failed one
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "metrics.json").write_text('{"earlier": true}')
+    (run_dir / ".hydra" / "config.yaml").write_text("earlier: true\n")
+    proc = run_train(
+        "experiment=housing", f"data.path={path}", "data.target=price", f"hydra.run.dir={run_dir}"
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert needle in lines[0] and str(path) in lines[0], lines[0]
+    assert (run_dir / "metrics.json").read_text() == '{"earlier": true}'
+    assert (run_dir / ".hydra" / "config.yaml").read_text() == "earlier: true\n"
+    assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "metrics.json"]

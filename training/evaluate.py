@@ -1,0 +1,56 @@
+"""Metrics in the target's own units, the model in the user's units, and least squares."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data.preprocess import Scaling
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R^2 = 1 - SS_res / SS_tot (float64; NaN for fewer than 2 rows)."""
+    y_true = np.asarray(y_true, np.float64)
+    y_pred = np.asarray(y_pred, np.float64)
+    if len(y_true) == 0:
+        return {"mse": float("nan"), "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
+    err = y_pred - y_true
+    mse = float(np.mean(err * err))
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(err * err)) / ss_tot if len(y_true) > 1 and ss_tot > 0 else float("nan")
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))), "r2": r2}
+
+
+def least_squares(X, y, chunk: int = 1 << 20) -> tuple[np.ndarray, float]:
+    """The least-squares ``(W, b)`` of ``y ~ X W + b`` in float64.
+
+    Up to ``chunk`` rows: ``numpy.linalg.lstsq`` on ``[X, 1]``. More rows: the normal equations
+    ``[X 1]^T [X 1] beta = [X 1]^T y``, accumulated a chunk at a time (X may live on a device),
+    which on standardised columns is as accurate and needs no copy of X.
+    """
+    n, d = X.shape
+    if n <= chunk:
+        A = np.column_stack([np.asarray(X, np.float64), np.ones(n)])
+        beta = np.linalg.lstsq(A, np.asarray(y, np.float64), rcond=None)[0]
+        return beta[:d], float(beta[d])
+    G = np.zeros((d + 1, d + 1))
+    c = np.zeros(d + 1)
+    for s in range(0, n, chunk):
+        A = np.asarray(X[s : s + chunk], np.float64)
+        A = np.column_stack([A, np.ones(len(A))])
+        yc = np.asarray(y[s : s + chunk], np.float64)
+        G += A.T @ A
+        c += A.T @ yc
+    beta = np.linalg.solve(G, c)
+    return beta[:d], float(beta[d])
+
+
+def coefficients(W: np.ndarray, b: float, scaling: Scaling, names: list[str]) -> dict[str, float]:
+    """The linear model on the unscaled (encoded) columns: ``name -> weight`` and ``intercept``."""
+    W_o, b_o = scaling.to_original(np.ravel(W), float(np.ravel(b)[0]))
+    return {**{name: float(w) for name, w in zip(names, W_o, strict=True)}, "intercept": b_o}
+
+
+def coefficient_gap(model: dict[str, float], ols: dict[str, float]) -> float:
+    """The largest ``|model - ols| / |ols|`` over the coefficients (``r2`` left out)."""
+    gaps = [abs(model[k] - v) / max(abs(v), 1e-300) for k, v in ols.items() if k in model]
+    return max(gaps) if gaps else 0.0
