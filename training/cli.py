@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import itertools
 import re
 import sys
 from pathlib import Path
 
-from training.errors import UserError
+from training.errors import Interrupted, UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -146,8 +147,15 @@ def report_user_errors(multirun: bool = False):
     failed run is reported and the sweep goes on."""
     try:
         yield
-    except UserError as exc:
-        if multirun:
+    except (UserError, Interrupted) as exc:
+        if multirun and not isinstance(exc, Interrupted):
             print(f"error: this run failed: {exc}", file=sys.stderr, flush=True)
             return
         fail(str(exc), exc.exit_code)
+    except OSError as exc:  # the disk, not our code: a full or read-only output directory
+        if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):
+            raise
+        fail(
+            f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}; free some "
+            "space or choose another hydra.run.dir (earlier checkpoints are left as they were)"
+        )

@@ -33,8 +33,8 @@ def param_columns(params: dict, feature_names: list[str], batched: bool = False)
     """
     out: dict[str, np.ndarray] = {}
     for key, leaf in flatten_params(params).items():
-        flat = leaf.reshape((leaf.shape[0], -1) if batched else (1, -1))
-        width = flat.shape[1]
+        width = int(np.prod(leaf.shape[1:] if batched else leaf.shape))
+        flat = leaf.reshape((leaf.shape[0] if batched else 1, width))
         if width == 1:
             names = [key]
         elif key == "W" and width == len(feature_names):

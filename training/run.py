@@ -304,6 +304,8 @@ def fit(
             positions = record_positions(runner.spec(block))
             positions = positions[positions < n_valid]
             recorded = log_steps(tb, t0, positions, losses, out.recorded, names, lr_log)
+            if np.ndim(out.params.get("W")) == 1 and np.size(out.params["W"]) > 1:
+                tb.histogram("params/W", np.asarray(out.params["W"]), t0 + taken)
             if trace:
                 W = np.concatenate([recorded["W"].reshape(-1), np.ravel(out.params["W"])])
                 print_trace(t0, W[: n_valid + 1], losses[:n_valid])
@@ -344,12 +346,13 @@ def fit(
             if tr.checkpoint_every and ends_epoch and at.epoch % tr.checkpoint_every == 0 or asked:
                 save(ckpt, at, params, opt_state, preprocessing, cfg)
             if asked:
-                tb.close()
-                raise Interrupted(
-                    f"stopped by signal {signal.Signals(asked[0]).name} at step {at.step}; "
-                    f"checkpoint saved in {ckpt.directory}; continue with trainer.resume=true "
-                    f"hydra.run.dir={ckpt.directory.parent}"
+                interrupted = Interrupted(
+                    f"stopped by {signal.Signals(asked[0]).name} at step {at.step}; checkpoint "
+                    f"saved in {ckpt.directory}; to continue, run the same command with "
+                    f"trainer.resume=true hydra.run.dir={ckpt.directory.parent}"
                 )
+                interrupted.exit_code = 128 + asked[0]
+                raise interrupted
     save(ckpt, at, params, opt_state, preprocessing, cfg)
     progress.close()
     return params, opt_state, at

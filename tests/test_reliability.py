@@ -1,0 +1,215 @@
+"""Training that loses nothing: kill and resume, SIGTERM, corrupt checkpoints, divergence, disks."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from conftest import ROOT, make_config, read_scalars, run_train
+
+from training.checkpoint import Checkpoints
+from training.errors import UserError
+from training.run import train_and_evaluate
+
+RUN = (
+    "experiment=synthetic",
+    "data.n_samples=40000",
+    "data.n_features=4",
+    "loader=mini_batch",
+    "loader.batch_size=8",
+    "trainer.epochs=12",
+    "trainer.checkpoint_every=1",
+    "logger.every_n_steps=50",
+)
+STEPS_PER_EPOCH = 5000
+
+
+def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *RUN, *extra, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    first = run_dir / "checkpoints" / str(STEPS_PER_EPOCH)
+    while not first.is_dir():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def params_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())["params"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("whole")
+    proc = run_train(*RUN, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, uninterrupted, seed):
+    proc = start(tmp_path)
+    wait_for_checkpoint(tmp_path, proc)
+    time.sleep(random.Random(seed).uniform(0.0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert params_of(tmp_path) == params_of(uninterrupted)
+
+
+def test_sigterm_checkpoints_then_resume_is_exact_and_tensorboard_has_each_step_once(
+    tmp_path, uninterrupted
+):
+    proc = start(tmp_path)
+    wait_for_checkpoint(tmp_path, proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before SIGTERM arrived")
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "trainer.resume=true" in err and err.count("\n") == 1
+    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout
+    assert params_of(tmp_path) == params_of(uninterrupted)
+    ours, theirs = read_scalars(tmp_path), read_scalars(uninterrupted)
+    for tag in ("train/loss", "params/W/x0", "params/b"):
+        steps = [s for s, _ in ours[tag]]
+        assert len(steps) == len(set(steps)), tag  # no duplicate points past the checkpoint
+        assert ours[tag] == theirs[tag], tag
+
+
+def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterrupted):
+    proc = run_train(*RUN, "trainer.epochs=10", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    ckpts = tmp_path / "checkpoints"
+    newest = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    for f in (ckpts / str(newest) / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+    half = ckpts / f"{newest + 5}.orbax-checkpoint-tmp-1"
+    (half / "state").mkdir(parents=True)
+    (half / "state" / "manifest.ocdbt").write_bytes(b"half")
+    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"checkpoint {ckpts / str(newest)} cannot be read" in resumed.stdout
+    assert f"resuming from {ckpts / str(newest - STEPS_PER_EPOCH)}" in resumed.stdout
+    assert params_of(tmp_path) == params_of(uninterrupted)
+
+
+def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
+    proc = run_train(
+        "experiment=housing",
+        "optimizer.lr=10",
+        "trainer.checkpoint_every=1",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 3, proc.stderr
+    line = proc.stderr.strip()
+    assert "\n" not in line and "Traceback" not in proc.stderr
+    assert line.startswith("error: training diverged at step ")
+    assert "optimizer.lr=10" in line and "largest stable full-batch learning rate" in line
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    try:
+        assert ckpt.steps(), "the epochs before the divergence were checkpointed"
+        for step in ckpt.steps():
+            meta = ckpt.restore_meta(step)
+            assert meta["progress"]["step"] == step
+            like = {"params": _params(), "opt_state": _nesterov_state()}
+            state, _ = ckpt.restore(step, like)
+            leaves = [np.asarray(v) for v in jax.tree.leaves(state)]
+            assert leaves and all(np.isfinite(v).all() for v in leaves)
+    finally:
+        ckpt.close()
+
+
+def _params():
+    return {"W": np.zeros(11, np.float32), "b": np.zeros((), np.float32)}
+
+
+def _nesterov_state():
+    import optax
+
+    return optax.sgd(0.1, momentum=0.9, nesterov=True).init(_params())
+
+
+def test_lr_above_the_stability_bound_is_warned_before_training(tmp_path):
+    proc = run_train(
+        "experiment=housing",
+        "optimizer.name=sgd",
+        "optimizer.momentum=null",
+        "optimizer.lr=0.9",
+        "trainer.epochs=3",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert "warning: optimizer.lr=0.9 is above" in proc.stdout
+
+
+def test_two_runs_are_bit_identical(tmp_path):
+    a = run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}")
+    b = run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'b'}")
+    assert a.returncode == b.returncode == 0
+    assert params_of(tmp_path / "a") == params_of(tmp_path / "b")
+    assert read_scalars(tmp_path / "a")["train/loss"] == read_scalars(tmp_path / "b")["train/loss"]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("optimizer.lr=-0.1", "optimizer.lr"),
+        ("optimizer.name=rmsprop", "optimizer.name"),
+        ("optimizer=rmsprop", "'optimizer'"),
+    ],
+)
+def test_bad_optimizer_config_is_exit_2(tmp_path, override, key):
+    proc = run_train(override, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2 and key in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
+def test_full_or_read_only_disk_is_a_clear_error_and_keeps_earlier_checkpoints(
+    tmp_path, monkeypatch, code
+):
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.CheckpointManager.save
+    calls = []
+
+    def failing_save(self, step, *args, **kwargs):
+        calls.append(step)
+        if len(calls) == 3:
+            raise OSError(code, os.strerror(code), str(tmp_path))
+        return real_save(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", failing_save)
+    cfg = make_config(*RUN, "trainer.epochs=5", "logger.tensorboard=false")
+    with pytest.raises(UserError, match=f"cannot write the checkpoint of step {3 * 5000}"):
+        train_and_evaluate(cfg, tmp_path)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)
+    ckpt = Checkpoints(tmp_path / "checkpoints")
+    try:
+        assert ckpt.steps() == [5000, 10000]
+        assert ckpt.restore_meta(10000)["progress"]["epoch"] == 2
+    finally:
+        ckpt.close()
