@@ -92,6 +92,7 @@ class DistributedConfig:
     num_processes: int | None = None
     process_id: int | None = None
     initialization_timeout: int = 60
+    auto: bool = False  # let jax.distributed.initialize() read SLURM, Open MPI or TPU settings
 
 
 @dataclass

@@ -17,8 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
 from data.loaders import Loader
+from training.devices import replicate
 
 Params = Any  # a pytree of arrays, e.g. {"W": (d,), "b": ()}
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -58,7 +60,6 @@ class CallResult(NamedTuple):
     taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
     diverged: jax.Array  # full batch: a loss was non-finite or exploded
     ref_loss: jax.Array  # the run's first loss, the reference for divergence
-    last_loss: jax.Array  # the last finite loss, for the next call's relative-change test
 
 
 class Carry(NamedTuple):
@@ -68,7 +69,6 @@ class Carry(NamedTuple):
     done: jax.Array
     diverged: jax.Array
     ref_loss: jax.Array
-    last_loss: jax.Array
 
 
 def record_positions(spec: CallSpec) -> np.ndarray:
@@ -80,11 +80,12 @@ def record_positions(spec: CallSpec) -> np.ndarray:
     return (np.arange(spec.epochs)[:, None] * spec.steps + per_epoch[None, :]).reshape(-1)
 
 
-def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec):
-    """Build ``call(params, opt_state, X, y, idx, counts, ref_loss, last_loss)``.
+def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec, mesh=None):
+    """Build ``call(params, opt_state, X, y, w, idx, counts, ref_loss)``.
 
-    ``idx`` holds ``(epochs, steps, batch)`` row indices (``None`` for full batch) and
-    ``counts`` the real rows of each batch (read when ``spec.masked``); ``ref_loss`` is NaN on a
+    ``w`` weights the rows of a full batch (``None``: all count), ``idx`` holds
+    ``(epochs, steps, batch)`` row indices (``None`` for full batch) and ``counts`` the real
+    rows of each batch (read when ``spec.masked``); ``ref_loss`` is NaN on a
     run's first call. Full batch is one scan over ``epochs`` steps of all rows; otherwise a scan
     over epochs, each gathering its shuffled batches once and scanning over them.
 
@@ -122,7 +123,6 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
             done=stay,
             diverged=c.diverged | (bad & ~c.done),
             ref_loss=ref,
-            last_loss=jnp.where(bad | c.done, c.last_loss, loss),
         ), loss
 
     def run_steps(step, c: Carry, batches, length: int):
@@ -161,7 +161,7 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
             losses.append(loss)
         return c, jnp.concatenate(losses), jax.tree.map(lambda *r: jnp.concatenate(r), *records)
 
-    def call(params, opt_state, X, y, idx, counts, ref_loss, last_loss):
+    def call(params, opt_state, X, y, w, idx, counts, ref_loss):
         c = Carry(
             params,
             opt_state,
@@ -169,12 +169,11 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
             jnp.bool_(False),
             jnp.bool_(False),
             jnp.asarray(ref_loss, jnp.float32),
-            jnp.asarray(last_loss, jnp.float32),
         )
-        if spec.full_batch:
+        if spec.full_batch:  # w: zero for the padding rows of a sharded X (else None)
             steps = spec.epochs * spec.steps
             c, losses, recorded = run_steps(
-                lambda c, _: full_batch_step(c, (X, y, None)), c, lambda a, b: None, steps
+                lambda c, _: full_batch_step(c, (X, y, w)), c, lambda a, b: None, steps
             )
             epoch_params = jax.tree.map(lambda p: p[None], c.params)
             return CallResult(
@@ -186,7 +185,6 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
                 c.taken,
                 c.diverged,
                 c.ref_loss,
-                c.last_loss,
             )
 
         def epoch(c: Carry, block):
@@ -194,10 +192,17 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
 
             def batches(start, stop):  # this epoch's shuffled batches, gathered once
                 i = ix[start:stop]
-                w = None
+                xb, yb, wb = X[i], y[i], None
                 if spec.masked:
-                    w = (jnp.arange(i.shape[1])[None, :] < cnt[start:stop, None]).astype(y.dtype)
-                return X[i], y[i], w
+                    wb = (jnp.arange(i.shape[1])[None, :] < cnt[start:stop, None]).astype(y.dtype)
+                if mesh is not None:  # each device trains on its slice of every batch
+                    xb, yb, wb = jax.tree.map(
+                        lambda a: jax.lax.with_sharding_constraint(
+                            a, NamedSharding(mesh, PartitionSpec(None, "data"))
+                        ),
+                        (xb, yb, wb),
+                    )
+                return xb, yb, wb
 
             c, losses, recorded = run_steps(sgd_step, c, batches, spec.steps)
             return c, (losses, recorded, c.params)
@@ -214,7 +219,6 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
             taken,
             c.diverged,
             c.ref_loss,
-            c.last_loss,
         )
 
     return jax.jit(call)
@@ -281,9 +285,10 @@ def plan_blocks(
 class Runner:
     """Queues compiled calls of one loader over device-resident ``X``, ``y``.
 
-    ``runner(block, params, opt_state, ref_loss, last_loss)`` builds the block's batch indices
-    on the host (the shuffle) and dispatches its compiled call without waiting for it. One
-    function is compiled per distinct block shape.
+    ``runner(block, params, opt_state, ref_loss)`` builds the block's batch indices on the host
+    (the shuffle) and dispatches its compiled call without waiting for it. One function is
+    compiled per distinct block shape. With a ``mesh``, ``X``/``y``/``w`` are sharded by rows
+    and the indices are replicated to every device.
     """
 
     def __init__(
@@ -296,10 +301,12 @@ class Runner:
         record_every: int = 1,
         tol: float = 0.0,
         divergence_factor: float = 1e6,
+        w: jax.Array | None = None,
+        mesh=None,
     ) -> None:
-        self.loader, self.X, self.y = loader, X, y
+        self.loader, self.X, self.y, self.w, self.mesh = loader, X, y, w, mesh
         self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
-        self.compiled = functools.cache(lambda spec: make_train_call(apply_fn, tx, spec))
+        self.compiled = functools.cache(lambda spec: make_train_call(apply_fn, tx, spec, mesh))
 
     def spec(self, block: Block, counts: np.ndarray | None = None) -> CallSpec:
         """The static shape of ``block``'s call (``counts``: its batches' real rows)."""
@@ -314,7 +321,7 @@ class Runner:
             divergence_factor=self.divergence_factor,
         )
 
-    def __call__(self, block: Block, params, opt_state, ref_loss, last_loss) -> CallResult:
+    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
         loader = self.loader
         idx = counts = None
         if not loader.full_batch:
@@ -323,25 +330,24 @@ class Runner:
                 for e in range(block.epoch, block.epoch + block.epochs)
             ]
             idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
-        return self.compiled(self.spec(block, counts))(
-            params, opt_state, self.X, self.y, idx, counts, ref_loss, last_loss
-        )
+        spec = self.spec(block, counts)
+        if self.mesh is not None:
+            idx, counts, ref_loss = replicate(self.mesh, None, (idx, counts, np.float32(ref_loss)))
+        return self.compiled(spec)(params, opt_state, self.X, self.y, self.w, idx, counts, ref_loss)
 
 
-def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None, last_loss=None):
+def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None):
     """Run ``blocks`` in order, yielding ``(block, t, result)`` with ``t`` the block's first
     global step. Each next call is dispatched before a result is yielded, so the host's shuffle
     and logging overlap the device's work; stop iterating to stop training."""
-    nan = jnp.float32(jnp.nan)
-    ref_loss = nan if ref_loss is None else ref_loss
-    last_loss = nan if last_loss is None else last_loss
+    ref_loss = np.float32(np.nan) if ref_loss is None else ref_loss
     blocks = list(blocks)
     if not blocks:
         return
-    pending = runner(blocks[0], params, opt_state, ref_loss, last_loss)
+    pending = runner(blocks[0], params, opt_state, ref_loss)
     for i, block in enumerate(blocks):
         out = pending
         if i + 1 < len(blocks):
-            pending = runner(blocks[i + 1], out.params, out.opt_state, out.ref_loss, out.last_loss)
+            pending = runner(blocks[i + 1], out.params, out.opt_state, out.ref_loss)
         yield block, t, out
         t += block.epochs * block.steps

@@ -3,7 +3,9 @@
 The model is split once into a graph definition and a pure dict of parameters; every compiled
 call (``training/loop.py``) works on that dict. Calls are queued one ahead, so the host shuffles
 the next block and writes TensorBoard while the device trains. Checkpoints are written at call
-boundaries, which are the same in a resumed run as in an uninterrupted one.
+boundaries, which are the same in a resumed run as in an uninterrupted one. With several
+devices or processes the training rows are sharded over a ``data`` mesh (``training/devices.py``)
+and only process 0 writes files other than checkpoints.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -27,6 +30,7 @@ from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
 from training.config import validate
+from training.devices import init_distributed, make_mesh, place_rows, replicate, to_host
 from training.errors import DivergenceError, Interrupted, UserError
 from training.evaluate import coefficient_gap, coefficients, least_squares, regression_metrics
 from training.logs import (
@@ -66,37 +70,54 @@ class Progressed:
     epoch: int = 0
     epoch_step: int = 0  # steps of `epoch` already done (an epoch cut into several calls)
     ref_loss: float = math.nan
-    last_loss: float = math.nan
     epoch_loss_sum: float = 0.0
     last_epoch_loss: float = math.inf
     stopped: str = "epochs"
     trace_W: list = field(default_factory=list)
     trace_loss: list = field(default_factory=list)
 
-    def meta(self) -> dict:
-        keys = (
-            "step",
-            "epoch",
-            "epoch_step",
-            "ref_loss",
-            "last_loss",
-            "epoch_loss_sum",
-            "last_epoch_loss",
-        )
+    SAVED = ("step", "epoch", "epoch_step", "ref_loss", "epoch_loss_sum", "last_epoch_loss")
+
+    def meta(self) -> dict:  # floats as repr: JSON has no NaN or infinity
         return {
-            k: (repr(v) if isinstance(v, float) else v)
-            for k, v in ((k, getattr(self, k)) for k in keys)
+            k: repr(v) if isinstance(v, float) else v
+            for k, v in ((k, getattr(self, k)) for k in self.SAVED)
         }
 
     @classmethod
     def from_meta(cls, meta: dict) -> Progressed:
         return cls(
-            **{
-                k: (float(v) if isinstance(v, str) else v)
-                for k, v in meta.items()
-                if k in cls.__dataclass_fields__
-            }
+            **{k: float(v) if isinstance(v, str) else v for k, v in meta.items() if k in cls.SAVED}
         )
+
+
+@dataclass
+class Session:
+    """Everything one run holds fixed while it trains."""
+
+    cfg: DictConfig
+    workdir: Path
+    device: jax.Device
+    mesh: Any  # a 1-D data mesh, or None on one device
+    data: Prepared
+    names: list[str]
+    X: jax.Array  # the training rows on the device(s), scaled
+    y: jax.Array
+    w: jax.Array | None  # 0 for the padding rows of a sharded X
+    n_train: int
+    apply_fn: Any
+    tx: Any
+    lr_at: Any
+    loader: Loader
+    tb: TensorBoardLog
+    ckpt: Checkpoints
+    preprocessing: dict
+    stable_lr: float
+    ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
+
+    @property
+    def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
+        return jax.process_index() == 0
 
 
 @contextlib.contextmanager
@@ -120,19 +141,64 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     """Train the configured model; write TensorBoard events, checkpoints, plots, the saved
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics."""
     validate(cfg)
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    init_distributed(cfg.trainer.distributed)
     t_start = time.perf_counter()
+    s, params, opt_state = setup(cfg, Path(workdir))
+    try:
+        at = Progressed()
+        if cfg.trainer.resume:
+            params, opt_state, at = resume(s.ckpt, params, opt_state)
+        s.tb = TensorBoardLog(
+            s.workdir, cfg.logger.tensorboard and s.writes, purge_step=at.step or None
+        )
+        params, opt_state, at = fit(s, params, opt_state, at)
+        metrics = evaluate(s, params, at)
+        metrics.update(
+            wall_time_s=time.perf_counter() - t_start,
+            platform=s.device.platform,
+            device_count=jax.device_count(),
+            process_count=jax.process_count(),
+            stable_lr_bound=s.stable_lr,
+        )
+        if s.writes:
+            write_json(s.workdir / "metrics.json", metrics)
+        s.tb.hparams(
+            hparams_of(cfg), {f"hparams/{k}": v for k, v in flat_metrics(metrics).items()}, at.step
+        )
+        return metrics
+    finally:
+        s.tb.close()
+        s.ckpt.close()
+
+
+def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
+    """Data on the device(s), the model split into arrays, the optimizer, the output files."""
+    workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
-    print(
+    per_sample = cfg.loader.name == "per_sample"
+    mesh = make_mesh(device.platform, sharded=not per_sample)
+    say = print if jax.process_index() == 0 else (lambda *a, **k: None)
+    say(
         f"platform {device.platform}, {jax.device_count()} device(s), "
         f"{jax.process_count()} process(es)"
     )
+    if per_sample and len(jax.devices(device.platform)) > 1:
+        if jax.process_count() > 1:
+            raise UserError(
+                "loader=per_sample is sequential and runs on one device: run it in "
+                "one process (drop trainer.distributed)"
+            )
+        say("per-sample SGD is sequential: it runs on one device")
 
-    # data: split, scaled on the training rows, the training rows moved to the device
-    table = load_table(cfg.data, device)
+    # data: split, scaled on the training rows, the training rows moved to the device(s)
+    single = mesh is None and jax.process_count() == 1
+    table = load_table(cfg.data, device if single else None)
+    if table.encoding:
+        from data.csv_source import Encoding
+
+        say(f"encoding of {table.source}: {Encoding.from_dict(table.encoding).describe()}")
     d = cfg.data
-    data: Prepared = prepare(
+    data = prepare(
         table.X,
         table.y,
         table.feature_names,
@@ -144,7 +210,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         log_target=d.log_target,
     )
     names = table.feature_names
-    X, y = jax.device_put((data.X.pop("train"), data.y.pop("train")), device)
+    X_train, y_train = data.X.pop("train"), data.y.pop("train")
+    ols = least_squares(X_train, y_train)
+    X, y, w = place_rows(mesh, device, X_train, y_train)
+    n_train = len(data.rows["train"])
+    del X_train, y_train
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
     preprocessing = {
         "source": table.source,
@@ -154,79 +224,60 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
     }
-    write_json(workdir / "preprocessing.json", preprocessing)
+    if jax.process_index() == 0:
+        write_json(workdir / "preprocessing.json", preprocessing)
 
     # model and optimizer: split once, then plain dicts of arrays
     model = instantiate(cfg.model, in_features=len(names), rngs=nnx.Rngs(cfg.seed))
     graphdef, state = nnx.split(model)
-    params = jax.device_put(nnx.to_pure_dict(state), device)
+    params = replicate(mesh, device, nnx.to_pure_dict(state))
 
     def apply_fn(p, x):
         return nnx.merge(graphdef, p)(x)
 
     lc = cfg.loader
-    loader = make_loader(
-        lc.name, lc.batch_size, lc.shuffle, lc.drop_last, len(data.rows["train"]), cfg.seed
-    )
+    loader = make_loader(lc.name, lc.batch_size, lc.shuffle, lc.drop_last, n_train, cfg.seed)
+    if mesh is not None and not loader.full_batch and loader.batch_size % mesh.size:
+        raise UserError(
+            f"bad config value loader.batch_size={loader.batch_size}: it must be a "
+            f"multiple of the {mesh.size} devices, which share every batch"
+        )
     tx, lr_at = build_optimizer(cfg.optimizer, params, cfg.trainer.epochs * loader.steps_per_epoch)
     opt_state = tx.init(params)
-    bound = largest_stable_lr(X)
-    if (
-        loader.full_batch
-        and cfg.optimizer.name == "sgd"
-        and not cfg.optimizer.momentum
-        and cfg.optimizer.lr > bound
-    ):
-        print(
-            f"warning: optimizer.lr={cfg.optimizer.lr} is above {bound:.4g}, the largest "
-            "stable learning rate of full-batch gradient descent on this data "
-            "(2 / the largest eigenvalue of 2 X^T X / n); expect divergence"
+    stable_lr = largest_stable_lr(X, w, n_train)
+    o = cfg.optimizer
+    if loader.full_batch and o.name == "sgd" and not o.momentum and o.lr > stable_lr:
+        say(
+            f"warning: optimizer.lr={o.lr} is above {stable_lr:.4g}, the largest stable "
+            "learning rate of full-batch gradient descent on this data (2 / the largest "
+            "eigenvalue of 2 X^T X / n); expect divergence"
         )
-
     ckpt = Checkpoints(workdir / "checkpoints", cfg.trainer.keep_checkpoints)
-    at = Progressed()
-    if cfg.trainer.resume:
-        params, opt_state, at = resume(ckpt, params, opt_state, cfg)
-
-    tb = TensorBoardLog(workdir, cfg.logger.tensorboard, purge_step=at.step or None)
-    try:
-        params, opt_state, at = fit(
-            cfg,
-            apply_fn,
-            tx,
-            lr_at,
-            loader,
-            X,
-            y,
-            data,
-            names,
-            params,
-            opt_state,
-            at,
-            tb,
-            ckpt,
-            preprocessing,
-            bound,
-        )
-        metrics = evaluate(cfg, workdir, apply_fn, params, X, y, data, names, at, tb)
-        metrics.update(
-            wall_time_s=time.perf_counter() - t_start,
-            platform=device.platform,
-            device_count=jax.device_count(),
-            process_count=jax.process_count(),
-            stable_lr_bound=bound,
-        )
-        write_json(workdir / "metrics.json", metrics)
-        tb.hparams(
-            hparams_of(cfg), {f"hparams/{k}": v for k, v in flat_metrics(metrics).items()}, at.step
-        )
-        return metrics
-    finally:
-        tb.close()
-        ckpt.close()
+    session = Session(
+        cfg,
+        workdir,
+        device,
+        mesh,
+        data,
+        names,
+        X,
+        y,
+        w,
+        n_train,
+        apply_fn,
+        tx,
+        lr_at,
+        loader,
+        TensorBoardLog(workdir, False),
+        ckpt,
+        preprocessing,
+        stable_lr,
+        ols,
+    )
+    return session, params, opt_state
 
 
-def resume(ckpt: Checkpoints, params, opt_state, cfg: DictConfig):
+def resume(ckpt: Checkpoints, params, opt_state):
     """The newest complete checkpoint that can be read; a corrupt one is skipped, warned of."""
     for step in reversed(ckpt.steps()):
         try:
@@ -244,32 +295,18 @@ def resume(ckpt: Checkpoints, params, opt_state, cfg: DictConfig):
     return params, opt_state, Progressed()
 
 
-def fit(
-    cfg,
-    apply_fn,
-    tx,
-    lr_at,
-    loader: Loader,
-    X,
-    y,
-    data: Prepared,
-    names,
-    params,
-    opt_state,
-    at: Progressed,
-    tb: TensorBoardLog,
-    ckpt: Checkpoints,
-    preprocessing: dict,
-    bound: float,
-):
+def fit(s: Session, params, opt_state, at: Progressed):
     """The training loop: one compiled call per block, logged and checkpointed after it."""
+    cfg, loader, tb = s.cfg, s.loader, s.tb
     tr, every = cfg.trainer, cfg.logger.every_n_steps
-    trace = cfg.logger.print_trace and len(names) == 1
+    trace = cfg.logger.print_trace and len(s.names) == 1 and s.writes
     if trace and every != 1:
         raise UserError(
             "bad config value logger.print_trace=true: the trace needs logger.every_n_steps=1"
         )
-    runner = Runner(apply_fn, tx, loader, X, y, every, tr.tol, tr.divergence_factor)
+    runner = Runner(
+        s.apply_fn, s.tx, loader, s.X, s.y, every, tr.tol, tr.divergence_factor, s.w, s.mesh
+    )
     max_steps = tr.max_steps_per_call
     if tr.tol > 0 and not loader.full_batch:  # the epoch-level tol test needs epoch-end calls
         max_steps = min(max_steps, loader.steps_per_epoch)
@@ -282,32 +319,29 @@ def fit(
         align=every,
         first_step=at.epoch_step,
     )
-    val = ValLog(apply_fn, data, tb)
-    progress = Progress("off" if trace else cfg.logger.progress, tr.epochs, loader.batch_size)
-    lr_log = lr_at if cfg.optimizer.schedule != "constant" else None
+    val = ValLog(s)
+    mode = "off" if trace or not s.writes else cfg.logger.progress
+    progress = Progress(mode, tr.epochs, loader.batch_size)
+    lr_log = s.lr_at if cfg.optimizer.schedule != "constant" else None
     with stop_on_signals() as asked:
         for block, t0, out in pipelined(
-            runner,
-            blocks,
-            params,
-            opt_state,
-            at.step,
-            np.float32(at.ref_loss),
-            np.float32(at.last_loss),
+            runner, blocks, params, opt_state, at.step, np.float32(at.ref_loss)
         ):
-            losses = np.asarray(out.losses)  # the one host sync of this call
-            taken, diverged = int(out.taken), bool(out.diverged)
+            # the one host sync of this call: its per-step values, read back together
+            res = to_host(out._replace(params=None, opt_state=None))
+            losses, taken, diverged = res.losses, int(res.taken), bool(res.diverged)
             if not loader.full_batch and not np.isfinite(losses).all():
                 taken, diverged = int(np.argmin(np.isfinite(losses))), True
             stop = taken < losses.size  # converged or diverged inside the call
             n_valid = taken + 1 if stop and not diverged else taken
             positions = record_positions(runner.spec(block))
             positions = positions[positions < n_valid]
-            recorded = log_steps(tb, t0, positions, losses, out.recorded, names, lr_log)
-            if np.ndim(out.params.get("W")) == 1 and np.size(out.params["W"]) > 1:
-                tb.histogram("params/W", np.asarray(out.params["W"]), t0 + taken)
+            recorded = log_steps(tb, t0, positions, losses, res.recorded, s.names, lr_log)
+            W_end = to_host(out.params).get("W")
+            if np.ndim(W_end) == 1 and np.size(W_end) > 1:
+                tb.histogram("params/W", W_end, t0 + taken)
             if trace:
-                W = np.concatenate([recorded["W"].reshape(-1), np.ravel(out.params["W"])])
+                W = np.concatenate([recorded["W"].reshape(-1), np.ravel(W_end)])
                 print_trace(t0, W[: n_valid + 1], losses[:n_valid])
                 at.trace_W.append(W[:n_valid])
                 at.trace_loss.append(losses[:n_valid])
@@ -315,12 +349,11 @@ def fit(
                 raise DivergenceError(
                     f"training diverged at step {t0 + taken}: the loss became "
                     f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; the largest "
-                    f"stable full-batch learning rate for this data is {bound:.4g}; lower "
-                    "optimizer.lr"
+                    f"stable full-batch learning rate for this data is {s.stable_lr:.4g}; "
+                    "lower optimizer.lr"
                 )
             params, opt_state = out.params, out.opt_state
-            at.step = t0 + taken
-            at.ref_loss, at.last_loss = float(out.ref_loss), float(out.last_loss)
+            at.step, at.ref_loss = t0 + taken, float(res.ref_loss)
             ends_epoch = block.stop == loader.steps_per_epoch
             if stop:
                 at.epoch += taken // block.steps
@@ -328,7 +361,7 @@ def fit(
                 at.epoch, at.epoch_step = block.epoch + block.epochs, 0
             else:
                 at.epoch, at.epoch_step = block.epoch, block.stop
-            val.log_block(block, loader, t0, out, positions, recorded)
+            val.log_block(block, t0, res, positions, recorded)
             progress.update(
                 at.epoch, at.step, float(losses[n_valid - 1]), n_valid * loader.batch_size
             )
@@ -344,30 +377,31 @@ def fit(
                         break
                     at.epoch_loss_sum, at.last_epoch_loss = 0.0, mean
             if tr.checkpoint_every and ends_epoch and at.epoch % tr.checkpoint_every == 0 or asked:
-                save(ckpt, at, params, opt_state, preprocessing, cfg)
+                save(s, at, params, opt_state)
             if asked:
                 interrupted = Interrupted(
                     f"stopped by {signal.Signals(asked[0]).name} at step {at.step}; checkpoint "
-                    f"saved in {ckpt.directory}; to continue, run the same command with "
-                    f"trainer.resume=true hydra.run.dir={ckpt.directory.parent}"
+                    f"saved in {s.ckpt.directory}; to continue, run the same command with "
+                    f"trainer.resume=true hydra.run.dir={s.workdir}"
                 )
                 interrupted.exit_code = 128 + asked[0]
                 raise interrupted
-    save(ckpt, at, params, opt_state, preprocessing, cfg)
+    save(s, at, params, opt_state)
     progress.close()
     return params, opt_state, at
 
 
-def save(ckpt: Checkpoints, at: Progressed, params, opt_state, preprocessing, cfg) -> None:
-    if at.step in ckpt.steps():
+def save(s: Session, at: Progressed, params, opt_state) -> None:
+    """Checkpoint the state at ``at.step`` (every process takes part; orbax coordinates)."""
+    if at.step in s.ckpt.steps():
         return
-    ckpt.save(
+    s.ckpt.save(
         at.step,
         {"params": params, "opt_state": opt_state},
         {
             "progress": at.meta(),
-            "preprocessing": preprocessing,
-            "config": OmegaConf.to_container(cfg, resolve=True),
+            "preprocessing": s.preprocessing,
+            "config": OmegaConf.to_container(s.cfg, resolve=True),
         },
     )
 
@@ -378,54 +412,53 @@ class ValLog:
 
     MAX_POINTS = 1000  # per call, so a long full-batch call does not flood TensorBoard
 
-    def __init__(self, apply_fn, data: Prepared, tb: TensorBoardLog) -> None:
-        self.data, self.tb = data, tb
-        self.X = data.X.get("val")
-        self.enabled = self.X is not None and len(self.X) > 0 and tb.writer is not None
-        if self.enabled:
-            self.predict = jax.jit(jax.vmap(apply_fn, in_axes=(0, None)))
+    def __init__(self, s: Session) -> None:
+        self.data, self.tb, self.loader = s.data, s.tb, s.loader
+        self.X = s.data.X.get("val")
+        self.enabled = self.X is not None and len(self.X) > 0 and s.tb.writer is not None
+        self.predict = jax.jit(jax.vmap(s.apply_fn, in_axes=(0, None)))
 
-    def log_block(self, block, loader: Loader, t0: int, out, positions, recorded) -> None:
+    def log_block(self, block, t0: int, res, positions, recorded) -> None:
         if not self.enabled:
             return
-        if loader.full_batch:
+        if self.loader.full_batch:
             stack, steps = recorded, t0 + positions
-        elif block.stop == loader.steps_per_epoch:
-            stack = out.epoch_params
+        elif block.stop == self.loader.steps_per_epoch:
+            stack = res.epoch_params
             steps = t0 + block.steps * np.arange(1, block.epochs + 1)
         else:
             return
         pick = np.unique(
             np.linspace(0, len(steps) - 1, min(len(steps), self.MAX_POINTS)).astype(int)
         )
-        stack = jax.tree.map(lambda a: np.asarray(a)[pick], stack)
-        preds = np.asarray(self.predict(stack, self.X))
+        preds = np.asarray(self.predict(jax.tree.map(lambda a: a[pick], stack), self.X))
         for row, step in zip(preds, np.asarray(steps)[pick], strict=True):
             m = regression_metrics(self.data.y_raw["val"], self.data.to_target_units(row))
             for k, v in m.items():
                 self.tb.scalar(f"val/{k}", v, int(step))
 
 
-def evaluate(
-    cfg,
-    workdir: Path,
-    apply_fn,
-    params,
-    X,
-    y,
-    data: Prepared,
-    names,
-    at: Progressed,
-    tb: TensorBoardLog,
-) -> dict:
+def evaluate(s: Session, params, at: Progressed) -> dict:
     """Final metrics per split in the target's units, the coefficients in the user's units and
     the least-squares reference on the same rows."""
-    final = jax.device_get(params)
+    data, names, tb = s.data, s.names, s.tb
+    final = to_host(params)
     for tag, value in param_columns(final, names).items():
         tb.scalar(f"params/{tag}", value, at.step)
-    if final.get("W") is not None and np.ndim(final["W"]) == 1 and np.size(final["W"]) > 1:
+    if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
         tb.histogram("params/W", final["W"], at.step)
-    final_loss = float(mse(apply_fn(params, X), y))
+    # the training rows' predictions, gathered from every device and process, padding dropped
+    everywhere = (
+        None if s.mesh is None else jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec())
+    )
+    pred_train = to_host(jax.jit(s.apply_fn, out_shardings=everywhere)(params, s.X))[: s.n_train]
+    final_loss = float(
+        to_host(
+            jax.jit(lambda p, X, y, w: mse(s.apply_fn(p, X), y, w), out_shardings=everywhere)(
+                params, s.X, s.y, s.w
+            )
+        )
+    )
     tb.scalar("train/final_loss", final_loss, at.step)
 
     metrics: dict = {
@@ -435,22 +468,28 @@ def evaluate(
         "epochs": at.epoch,
         "stopped": at.stopped,
     }
-    split_X = {"train": X, **data.X}
     for split in SPLITS:
         if len(data.rows[split]) == 0:
             continue
-        pred = data.to_target_units(np.asarray(apply_fn(params, split_X[split])))
-        metrics[split] = regression_metrics(data.y_raw[split], pred)
+        pred = pred_train if split == "train" else np.asarray(s.apply_fn(final, data.X[split]))
+        metrics[split] = regression_metrics(data.y_raw[split], data.to_target_units(pred))
         for k, v in metrics[split].items():
             tb.scalar(f"metrics/{split}/{k}", v, at.step)
 
-    linear = set(final) == {"W", "b"} and np.shape(final["W"]) == (len(names),)
-    if linear:
+    if set(final) == {"W", "b"} and np.shape(final["W"]) == (len(names),):  # a linear model
         coefs = coefficients(final["W"], final["b"], data.scaling, names)
-        W_ols, b_ols = least_squares(X, y)
+        W_ols, b_ols = s.ols
         ols = coefficients(W_ols, b_ols, data.scaling, names)
-        pred = data.to_target_units(np.asarray(X @ W_ols.astype(np.float32) + np.float32(b_ols)))
-        ols["r2"] = regression_metrics(data.y_raw["train"], pred)["r2"]
+        # least squares' weights in the same model, on the same (device) rows
+        pred_ols = to_host(
+            jax.jit(s.apply_fn, out_shardings=everywhere)(
+                replicate(
+                    s.mesh, s.device, {"W": W_ols.astype(np.float32), "b": np.float32(b_ols)}
+                ),
+                s.X,
+            )
+        )[: s.n_train]
+        ols["r2"] = regression_metrics(data.y_raw["train"], data.to_target_units(pred_ols))["r2"]
         metrics.update(
             coefficients=coefs,
             ols=ols,
@@ -459,14 +498,14 @@ def evaluate(
                 "r2_diff": metrics["train"]["r2"] - ols["r2"],
             },
         )
-        if len(names) > 1:
+        if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
 
-    if cfg.logger.plots and len(names) == 1 and at.trace_W:
+    if s.cfg.logger.plots and len(names) == 1 and at.trace_W and s.writes:
         figs = plots.walkthrough_plots(
-            workdir,
-            np.asarray(X),
-            np.asarray(y),
+            s.workdir,
+            to_host(s.X),
+            to_host(s.y),
             float(np.ravel(final["b"])[0]),
             np.concatenate(at.trace_W),
             np.concatenate(at.trace_loss),
@@ -475,11 +514,12 @@ def evaluate(
         tb.figure("plots/trajectory", figs[1], at.step)
         plots.close(*figs)
 
-    shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
-    print(
-        f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
-        f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
-    )
+    if s.writes:
+        shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
+        print(
+            f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
+            f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
+        )
     return metrics
 
 

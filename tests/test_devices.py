@@ -1,0 +1,152 @@
+"""Several simulated CPU devices and several processes train like one device."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_train
+
+DATA = ("experiment=synthetic", "data.n_samples=1001", "data.n_features=4")
+
+
+def devices(n: int) -> dict:
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+
+
+def params(run_dir) -> np.ndarray:
+    p = json.loads((run_dir / "metrics.json").read_text())["params"]
+    return np.array([p[k] for k in sorted(p)])
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [
+        ("loader=full_batch", "trainer.epochs=40"),
+        ("loader=mini_batch", "loader.batch_size=8", "trainer.epochs=3"),
+    ],
+)
+def test_four_devices_end_where_one_does(tmp_path, loader):
+    one = run_train(*DATA, *loader, f"hydra.run.dir={tmp_path / 'one'}", env=devices(1))
+    four = run_train(*DATA, *loader, f"hydra.run.dir={tmp_path / 'four'}", env=devices(4))
+    assert one.returncode == four.returncode == 0, four.stderr
+    assert "platform cpu, 4 device(s), 1 process(es)" in four.stdout
+    saved = json.loads((tmp_path / "four" / "metrics.json").read_text())
+    assert saved["device_count"] == 4 and saved["process_count"] == 1
+    np.testing.assert_allclose(params(tmp_path / "four"), params(tmp_path / "one"), rtol=1e-6)
+
+
+def test_per_sample_runs_on_one_device_and_says_so(tmp_path):
+    args = (*DATA, "loader=per_sample", "trainer.epochs=1")
+    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}", env=devices(1))
+    four = run_train(*args, f"hydra.run.dir={tmp_path / 'four'}", env=devices(4))
+    assert one.returncode == four.returncode == 0
+    assert four.stdout.count("per-sample SGD is sequential: it runs on one device") == 1
+    np.testing.assert_array_equal(params(tmp_path / "four"), params(tmp_path / "one"))
+
+
+def test_batch_the_devices_do_not_divide_is_an_error(tmp_path):
+    proc = run_train(
+        *DATA,
+        "loader=mini_batch",
+        "loader.batch_size=6",
+        f"hydra.run.dir={tmp_path}",
+        env=devices(4),
+    )
+    assert proc.returncode == 2
+    assert "loader.batch_size=6" in proc.stderr and "the 4 devices" in proc.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_together_like_one(tmp_path):
+    args = (*DATA, "loader=mini_batch", "loader.batch_size=8", "trainer.epochs=3")
+    port = free_port()
+    run_dir = tmp_path / "two"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *args,
+                f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                "trainer.distributed.num_processes=2",
+                f"trainer.distributed.process_id={i}",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **devices(2)},
+        )
+        for i in (0, 1)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "platform cpu, 4 device(s), 2 process(es)" in outs[0][0]
+    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}", env=devices(1))
+    assert one.returncode == 0
+    np.testing.assert_allclose(params(run_dir), params(tmp_path / "one"), rtol=1e-6)
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    assert len(list(run_dir.rglob("metrics.json"))) == 1
+    assert json.loads((run_dir / "metrics.json").read_text())["process_count"] == 2
+
+
+def test_kill_and_resume_on_four_devices_is_exact(tmp_path):
+    args = (
+        *DATA,
+        "data.n_samples=20000",
+        "loader=mini_batch",
+        "loader.batch_size=8",
+        "trainer.epochs=10",
+        "trainer.checkpoint_every=1",
+        "logger.every_n_steps=100",
+    )
+    whole = run_train(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=devices(4))
+    assert whole.returncode == 0, whole.stderr
+    run_dir = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **devices(4)},
+    )
+    first = run_dir / "checkpoints" / "2500"
+    deadline = time.monotonic() + 120
+    while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_train(*args, "trainer.resume=true", f"hydra.run.dir={run_dir}", env=devices(4))
+    assert resumed.returncode == 0, resumed.stderr
+    np.testing.assert_array_equal(params(run_dir), params(tmp_path / "whole"))
+
+
+def test_unreachable_coordinator_is_a_clear_error_in_bounded_time(tmp_path):
+    start = time.monotonic()
+    proc = run_train(
+        *DATA,
+        f"trainer.distributed.coordinator=127.0.0.1:{free_port()}",
+        "trainer.distributed.num_processes=2",
+        "trainer.distributed.process_id=1",
+        "trainer.distributed.initialization_timeout=3",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert time.monotonic() - start < 60
+    assert proc.returncode == 2
+    assert "cannot reach the coordinator 127.0.0.1:" in proc.stderr
+    assert proc.stderr.count("\n") == 1

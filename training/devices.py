@@ -1,0 +1,149 @@
+"""Devices, processes and data parallelism on JAX's own runtime.
+
+One process or many (``jax.distributed``), one device or all of them: the training rows are
+sharded along the ``data`` axis of a 1-D mesh, parameters and optimizer state are replicated,
+and the compiled loop is unchanged; XLA inserts the all-reduce of the gradient.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.errors import UserError
+
+
+def init_distributed(cfg) -> None:
+    """Join a multi-process run before JAX starts, when the config or environment asks.
+
+    ``trainer.distributed.coordinator`` (``host:port``), ``num_processes`` and ``process_id``
+    name the run; ``auto`` lets ``jax.distributed.initialize()`` read SLURM, Open MPI or TPU
+    settings. A coordinator that does not answer within ``initialization_timeout`` seconds is
+    an error, not a hang.
+    """
+    import jax
+
+    if not cfg.coordinator and not cfg.auto:
+        return
+    if cfg.coordinator and cfg.process_id:
+        # JAX aborts the whole process when the coordinator never answers: knock first
+        _wait_for(cfg.coordinator, cfg.initialization_timeout)
+    try:
+        if cfg.auto:
+            jax.distributed.initialize(initialization_timeout=cfg.initialization_timeout)
+        else:
+            jax.distributed.initialize(
+                coordinator_address=cfg.coordinator,
+                num_processes=cfg.num_processes,
+                process_id=cfg.process_id,
+                initialization_timeout=cfg.initialization_timeout,
+            )
+    except Exception as exc:  # noqa: BLE001 - every failure to join is the same to a user
+        where = cfg.coordinator or "the coordinator the environment names"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(
+            f"cannot join the distributed run at {where} within "
+            f"{cfg.initialization_timeout} s (trainer.distributed): {first[:200]}"
+        ) from None
+
+
+def make_mesh(platform: str, sharded: bool):
+    """A 1-D ``data`` mesh over every device of ``platform``, or None for one device."""
+    import jax
+    from jax.sharding import AxisType
+
+    devices = jax.devices(platform)
+    if not sharded or len(devices) == 1:
+        return None
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,), devices=devices)
+
+
+def place_rows(mesh, device, X: np.ndarray, y: np.ndarray):
+    """Put the training rows where the compiled loop reads them.
+
+    One device: as they are. A mesh: rows sharded along ``data``, padded with zero rows to a
+    multiple of the device count; the returned weights (1 real, 0 padding) keep the padding out
+    of every loss and gradient. Each process contributes only its own contiguous share of the
+    rows (``jax.make_array_from_process_local_data``).
+    """
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    if mesh is None:
+        return jax.device_put(X, device), jax.device_put(y, device), None
+    n = len(y)
+    per = -(-n // mesh.size)
+    n_pad = per * mesh.size
+    w = (np.arange(n_pad) < n).astype(np.float32)
+    if n_pad > n:
+        X = np.concatenate([np.asarray(X), np.zeros((n_pad - n, X.shape[1]), X.dtype)])
+        y = np.concatenate([np.asarray(y), np.zeros(n_pad - n, y.dtype)])
+    rows = NamedSharding(mesh, PartitionSpec("data"))
+    lo, hi = _process_rows(mesh, n_pad)
+
+    def put(a):
+        return jax.make_array_from_process_local_data(rows, np.asarray(a[lo:hi]), a.shape)
+
+    return put(X), put(y), put(w) if n_pad > n else None
+
+
+def _process_rows(mesh, n_rows: int) -> tuple[int, int]:
+    """The contiguous rows this process's devices hold along the ``data`` axis."""
+    import jax
+
+    per = n_rows // mesh.size
+    mine = [i for i, d in enumerate(mesh.devices.flat) if d.process_index == jax.process_index()]
+    return min(mine) * per, (max(mine) + 1) * per
+
+
+def replicate(mesh, device, tree):
+    """Copies of ``tree`` (parameters, optimizer state, batch indices) on every device."""
+    import jax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    if mesh is None:
+        return jax.device_put(tree, device)
+    everywhere = NamedSharding(mesh, PartitionSpec())
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return a  # already a global array (the output of an earlier call)
+        return jax.make_array_from_process_local_data(everywhere, np.asarray(a), np.shape(a))
+
+    return jax.tree.map(one, tree)
+
+
+def to_host(tree):
+    """numpy copies of (replicated) arrays, also those spanning several processes."""
+    import jax
+
+    def one(a):
+        if isinstance(a, jax.Array) and not a.is_fully_addressable:
+            return np.asarray(a.addressable_shards[0].data)
+        return np.asarray(a)
+
+    return jax.tree.map(one, tree)
+
+
+def _wait_for(coordinator: str, timeout: float) -> None:
+    """Return once ``host:port`` accepts a TCP connection; a UserError after ``timeout`` s."""
+    import socket
+    import time
+
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(
+            f"bad config value trainer.distributed.coordinator={coordinator!r}: allowed host:port"
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                raise UserError(
+                    f"cannot reach the coordinator {coordinator} within {timeout} s "
+                    f"({exc.strerror or exc}); start process 0 first, or check "
+                    "trainer.distributed.coordinator"
+                ) from None
+            time.sleep(0.5)
