@@ -21,7 +21,10 @@ def main(cfg: DictConfig) -> None:
 
     for name in ("jax", "absl"):  # no "Unable to initialize backend" or orbax progress noise
         logging.getLogger(name).setLevel(logging.WARNING)
-    with report_user_errors(multirun=HydraConfig.get().mode.name == "MULTIRUN"):
+    multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    if multirun and cfg.logger.progress == "auto":  # a sweep's runs share one terminal
+        cfg.logger.progress = "lines"
+    with report_user_errors(multirun=multirun):
         train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
 
 

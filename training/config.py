@@ -114,6 +114,7 @@ class LoggerConfig:
     every_n_steps: int = 1
     print_trace: bool = False
     plots: bool = True
+    plot_weights: list[str] = field(default_factory=list)  # two features; []: the largest two
     progress: str = "auto"
 
 

@@ -101,17 +101,15 @@ def log_steps(
     losses: np.ndarray,
     recorded: dict,
     feature_names: list[str],
-    lr_at: Callable[[int], float] | None,
+    lr_at: Callable[[np.ndarray], np.ndarray],
 ) -> dict:
-    """Write the recorded steps of one call: step ``t0 + positions[i]`` gets the loss there and
-    the parameters ``recorded[i]`` (those before that step). Returns the recorded parameters
-    trimmed to ``len(positions)``."""
+    """Write the recorded steps of one call: step ``t0 + positions[i]`` gets the loss there,
+    the learning rate of that update and the parameters ``recorded[i]`` (those before that
+    step). Returns the recorded parameters trimmed to ``len(positions)``."""
     steps = t0 + positions
     recorded = jax.tree.map(lambda a: np.asarray(a)[: len(positions)], recorded)
     columns = {f"params/{k}": v for k, v in param_columns(recorded, feature_names, True).items()}
-    tb.scalars({"train/loss": losses[positions], **columns}, steps)
-    if lr_at is not None:
-        tb.scalars({"train/lr": [lr_at(int(s)) for s in steps]}, steps)
+    tb.scalars({"train/loss": losses[positions], "train/lr": lr_at(steps), **columns}, steps)
     return recorded
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax.numpy as jnp
+import numpy as np
 import optax
 from omegaconf import DictConfig
 
@@ -30,10 +32,10 @@ def build_schedule(cfg: DictConfig, total_steps: int) -> optax.ScalarOrSchedule:
 
 def build_optimizer(
     cfg: DictConfig, params: dict, total_steps: int
-) -> tuple[optax.GradientTransformation, Callable[[int], float]]:
+) -> tuple[optax.GradientTransformation, Callable[[np.ndarray], np.ndarray]]:
     """The optimizer named by ``cfg.name`` with ``cfg.freeze`` parameters held constant.
 
-    Returns the transformation and ``lr_at(step)``, the learning rate used at a step.
+    Returns the transformation and ``lr_at(steps)``, the learning rates used at those steps.
     """
     schedule = build_schedule(cfg, total_steps)
     if cfg.name == "sgd":
@@ -64,7 +66,11 @@ def build_optimizer(
         labels = {name: "frozen" if name in cfg.freeze else "train" for name in params}
         tx = optax.partition({"train": inner, "frozen": optax.set_to_zero()}, labels)
 
-    def lr_at(step: int) -> float:
-        return float(schedule(step)) if callable(schedule) else float(schedule)
+    def lr_at(steps: np.ndarray) -> np.ndarray:
+        """The learning rate of updates ``steps`` (optax counts updates from 0)."""
+        steps = np.asarray(steps)
+        if callable(schedule):
+            return np.asarray(schedule(jnp.asarray(steps)), np.float64)
+        return np.full(steps.shape, float(schedule))
 
     return tx, lr_at

@@ -52,3 +52,103 @@ def walkthrough_plots(
 def close(*figs) -> None:
     for fig in figs:
         plt.close(fig)
+
+
+class History:
+    """What the plots draw, kept small: at most ``limit`` points, halved when full."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self.limit = limit
+        self.steps: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+
+    def add(self, steps: np.ndarray, values: np.ndarray) -> None:
+        self.steps.append(np.asarray(steps))
+        self.values.append(np.asarray(values))
+        if sum(len(s) for s in self.steps) > self.limit:
+            steps, values = self.arrays()
+            self.steps, self.values = [steps[::2]], [values[::2]]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.steps:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(self.steps), np.concatenate(self.values)
+
+
+def loss_curves(workdir: Path, train: History, val: History):
+    """``loss_curves.png``: the training loss by step and, when there is one, the validation
+    MSE (in the target's units) by step."""
+    panels = 2 if val.steps else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    steps, loss = train.arrays()
+    ax = axes[0, 0]
+    ax.plot(steps, loss, color="tab:blue", lw=1)
+    ax.set(xlabel="step", ylabel="training loss (MSE, model units)", title="Training loss")
+    if len(loss) and np.all(loss[np.isfinite(loss)] > 0):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    if val.steps:
+        steps, mse = val.arrays()
+        ax = axes[0, 1]
+        ax.plot(steps, mse, "o-", color="tab:orange", markersize=2, lw=1)
+        ax.set(xlabel="step", ylabel="validation MSE (target units)", title="Validation")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(workdir / "loss_curves.png", dpi=100)
+    return fig
+
+
+def loss_surface(
+    workdir: Path,
+    moments: dict,
+    names: tuple[str, str],
+    final: tuple[float, float],
+    path: np.ndarray,
+):
+    """``loss_surface.png``: the training loss over two weights of a linear model, the others
+    held at their final values, with the learning trajectory of those two weights over it.
+
+    With ``r0`` the residuals at the final parameters, the loss at ``(W_i + a, W_j + b)`` is the
+    exact quadratic ``E[(r0 + a x_i + b x_j)^2]``, so six moments of the training rows
+    (``moments``: ``rr, ri, rj, ii, jj, ij``) draw it for any number of rows.
+    """
+    lo = np.minimum(path.min(axis=0), final) if len(path) else np.asarray(final)
+    hi = np.maximum(path.max(axis=0), final) if len(path) else np.asarray(final)
+    pad = np.maximum((hi - lo) * 0.25, 0.5 * np.maximum(np.abs(np.asarray(final)), 1e-3))
+    gi = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 121)
+    gj = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 121)
+    A, B = np.meshgrid(gi - final[0], gj - final[1])
+    m = moments
+    Z = (
+        m["rr"]
+        + 2 * A * m["ri"]
+        + 2 * B * m["rj"]
+        + A * A * m["ii"]
+        + B * B * m["jj"]
+        + 2 * A * B * m["ij"]
+    )
+    fig, ax = plt.subplots(figsize=(6, 5))
+    levels = np.quantile(Z, np.linspace(0, 1, 25) ** 2)
+    cs = ax.contourf(gi, gj, Z, levels=np.unique(levels), cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="training loss (MSE)")
+    if len(path):
+        ax.plot(
+            path[:, 0],
+            path[:, 1],
+            ".-",
+            color="tab:red",
+            markersize=2,
+            lw=1,
+            label="gradient descent",
+        )
+        ax.plot(*path[0], "o", color="white", markeredgecolor="black", label="start")
+    ax.plot(*final, "*", color="gold", markersize=12, markeredgecolor="black", label="end")
+    ax.set(
+        xlabel=f"W[{names[0]}]",
+        ylabel=f"W[{names[1]}]",
+        title="Loss surface and learning trajectory",
+    )
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(workdir / "loss_surface.png", dpi=100)
+    return fig

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from hydra.utils import instantiate
@@ -114,6 +115,7 @@ class Session:
     preprocessing: dict
     stable_lr: float
     ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
+    curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
 
     @property
     def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
@@ -322,7 +324,6 @@ def fit(s: Session, params, opt_state, at: Progressed):
     val = ValLog(s)
     mode = "off" if trace or not s.writes else cfg.logger.progress
     progress = Progress(mode, tr.epochs, loader.batch_size)
-    lr_log = s.lr_at if cfg.optimizer.schedule != "constant" else None
     with stop_on_signals() as asked:
         for block, t0, out in pipelined(
             runner, blocks, params, opt_state, at.step, np.float32(at.ref_loss)
@@ -336,7 +337,10 @@ def fit(s: Session, params, opt_state, at: Progressed):
             n_valid = taken + 1 if stop and not diverged else taken
             positions = record_positions(runner.spec(block))
             positions = positions[positions < n_valid]
-            recorded = log_steps(tb, t0, positions, losses, res.recorded, s.names, lr_log)
+            recorded = log_steps(tb, t0, positions, losses, res.recorded, s.names, s.lr_at)
+            s.curves["loss"].add(t0 + positions, losses[positions])
+            if np.ndim(recorded.get("W")) == 2:
+                s.curves["W"].add(t0 + positions, recorded["W"])
             W_end = to_host(out.params).get("W")
             if np.ndim(W_end) == 1 and np.size(W_end) > 1:
                 tb.histogram("params/W", W_end, t0 + taken)
@@ -413,7 +417,7 @@ class ValLog:
     MAX_POINTS = 1000  # per call, so a long full-batch call does not flood TensorBoard
 
     def __init__(self, s: Session) -> None:
-        self.data, self.tb, self.loader = s.data, s.tb, s.loader
+        self.data, self.tb, self.loader, self.curve = s.data, s.tb, s.loader, s.curves["val"]
         self.X = s.data.X.get("val")
         self.enabled = self.X is not None and len(self.X) > 0 and s.tb.writer is not None
         self.predict = jax.jit(jax.vmap(s.apply_fn, in_axes=(0, None)))
@@ -436,6 +440,7 @@ class ValLog:
             m = regression_metrics(self.data.y_raw["val"], self.data.to_target_units(row))
             for k, v in m.items():
                 self.tb.scalar(f"val/{k}", v, int(step))
+            self.curve.add([int(step)], [m["mse"]])
 
 
 def evaluate(s: Session, params, at: Progressed) -> dict:
@@ -501,18 +506,8 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
 
-    if s.cfg.logger.plots and len(names) == 1 and at.trace_W and s.writes:
-        figs = plots.walkthrough_plots(
-            s.workdir,
-            to_host(s.X),
-            to_host(s.y),
-            float(np.ravel(final["b"])[0]),
-            np.concatenate(at.trace_W),
-            np.concatenate(at.trace_loss),
-        )
-        tb.figure("plots/loss_vs_W", figs[0], at.step)
-        tb.figure("plots/trajectory", figs[1], at.step)
-        plots.close(*figs)
+    if s.cfg.logger.plots and s.writes:
+        draw_plots(s, final, at)
 
     if s.writes:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
@@ -521,6 +516,71 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
             f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
         )
     return metrics
+
+
+def draw_plots(s: Session, final: dict, at: Progressed) -> None:
+    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``)."""
+    figs = {}
+    if len(s.names) == 1 and at.trace_W:  # the walkthrough's two plots
+        figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
+            s.workdir,
+            to_host(s.X)[: s.n_train],
+            to_host(s.y)[: s.n_train],
+            float(np.ravel(final["b"])[0]),
+            np.concatenate(at.trace_W),
+            np.concatenate(at.trace_loss),
+        )
+    if s.curves["loss"].steps:
+        figs["loss_curves"] = plots.loss_curves(s.workdir, s.curves["loss"], s.curves["val"])
+    W = final.get("W")
+    if set(final) == {"W", "b"} and np.ndim(W) == 1 and len(W) >= 2:
+        chosen = list(s.cfg.logger.plot_weights)
+        unknown = [c for c in chosen if c not in s.names]
+        if len(chosen) != 2 or unknown:
+            if chosen:
+                print(
+                    f"warning: logger.plot_weights={chosen} needs two of {s.names}; "
+                    "plotting the two largest weights"
+                )
+            chosen = [s.names[k] for k in np.argsort(-np.abs(W))[:2]]
+        i, j = (s.names.index(c) for c in chosen)
+        moments = surface_moments(s, final, i, j)
+        _, path = s.curves["W"].arrays()
+        path = path[:, [i, j]] if len(path) else np.zeros((0, 2))
+        figs["loss_surface"] = plots.loss_surface(
+            s.workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
+        )
+    for name, fig in figs.items():
+        s.tb.figure(f"plots/{name}", fig, at.step)
+    plots.close(*figs.values())
+
+
+def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
+    """The six moments of the training rows that give the loss over (W_i, W_j) exactly."""
+
+    def moments(p, X, y, w):
+        r = X @ p["W"] + p["b"] - y
+        wt = jnp.ones_like(y) if w is None else w
+        n = jnp.sum(wt)
+        xi, xj = X[:, i], X[:, j]
+        return {
+            k: jnp.sum(wt * v) / n
+            for k, v in (
+                ("rr", r * r),
+                ("ri", r * xi),
+                ("rj", r * xj),
+                ("ii", xi * xi),
+                ("jj", xj * xj),
+                ("ij", xi * xj),
+            )
+        }
+
+    everywhere = (
+        None if s.mesh is None else jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec())
+    )
+    p = replicate(s.mesh, s.device, {k: np.asarray(v, np.float32) for k, v in final.items()})
+    out = jax.jit(moments, out_shardings=everywhere)(p, s.X, s.y, s.w)
+    return {k: float(v) for k, v in to_host(out).items()}
 
 
 def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:

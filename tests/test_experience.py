@@ -1,0 +1,212 @@
+"""The user's experience: experiments, sweeps, optimizers and schedules, progress, TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optax
+import pytest
+from conftest import CONF, ROOT, make_config, read_scalars, run_train
+
+from training.run import train_and_evaluate
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def test_the_experiments_are_the_documented_ones():
+    assert {
+        "seed",
+        "housing",
+        "housing_full_batch",
+        "housing_sgd",
+        "housing_minibatch",
+        "synthetic",
+    } <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_with_a_tiny_budget(tmp_path, name):
+    metrics = train_and_evaluate(make_config(f"experiment={name}", "trainer.epochs=2"), tmp_path)
+    assert metrics["epochs"] == 2 and np.isfinite(metrics["final_loss"])
+    assert (tmp_path / "metrics.json").exists()
+
+
+def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.name=sgd",
+        "trainer.epochs=5",
+        "optimizer.lr=0.01,-1,0.1",
+        "loader=full_batch,mini_batch",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert len(runs) == 6  # each run's directory is named by its overrides
+    assert sum("loader=mini_batch,optimizer.lr=0.1," in r for r in runs) == 1
+    assert proc.stderr.count("error: this run failed: bad config value optimizer.lr=-1.0") == 2
+    finished = sorted(p.parent.name for p in sweep.rglob("metrics.json"))
+    assert finished == [r for r in runs if "lr=-1" not in r]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in finished:  # every run is a TensorBoard run of the sweep, with its hparams
+        acc = EventAccumulator(str(sweep / run))
+        acc.Reload()
+        assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+        assert "train/loss" in acc.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_optimizer_groups_are_optax_optimizers(name):
+    from training.optim import build_optimizer
+
+    cfg = make_config(f"optimizer={name}", "optimizer.freeze=[]").optimizer
+    params = {"W": np.array([1.0, -2.0], np.float32), "b": np.zeros((), np.float32)}
+    tx, _ = build_optimizer(cfg, params, 100)
+    expected = {
+        "sgd": optax.sgd(cfg.lr),
+        "momentum": optax.sgd(cfg.lr, momentum=0.9),
+        "nesterov": optax.sgd(cfg.lr, momentum=0.9, nesterov=True),
+        "adam": optax.adam(cfg.lr, b1=0.9, b2=0.999, eps=1e-8),
+        "adamw": optax.adamw(cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=1e-4),
+    }[name]
+    grads = {"W": np.array([0.5, 0.25], np.float32), "b": np.float32(1.0)}
+    ours, theirs = tx.init(params), expected.init(params)
+    for _ in range(3):
+        u1, ours = tx.update(grads, ours, params)
+        u2, theirs = expected.update(grads, theirs, params)
+        for k in params:
+            np.testing.assert_allclose(u1[k], u2[k], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "reference"),
+    [
+        ("cosine", lambda: optax.cosine_decay_schedule(0.05, 30, alpha=0.0)),
+        ("exponential", lambda: optax.exponential_decay(0.05, 10, 0.5)),
+        ("warmup_cosine", lambda: optax.warmup_cosine_decay_schedule(0.0, 0.05, 5, 30, 0.0)),
+    ],
+)
+def test_schedules_are_logged_as_train_lr(tmp_path, schedule, reference):
+    train_and_evaluate(
+        make_config(
+            "experiment=housing",
+            "optimizer.name=sgd",
+            "optimizer.lr=0.05",
+            "trainer.epochs=30",
+            "trainer.tol=0",
+            f"optimizer.schedule={schedule}",
+            "optimizer.warmup_steps=5",
+            "optimizer.transition_steps=10",
+        ),
+        tmp_path,
+    )
+    lr = read_scalars(tmp_path)["train/lr"]
+    assert [s for s, _ in lr] == list(range(30))
+    np.testing.assert_allclose(
+        [v for _, v in lr], [reference()(s) for s in range(30)], rtol=1e-6, atol=1e-9
+    )
+
+
+def test_freezing_holds_a_parameter(tmp_path):
+    metrics = train_and_evaluate(
+        make_config(
+            "experiment=housing", "optimizer.freeze=[b]", "trainer.epochs=20", "trainer.tol=0"
+        ),
+        tmp_path,
+    )
+    assert metrics["params"]["b"] == 0.0 and metrics["params"]["W/lotsize"] != 0.0
+
+
+def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
+    proc = run_train("experiment=synthetic", "trainer.epochs=3", f"hydra.run.dir={tmp_path}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
+    assert lines and lines[-1].startswith("epoch 3/3") and "samples/s" in lines[-1]
+
+
+def test_a_progress_bar_on_a_terminal(tmp_path):
+    master, slave = pty.openpty()  # train.py's output goes to a pseudo-terminal
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "experiment=synthetic",
+            "trainer.epochs=3",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=ROOT,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed: the run ended
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=120)
+    os.close(master)
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0
+    assert "epoch 3/3" in text and "━" in text and "samples/s" in text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_real_tensorboard_server_serves_the_run(tmp_path):
+    train_and_evaluate(make_config(), tmp_path)  # the walkthrough
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("tensorboard")),
+            "--logdir",
+            str(tmp_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=.&tag="
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "train/loss", timeout=5) as r:
+                    loss = json.loads(r.read())
+                if len(loss) == 50:
+                    break
+            except (OSError, ValueError):
+                pass
+            assert time.monotonic() < deadline, "TensorBoard did not serve the run"
+            time.sleep(0.5)
+        with urllib.request.urlopen(base + "params/W", timeout=5) as r:
+            W = json.loads(r.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert [step for _, step, _ in loss] == list(range(50))
+    assert loss[0][2] == 186.0
+    assert np.float32(W[1][2]) == np.float32(7.38) and np.float32(W[50][2]) == np.float32(2.0256863)
