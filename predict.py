@@ -23,12 +23,12 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     preprocessing record."""
     import jax
     from flax import nnx
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from data.csv_source import Encoding, read_csv
     from data.preprocess import Scaling
     from training.checkpoint import Checkpoints
+    from training.run import build_model
 
     run_dir = Path(run_dir)
     prep_path = run_dir / "preprocessing.json"
@@ -62,7 +62,7 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
         if not steps:
             raise UserError(f"{run_dir}: no checkpoint; the run did not finish")
         cfg = OmegaConf.create(ckpt.restore_meta(steps[-1])["config"])
-        model = instantiate(cfg.model, in_features=len(names), rngs=nnx.Rngs(0))
+        model = build_model(cfg.model, len(names), 0)
         graphdef, state = nnx.split(model)
         like = nnx.to_pure_dict(state)
 

@@ -338,7 +338,6 @@ def load_csv(cfg) -> Table:
             f"{source}: {len(y)} rows for {len(names)} features; least squares needs "
             f"at least features + 1 = {len(names) + 1} rows"
         )
-    print(f"encoding of {source}: {enc.describe()}")
     return Table(
         X.astype(np.float32),
         y.astype(np.float32),

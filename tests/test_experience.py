@@ -210,3 +210,27 @@ def test_a_real_tensorboard_server_serves_the_run(tmp_path):
     assert [step for _, step, _ in loss] == list(range(50))
     assert loss[0][2] == 186.0
     assert np.float32(W[1][2]) == np.float32(7.38) and np.float32(W[50][2]) == np.float32(2.0256863)
+
+
+def test_a_model_of_ones_own_trains_logs_and_predicts(tmp_path):
+    from predict import predict
+
+    metrics = train_and_evaluate(
+        make_config(
+            "experiment=housing", "model=quadratic", "optimizer.lr=0.005", "trainer.epochs=300"
+        ),
+        tmp_path,
+    )
+    assert {"W/lotsize", "V/0", "b"} <= set(metrics["params"])
+    assert "coefficients" not in metrics  # the linear read-out is for the linear model
+    assert metrics["train"]["r2"] > 0.6
+    scalars = read_scalars(tmp_path)
+    assert "params/V/3" in scalars
+    pred, df, _ = predict(tmp_path, ROOT / "data" / "housing" / "windsor_house_prices.csv")
+    from sklearn.metrics import r2_score
+
+    from data.preprocess import split_rows
+
+    train = split_rows(546, 0.1, 0.1, seed=0)["train"]
+    price = df["price"].astype(float).to_numpy()
+    assert r2_score(price[train], pred[train]) == pytest.approx(metrics["train"]["r2"], abs=1e-5)

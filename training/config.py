@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
@@ -56,16 +57,6 @@ class LoaderConfig:
     batch_size: int | None = None
     shuffle: bool = False
     drop_last: bool = False
-
-
-@dataclass
-class ModelConfig:
-    _target_: str = "models.linear.LinearRegression"
-    W_init: str = "zeros"
-    W_value: float = 0.0
-    b_init: str = "zeros"
-    b_value: float = 0.0
-    init_scale: float = 0.01
 
 
 @dataclass
@@ -123,7 +114,10 @@ class Config:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # a model's keys are its constructor's arguments (`_target_` names the class): open here
+    model: dict[str, Any] = field(
+        default_factory=lambda: {"_target_": "models.linear.LinearRegression"}
+    )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -151,8 +145,9 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "loader.name", LOADERS)
     _choice(cfg, "optimizer.name", OPTIMIZERS)
     _choice(cfg, "optimizer.schedule", SCHEDULES)
-    _choice(cfg, "model.W_init", INITIALISERS)
-    _choice(cfg, "model.b_init", INITIALISERS)
+    for key in ("model.W_init", "model.b_init"):
+        if OmegaConf.select(cfg, key) is not None:
+            _choice(cfg, key, INITIALISERS)
     _choice(cfg, "trainer.device", DEVICES)
     _choice(cfg, "logger.progress", ("auto", "bar", "lines", "off"))
 

@@ -7,28 +7,37 @@ import numpy as np
 from data.preprocess import Scaling
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MSE, RMSE, MAE and R^2 = 1 - SS_res / SS_tot (float64; NaN for fewer than 2 rows)."""
-    y_true = np.asarray(y_true, np.float64)
-    y_pred = np.asarray(y_pred, np.float64)
-    if len(y_true) == 0:
+def regression_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, chunk: int = 1 << 18
+) -> dict[str, float]:
+    """MSE, RMSE, MAE and R^2 = 1 - SS_res / SS_tot, summed in float64 a chunk of rows at a
+    time (10^7 rows need no float64 copies); NaN where undefined."""
+    n = len(y_true)
+    if n == 0:
         return {"mse": float("nan"), "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}
-    err = y_pred - y_true
-    mse = float(np.mean(err * err))
-    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(err * err)) / ss_tot if len(y_true) > 1 and ss_tot > 0 else float("nan")
-    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(err))), "r2": r2}
+    mean = float(np.mean(y_true, dtype=np.float64))
+    ss_res = abs_err = ss_tot = 0.0
+    for s in range(0, n, chunk):
+        t = np.asarray(y_true[s : s + chunk], np.float64)
+        err = np.asarray(y_pred[s : s + chunk], np.float64) - t
+        ss_res += float(err @ err)
+        abs_err += float(np.abs(err).sum())
+        ss_tot += float(((t - mean) ** 2).sum())
+    mse = ss_res / n
+    r2 = 1.0 - ss_res / ss_tot if n > 1 and ss_tot > 0 else float("nan")
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": abs_err / n, "r2": r2}
 
 
-def least_squares(X, y, chunk: int = 1 << 20) -> tuple[np.ndarray, float]:
+def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
     """The least-squares ``(W, b)`` of ``y ~ X W + b`` in float64.
 
-    Up to ``chunk`` rows: ``numpy.linalg.lstsq`` on ``[X, 1]``. More rows: the normal equations
-    ``[X 1]^T [X 1] beta = [X 1]^T y``, accumulated a chunk at a time (X may live on a device),
-    which on standardised columns is as accurate and needs no copy of X.
+    Up to 2^20 rows: ``numpy.linalg.lstsq`` on ``[X, 1]``. More rows: the normal equations
+    ``[X 1]^T [X 1] beta = [X 1]^T y``, accumulated ``chunk`` rows at a time (X may live on a
+    device), which on standardised columns is as accurate and needs no float64 copy of X.
     """
+    X, y = np.asarray(X), np.asarray(y)  # on a CPU device this is the same memory, no copy
     n, d = X.shape
-    if n <= chunk:
+    if n <= 1 << 20:
         A = np.column_stack([np.asarray(X, np.float64), np.ones(n)])
         beta = np.linalg.lstsq(A, np.asarray(y, np.float64), rcond=None)[0]
         return beta[:d], float(beta[d])

@@ -118,6 +118,10 @@ class Session:
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
 
     @property
+    def linear(self) -> bool:  # the stability bound speaks of the linear model only
+        return self.cfg.model.get("_target_") == "models.linear.LinearRegression"
+
+    @property
     def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
         return jax.process_index() == 0
 
@@ -230,7 +234,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         write_json(workdir / "preprocessing.json", preprocessing)
 
     # model and optimizer: split once, then plain dicts of arrays
-    model = instantiate(cfg.model, in_features=len(names), rngs=nnx.Rngs(cfg.seed))
+    model = build_model(cfg.model, len(names), cfg.seed)
     graphdef, state = nnx.split(model)
     params = replicate(mesh, device, nnx.to_pure_dict(state))
 
@@ -248,7 +252,8 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     opt_state = tx.init(params)
     stable_lr = largest_stable_lr(X, w, n_train)
     o = cfg.optimizer
-    if loader.full_batch and o.name == "sgd" and not o.momentum and o.lr > stable_lr:
+    linear = cfg.model.get("_target_") == "models.linear.LinearRegression"
+    if linear and loader.full_batch and o.name == "sgd" and not o.momentum and o.lr > stable_lr:
         say(
             f"warning: optimizer.lr={o.lr} is above {stable_lr:.4g}, the largest stable "
             "learning rate of full-batch gradient descent on this data (2 / the largest "
@@ -277,6 +282,18 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         ols,
     )
     return session, params, opt_state
+
+
+def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
+    """``model._target_`` built with ``in_features``, ``rngs`` and the group's other keys."""
+    try:
+        return instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
+    except Exception as exc:  # a wrong class path or argument in conf/model/*.yaml
+        cause = exc.__cause__ or exc
+        raise UserError(
+            f"bad config value model._target_={model_cfg.get('_target_')!r}: "
+            f"{str(cause).splitlines()[0]}"
+        ) from None
 
 
 def resume(ckpt: Checkpoints, params, opt_state):
@@ -350,10 +367,15 @@ def fit(s: Session, params, opt_state, at: Progressed):
                 at.trace_W.append(W[:n_valid])
                 at.trace_loss.append(losses[:n_valid])
             if diverged:
+                bound = (
+                    f"the largest stable full-batch learning rate of a linear model on "
+                    f"this data is {s.stable_lr:.4g}; "
+                    if s.linear
+                    else ""
+                )
                 raise DivergenceError(
                     f"training diverged at step {t0 + taken}: the loss became "
-                    f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; the largest "
-                    f"stable full-batch learning rate for this data is {s.stable_lr:.4g}; "
+                    f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; {bound}"
                     "lower optimizer.lr"
                 )
             params, opt_state = out.params, out.opt_state
