@@ -94,14 +94,7 @@ class Encoding:
             if c.kind == "numeric":
                 values = _numbers(col, c.name, source)
                 if c.log:
-                    bad = np.flatnonzero(values <= 0)
-                    if bad.size:
-                        raise UserError(
-                            f"{source}: column {c.name!r} row {_row(col, bad[0])}: "
-                            f"{values[bad[0]]:g} has no logarithm; remove "
-                            f"{c.name!r} from data.log_features"
-                        )
-                    values = np.log(values)
+                    values = _log(values, col, source, f"remove {c.name!r} from data.log_features")
                 out.append(values)
                 continue
             text = col.astype("string").str.strip()
@@ -157,6 +150,17 @@ def _numbers(col: pd.Series, name: str, source: str) -> np.ndarray:
             f"infinite; fix the cell or drop the row"
         )
     return values
+
+
+def _log(values: np.ndarray, col: pd.Series, source: str, fix: str) -> np.ndarray:
+    """``log(values)``; a value <= 0 is an error naming its column and row."""
+    bad = np.flatnonzero(values <= 0)
+    if bad.size:
+        raise UserError(
+            f"{source}: column {col.name!r} row {_row(col, bad[0])}: "
+            f"{values[bad[0]]:g} has no logarithm; {fix}"
+        )
+    return np.log(values)
 
 
 def _refuse_missing(df: pd.DataFrame, columns: list[str], source: str, missing: str) -> None:
@@ -296,13 +300,7 @@ def fit_encoding(
 def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
     y = _numbers(df[enc.target], enc.target, source)
     if enc.log_target:
-        bad = np.flatnonzero(y <= 0)
-        if bad.size:
-            raise UserError(
-                f"{source}: column {enc.target!r} row "
-                f"{_row(df[enc.target], bad[0])}: {y[bad[0]]:g} has no logarithm; "
-                f"set data.log_target=false"
-            )
+        _log(y, df[enc.target], source, "set data.log_target=false")  # checked, taken later
     return y
 
 

@@ -108,6 +108,21 @@ class Prepared:
         return np.exp(out) if self.log_target else out
 
 
+def prepare_table(table, d, seed: int) -> Prepared:
+    """:func:`prepare` a :class:`~data.sources.Table` as the ``data`` config ``d`` says."""
+    return prepare(
+        table.X,
+        table.y,
+        table.feature_names,
+        standardize=d.standardize,
+        val_fraction=d.val_fraction,
+        test_fraction=d.test_fraction,
+        seed=seed,
+        source=table.source,
+        log_target=d.log_target,
+    )
+
+
 def prepare(
     X: np.ndarray,
     y: np.ndarray,

@@ -120,25 +120,13 @@ def _holds_a_run(argv: list[str]) -> bool:
 def preflight_data(cfg) -> None:
     """Read and prepare the data once before Hydra starts the run, so that a bad file cannot
     make Hydra write over an earlier run kept in the same directory."""
-    from data.preprocess import prepare
+    from data.preprocess import prepare_table
     from data.sources import load_table
 
     if cfg.data.name != "csv":
         return
-    d = cfg.data
     with contextlib.redirect_stdout(io.StringIO()):  # the run itself reports the encoding
-        table = load_table(d)
-    prepare(
-        table.X,
-        table.y,
-        table.feature_names,
-        standardize=d.standardize,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-        seed=cfg.seed,
-        source=table.source,
-        log_target=d.log_target,
-    )
+        prepare_table(load_table(cfg.data), cfg.data, cfg.seed)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ def regression_metrics(
 ) -> dict[str, float]:
     """MSE, RMSE, MAE and R^2 = 1 - SS_res / SS_tot, summed in float64 a chunk of rows at a
     time (10^7 rows need no float64 copies); NaN where undefined."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)  # no copy of CPU device arrays
     n = len(y_true)
     if n == 0:
         return {"mse": float("nan"), "rmse": float("nan"), "mae": float("nan"), "r2": float("nan")}

@@ -26,7 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import Loader, make_loader
-from data.preprocess import Prepared, prepare
+from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
@@ -203,18 +203,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         from data.csv_source import Encoding
 
         say(f"encoding of {table.source}: {Encoding.from_dict(table.encoding).describe()}")
-    d = cfg.data
-    data = prepare(
-        table.X,
-        table.y,
-        table.feature_names,
-        standardize=d.standardize,
-        val_fraction=d.val_fraction,
-        test_fraction=d.test_fraction,
-        seed=cfg.seed,
-        source=table.source,
-        log_target=d.log_target,
-    )
+    data = prepare_table(table, cfg.data, cfg.seed)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     ols = least_squares(X_train, y_train)
