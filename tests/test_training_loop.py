@@ -39,7 +39,7 @@ def reference_sgd(X, y, lr, loader, epochs):
         idx, counts = loader.batches(epoch)
         for rows, c in zip(idx, counts, strict=True):
             xb, yb = X[rows[:c]], y[rows[:c]]
-            r = xb @ W + b - yb
+            r = (xb * W).sum(axis=1) + b - yb  # the model's multiply-and-sum for small batches
             losses.append(np.mean(r * r))
             Ws.append(W)
             W = W - lr * (np.float32(2) * (xb.T @ r) / np.float32(c))
@@ -118,3 +118,46 @@ def test_epoch_cut_into_blocks_of_steps_equals_one_call(tmp_path):
     )
     np.testing.assert_array_equal(one[2], cut[2])
     assert one[0]["params"] == cut[0]["params"]
+
+
+def test_per_sample_rows_change_nothing(tmp_path, monkeypatch):
+    # per-sample steps feed the linear model one (features,) row at a time; the same steps on
+    # (1, features) batches give the same losses and parameters
+    from training.loop import Runner
+
+    rows = run(tmp_path, "rows", "loader=per_sample", "trainer.epochs=3")
+    monkeypatch.setattr(Runner, "_takes_rows", lambda self, params: False)
+    batches = run(tmp_path, "batches", "loader=per_sample", "trainer.epochs=3")
+    np.testing.assert_allclose(rows[2], batches[2], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rows[3], batches[3], rtol=1e-6, atol=1e-9)
+    table = synthetic(100, 3, 0.1, seed=3)
+    loader = make_loader("per_sample", None, True, False, 100, seed=0)
+    W_ref, b_ref, _, _ = reference_sgd(table.X, table.y, 0.05, loader, 3)
+    np.testing.assert_allclose([rows[0]["params"][f"W/x{j}"] for j in range(3)], W_ref, rtol=1e-5)
+
+
+def test_a_model_that_needs_batches_still_trains_per_sample():
+    import jax
+    import optax
+    from flax import nnx
+
+    from models.linear import LinearRegression
+    from training.loop import Block, Runner
+
+    class BatchOnly(LinearRegression):
+        def __call__(self, x):
+            assert x.ndim == 2, "this model takes batches only"
+            return super().__call__(x)
+
+    table = synthetic(50, 3, 0.1, seed=3)
+    graphdef, state = nnx.split(BatchOnly(3, rngs=nnx.Rngs(0)))
+    params = nnx.to_pure_dict(state)
+    loader = make_loader("per_sample", None, True, False, 50, seed=0)
+    tx = optax.sgd(0.01)
+    runner = Runner(
+        lambda p, x: nnx.merge(graphdef, p)(x), tx, loader, *jax.device_put((table.X, table.y))
+    )
+    out = runner(Block(0, 1, 0, 50), params, tx.init(params), np.float32(np.nan))
+    assert runner.rows is False and np.isfinite(np.asarray(out.losses)).all()
+    _, _, loss_ref, _ = reference_sgd(table.X, table.y, 0.01, loader, 1)
+    np.testing.assert_allclose(np.asarray(out.losses), loss_ref, rtol=1e-6, atol=1e-7)
