@@ -45,6 +45,9 @@ def toy(xs: list[float], ys: list[float]) -> Table:
     return Table(X, np.asarray(ys, np.float32), ["x"], "y", "toy data")
 
 
+CHUNK = 1 << 20  # synthetic rows drawn at a time: never a float64 copy, nor all on the host
+
+
 @functools.partial(jax.jit, donate_argnums=0)
 def _put_rows(buf: jax.Array, rows: np.ndarray, start: int) -> jax.Array:
     return jax.lax.dynamic_update_slice_in_dim(buf, rows, start, 0)
@@ -57,12 +60,15 @@ def synthetic(
     seed: int,
     house_like: bool = False,
     device: jax.Device | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> Table:
     """``y = X @ w_true + b_true + noise * N(0, 1)`` with ``X ~ N(0, 1)`` (float32 throughout).
 
     ``house_like`` names the columns like house features (``size_sqft``, ``age_years``, ...) and
     draws the rule as prices: ``b_true = 200_000`` and weights of tens of thousands per unit.
-    With a ``device`` the rows are drawn in chunks straight into arrays on it (the same values),
+    Rows are drawn in chunks of ``CHUNK``, chunk ``c`` from ``default_rng([seed, c])``, so any
+    range of ``rows = (start, stop)`` can be drawn alone (a process of a multi-host run draws
+    only its own). With a ``device`` the chunks go straight into arrays on it (the same values),
     so a table of 10^7 rows never exists on the host.
     """
     rng = np.random.default_rng(seed)
@@ -79,33 +85,39 @@ def synthetic(
     else:
         names = [f"x{i}" for i in range(n_features)]
         noise_scale = np.float32(noise)
+    lo, hi = rows or (0, n_samples)
     if device is None:
-        X = np.empty((n_samples, n_features), np.float32)
-        y = np.empty(n_samples, np.float32)
+        X = np.empty((hi - lo, n_features), np.float32)
+        y = np.empty(hi - lo, np.float32)
     else:
-        X = jax.device_put(jnp.zeros((n_samples, n_features), jnp.float32), device)
-        y = jax.device_put(jnp.zeros(n_samples, jnp.float32), device)
-    chunk = 1 << 20  # row chunks: never a float64 copy, nor a whole host copy with a device
-    for s in range(0, n_samples, chunk):
-        e = min(s + chunk, n_samples)
-        Xc = rng.standard_normal((e - s, n_features), dtype=np.float32)
-        yc = Xc @ w + b + noise_scale * rng.standard_normal(e - s, dtype=np.float32)
+        X = jax.device_put(jnp.zeros((hi - lo, n_features), jnp.float32), device)
+        y = jax.device_put(jnp.zeros(hi - lo, jnp.float32), device)
+    for c in range(lo // CHUNK, -(-hi // CHUNK)):
+        s, e = c * CHUNK, min((c + 1) * CHUNK, n_samples)
+        rc = np.random.default_rng([seed, c])
+        Xc = rc.standard_normal((e - s, n_features), dtype=np.float32)
+        yc = Xc @ w + b + noise_scale * rc.standard_normal(e - s, dtype=np.float32)
+        a, z = max(s, lo), min(e, hi)  # the part of this chunk that is wanted
+        Xc, yc = Xc[a - s : z - s], yc[a - s : z - s]
         if device is None:
-            X[s:e], y[s:e] = Xc, yc
+            X[a - lo : z - lo], y[a - lo : z - lo] = Xc, yc
         else:
-            X, y = _put_rows(X, Xc, s), _put_rows(y, yc, s)
+            X, y = _put_rows(X, Xc, a - lo), _put_rows(y, yc, a - lo)
     return Table(
         X, y, names, "price" if house_like else "y", "synthetic data", {"W": w, "b": np.asarray(b)}
     )
 
 
-def load_table(cfg, device: jax.Device | None = None) -> Table:
+def load_table(cfg, device: jax.Device | None = None, rows: tuple[int, int] | None = None) -> Table:
     """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``;
-    synthetic rows are drawn straight onto ``device`` when one is given."""
+    synthetic rows are drawn straight onto ``device`` when one is given, and only the range
+    ``rows`` when one is given."""
     if cfg.name == "toy":
         return toy(list(cfg.xs), list(cfg.ys))
     if cfg.name == "synthetic":
-        return synthetic(cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like, device)
+        return synthetic(
+            cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like, device, rows
+        )
     from data.csv_source import load_csv
 
     return load_csv(cfg)

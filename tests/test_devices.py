@@ -70,8 +70,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_together_like_one(tmp_path):
-    args = (*DATA, "loader=mini_batch", "loader.batch_size=8", "trainer.epochs=3")
+@pytest.mark.parametrize(
+    "loader",
+    [
+        ("loader=mini_batch", "loader.batch_size=8", "trainer.epochs=3"),
+        ("loader=full_batch", "trainer.epochs=40"),
+    ],
+)
+def test_two_processes_train_together_like_one(tmp_path, loader):
+    args = (*DATA, *loader)
     port = free_port()
     run_dir = tmp_path / "two"
     procs = [
@@ -96,6 +103,9 @@ def test_two_processes_train_together_like_one(tmp_path):
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert "platform cpu, 4 device(s), 2 process(es)" in outs[0][0]
+    # each process draws only its own rows: 1001 rows padded to 1004, 502 a process
+    assert "process 0: draws rows 0..501 of 1001" in outs[0][0]
+    assert "process 1: draws rows 502..1000 of 1001" in outs[1][0]
     one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}", env=devices(1))
     assert one.returncode == 0
     np.testing.assert_allclose(params(run_dir), params(tmp_path / "one"), rtol=1e-6)

@@ -57,31 +57,46 @@ def make_mesh(platform: str, sharded: bool):
     return jax.make_mesh((len(devices),), ("data",), axis_types=(AxisType.Auto,), devices=devices)
 
 
-def place_rows(mesh, device, X: np.ndarray, y: np.ndarray):
+def padded_rows(mesh, n: int) -> int:
+    """``n`` rounded up to a multiple of the mesh's device count."""
+    return -(-n // mesh.size) * mesh.size
+
+
+def local_rows(mesh, n: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of ``n`` whose shard this process's devices hold."""
+    lo, hi = _process_rows(mesh, padded_rows(mesh, n))
+    return min(lo, n), min(hi, n)
+
+
+def place_rows(mesh, device, X: np.ndarray, y: np.ndarray, n: int | None = None):
     """Put the training rows where the compiled loop reads them.
 
     One device: as they are. A mesh: rows sharded along ``data``, padded with zero rows to a
     multiple of the device count; the returned weights (1 real, 0 padding) keep the padding out
     of every loss and gradient. Each process contributes only its own contiguous share of the
-    rows (``jax.make_array_from_process_local_data``).
+    rows (``jax.make_array_from_process_local_data``). ``X``, ``y`` hold all ``n`` rows, or
+    with ``n`` given only this process's ``local_rows(mesh, n)``.
     """
     import jax
     from jax.sharding import NamedSharding, PartitionSpec
 
     if mesh is None:
         return jax.device_put(X, device), jax.device_put(y, device), None
-    n = len(y)
-    per = -(-n // mesh.size)
-    n_pad = per * mesh.size
-    w = (np.arange(n_pad) < n).astype(np.float32)
-    if n_pad > n:
-        X = np.concatenate([np.asarray(X), np.zeros((n_pad - n, X.shape[1]), X.dtype)])
-        y = np.concatenate([np.asarray(y), np.zeros(n_pad - n, y.dtype)])
-    rows = NamedSharding(mesh, PartitionSpec("data"))
+    whole = n is None
+    n = len(y) if whole else n
+    n_pad = padded_rows(mesh, n)
     lo, hi = _process_rows(mesh, n_pad)
+    X, y = np.asarray(X), np.asarray(y)
+    if whole:
+        X, y = X[min(lo, n) : min(hi, n)], y[min(lo, n) : min(hi, n)]
+    short = (hi - lo) - len(y)  # this process's padding rows
+    X = np.concatenate([X, np.zeros((short, X.shape[1]), X.dtype)])
+    y = np.concatenate([y, np.zeros(short, y.dtype)])
+    w = (np.arange(lo, hi) < n).astype(np.float32)
+    rows = NamedSharding(mesh, PartitionSpec("data"))
 
     def put(a):
-        return jax.make_array_from_process_local_data(rows, np.asarray(a[lo:hi]), a.shape)
+        return jax.make_array_from_process_local_data(rows, a, (n_pad, *a.shape[1:]))
 
     return put(X), put(y), put(w) if n_pad > n else None
 
@@ -147,3 +162,10 @@ def _wait_for(coordinator: str, timeout: float) -> None:
                     "trainer.distributed.coordinator"
                 ) from None
             time.sleep(0.5)
+
+
+def replicated(mesh):
+    """The sharding of an output every device (and process) holds whole; None on one device."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec())

@@ -31,9 +31,23 @@ from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
 from training.config import validate
-from training.devices import init_distributed, make_mesh, place_rows, replicate, to_host
+from training.devices import (
+    init_distributed,
+    local_rows,
+    make_mesh,
+    place_rows,
+    replicate,
+    replicated,
+    to_host,
+)
 from training.errors import DivergenceError, Interrupted, UserError
-from training.evaluate import coefficient_gap, coefficients, least_squares, regression_metrics
+from training.evaluate import (
+    coefficient_gap,
+    coefficients,
+    least_squares,
+    least_squares_on_device,
+    regression_metrics,
+)
 from training.logs import (
     Progress,
     TensorBoardLog,
@@ -198,7 +212,21 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
 
     # data: split, scaled on the training rows, the training rows moved to the device(s)
     single = mesh is None and jax.process_count() == 1
-    table = load_table(cfg.data, device if single else None)
+    d = cfg.data
+    # several processes, synthetic rows used as drawn: each process draws only its own shard
+    mine = None
+    if (
+        jax.process_count() > 1
+        and d.name == "synthetic"
+        and not d.standardize
+        and d.val_fraction == 0
+        and d.test_fraction == 0
+    ):
+        mine = local_rows(mesh, d.n_samples)
+        print(
+            f"process {jax.process_index()}: draws rows {mine[0]}..{mine[1] - 1} of {d.n_samples}"
+        )
+    table = load_table(d, device if single else None, rows=mine)
     if table.encoding:
         from data.csv_source import Encoding
 
@@ -206,9 +234,14 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     data = prepare_table(table, cfg.data, cfg.seed)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
-    ols = least_squares(X_train, y_train)
-    X, y, w = place_rows(mesh, device, X_train, y_train)
-    n_train = len(data.rows["train"])
+    n_train = d.n_samples if mine else len(data.rows["train"])
+    X, y, w = place_rows(mesh, device, X_train, y_train, n_train if mine else None)
+    if mine:  # least squares and the training metrics need every process's rows
+        ols = least_squares_on_device(X, y, w)
+        data.y_raw["train"] = to_host(jax.jit(lambda a: a, out_shardings=replicated(mesh))(y))
+        data.y_raw["train"] = data.y_raw["train"][:n_train]
+    else:
+        ols = least_squares(X_train, y_train)
     del X_train, y_train
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
     preprocessing = {
@@ -464,9 +497,7 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
     if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
         tb.histogram("params/W", final["W"], at.step)
     # the training rows' predictions, gathered from every device and process, padding dropped
-    everywhere = (
-        None if s.mesh is None else jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec())
-    )
+    everywhere = replicated(s.mesh)
     pred_train = to_host(jax.jit(s.apply_fn, out_shardings=everywhere)(params, s.X))[: s.n_train]
     final_loss = float(
         to_host(
@@ -586,9 +617,7 @@ def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
             )
         }
 
-    everywhere = (
-        None if s.mesh is None else jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec())
-    )
+    everywhere = replicated(s.mesh)
     p = replicate(s.mesh, s.device, {k: np.asarray(v, np.float32) for k, v in final.items()})
     out = jax.jit(moments, out_shardings=everywhere)(p, s.X, s.y, s.w)
     return {k: float(v) for k, v in to_host(out).items()}
