@@ -59,11 +59,16 @@ def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
 
 @jax.jit
 def _normal_equations(X: jax.Array, y: jax.Array | None, w: jax.Array | None):
-    wt = jnp.ones(X.shape[0], X.dtype) if w is None else w
-    A = jnp.concatenate([X, jnp.ones((X.shape[0], 1), X.dtype)], axis=1)
-    Aw = A * wt[:, None]
+    # the blocks of [X 1]^T diag(w) [X 1], never a copy of X with a column of ones
     hp = jax.lax.Precision.HIGHEST
-    return jnp.dot(Aw.T, A, precision=hp), None if y is None else jnp.dot(Aw.T, y, precision=hp)
+    wt = jnp.ones(X.shape[0], X.dtype) if w is None else w
+    xw = jnp.dot(wt, X, precision=hp)
+    xx = jnp.dot(X.T * wt, X, precision=hp) if w is not None else jnp.dot(X.T, X, precision=hp)
+    G = jnp.block([[xx, xw[:, None]], [xw[None, :], jnp.sum(wt)[None, None]]])
+    if y is None:
+        return G, None
+    wy = wt * y
+    return G, jnp.concatenate([jnp.dot(wy, X, precision=hp), jnp.sum(wy)[None]])
 
 
 def normal_equations(X, y=None, w=None) -> tuple[np.ndarray, np.ndarray | None]:

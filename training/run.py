@@ -338,7 +338,7 @@ def resume(ckpt: Checkpoints, params, opt_state):
 
 def fit(s: Session, params, opt_state, at: Progressed):
     """The training loop: one compiled call per block, logged and checkpointed after it."""
-    cfg, loader, tb = s.cfg, s.loader, s.tb
+    cfg, loader = s.cfg, s.loader
     tr, every = cfg.trainer, cfg.logger.every_n_steps
     trace = cfg.logger.print_trace and len(s.names) == 1 and s.writes
     if trace and every != 1:
@@ -376,30 +376,10 @@ def fit(s: Session, params, opt_state, at: Progressed):
             n_valid = taken + 1 if stop and not diverged else taken
             positions = record_positions(runner.spec(block))
             positions = positions[positions < n_valid]
-            recorded = log_steps(tb, t0, positions, losses, res.recorded, s.names, s.lr_at)
-            s.curves["loss"].add(t0 + positions, losses[positions])
-            if np.ndim(recorded.get("W")) == 2:
-                s.curves["W"].add(t0 + positions, recorded["W"])
-            W_end = to_host(out.params).get("W")
-            if np.ndim(W_end) == 1 and np.size(W_end) > 1:
-                tb.histogram("params/W", W_end, t0 + taken)
-            if trace:
-                W = np.concatenate([recorded["W"].reshape(-1), np.ravel(W_end)])
-                print_trace(t0, W[: n_valid + 1], losses[:n_valid])
-                at.trace_W.append(W[:n_valid])
-                at.trace_loss.append(losses[:n_valid])
+            end = to_host(out.params)
+            recorded = log_block(s, t0, positions, res, end, n_valid, t0 + taken, at, trace)
             if diverged:
-                bound = (
-                    f"the largest stable full-batch learning rate of a linear model on "
-                    f"this data is {s.stable_lr:.4g}; "
-                    if s.linear
-                    else ""
-                )
-                raise DivergenceError(
-                    f"training diverged at step {t0 + taken}: the loss became "
-                    f"{fmt(losses[taken])} with optimizer.lr={cfg.optimizer.lr}; {bound}"
-                    "lower optimizer.lr"
-                )
+                raise divergence(s, t0 + taken, losses[taken])
             params, opt_state = out.params, out.opt_state
             at.step, at.ref_loss = t0 + taken, float(res.ref_loss)
             ends_epoch = block.stop == loader.steps_per_epoch
@@ -437,6 +417,47 @@ def fit(s: Session, params, opt_state, at: Progressed):
     save(s, at, params, opt_state)
     progress.close()
     return params, opt_state, at
+
+
+def log_block(
+    s: Session,
+    t0: int,
+    positions,
+    res,
+    params_end: dict,
+    n_valid: int,
+    end_step: int,
+    at: Progressed,
+    trace: bool,
+) -> dict:
+    """TensorBoard, the plots' histories and the walkthrough's trace for one call's steps."""
+    losses = res.losses
+    recorded = log_steps(s.tb, t0, positions, losses, res.recorded, s.names, s.lr_at)
+    s.curves["loss"].add(t0 + positions, losses[positions])
+    W_end = params_end.get("W")
+    if np.ndim(recorded.get("W")) == 2:
+        s.curves["W"].add(t0 + positions, recorded["W"])
+    if np.ndim(W_end) == 1 and np.size(W_end) > 1:
+        s.tb.histogram("params/W", W_end, end_step)
+    if trace:
+        W = np.concatenate([recorded["W"].reshape(-1), np.ravel(W_end)])
+        print_trace(t0, W[: n_valid + 1], losses[:n_valid])
+        at.trace_W.append(W[:n_valid])
+        at.trace_loss.append(losses[:n_valid])
+    return recorded
+
+
+def divergence(s: Session, step: int, loss: float) -> DivergenceError:
+    bound = (
+        f"the largest stable full-batch learning rate of a linear model on this data is "
+        f"{s.stable_lr:.4g}; "
+        if s.linear
+        else ""
+    )
+    return DivergenceError(
+        f"training diverged at step {step}: the loss became {fmt(loss)} with "
+        f"optimizer.lr={s.cfg.optimizer.lr}; {bound}lower optimizer.lr"
+    )
 
 
 def save(s: Session, at: Progressed, params, opt_state) -> None:
