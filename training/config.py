@@ -14,13 +14,13 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from data.loaders import LOADERS
+from models.linear import INITIALISERS
 from training.errors import UserError
 
 DATA_SOURCES = ("toy", "synthetic", "csv")
-LOADERS = ("full_batch", "per_sample", "mini_batch")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
-INITIALISERS = ("constant", "zeros", "normal")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 
 
