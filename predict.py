@@ -40,7 +40,7 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     prep = json.loads(prep_path.read_text())
     names = prep["feature_names"]
 
-    df, source = read_csv(rows_csv, key="input")
+    df, source = read_csv(rows_csv, key="input", min_columns=1)
     if prep["encoding"]:
         X = Encoding.from_dict(prep["encoding"]).transform(df, source, missing="predict")
     else:  # toy or synthetic data: the columns by their feature names

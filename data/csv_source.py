@@ -181,8 +181,12 @@ def _refuse_missing(df: pd.DataFrame, columns: list[str], source: str, missing: 
         )
 
 
-def read_csv(path: str | Path, key: str = "data.path") -> tuple[pd.DataFrame, str]:
-    """Read a comma-separated UTF-8 file with a header row; every problem is a UserError."""
+def read_csv(
+    path: str | Path, key: str = "data.path", min_columns: int = 2
+) -> tuple[pd.DataFrame, str]:
+    """Read a comma-separated UTF-8 file with a header row; every problem is a UserError.
+    Fewer than ``min_columns`` columns (training needs a feature and a target) means the file
+    is not comma-separated."""
     path = Path(path).expanduser()
     source = str(path)
     if not path.is_file():
@@ -208,8 +212,8 @@ def read_csv(path: str | Path, key: str = "data.path") -> tuple[pd.DataFrame, st
                 f"{seen[name] + 1} and {i + 1}); rename one"
             )
         seen[name] = i
-    if len(header) == 1:
-        sep = max(";\t|", key=header[0].count)
+    sep = max(";\t|", key=header[0].count)
+    if len(header) == 1 and (min_columns > 1 or header[0].count(sep)):
         hint = f" (it looks {sep!r}-separated)" if header[0].count(sep) else ""
         raise UserError(
             f"{source}: found one column only, {header[0]!r}{hint}; the file must be "

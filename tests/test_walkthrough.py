@@ -82,3 +82,13 @@ def test_train_py_prints_the_trace(tmp_path):
     assert (tmp_path / ".hydra" / "config.yaml").exists()
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 50
     assert "Traceback" not in proc.stderr
+
+
+def test_predict_with_the_walkthrough(walkthrough, tmp_path):
+    from predict import predict
+
+    workdir, _ = walkthrough
+    (tmp_path / "x.csv").write_text("x\n5\n-2\n")
+    pred, _, prep = predict(workdir, tmp_path / "x.csv")
+    np.testing.assert_allclose(pred, [W_FINAL * 5 - 1, W_FINAL * -2 - 1], rtol=1e-6)
+    assert prep["target"] == "y"
