@@ -1,0 +1,68 @@
+"""Splits and scaling: properties that hold for any data."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from data.preprocess import Scaling, prepare, split_rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(3, 2000),
+    val=st.floats(0, 0.45),
+    test=st.floats(0, 0.45),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_splits_partition_the_rows(n, val, test, seed):
+    rows = split_rows(n, val, test, seed)
+    everything = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
+    np.testing.assert_array_equal(everything, np.arange(n))
+    assert len(rows["val"]) == round(n * val) and len(rows["test"]) == round(n * test)
+
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    X=arrays(np.float32, st.tuples(st.integers(4, 40), st.integers(1, 5)), elements=finite),
+    W=arrays(np.float64, 5, elements=st.floats(-3, 3)),
+    b=st.floats(-3, 3),
+)
+def test_coefficients_in_original_units_predict_what_the_scaled_model_does(X, W, b):
+    y = X.sum(axis=1) + np.arange(len(X), dtype=np.float32)  # never constant
+    if (X.std(axis=0) < 1e-3).any():
+        return  # a constant column is refused, tested elsewhere
+    scaling = Scaling.fit(X, y, [f"c{j}" for j in range(X.shape[1])], "mem")
+    W = W[: X.shape[1]]
+    pred_scaled = scaling.invert_y(np.asarray(scaling.apply_X(X), np.float64) @ W + b)
+    W_o, b_o = scaling.to_original(W, b)
+    pred_original = X.astype(np.float64) @ W_o + b_o
+    np.testing.assert_allclose(
+        pred_original, pred_scaled, rtol=1e-4, atol=1e-4 * np.abs(pred_scaled).max() + 1e-3
+    )
+
+
+def test_scaling_is_fitted_on_the_training_rows_only():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 2)).astype(np.float32)
+    X[:50] += 10  # the first rows sit elsewhere
+    y = X @ np.array([1.0, 2.0], np.float32)
+    data = prepare(
+        X,
+        y,
+        ["a", "b"],
+        standardize=True,
+        val_fraction=0.3,
+        test_fraction=0.2,
+        seed=1,
+        source="mem",
+    )
+    train = X[data.rows["train"]]
+    np.testing.assert_allclose(data.scaling.x_mean, train.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(data.scaling.x_scale, train.std(axis=0), rtol=1e-5)
+    assert abs(data.scaling.x_mean[0] - X.mean(axis=0)[0]) > 0.1  # not the mean of all rows
