@@ -129,11 +129,8 @@ class Session:
     preprocessing: dict
     stable_lr: float
     ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
+    linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
-
-    @property
-    def linear(self) -> bool:  # the stability bound speaks of the linear model only
-        return self.cfg.model.get("_target_") == "models.linear.LinearRegression"
 
     @property
     def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
@@ -274,7 +271,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     opt_state = tx.init(params)
     stable_lr = largest_stable_lr(X, w, n_train)
     o = cfg.optimizer
-    linear = cfg.model.get("_target_") == "models.linear.LinearRegression"
+    linear = is_linear(params, names)
     if linear and loader.full_batch and o.name == "sgd" and not o.momentum and o.lr > stable_lr:
         say(
             f"warning: optimizer.lr={o.lr} is above {stable_lr:.4g}, the largest stable "
@@ -302,8 +299,14 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         preprocessing,
         stable_lr,
         ols,
+        linear,
     )
     return session, params, opt_state
+
+
+def is_linear(params: dict, names: list[str]) -> bool:
+    """Whether the parameters are those of ``x @ W + b``: a weight per feature and a bias."""
+    return set(params) == {"W", "b"} and np.shape(params["W"]) == (len(names),)
 
 
 def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
@@ -544,7 +547,7 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         for k, v in metrics[split].items():
             tb.scalar(f"metrics/{split}/{k}", v, at.step)
 
-    if set(final) == {"W", "b"} and np.shape(final["W"]) == (len(names),):  # a linear model
+    if s.linear:
         coefs = coefficients(final["W"], final["b"], data.scaling, names)
         W_ols, b_ols = s.ols
         ols = coefficients(W_ols, b_ols, data.scaling, names)
@@ -596,7 +599,7 @@ def draw_plots(s: Session, final: dict, at: Progressed) -> None:
     if s.curves["loss"].steps:
         figs["loss_curves"] = plots.loss_curves(s.workdir, s.curves["loss"], s.curves["val"])
     W = final.get("W")
-    if set(final) == {"W", "b"} and np.ndim(W) == 1 and len(W) >= 2:
+    if s.linear and len(W) >= 2:
         chosen = list(s.cfg.logger.plot_weights)
         unknown = [c for c in chosen if c not in s.names]
         if len(chosen) != 2 or unknown:
