@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from data.preprocess import Scaling, prepare, split_rows
+from training.errors import UserError
 
 
 @settings(max_examples=60, deadline=None)
@@ -18,6 +20,10 @@ from data.preprocess import Scaling, prepare, split_rows
     seed=st.integers(0, 2**31 - 1),
 )
 def test_splits_partition_the_rows(n, val, test, seed):
+    if n - round(n * val) - round(n * test) < 1:  # nothing left to train on: refused
+        with pytest.raises(UserError, match="no training rows"):
+            split_rows(n, val, test, seed)
+        return
     rows = split_rows(n, val, test, seed)
     everything = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
     np.testing.assert_array_equal(everything, np.arange(n))
