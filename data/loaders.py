@@ -50,22 +50,23 @@ class Loader:
         """Row indices ``(steps, batch_size)`` and real-row counts ``(steps,)`` of steps
         ``start:stop`` of ``epoch``. A short last batch is padded with row 0 and its count says
         how many rows are real; the loss weights the padding by zero."""
+        bs = self.batch_size
         stop = self.steps_per_epoch if stop is None else stop
-        order = self.order(epoch)
-        used = self.steps_per_epoch * self.batch_size
-        if used > self.n:  # pad the short last batch
-            order = np.concatenate([order, np.zeros(used - self.n, np.int32)])
-        idx = order[:used].reshape(self.steps_per_epoch, self.batch_size)[start:stop]
-        counts = np.full(self.steps_per_epoch, self.batch_size, np.int32)
-        counts[-1] = self.last_count
-        return idx, counts[start:stop]
+        idx = self.order(epoch)[start * bs : stop * bs]
+        if idx.size < (stop - start) * bs:  # pad the short last batch
+            idx = np.concatenate([idx, np.zeros((stop - start) * bs - idx.size, np.int32)])
+        counts = np.full(stop - start, bs, np.int32)
+        if stop == self.steps_per_epoch and stop > start:
+            counts[-1] = self.last_count
+        return idx.reshape(stop - start, bs), counts
 
 
 @functools.lru_cache(maxsize=2)  # an epoch cut into several calls shuffles once
 def _order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
     if not shuffle:
         return np.arange(n, dtype=np.int32)
-    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
+    order = np.arange(n, dtype=np.int32)  # the same order as permutation(n), without its int64
+    np.random.default_rng([seed, epoch]).shuffle(order)
     order.flags.writeable = False
     return order
 

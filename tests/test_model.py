@@ -54,3 +54,25 @@ def test_initialisers(init):
         assert W.std() > 0 and abs(W).max() < 5
         same = LinearRegression(4, rngs=nnx.Rngs(1), W_init=init, init_scale=0.5)
         np.testing.assert_array_equal(W, same.W[...])
+
+
+@pytest.mark.parametrize("d", [1, 3, 8, 16, 20, 64, 100])
+def test_feature_sum_is_the_sum_to_float32_rounding(d):
+    from models.linear import feature_sum
+
+    v = np.random.default_rng(d).standard_normal((5, d)).astype(np.float32)
+    exact = v.astype(np.float64).sum(-1)
+    bound = d * np.finfo(np.float32).eps * np.abs(v).sum(-1)  # any order of d additions
+    assert np.all(np.abs(np.asarray(feature_sum(jnp.asarray(v))) - exact) <= bound)
+    # its gradient passes through the barrier: d/dW sum(x * W) = x
+    x = jnp.asarray(v[0])
+    np.testing.assert_array_equal(jax.grad(lambda W: feature_sum(x * W))(jnp.ones(d)), x)
+
+
+def test_a_row_and_a_batch_of_one_give_the_same_bits():
+    # per-sample steps feed one (features,) row; a mini-batch of one row must match it exactly
+    m = LinearRegression(20, rngs=nnx.Rngs(0), W_init="normal", init_scale=1.0)
+    x = np.random.default_rng(0).standard_normal((7, 20)).astype(np.float32)
+    rows = np.array([np.asarray(m(jnp.asarray(r))) for r in x])
+    assert rows.shape == (7,)
+    np.testing.assert_array_equal(rows, [np.asarray(m(jnp.asarray(r[None])))[0] for r in x])

@@ -8,8 +8,10 @@ one sync per call.
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -244,8 +246,11 @@ class Block:
         return self.stop - self.start
 
 
-ROWS_PER_CALL = 1 << 20  # shuffled loaders: about this many rows per call, so the host's
-# shuffle of the next call overlaps this one instead of coming all up front
+ROWS_PER_CALL = 1 << 16  # shuffled loaders: about this many rows per call. Small calls reuse
+# the same few output buffers, warm in cache; one call per 10^6 rows spends about a third of
+# its time faulting in fresh pages for its gathered rows and per-step records.
+ROWS_IN_FLIGHT = 1 << 20  # rows of calls queued ahead of the one being read back, so the
+# host's shuffle of the next epoch overlaps the device's work instead of stalling it
 FULL_BATCH_ROWS_PER_CALL = 1 << 27  # full batch: rows summed over the epochs of one call
 
 
@@ -291,10 +296,11 @@ def plan_blocks(
 class Runner:
     """Queues compiled calls of one loader over device-resident ``X``, ``y``.
 
-    ``runner(block, params, opt_state, ref_loss)`` builds the block's batch indices on the host
-    (the shuffle) and dispatches its compiled call without waiting for it. One function is
-    compiled per distinct block shape. With a ``mesh``, ``X``/``y``/``w`` are sharded by rows
-    and the indices are replicated to every device.
+    ``runner.prepare(block, params)`` builds the block's batch indices on the host (the
+    shuffle); ``runner.launch(prepared, params, opt_state, ref_loss)`` makes its compiled call;
+    ``runner(block, ...)`` does both. One function is compiled per distinct block shape. With
+    a ``mesh``, ``X``/``y``/``w`` are sharded by rows and the indices replicated to every
+    device.
     """
 
     def __init__(
@@ -340,7 +346,9 @@ class Runner:
             rows=bool(self.rows),
         )
 
-    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
+    def prepare(self, block: Block, params) -> tuple[CallSpec, Any, Any]:
+        """The host's part of a call: its static shape and its batches' row indices and counts
+        (``None`` for full batch). ``params`` only shows the model's structure."""
         if self.rows is None:
             self.rows = self._takes_rows(params)
         loader = self.loader
@@ -351,24 +359,57 @@ class Runner:
                 for e in range(block.epoch, block.epoch + block.epochs)
             ]
             idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
-        spec = self.spec(block, counts)
+        return self.spec(block, counts), idx, counts
+
+    def launch(self, prepared, params, opt_state, ref_loss) -> CallResult:
+        spec, idx, counts = prepared
         if self.mesh is not None:
             idx, counts, ref_loss = replicate(self.mesh, None, (idx, counts, np.float32(ref_loss)))
         return self.compiled(spec)(params, opt_state, self.X, self.y, self.w, idx, counts, ref_loss)
 
+    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
+        return self.launch(self.prepare(block, params), params, opt_state, ref_loss)
+
 
 def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None):
     """Run ``blocks`` in order, yielding ``(block, t, result)`` with ``t`` the block's first
-    global step. Each next call is dispatched before a result is yielded, so the host's shuffle
-    and logging overlap the device's work; stop iterating to stop training."""
-    ref_loss = np.float32(np.nan) if ref_loss is None else ref_loss
+    global step; stop iterating to stop training.
+
+    The calls are made in order on one device thread, queued ahead of the one yielded (at
+    least one, and up to ``ROWS_IN_FLIGHT`` rows of shuffled batches), while this thread
+    shuffles the next blocks and the caller logs. A thread rather than async dispatch alone
+    because the CPU client runs a call whose cost it cannot see (a loop) inline, in the caller,
+    where it would serialize with the host's work."""
+    start = (params, opt_state, np.float32(np.nan) if ref_loss is None else ref_loss)
     blocks = list(blocks)
-    if not blocks:
-        return
-    pending = runner(blocks[0], params, opt_state, ref_loss)
-    for i, block in enumerate(blocks):
-        out = pending
-        if i + 1 < len(blocks):
-            pending = runner(blocks[i + 1], out.params, out.opt_state, out.ref_loss)
-        yield block, t, out
-        t += block.epochs * block.steps
+    queued: collections.deque = collections.deque()  # (block, future), oldest first
+    rows = 0  # rows of the queued calls after the oldest
+
+    def rows_of(block: Block) -> int:
+        return block.epochs * block.steps * runner.loader.batch_size
+
+    def launch(prepared, before: Future | None):
+        if before is None:
+            return runner.launch(prepared, *start)
+        last = before.result()  # done: the device thread runs calls in order
+        return runner.launch(prepared, last.params, last.opt_state, last.ref_loss)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="device") as device:
+        try:
+            nxt = 0
+            while nxt < len(blocks) or queued:
+                while nxt < len(blocks) and (len(queued) < 2 or rows < ROWS_IN_FLIGHT):
+                    prepared = runner.prepare(blocks[nxt], start[0])
+                    before = queued[-1][1] if queued else None
+                    if queued:
+                        rows += rows_of(blocks[nxt])
+                    queued.append((blocks[nxt], device.submit(launch, prepared, before)))
+                    nxt += 1
+                block, future = queued.popleft()
+                if queued:
+                    rows -= rows_of(queued[0][0])
+                yield block, t, future.result()
+                t += block.epochs * block.steps
+        finally:  # stopped early: drop the calls not yet started
+            for _, future in queued:
+                future.cancel()
