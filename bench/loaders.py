@@ -6,10 +6,11 @@
     python bench/loaders.py --memory         # also peak RSS of a real `train.py` run
 
 Every number is one epoch of the same synthetic data in this process. Our loaders run through
-``training.loop.pipelined`` exactly as ``train.py`` runs them (the host shuffle, one compiled
-call per epoch queued one ahead, its per-step losses and recorded parameters read back;
-``--every`` = ``logger.every_n_steps``): the mean of ``--epochs`` epochs after a warm-up epoch
-(compilation). scikit-learn and numpy: best of ``--repeats`` after a warm-up.
+``training.loop.pipelined`` exactly as ``train.py`` runs them (the host shuffle, compiled calls
+queued ahead, each call's per-step losses and recorded parameters read back; ``--every`` =
+``logger.every_n_steps``): the mean epoch of a run of ``--epochs`` epochs, best of
+``--repeats`` runs after a warm-up run (compilation). scikit-learn and numpy: best of
+``--repeats`` after a warm-up.
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def project_epoch(X, y, loader_name: str, batch_size: int, lr: float, every: int, epochs: int):
-    """Seconds per epoch of a loader, run as train.py runs it: calls queued one ahead, each
-    call's losses and recorded parameters read back on the host (shuffles included)."""
+def project_epoch(
+    X, y, loader_name: str, batch_size: int, lr: float, every: int, epochs: int, repeats: int
+):
+    """Seconds per epoch of a loader, run as train.py runs it: calls queued ahead, each call's
+    losses and recorded parameters read back on the host (shuffles included)."""
     n, d = X.shape
     graphdef, state = nnx.split(LinearRegression(d, rngs=nnx.Rngs(0)))
     params = nnx.to_pure_dict(state)
@@ -70,10 +73,8 @@ def project_epoch(X, y, loader_name: str, batch_size: int, lr: float, every: int
             jax.device_get(out.recorded)
         assert np.isfinite(losses).all()
 
-    train(0, epochs)  # compile every block shape the timed run uses
-    t = time.perf_counter()
-    train(epochs, epochs)
-    return (time.perf_counter() - t) / epochs
+    train(0, epochs)  # compile every block shape the timed runs use
+    return best_of(lambda: train(epochs, epochs), repeats) / epochs
 
 
 def sklearn_epoch(Xh, yh, lr: float, repeats: int) -> float:
@@ -189,7 +190,7 @@ def main() -> None:
     }
     for name, bs in (("full_batch", None), ("per_sample", 1), ("mini_batch", args.batch_size)):
         epochs = args.full_batch_epochs if name == "full_batch" else args.epochs
-        sec = project_epoch(X, y, name, bs or n, args.lr, args.every, epochs)
+        sec = project_epoch(X, y, name, bs or n, args.lr, args.every, epochs, args.repeats)
         res[name] = {"samples_per_s": n / sec, "epoch_s": sec}
     res["mini_batch"]["batch_size"] = args.batch_size
     sec = sklearn_epoch(Xh, yh, args.lr, args.repeats)
@@ -213,9 +214,7 @@ def main() -> None:
             t = synthetic(m, args.features, 0.1, seed=1)
             Xm, ym = jax.device_put((t.X, t.y))
             del t
-            s = project_epoch(
-                Xm, ym, "mini_batch", args.batch_size, args.lr, args.every, args.repeats
-            )
+            s = project_epoch(Xm, ym, "mini_batch", args.batch_size, args.lr, args.every, 3, 2)
             res["scaling"][str(m)] = {"mini_batch_epoch_s": s, "s_per_million_rows": s / m * 1e6}
             del Xm, ym
     if memory:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import functools
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -93,7 +92,8 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
     over epochs, each gathering its shuffled batches once and scanning over them.
 
     Mini-batch and per-sample steps do nothing but the update (every extra op in the loop body
-    costs as much as the arithmetic on a CPU); their non-finite losses are found by the host.
+    costs as much as the arithmetic on a CPU); their non-finite losses are found after the
+    loop.
     Full-batch steps also stop at an exact fit, at ``tol``, or on divergence, keeping the
     parameters of the stopping step.
     """
@@ -217,7 +217,13 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
 
         c, (losses, recorded, epoch_params) = jax.lax.scan(epoch, c, (idx, counts))
         recorded = jax.tree.map(lambda r: r.reshape(-1, *r.shape[2:]), recorded)
-        taken = jnp.int32(spec.epochs * spec.steps)
+        # The steps run before the first non-finite loss. Besides telling the host where a run
+        # diverged, this pass over all of the call's losses is work the CPU client can see: it
+        # runs a call it costs under 1000 flops (a loop counts once) inline in the caller,
+        # which would serialize the device with the host's shuffle of the next blocks.
+        finite = jnp.isfinite(losses.reshape(-1))
+        ok = jnp.all(finite)
+        taken = jnp.where(ok, finite.size, jnp.argmin(finite)).astype(jnp.int32)
         return CallResult(
             c.params,
             c.opt_state,
@@ -225,7 +231,7 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
             recorded,
             epoch_params,
             taken,
-            c.diverged,
+            ~ok,
             c.ref_loss,
         )
 
@@ -296,11 +302,10 @@ def plan_blocks(
 class Runner:
     """Queues compiled calls of one loader over device-resident ``X``, ``y``.
 
-    ``runner.prepare(block, params)`` builds the block's batch indices on the host (the
-    shuffle); ``runner.launch(prepared, params, opt_state, ref_loss)`` makes its compiled call;
-    ``runner(block, ...)`` does both. One function is compiled per distinct block shape. With
-    a ``mesh``, ``X``/``y``/``w`` are sharded by rows and the indices replicated to every
-    device.
+    ``runner(block, params, opt_state, ref_loss)`` builds the block's batch indices on the host
+    (the shuffle) and dispatches its compiled call without waiting for it. One function is
+    compiled per distinct block shape. With a ``mesh``, ``X``/``y``/``w`` are sharded by rows
+    and the indices are replicated to every device.
     """
 
     def __init__(
@@ -346,9 +351,7 @@ class Runner:
             rows=bool(self.rows),
         )
 
-    def prepare(self, block: Block, params) -> tuple[CallSpec, Any, Any]:
-        """The host's part of a call: its static shape and its batches' row indices and counts
-        (``None`` for full batch). ``params`` only shows the model's structure."""
+    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
         if self.rows is None:
             self.rows = self._takes_rows(params)
         loader = self.loader
@@ -359,57 +362,39 @@ class Runner:
                 for e in range(block.epoch, block.epoch + block.epochs)
             ]
             idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
-        return self.spec(block, counts), idx, counts
-
-    def launch(self, prepared, params, opt_state, ref_loss) -> CallResult:
-        spec, idx, counts = prepared
+        spec = self.spec(block, counts)
         if self.mesh is not None:
             idx, counts, ref_loss = replicate(self.mesh, None, (idx, counts, np.float32(ref_loss)))
         return self.compiled(spec)(params, opt_state, self.X, self.y, self.w, idx, counts, ref_loss)
-
-    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
-        return self.launch(self.prepare(block, params), params, opt_state, ref_loss)
 
 
 def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None):
     """Run ``blocks`` in order, yielding ``(block, t, result)`` with ``t`` the block's first
     global step; stop iterating to stop training.
 
-    The calls are made in order on one device thread, queued ahead of the one yielded (at
-    least one, and up to ``ROWS_IN_FLIGHT`` rows of shuffled batches), while this thread
-    shuffles the next blocks and the caller logs. A thread rather than async dispatch alone
-    because the CPU client runs a call whose cost it cannot see (a loop) inline, in the caller,
-    where it would serialize with the host's work."""
-    start = (params, opt_state, np.float32(np.nan) if ref_loss is None else ref_loss)
+    Calls are dispatched ahead of the one yielded (at least one, and up to ``ROWS_IN_FLIGHT``
+    rows of shuffled batches) without waiting for them, so the device works through the queue
+    while the host shuffles the next blocks and the caller logs. Calls already queued when the
+    caller stops still run."""
+    ref_loss = np.float32(np.nan) if ref_loss is None else ref_loss
     blocks = list(blocks)
-    queued: collections.deque = collections.deque()  # (block, future), oldest first
+    queued: collections.deque = collections.deque()  # (block, result), oldest first
     rows = 0  # rows of the queued calls after the oldest
 
     def rows_of(block: Block) -> int:
         return block.epochs * block.steps * runner.loader.batch_size
 
-    def launch(prepared, before: Future | None):
-        if before is None:
-            return runner.launch(prepared, *start)
-        last = before.result()  # done: the device thread runs calls in order
-        return runner.launch(prepared, last.params, last.opt_state, last.ref_loss)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="device") as device:
-        try:
-            nxt = 0
-            while nxt < len(blocks) or queued:
-                while nxt < len(blocks) and (len(queued) < 2 or rows < ROWS_IN_FLIGHT):
-                    prepared = runner.prepare(blocks[nxt], start[0])
-                    before = queued[-1][1] if queued else None
-                    if queued:
-                        rows += rows_of(blocks[nxt])
-                    queued.append((blocks[nxt], device.submit(launch, prepared, before)))
-                    nxt += 1
-                block, future = queued.popleft()
-                if queued:
-                    rows -= rows_of(queued[0][0])
-                yield block, t, future.result()
-                t += block.epochs * block.steps
-        finally:  # stopped early: drop the calls not yet started
-            for _, future in queued:
-                future.cancel()
+    nxt = 0
+    while nxt < len(blocks) or queued:
+        while nxt < len(blocks) and (len(queued) < 2 or rows < ROWS_IN_FLIGHT):
+            if queued:  # continue from what the last queued call will return
+                last = queued[-1][1]
+                params, opt_state, ref_loss = last.params, last.opt_state, last.ref_loss
+                rows += rows_of(blocks[nxt])
+            queued.append((blocks[nxt], runner(blocks[nxt], params, opt_state, ref_loss)))
+            nxt += 1
+        block, out = queued.popleft()
+        if queued:
+            rows -= rows_of(queued[0][0])
+        yield block, t, out
+        t += block.epochs * block.steps

@@ -373,8 +373,6 @@ def fit(s: Session, params, opt_state, at: Progressed):
             # the one host sync of this call: its per-step values, read back together
             res = to_host(out._replace(params=None, opt_state=None))
             losses, taken, diverged = res.losses, int(res.taken), bool(res.diverged)
-            if not loader.full_batch and not np.isfinite(losses).all():
-                taken, diverged = int(np.argmin(np.isfinite(losses))), True
             stop = taken < losses.size  # converged or diverged inside the call
             n_valid = taken + 1 if stop and not diverged else taken
             positions = record_positions(runner.spec(block))
