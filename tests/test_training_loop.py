@@ -209,3 +209,19 @@ def test_pipelined_calls_equal_calls_made_one_by_one(monkeypatch):
     np.testing.assert_array_equal(
         np.concatenate([x for _, _, x in got]), np.concatenate(one_by_one)
     )
+
+
+@pytest.mark.parametrize("loader", ["mini_batch", "per_sample"])
+def test_a_shuffled_run_that_diverges_stops_at_its_first_non_finite_loss(tmp_path, loader):
+    # found inside the compiled call: the losses before it are logged, none after
+    import re
+
+    from training.errors import DivergenceError
+
+    cfg = make_config(*SMALL, f"loader={loader}", "optimizer.lr=100", "trainer.epochs=5")
+    with pytest.raises(DivergenceError) as err:
+        train_and_evaluate(cfg, tmp_path)
+    step = int(re.search(r"diverged at step (\d+): the loss became (inf|nan)", str(err.value))[1])
+    losses = read_scalars(tmp_path)["train/loss"]
+    assert step > 0 and [s for s, _ in losses] == list(range(step))
+    assert np.isfinite([v for _, v in losses]).all()

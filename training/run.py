@@ -438,7 +438,8 @@ def log_block(
     W_end = params_end.get("W")
     if np.ndim(recorded.get("W")) == 2:
         s.curves["W"].add(t0 + positions, recorded["W"])
-    if np.ndim(W_end) == 1 and np.size(W_end) > 1:
+    # a call that diverged ends on non-finite parameters: nothing to draw
+    if np.ndim(W_end) == 1 and np.size(W_end) > 1 and np.isfinite(W_end).all():
         s.tb.histogram("params/W", W_end, end_step)
     if trace:
         W = np.concatenate([recorded["W"].reshape(-1), np.ravel(W_end)])
