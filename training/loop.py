@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -377,24 +378,24 @@ def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=No
     while the host shuffles the next blocks and the caller logs. Calls already queued when the
     caller stops still run."""
     ref_loss = np.float32(np.nan) if ref_loss is None else ref_loss
-    blocks = list(blocks)
-    queued: collections.deque = collections.deque()  # (block, result), oldest first
-    rows = 0  # rows of the queued calls after the oldest
+    queued: collections.deque = collections.deque()  # (block, result) not yet yielded
 
-    def rows_of(block: Block) -> int:
-        return block.epochs * block.steps * runner.loader.batch_size
+    def ahead() -> int:  # rows of the calls queued behind the oldest
+        steps = sum(b.epochs * b.steps for b, _ in itertools.islice(queued, 1, None))
+        return steps * runner.loader.batch_size
 
-    nxt = 0
-    while nxt < len(blocks) or queued:
-        while nxt < len(blocks) and (len(queued) < 2 or rows < ROWS_IN_FLIGHT):
-            if queued:  # continue from what the last queued call will return
-                last = queued[-1][1]
-                params, opt_state, ref_loss = last.params, last.opt_state, last.ref_loss
-                rows += rows_of(blocks[nxt])
-            queued.append((blocks[nxt], runner(blocks[nxt], params, opt_state, ref_loss)))
-            nxt += 1
+    def oldest():
+        nonlocal t
         block, out = queued.popleft()
-        if queued:
-            rows -= rows_of(queued[0][0])
-        yield block, t, out
         t += block.epochs * block.steps
+        return block, t - block.epochs * block.steps, out
+
+    for block in blocks:
+        if queued:  # continue from what the last queued call will return
+            last = queued[-1][1]
+            params, opt_state, ref_loss = last.params, last.opt_state, last.ref_loss
+        queued.append((block, runner(block, params, opt_state, ref_loss)))
+        if len(queued) > 1 and ahead() >= ROWS_IN_FLIGHT:
+            yield oldest()
+    while queued:
+        yield oldest()
