@@ -53,8 +53,8 @@ def row_blocked_matvec(x: jax.Array, W: jax.Array) -> jax.Array:
     The same per-row dot products (the last bit may round otherwise); what changes is the
     gradient. JAX transposes this into one ``x_k^T r_k`` per block and a sum of the ``k``
     results over the copies of ``W``, which XLA:CPU runs about twice as fast as the single
-    ``x^T r`` over all rows (a full-batch step on 10^6 x 16 rows: 2.8 ms against 5.7 ms), and which rounds no
-    worse. ``n`` odd: ``k = 1``, the plain product."""
+    ``x^T r`` over all rows (a full-batch step on 10^6 x 16 rows: 2.8 ms against 5.7 ms), and
+    which rounds no worse. ``n`` odd: ``k = 1``, the plain product."""
     n, d = x.shape
     k = math.gcd(n, ROW_BLOCKS)
     if k == 1:
