@@ -387,8 +387,8 @@ def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=No
     def oldest():
         nonlocal t
         block, out = queued.popleft()
-        t += block.epochs * block.steps
-        return block, t - block.epochs * block.steps, out
+        first, t = t, t + block.epochs * block.steps
+        return block, first, out
 
     for block in blocks:
         if queued:  # continue from what the last queued call will return
