@@ -3,12 +3,14 @@
 The new rows go through the run's own encoding and scaling (``RUN_DIR/preprocessing.json``),
 the model takes its parameters from the run's newest checkpoint, and the predictions, in the
 target's own units, are written as a ``predicted_<target>`` column after the input's columns.
+Every mismatch between the rows and the run is one line naming the columns and the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,63 +20,139 @@ from training.cli import fail
 from training.errors import UserError
 
 
-def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, object, dict]:
-    """Predictions for ``rows_csv`` in the target's units, the rows read, and the run's
-    preprocessing record."""
-    import jax
-    from flax import nnx
-    from omegaconf import OmegaConf
-
-    from data.csv_source import Encoding, read_csv
-    from data.preprocess import Scaling
-    from training.checkpoint import Checkpoints
-    from training.run import build_model
-
-    run_dir = Path(run_dir)
+def _run_record(run_dir: Path) -> dict:
+    """The run's ``preprocessing.json``; a directory train.py did not finish is a UserError."""
     prep_path = run_dir / "preprocessing.json"
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such directory; give the directory a train.py run wrote")
     if not prep_path.is_file():
         raise UserError(
             f"{run_dir}: not a finished run (no preprocessing.json); give the "
             f"directory a train.py run wrote"
         )
-    prep = json.loads(prep_path.read_text())
-    names = prep["feature_names"]
+    try:
+        return json.loads(prep_path.read_text())
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{prep_path}: cannot be read ({exc}); train the run again") from None
 
-    df, source = read_csv(rows_csv, key="input", min_columns=1)
+
+def needed_columns(prep: dict) -> list[str]:
+    """The CSV columns a run reads (before encoding), in the training file's order."""
     if prep["encoding"]:
-        X = Encoding.from_dict(prep["encoding"]).transform(df, source, missing="predict")
-    else:  # toy or synthetic data: the columns by their feature names
-        missing = [n for n in names if n not in df.columns]
-        if missing:
-            raise UserError(
-                f"{source}: no column {missing[0]!r}; the model needs columns {', '.join(names)}"
-            )
-        from data.csv_source import _numbers, _refuse_missing
+        return [c["name"] for c in prep["encoding"]["columns"]]
+    return list(prep["feature_names"])  # toy or synthetic data: the columns by feature name
 
-        _refuse_missing(df, names, source, "predict")
-        X = np.column_stack([_numbers(df[n], n, source) for n in names])
+
+def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarray, object]:
+    """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
+    and the rows as read. Raises UserError naming the run's columns on any mismatch."""
+    from data.csv_source import Encoding, _numbers, _refuse_missing, read_csv
+    from data.preprocess import Scaling
+
+    needed = needed_columns(prep)
+    takes = (
+        f"the run in {run_dir} takes columns {', '.join(needed)}"
+        if needed
+        else f"the run in {run_dir} takes no feature columns"
+    )
+    path = Path(rows_csv).expanduser()
+    if not path.is_file():
+        raise UserError(f"{rows_csv}: no such file; give a CSV of rows ({takes})")
+    try:
+        df, source = read_csv(path, key="rows", min_columns=1)
+    except UserError as exc:
+        raise UserError(f"{exc} ({takes})") from None
+    absent = [c for c in needed if c not in df.columns]
+    if absent:
+        listed = ", ".join(repr(c) for c in absent)
+        raise UserError(
+            f"{source}: no column{'s' * (len(absent) > 1)} {listed}; {takes} "
+            f"(the target {prep['target']!r} may be left out)"
+        )
+    try:
+        if prep["encoding"]:
+            X = Encoding.from_dict(prep["encoding"]).transform(df, source, missing="predict")
+        else:
+            _refuse_missing(df, needed, source, "predict")
+            cols = [_numbers(df[n], n, source) for n in needed]
+            X = np.column_stack(cols) if cols else np.zeros((len(df), 0))
+    except UserError as exc:
+        raise UserError(f"{exc} ({takes})") from None
+    X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))
     scaling = Scaling(**prep["scaling"])
-    X = np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32)
+    return np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32), df
 
-    ckpt = Checkpoints(run_dir / "checkpoints")
+
+def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
+    """The model of the run's newest checkpoint: its graph definition and parameters (the
+    optimizer state is not read). Raises UserError for a run without a readable checkpoint,
+    one of another run, or one of another shape."""
+    from flax import nnx
+    from omegaconf import OmegaConf
+
+    from training.checkpoint import Checkpoints, ShapeMismatchError
+    from training.run import build_model
+
+    resume = f"continue it with train.py trainer.resume=true hydra.run.dir={run_dir}"
+    if not (run_dir / "checkpoints").is_dir():
+        raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
+    ckpt = Checkpoints(run_dir / "checkpoints", create=False)
     try:
         steps = ckpt.steps()
         if not steps:
-            raise UserError(f"{run_dir}: no checkpoint; the run did not finish")
-        cfg = OmegaConf.create(ckpt.restore_meta(steps[-1])["config"])
-        model = build_model(cfg.model, len(names), 0)
+            raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
+        step = steps[-1]
+        where = ckpt.directory / str(step)
+        try:
+            meta = ckpt.restore_meta(step)
+        except Exception as exc:  # orbax's errors for a damaged step: one line
+            raise UserError(
+                f"{where}: cannot be read ({type(exc).__name__}); {resume} to write it again"
+            ) from None
+        ours, theirs = prep.get("run_id"), meta.get("preprocessing", {}).get("run_id")
+        if ours != theirs:
+            raise UserError(
+                f"{where}: the checkpoint belongs to another run (id {theirs}) than "
+                f"{run_dir / 'preprocessing.json'} (id {ours}); train again into a new "
+                "hydra.run.dir"
+            )
+        n = len(prep["feature_names"])
+        model = build_model(OmegaConf.create(meta["config"]).model, n, 0)
         graphdef, state = nnx.split(model)
         like = nnx.to_pure_dict(state)
-
-        from training.optim import build_optimizer
-
-        # the checkpoint holds the optimizer state too: restore it in its own structure
-        tx, _ = build_optimizer(cfg.optimizer, like, 1)
-        state_ckpt, _ = ckpt.restore(steps[-1], {"params": like, "opt_state": tx.init(like)})
+        shapes = ", ".join(f"{k} {np.shape(v)}" for k, v in sorted(like.items()))
+        try:
+            restored, _ = ckpt.restore(step, {"params": like})
+        except ShapeMismatchError as exc:
+            raise UserError(
+                f"{where}: holds parameters of another shape than this run's model ({shapes}, "
+                f"for {n} features; {exc}); train again into a new hydra.run.dir"
+            ) from None
+        except Exception as exc:  # orbax's errors for a damaged step: one line
+            raise UserError(
+                f"{where}: the parameters cannot be read ({type(exc).__name__}); {resume} "
+                "to write them again"
+            ) from None
     finally:
         ckpt.close()
-    pred = np.asarray(jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(state_ckpt["params"], X))
-    out = scaling.invert_y(pred)
+    return graphdef, restored["params"]
+
+
+def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, object, dict]:
+    """Predictions for ``rows_csv`` in the target's units, shape ``(rows,)``, the rows read
+    (a DataFrame) and the run's preprocessing record. Raises UserError (one line naming the
+    run and the columns) for every mismatch between the rows and the run."""
+    import jax
+    from flax import nnx
+
+    from data.preprocess import Scaling
+
+    run_dir = Path(run_dir)
+    prep = _run_record(run_dir)
+    X, df = features(prep, rows_csv, run_dir)
+    graphdef, params = parameters(run_dir, prep)
+    pred = np.asarray(jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, X))
+    out = Scaling(**prep["scaling"]).invert_y(pred)
     if prep["log_target"]:
         out = np.exp(out)
     return out, df, prep
@@ -97,8 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.output:
         df.to_csv(args.output, index=False)
         print(f"wrote {len(df)} predictions to {args.output}", file=sys.stderr)
-    else:
+        return
+    try:
         df.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `predict.py ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from training.errors import UserError
@@ -13,15 +14,45 @@ from training.errors import UserError
 log = logging.getLogger(__name__)
 
 
-class Checkpoints:
-    """``<run dir>/checkpoints/<step>/`` holding ``state`` (parameters and optimizer state) and
-    ``meta`` (JSON: epoch, step, preprocessing, ...). Orbax writes each step to a temporary
-    directory and renames it when complete, so a half-written step is never taken for one."""
+def _placeholders(tree):
+    """Zero-size leaves (a model without features has ``W`` of shape (0,)) as one zero each:
+    orbax refuses to save arrays of zero size, and an empty array has no values to keep."""
+    return jax.tree.map(lambda a: np.zeros((1,), a.dtype) if np.size(a) == 0 else a, tree)
 
-    def __init__(self, directory: Path, keep: int = 3) -> None:
+
+def _abstract(tree):
+    """What orbax restores ``tree`` as; a placeholder's shape (1,) is checked like any other."""
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def leaf(a):
+        if np.size(a) == 0:
+            return jax.ShapeDtypeStruct((1,), a.dtype, sharding=one)
+        return ocp.utils.to_shape_dtype_struct(a)
+
+    return jax.tree.map(leaf, tree)
+
+
+def shapes_of(tree) -> dict[str, list[int]]:
+    """Every leaf's shape by its path: ``{"['W']": [3], "['b']": []}``."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {jax.tree_util.keystr(path): list(np.shape(a)) for path, a in flat}
+
+
+class ShapeMismatchError(ValueError):
+    """A checkpoint holds arrays of other shapes than those asked for."""
+
+
+class Checkpoints:
+    """``<run dir>/checkpoints/<step>/`` holding one orbax item per entry of the saved state
+    (``params``, ``opt_state``) and ``meta`` (JSON: progress, preprocessing, config, run id).
+    Each item is restored on its own, so prediction reads the parameters without rebuilding the
+    optimizer. Orbax writes each step to a temporary directory and renames it when complete, so
+    a half-written step is never taken for one."""
+
+    def __init__(self, directory: Path, keep: int = 3, create: bool = True) -> None:
         self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=False
+            max_to_keep=keep, create=create, enable_async_checkpointing=False
         )
         try:
             self.manager = ocp.CheckpointManager(self.directory, options=options)
@@ -32,13 +63,13 @@ class Checkpoints:
             ) from None
 
     def save(self, step: int, state: dict, meta: dict) -> None:
+        """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``."""
+        items = {k: ocp.args.StandardSave(_placeholders(v)) for k, v in state.items()}
+        # the true shapes, zero-size ones included, checked before any restore
+        meta = {**meta, "shapes": {k: shapes_of(v) for k, v in state.items()}}
         try:
             self.manager.save(
-                step,
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-                ),
-                force=True,
+                step, args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True
             )
             self.manager.wait_until_finished()
         except OSError as exc:
@@ -51,15 +82,23 @@ class Checkpoints:
         return sorted(self.manager.all_steps())
 
     def restore(self, step: int, like: dict) -> tuple[dict, dict]:
-        """The state of ``step`` in the structure of ``like``, and its metadata."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        """The items of ``step`` named by ``like``'s keys, each in the structure, shapes and
+        shardings of its entry in ``like``, and the metadata. Orbax's errors pass through (a
+        damaged checkpoint); one of other shapes raises :class:`ShapeMismatchError`."""
+        saved = self.restore_meta(step).get("shapes", {})
+        for k, v in like.items():
+            if k in saved and saved[k] != shapes_of(v):
+                raise ShapeMismatchError(f"{k}: stored {saved[k]}, asked for {shapes_of(v)}")
+        items = {k: ocp.args.StandardRestore(_abstract(v)) for k, v in like.items()}
         out = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
+            step, args=ocp.args.Composite(**items, meta=ocp.args.JsonRestore())
         )
-        return out["state"], out["meta"]
+        # zero-size leaves were saved as placeholders: the empty arrays of `like` are exact
+        state = {
+            k: jax.tree.map(lambda got, want: want if np.size(want) == 0 else got, out[k], like[k])
+            for k in like
+        }
+        return state, out["meta"]
 
     def restore_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[

@@ -102,19 +102,49 @@ def check_overrides(argv: list[str]) -> None:
                 try:
                     validate(cfg)
                     if _holds_a_run(argv):
-                        preflight_data(cfg)
+                        preflight_data(cfg)  # a bad file is named before an occupied directory
+                        if not cfg.trainer.resume:
+                            refuse_another_run(_run_dir(argv))
                 except UserError as exc:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
 
 
-def _holds_a_run(argv: list[str]) -> bool:
-    """Whether ``hydra.run.dir=...`` names a directory that already holds files."""
+def _run_dir(argv: list[str]) -> Path | None:
+    """The directory ``hydra.run.dir=...`` names, if the command line names one."""
     for arg in argv:
         if arg.startswith("hydra.run.dir="):
-            path = Path(arg.split("=", 1)[1]).expanduser()
-            return path.is_dir() and any(path.iterdir())
-    return False
+            return Path(arg.split("=", 1)[1]).expanduser()
+    return None
+
+
+def _holds_a_run(argv: list[str]) -> bool:
+    """Whether ``hydra.run.dir=...`` names a directory that already holds files."""
+    path = _run_dir(argv)
+    return path is not None and path.is_dir() and any(path.iterdir())
+
+
+# what a run that reached its data leaves; `.hydra/` alone is a run that failed before it
+RUN_FILES = ("checkpoints", "metrics.json", "preprocessing.json", "events.out.tfevents.*")
+
+
+def run_files(path: Path) -> list[str]:
+    """The files in ``path`` that belong to a run which trained there (sorted names)."""
+    if not path.is_dir():
+        return []
+    return sorted({p.name for pattern in RUN_FILES for p in path.glob(pattern)})
+
+
+def refuse_another_run(path: Path | None) -> None:
+    """Raise :class:`UserError` if ``path`` holds another run: everything in a run directory
+    belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one."""
+    found = run_files(path) if path is not None else []
+    if found:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise UserError(
+            f"{path} already holds a run ({shown}); continue it with trainer.resume=true or "
+            "choose another hydra.run.dir"
+        )
 
 
 def preflight_data(cfg) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,34 +48,49 @@ def param_columns(params: dict, feature_names: list[str], batched: bool = False)
     return out
 
 
+_ILLEGAL_TAG_CHARACTERS = re.compile(r"[^-/\w\.]")
+
+
+def valid_tag(tag: str) -> str:
+    r"""``tag`` with every character TensorBoard does not allow in a summary name replaced by
+    ``_`` (tensorboardX's rule, ``[^-/\w.]``, and TensorFlow's): ``params/W/Exterior 1st`` is
+    ``params/W/Exterior_1st``. tensorboardX would do the same, with a log line per tag."""
+    return _ILLEGAL_TAG_CHARACTERS.sub("_", tag).lstrip("/")
+
+
 class TensorBoardLog:
-    """A tensorboardX writer in the run directory, or nothing when TensorBoard is off."""
+    """A tensorboardX writer in the run directory, or nothing when TensorBoard is off. Tags
+    are made valid here (:func:`valid_tag`), so tensorboardX has nothing to rename."""
 
     def __init__(self, workdir: Path, enabled: bool, purge_step: int | None = None) -> None:
         self.writer = None
         if enabled:
             from tensorboardX import SummaryWriter
 
+            # a NaN metric (R^2 of a one-row split) is recorded as NaN; no warning line for it
+            logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
+
             self.writer = SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30)
 
     def scalars(self, tag_values: dict[str, np.ndarray], steps: np.ndarray) -> None:
         if self.writer is None:
             return
+        tag_values = {valid_tag(tag): values for tag, values in tag_values.items()}
         for i, step in enumerate(np.asarray(steps).tolist()):
             for tag, values in tag_values.items():
                 self.writer.add_scalar(tag, float(values[i]), step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_scalar(tag, float(value), step)
+            self.writer.add_scalar(valid_tag(tag), float(value), step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_histogram(tag, np.asarray(values, np.float64), step)
+            self.writer.add_histogram(valid_tag(tag), np.asarray(values, np.float64), step)
 
     def figure(self, tag: str, fig, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_figure(tag, fig, step, close=False)
+            self.writer.add_figure(valid_tag(tag), fig, step, close=False)
 
     def hparams(self, hparams: dict, metrics: dict, step: int) -> None:
         """The run's hyperparameters and final metrics for TensorBoard's HPARAMS tab, in this
@@ -85,7 +102,7 @@ class TensorBoardLog:
         for summary in hparams_summary(hparams, metrics):
             self.writer._get_file_writer().add_summary(summary)
         for tag, value in metrics.items():
-            self.writer.add_scalar(tag, value, step)
+            self.writer.add_scalar(valid_tag(tag), value, step)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -14,6 +14,7 @@ import contextlib
 import math
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
+from training.cli import refuse_another_run
 from training.config import validate
 from training.devices import (
     init_distributed,
@@ -158,13 +160,19 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     """Train the configured model; write TensorBoard events, checkpoints, plots, the saved
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics."""
     validate(cfg)
+    if not cfg.trainer.resume:  # before any process writes: no process has connected yet
+        refuse_another_run(Path(workdir))
     init_distributed(cfg.trainer.distributed)
     t_start = time.perf_counter()
     s, params, opt_state = setup(cfg, Path(workdir))
     try:
-        at = Progressed()
+        at, run_id = Progressed(), None
         if cfg.trainer.resume:
-            params, opt_state, at = resume(s.ckpt, params, opt_state)
+            params, opt_state, at, run_id = resume(s.ckpt, params, opt_state)
+        # the run's id, in preprocessing.json and every checkpoint, ties the two together
+        s.preprocessing["run_id"] = run_id or new_run_id()
+        if s.writes:
+            write_json(s.workdir / "preprocessing.json", s.preprocessing)
         s.tb = TensorBoardLog(
             s.workdir, cfg.logger.tensorboard and s.writes, purge_step=at.step or None
         )
@@ -180,7 +188,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         if s.writes:
             write_json(s.workdir / "metrics.json", metrics)
         s.tb.hparams(
-            hparams_of(cfg), {f"hparams/{k}": v for k, v in flat_metrics(metrics).items()}, at.step
+            hparams_of(cfg, metrics.get("chosen", {})),
+            {f"hparams/{k}": v for k, v in flat_metrics(metrics).items()},
+            at.step,
         )
         return metrics
     finally:
@@ -227,7 +237,10 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     if table.encoding:
         from data.csv_source import Encoding
 
-        say(f"encoding of {table.source}: {Encoding.from_dict(table.encoding).describe()}")
+        described = Encoding.from_dict(table.encoding).describe()
+        # no feature columns: b alone, the mean-price baseline
+        described = described or "no feature columns; the model predicts the mean target"
+        say(f"encoding of {table.source}: {described}")
     data = prepare_table(table, cfg.data, cfg.seed)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
@@ -248,9 +261,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         "encoding": table.encoding,
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
-    }
-    if jax.process_index() == 0:
-        write_json(workdir / "preprocessing.json", preprocessing)
+    }  # written with the run's id once resume has said which run this is
 
     # model and optimizer: split once, then plain dicts of arrays
     model = build_model(cfg.model, len(names), cfg.seed)
@@ -321,8 +332,19 @@ def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Modul
         ) from None
 
 
+def new_run_id() -> str:
+    """A fresh random id (uuid4, hex), the same in every process: process 0's."""
+    raw = np.frombuffer(uuid.uuid4().bytes, np.uint8)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        raw = np.asarray(multihost_utils.broadcast_one_to_all(raw), np.uint8)
+    return uuid.UUID(bytes=raw.tobytes()).hex
+
+
 def resume(ckpt: Checkpoints, params, opt_state):
-    """The newest complete checkpoint that can be read; a corrupt one is skipped, warned of."""
+    """The newest complete checkpoint that can be read (a corrupt one is skipped, warned of):
+    parameters, optimizer state, progress and the run's id (None before any checkpoint)."""
     for step in reversed(ckpt.steps()):
         try:
             state, meta = ckpt.restore(step, {"params": params, "opt_state": opt_state})
@@ -334,9 +356,10 @@ def resume(ckpt: Checkpoints, params, opt_state):
             continue
         at = Progressed.from_meta(meta["progress"])
         print(f"resuming from {ckpt.directory / str(step)}: epoch {at.epoch}, step {at.step}")
-        return state["params"], state["opt_state"], at
+        run_id = meta.get("preprocessing", {}).get("run_id")
+        return state["params"], state["opt_state"], at, run_id
     print(f"trainer.resume=true but no checkpoint in {ckpt.directory}: starting from scratch")
-    return params, opt_state, Progressed()
+    return params, opt_state, Progressed(), None
 
 
 def fit(s: Session, params, opt_state, at: Progressed):
@@ -659,18 +682,51 @@ def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
     )
 
 
-def hparams_of(cfg: DictConfig) -> dict:
-    """The knobs a sweep varies, flat, for TensorBoard's HPARAMS tab."""
-    return {
-        "data": cfg.data.name,
-        "loader": cfg.loader.name,
-        "batch_size": cfg.loader.batch_size or 0,
-        "optimizer": cfg.optimizer.name,
-        "lr": cfg.optimizer.lr,
-        "schedule": cfg.optimizer.schedule,
-        "epochs": cfg.trainer.epochs,
-        "seed": cfg.seed,
-    }
+def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
+    """The run's hyperparameters, flat, for TensorBoard's HPARAMS tab: a few core keys, every
+    key the command line or the sweep overrides (as Hydra records them, with the config's
+    resolved value), and the values chosen automatically (``chosen``: key -> value)."""
+    core = (
+        "data.name",
+        "loader.name",
+        "loader.batch_size",
+        "optimizer.name",
+        "optimizer.lr",
+        "optimizer.schedule",
+        "trainer.epochs",
+        "seed",
+    )
+    out = {key: OmegaConf.select(cfg, key) for key in core}
+    for text in command_line_overrides():
+        key, _, value = text.lstrip("+~").partition("=")
+        if key.startswith("hydra") or not key:
+            continue
+        resolved = OmegaConf.select(cfg, key, default=None)
+        # a config group (`optimizer=adam`) selects a whole node: its name is the value
+        out[key] = value if OmegaConf.is_config(resolved) or resolved is None else resolved
+    out.update(chosen or {})
+    return {k: _hparam_value(v) for k, v in out.items()}
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides Hydra composed this run with (a sweep's job: its own values); none when
+    the run was not started by Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _hparam_value(v) -> bool | int | float | str:
+    """TensorBoard's hparams take numbers, strings and booleans only."""
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    if OmegaConf.is_config(v):
+        v = OmegaConf.to_container(v, resolve=True)
+    return str(v)
 
 
 def flat_metrics(metrics: dict) -> dict:
