@@ -105,9 +105,10 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
     assert proc.returncode == 0, proc.stderr
     ckpts = tmp_path / "checkpoints"
     newest = max(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
-    for f in (ckpts / str(newest) / "state").rglob("*"):
-        if f.is_file():
-            f.write_bytes(b"\x00garbage")
+    for item in ("params", "opt_state"):
+        for f in (ckpts / str(newest) / item).rglob("*"):
+            if f.is_file():
+                f.write_bytes(b"\x00garbage")
     half = ckpts / f"{newest + 5}.orbax-checkpoint-tmp-1"
     (half / "state").mkdir(parents=True)
     (half / "state" / "manifest.ocdbt").write_bytes(b"half")

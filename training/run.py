@@ -720,6 +720,8 @@ def command_line_overrides() -> list[str]:
 
 def _hparam_value(v) -> bool | int | float | str:
     """TensorBoard's hparams take numbers, strings and booleans only."""
+    if v is None:  # a knob left off (no momentum, full batch): 0 keeps the column numeric
+        return 0
     if isinstance(v, (bool, int, float, str)):
         return v
     if isinstance(v, (np.integer, np.floating)):

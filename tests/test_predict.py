@@ -1,0 +1,164 @@
+"""predict.py as a user runs it: predictions that agree with least squares, and one line for
+every mismatch between the new rows and the run (issue 12, item 4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, run_train
+
+pytestmark = pytest.mark.slow
+
+# the issue's eight sales: a run on sqft, bedrooms and age
+HOUSES = pd.DataFrame(
+    {
+        "sqft": [1400, 1600, 1700, 1875, 1100, 1550, 2350, 2450],
+        "bedrooms": [3, 3, 4, 4, 2, 3, 4, 5],
+        "age": [20, 15, 30, 8, 40, 22, 5, 12],
+        "price": [245000, 312000, 279000, 308000, 199000, 219000, 405000, 324000],
+    }
+)
+FEATURES = ["sqft", "bedrooms", "age"]
+
+
+def run_predict(*args):
+    """``python predict.py ARGS`` in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "predict.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def one_error_line(proc) -> str:
+    """The single ``error: ...`` line of a failed command (asserts there is nothing else)."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished run on the eight sales (every row trains, converged to tol 1e-6)."""
+    tmp = tmp_path_factory.mktemp("predict")
+    HOUSES.to_csv(tmp / "houses.csv", index=False)
+    run_dir = tmp / "run"
+    proc = run_train(
+        "experiment=housing",
+        f"data.path={tmp / 'houses.csv'}",
+        "data.target=price",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def least_squares_prices(rows: pd.DataFrame) -> np.ndarray:
+    """The reference: numpy's least squares on the eight sales, applied to ``rows``."""
+    A = np.column_stack([HOUSES[FEATURES].to_numpy(float), np.ones(len(HOUSES))])
+    beta = np.linalg.lstsq(A, HOUSES["price"].to_numpy(float), rcond=None)[0]
+    return rows[FEATURES].to_numpy(float) @ beta[:-1] + beta[-1]
+
+
+def test_extra_reordered_and_target_columns_keep_working(run, tmp_path):
+    new = pd.DataFrame({"note": ["a", "b"], "age": [10, 25], "price": [1, 2], "bedrooms": [3, 4]})
+    new["sqft"] = [1500, 2000]  # columns in another order, an extra one, the target present
+    new.to_csv(tmp_path / "new.csv", index=False)
+    proc = run_predict(run, tmp_path / "new.csv", "-o", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == [*new.columns, "predicted_price"]
+    # gradient descent stopped at a gradient norm of 1e-6 on standardised columns
+    np.testing.assert_allclose(out["predicted_price"], least_squares_prices(new), rtol=1e-4)
+
+
+def test_the_issues_missing_column_is_one_line(run, tmp_path):
+    (tmp_path / "new.csv").write_text("sqft,bedrooms\n1500,3\n")
+    line = one_error_line(run_predict(run, tmp_path / "new.csv"))
+    assert "no column 'age'" in line and str(run) in line
+    assert "sqft, bedrooms, age" in line  # what the run takes
+
+
+def test_every_missing_column_is_listed(run, tmp_path):
+    (tmp_path / "new.csv").write_text("bedrooms,note\n3,x\n")
+    line = one_error_line(run_predict(run, tmp_path / "new.csv"))
+    assert "no columns 'sqft', 'age'" in line and str(run) in line
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "no such file"),
+        (b"", "the file is empty"),
+        (b"sqft;bedrooms;age\n1500;3;20\n", "comma-separated"),
+        (b"sqft,bedrooms,age\n", "no data rows"),
+        (b"sqft,bedrooms,age\n1500,3,\xff\xfe\n", "not UTF-8"),
+        (b"sqft,bedrooms,age\n1500,3,old\n", "column 'age' row 1: 'old' is not a number"),
+        (b"sqft,bedrooms,age\n1500,,20\n", "column 'bedrooms' row 1 is empty"),
+    ],
+    ids=["missing", "empty", "semicolons", "header-only", "not-utf8", "wrong-type", "gap"],
+)
+def test_a_bad_file_is_one_line_naming_the_run(run, tmp_path, content, needle):
+    path = tmp_path / "new.csv"
+    if content is not None:
+        path.write_bytes(content)
+    line = one_error_line(run_predict(run, path))
+    assert needle in line and str(path) in line and str(run) in line, line
+
+
+def test_a_directory_that_is_not_a_run(tmp_path):
+    line = one_error_line(run_predict(tmp_path, ROOT / "data" / "housing" / "nothing.csv"))
+    assert f"{tmp_path}: not a finished run" in line
+
+
+def test_a_run_without_a_checkpoint(run, tmp_path):
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run / "preprocessing.json", bare)
+    line = one_error_line(run_predict(bare, tmp_path / "rows.csv"))
+    assert f"{bare}: no checkpoint" in line and "trainer.resume=true" in line
+    assert not (bare / "checkpoints").exists()  # predicting writes nothing into a run
+
+
+def test_a_checkpoint_of_another_shape(run, tmp_path):
+    """Another run's checkpoint (two features) under this run's preprocessing.json, its id
+    forged to match: the shapes still tell them apart."""
+    HOUSES.drop(columns="age").to_csv(tmp_path / "two.csv", index=False)
+    other = tmp_path / "other"
+    proc = run_train(
+        "experiment=housing",
+        f"data.path={tmp_path / 'two.csv'}",
+        "data.target=price",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "trainer.epochs=3",
+        f"hydra.run.dir={other}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    mixed = tmp_path / "mixed"
+    shutil.copytree(run, mixed)
+    shutil.rmtree(mixed / "checkpoints")
+    shutil.copytree(other / "checkpoints", mixed / "checkpoints")
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+
+    line = one_error_line(run_predict(mixed, tmp_path / "rows.csv"))
+    assert "belongs to another run" in line and str(mixed) in line
+
+    prep = json.loads((mixed / "preprocessing.json").read_text())
+    prep["run_id"] = json.loads((other / "preprocessing.json").read_text())["run_id"]
+    (mixed / "preprocessing.json").write_text(json.dumps(prep))
+    line = one_error_line(run_predict(mixed, tmp_path / "rows.csv"))
+    assert "another shape" in line and "W (3,)" in line and str(mixed) in line

@@ -1,0 +1,80 @@
+"""Everything in a run directory belongs to one run (issue 12, item 2): a new run refuses a
+directory that holds another before writing anything, and predict.py refuses a checkpoint of
+another run."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import ROOT, make_config, run_train
+from test_predict import one_error_line, run_predict
+
+from training.errors import UserError
+from training.run import train_and_evaluate
+
+HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"
+# the issue's command, shortened to 50 epochs without a tolerance
+ISSUE = ("experiment=housing", "trainer.tol=0", "trainer.epochs=50")
+
+
+def snapshot(run_dir) -> dict:
+    """Every file under ``run_dir``: path -> bytes."""
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_second_run_into_the_same_directory_is_refused_before_writing(tmp_path):
+    first = run_train(*ISSUE, "optimizer.lr=0.001", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    before = snapshot(tmp_path)
+    assert "metrics.json" in before and any(k.startswith("checkpoints/50") for k in before)
+
+    second = run_train(*ISSUE, "optimizer.lr=0.05", f"hydra.run.dir={tmp_path}")
+    line = one_error_line(second)
+    assert line.startswith(f"error: {tmp_path} already holds a run")
+    assert "trainer.resume=true" in line and "another hydra.run.dir" in line
+    assert snapshot(tmp_path) == before  # not a byte of the first run changed, nothing added
+
+
+@pytest.mark.slow
+def test_a_directory_left_by_a_run_that_failed_before_training_is_used(tmp_path):
+    """Hydra's ``.hydra/`` and ``train.log`` of a run stopped by a bad value are no run."""
+    failed = run_train("experiment=housing", "trainer.epochs=0", f"hydra.run.dir={tmp_path}")
+    assert failed.returncode == 2
+    (tmp_path / ".hydra").mkdir(exist_ok=True)
+    (tmp_path / ".hydra" / "config.yaml").write_text("earlier: true\n")
+    (tmp_path / "train.log").write_text("")
+    proc = run_train("experiment=housing", "trainer.epochs=3", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "metrics.json").is_file()
+    assert "earlier" not in (tmp_path / ".hydra" / "config.yaml").read_text()
+
+
+def test_train_and_evaluate_refuses_a_directory_holding_a_run(tmp_path):
+    """The same rule where Hydra has already made the directory (a sweep's job, a caller of
+    ``train_and_evaluate``), before the run writes anything."""
+    cfg = make_config("experiment=housing", "trainer.epochs=2", "logger.plots=false")
+    train_and_evaluate(cfg, tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match="already holds a run .*trainer.resume=true"):
+        train_and_evaluate(cfg, tmp_path)
+    assert snapshot(tmp_path) == before
+    resumed = make_config("experiment=housing", "trainer.epochs=3", "trainer.resume=true")
+    metrics = train_and_evaluate(resumed, tmp_path)  # continuing it is allowed
+    assert metrics["epochs"] == 3
+
+
+@pytest.mark.slow
+def test_predict_refuses_a_checkpoint_of_another_run(tmp_path):
+    """The issue's second case: runs with different features; the second run's checkpoint
+    under the first run's preprocessing.json."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_train(*ISSUE, "optimizer.lr=0.001", f"hydra.run.dir={a}").returncode == 0
+    drop = "data.drop=[prefer]"
+    assert run_train(*ISSUE, "optimizer.lr=0.05", drop, f"hydra.run.dir={b}").returncode == 0
+    shutil.rmtree(a / "checkpoints")
+    shutil.copytree(b / "checkpoints", a / "checkpoints")
+    line = one_error_line(run_predict(a, HOUSING))
+    assert f"{a / 'checkpoints' / '50'}: the checkpoint belongs to another run" in line
+    assert "new hydra.run.dir" in line

@@ -1,0 +1,97 @@
+"""TensorBoard output a user can read (issue 12, items 6 and 7): every overridden key in the
+HPARAMS tab, and valid tag names, so that tensorboardX prints nothing about them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_config, read_scalars, run_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tensorboardX.summary import _clean_tag
+
+from training.logs import valid_tag
+from training.run import hparams_of
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_valid_tag_is_tensorboardx_rule(tag):
+    assert valid_tag(tag) == _clean_tag(tag)
+    assert _clean_tag(valid_tag(tag)) == valid_tag(tag)  # nothing left for it to rename
+
+
+def test_chosen_values_join_the_hparams():
+    cfg = make_config("experiment=housing")
+    h = hparams_of(cfg, {"optimizer.lr": 0.0123})
+    assert h["optimizer.lr"] == 0.0123 and h["optimizer.name"] == cfg.optimizer.name
+    assert h["loader.batch_size"] == 0  # full batch has none; the column stays numeric
+    assert hparams_of(cfg)["optimizer.lr"] == cfg.optimizer.lr
+
+
+def session_hparams(run_dir) -> dict:
+    """The hyperparameters a run's event file gives TensorBoard's HPARAMS tab."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    for raw in acc.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(raw)
+        if data.HasField("session_start_info"):
+            values = data.session_start_info.hparams
+            return {k: getattr(v, v.WhichOneof("kind")) for k, v in values.items()}
+    raise AssertionError(f"no hparams in {run_dir}")
+
+
+@pytest.mark.slow
+def test_a_momentum_sweep_records_each_runs_momentum(tmp_path):
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.momentum=0.5,0.9",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    assert len(runs) == 2
+    first, second = (session_hparams(r) for r in runs)
+    assert (first["optimizer.momentum"], second["optimizer.momentum"]) == (0.5, 0.9)
+    for h in (first, second):
+        assert h["experiment"] == "housing" and h["trainer.epochs"] == 3
+        assert h["optimizer.name"] == "nesterov" and h["optimizer.lr"] == pytest.approx(0.05)
+
+
+@pytest.mark.slow
+def test_columns_with_spaces_give_valid_tags_and_no_log_lines(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 40
+    df = pd.DataFrame(
+        {
+            "Lot Area": rng.uniform(5000, 15000, n).round(),
+            "Exterior 1st": rng.choice(["MetalSd", "VinylSd", "Wd Sdng"], n),
+            "Year (built)": rng.integers(1950, 2010, n),
+        }
+    )
+    df["Sale Price"] = 10 * df["Lot Area"] + 500 * (df["Year (built)"] - 1950) + 30000
+    df.to_csv(tmp_path / "houses.csv", index=False)
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "experiment=housing",
+        f"data.path={tmp_path / 'houses.csv'}",
+        "data.target=Sale Price",
+        "trainer.epochs=5",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "illegal" not in output and "tensorboardX" not in output, output
+    tags = {t for t in read_scalars(run_dir) if t.startswith("params/W/")}
+    assert tags == {
+        "params/W/Lot_Area",
+        "params/W/Exterior_1st_VinylSd",
+        "params/W/Exterior_1st_Wd_Sdng",
+        "params/W/Year__built_",
+    }
