@@ -33,7 +33,7 @@ def test_the_issues_id_and_price_file_trains_and_predicts_the_mean(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     mean = PRICES.mean()  # least squares on a column of ones
     assert metrics["coefficients"] == {"intercept": pytest.approx(mean, rel=1e-6)}
-    assert metrics["ols"]["intercept"] == pytest.approx(mean, rel=1e-9)
+    assert metrics["ols"]["intercept"] == pytest.approx(mean, rel=1e-7)  # float32 rows
     # R^2 of the mean is 0 by definition: SS_res = SS_tot
     assert metrics["train"]["r2"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["train"]["mse"] == pytest.approx(PRICES.var(), rel=1e-6)
