@@ -40,18 +40,23 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     prep = json.loads(prep_path.read_text())
     names = prep["feature_names"]
 
-    df, source = read_csv(rows_csv, key="input", min_columns=1)
-    if prep["encoding"]:
-        X = Encoding.from_dict(prep["encoding"]).transform(df, source, missing="predict")
+    enc = prep["encoding"]
+    fmt = {"sep": enc.get("sep"), "decimal": enc.get("decimal")} if enc else {}
+    df, source = read_csv(rows_csv, key="input", min_columns=1, **fmt)
+    if enc:
+        encoding = Encoding.from_dict(enc)
+        X = encoding.transform(df, source, missing="predict")
+        for line in encoding.warnings:  # levels never seen in training: counted as `other`
+            print(line, file=sys.stderr)
     else:  # toy or synthetic data: the columns by their feature names
         missing = [n for n in names if n not in df.columns]
         if missing:
             raise UserError(
                 f"{source}: no column {missing[0]!r}; the model needs columns {', '.join(names)}"
             )
-        from data.csv_source import _numbers, _refuse_missing
+        from data.csv_source import ColumnCode, _numbers, _refuse_missing
 
-        _refuse_missing(df, names, source, "predict")
+        _refuse_missing(df, [ColumnCode(n, "numeric") for n in names], source, "predict", ".")
         X = np.column_stack([_numbers(df[n], n, source) for n in names])
     scaling = Scaling(**prep["scaling"])
     X = np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32)
