@@ -139,10 +139,9 @@ class Encoding:
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
-                pooled = f", {len(c.pooled)} rare levels as {OTHER!r}" if c.pooled else ""
-                parts.append(
-                    f"{c.name}: one-hot {c.levels[1:]} (reference {c.levels[0]!r}{pooled})"
-                )
+                pooled = f", {len(c.pooled)} rare level(s) as {OTHER!r}" if c.pooled else ""
+                reference = repr(c.levels[0]) if c.levels else "none: every level is rare"
+                parts.append(f"{c.name}: one-hot {c.outputs} (reference {reference}{pooled})")
             elif c.kind == "boolean":
                 parts.append(f"{c.name}: yes/no as 1/0")
             elif c.kind == "date":
