@@ -212,9 +212,7 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     text = col.str.strip()
     empty = (text.isna() | (text == "") | text.isin(NA_TOKENS)).to_numpy()
     thousands = "," if decimal == "." else "."
-    cleaned = text.str.replace(_DECORATION, "", regex=True).str.replace(
-        thousands, "", regex=False
-    )
+    cleaned = text.str.replace(_DECORATION, "", regex=True).str.replace(thousands, "", regex=False)
     if decimal == ",":
         cleaned = cleaned.str.replace(",", ".", regex=False)
     values = pd.to_numeric(cleaned.where(~empty), errors="coerce").to_numpy(dtype=np.float64)

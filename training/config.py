@@ -186,9 +186,7 @@ def validate(cfg: DictConfig) -> None:
         _check(
             d.decimal in (None, ".", ","), "data.decimal", d.decimal, "null (detect), '.' or ','"
         )
-        _check(
-            d.min_level_count >= 1, "data.min_level_count", d.min_level_count, "an integer >= 1"
-        )
+        _check(d.min_level_count >= 1, "data.min_level_count", d.min_level_count, "an integer >= 1")
         _check(d.max_levels >= 2, "data.max_levels", d.max_levels, "an integer >= 2")
     for key in ("val_fraction", "test_fraction"):
         value = d[key]
