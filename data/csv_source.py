@@ -34,6 +34,7 @@ import csv
 import io
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -169,7 +170,8 @@ class Encoding:
         if missing != "mean":
             _refuse_missing(df, self.columns, source, missing, self.decimal)
         n = len(df)
-        X = np.empty((n, len(self.feature_names)), np.float32)
+        # column by column: Fortran order keeps each column's writes contiguous
+        X = np.empty((n, len(self.feature_names)), np.float32, order="F")
         j = 0
         for c in self.columns:
             for name, values in _encode(df[c.name], c, source, self.decimal, self.warnings, where):
@@ -184,20 +186,52 @@ def _row(col: pd.Series, position: int) -> int:
     return int(col.index[position]) + 1
 
 
-def _text(col: pd.Series) -> pd.Series:
-    """The cells as stripped strings, NaN where empty (numbers written as integers when they
-    are whole, so that zip code 98178 is the level ``'98178'`` whatever the column's dtype)."""
+_cache: dict[int, tuple[object, tuple[np.ndarray, np.ndarray]]] | None = None
+
+
+@contextmanager
+def _caching():
+    """Within: :func:`_cells` of the same column array is computed once (fitting reads each
+    column several times: its kind, its missing cells, its levels, its values)."""
+    global _cache
+    outer = _cache
+    _cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _cache = outer
+
+
+def _cells(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, texts)``: cell ``i`` is ``texts[codes[i]]``, stripped, or empty where
+    ``codes[i] == -1``. Whole numbers are written as integers (zip code 98178 is ``'98178'``
+    whatever the column's dtype). Every string operation then runs on the distinct values
+    (``pandas.factorize``): a column of 10^6 cells with a few levels costs one hash pass."""
+    key = getattr(col.array, "_ndarray", col.array)
+    if _cache is not None and id(key) in _cache:
+        return _cache[id(key)][1]
+    codes, uniq = pd.factorize(col, use_na_sentinel=True)
     if pd.api.types.is_bool_dtype(col):
-        return col.map({True: "True", False: "False"}).astype(object)
-    if pd.api.types.is_numeric_dtype(col):
-        values = col.to_numpy(dtype=np.float64)
-        whole = np.isfinite(values) & (values == np.round(values))
-        out = col.astype(str).astype(object)
-        out[whole] = values[whole].astype(np.int64).astype(str)
-        out[np.isnan(values)] = np.nan
-        return out
-    text = col.str.strip()
-    return text.where(text != "", np.nan)
+        texts = ["True" if u else "False" for u in uniq]
+    elif pd.api.types.is_numeric_dtype(col):
+        values = np.asarray(uniq, np.float64)
+        texts = [str(int(v)) if v == np.round(v) and np.isfinite(v) else str(v) for v in values]
+    else:
+        texts = [str(u).strip() for u in uniq]
+    # stripping can make two values one, or a value empty
+    merged, distinct = pd.factorize(
+        pd.Series(texts, dtype=object).replace("", np.nan), use_na_sentinel=True
+    )
+    merged = np.append(merged, -1)  # code -1 (an empty cell) stays -1
+    result = (merged[codes].astype(np.int64), np.asarray(distinct, dtype=object))
+    if _cache is not None:
+        _cache[id(key)] = (key, result)
+    return result
+
+
+def _per_cell(per_value: np.ndarray, codes: np.ndarray, empty) -> np.ndarray:
+    """A value per distinct text spread to the cells; ``empty`` where a cell is empty."""
+    return np.append(per_value, empty)[codes]
 
 
 def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -209,42 +243,42 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     if pd.api.types.is_numeric_dtype(col):
         values = col.to_numpy(dtype=np.float64)
         return values, np.isnan(values)
-    text = col.str.strip()
-    empty = (text.isna() | (text == "") | text.isin(NA_TOKENS)).to_numpy()
+    codes, texts = _cells(col)
+    text = pd.Series(texts, dtype=object)
+    na = text.isin(NA_TOKENS).to_numpy()
     thousands = "," if decimal == "." else "."
     cleaned = text.str.replace(_DECORATION, "", regex=True).str.replace(thousands, "", regex=False)
     if decimal == ",":
         cleaned = cleaned.str.replace(",", ".", regex=False)
-    values = pd.to_numeric(cleaned.where(~empty), errors="coerce").to_numpy(dtype=np.float64)
-    return values, empty
+    values = pd.to_numeric(cleaned.where(~na), errors="coerce").to_numpy(dtype=np.float64)
+    return _per_cell(values, codes, np.nan), _per_cell(na, codes, True)
 
 
-def _date_format(text: pd.Series) -> str | None:
-    """The format every non-empty cell of ``text`` is written in, if one of :data:`DATE_FORMATS`."""
-    present = text.dropna()
-    if present.empty:
+def _date_format(texts: np.ndarray) -> str | None:
+    """The format every text in ``texts`` is written in, if one of :data:`DATE_FORMATS`."""
+    if not len(texts):
         return None
     for pattern, fmt in DATE_FORMATS:
-        if pattern.match(str(present.iloc[0])) and present.str.match(pattern.pattern).all():
+        if pattern.match(str(texts[0])) and all(pattern.match(str(t)) for t in texts):
             return fmt
     return None
 
 
 def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
-    text = _text(col)
-    when = pd.to_datetime(text, format=fmt, errors="coerce")
-    bad = np.flatnonzero(when.isna().to_numpy() & text.notna().to_numpy())
+    codes, texts = _cells(col)
+    when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
+    bad = np.flatnonzero(_per_cell(when.isna().to_numpy(), codes, False))
     if bad.size:
         raise UserError(
-            f"{source}: column {col.name!r} row {_row(col, bad[0])}: {text.iloc[bad[0]]!r} is "
-            f"not a date like the others ({fmt})"
+            f"{source}: column {col.name!r} row {_row(col, bad[0])}: "
+            f"{texts[codes[bad[0]]]!r} is not a date like the others ({fmt})"
         )
     year = when.dt.year.to_numpy(dtype=np.float64)
     days = np.where(when.dt.is_leap_year.to_numpy(dtype=bool), 366.0, 365.0)
     seconds = (when - when.dt.normalize()).dt.total_seconds().to_numpy(dtype=np.float64)
-    day = when.dt.dayofyear.to_numpy(dtype=np.float64) - 1 + seconds / 86400
-    return year + day / days
+    day = when.dt.day_of_year.to_numpy(dtype=np.float64) - 1 + seconds / 86400
+    return _per_cell(year + day / days, codes, np.nan)
 
 
 def _numbers(col: pd.Series, name: str, source: str, decimal: str = ".") -> np.ndarray:
@@ -277,54 +311,62 @@ def _log(values: np.ndarray, col: pd.Series, source: str, fix: str) -> np.ndarra
 
 
 def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
-    if c.kind in ("numeric", "date"):
-        if c.kind == "date":
-            return _text(col).isna().to_numpy()
+    if c.kind == "numeric":
         return _parse_numbers(col, decimal)[1]
-    return _text(col).isna().to_numpy()
+    if c.kind == "boolean" and pd.api.types.is_bool_dtype(col):
+        return np.zeros(len(col), bool)
+    return _cells(col)[0] < 0
+
+
+def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.ndarray:
+    """numeric, date or boolean cells as float64, NaN where empty (before any fill)."""
+    if c.kind == "date":
+        return _decimal_years(col, c.date_format, source)
+    if c.kind == "numeric":
+        return _numbers(col, c.name, source, decimal)
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    codes, texts = _cells(col)
+    lowered = np.array([str(t).lower() for t in texts], dtype=object)
+    unseen = ~np.isin(lowered, list(TRUE_WORDS | FALSE_WORDS))
+    if unseen.any():
+        row = int(np.flatnonzero(_per_cell(unseen, codes, False))[0])
+        raise UserError(
+            f"{source}: column {c.name!r} row {_row(col, row)}: {texts[codes[row]]!r} is not "
+            f"one of the values seen in training (yes/no, true/false, ...)"
+        )
+    return _per_cell(np.isin(lowered, list(TRUE_WORDS)).astype(np.float64), codes, np.nan)
 
 
 def _encode(
     col: pd.Series, c: ColumnCode, source: str, decimal: str, warn: list[str], where: str
 ) -> list[tuple[str, np.ndarray]]:
     """The output columns of one source column: (name, float64 values) pairs."""
-    if c.kind in ("numeric", "date"):
-        if c.kind == "date":
-            values = _decimal_years(col, c.date_format, source)
-        else:
-            values = _numbers(col, c.name, source, decimal)
+    if c.kind != "onehot":
+        values = _raw_values(col, c, source, decimal)
         if c.fill is not None:
             values = np.where(np.isnan(values), c.fill, values)
         if c.log:
             values = _log(values, col, source, f"remove {c.name!r} from data.log_features")
         return [(c.all_outputs[0], values)]
-    text = _text(col)
-    if c.kind == "boolean":
-        lowered = text.str.lower()
-        unseen = ~lowered.isin(TRUE_WORDS | FALSE_WORDS) & lowered.notna()
-        if unseen.any():
-            row = int(np.flatnonzero(unseen.to_numpy())[0])
-            raise UserError(
-                f"{source}: column {c.name!r} row {_row(col, row)}: {text.iloc[row]!r} is not "
-                f"one of the values seen in training (yes/no, true/false, ...)"
-            )
-        return [(c.name, lowered.isin(TRUE_WORDS).to_numpy(dtype=np.float64))]
-    text = text.fillna(MISSING)
-    known = text.isin(c.levels).to_numpy()
-    unseen = ~known & ~text.isin(c.pooled).to_numpy()
-    if unseen.any():
-        distinct = sorted(set(text[unseen]))
+    codes, texts = _cells(col)
+    texts = np.append(texts, MISSING)  # the last: empty cells
+    codes = np.where(codes < 0, len(texts) - 1, codes)
+    # per distinct text: 0 the reference, 1.. the other kept levels, len(levels) for other
+    position = {level: k for k, level in enumerate(c.levels)}
+    index = np.array([position.get(t, len(c.levels)) for t in texts], np.int64)
+    unseen = np.array([t not in position and t not in c.pooled for t in texts])
+    counts = np.bincount(codes, minlength=len(texts))
+    if (counts * unseen).any():
+        distinct = sorted(texts[unseen & (counts > 0)])
         warn.append(
-            f"warning: column {c.name!r}: {int(unseen.sum())} cell(s) in {where} with a level "
-            f"not seen in the training rows ({', '.join(map(repr, distinct[:3]))}"
+            f"warning: column {c.name!r}: {int(counts @ unseen)} cell(s) in {where} with a "
+            f"level not seen in the training rows ({', '.join(map(repr, distinct[:3]))}"
             f"{', ...' if len(distinct) > 3 else ''}) counted as {OTHER!r}"
             + ("" if c.other else f", which here is the reference level {c.levels[0]!r}")
         )
-    # codes: 0 the reference, 1.. the other kept levels, len(levels) for other
-    codes = pd.Categorical(text.where(known), categories=c.levels).codes.astype(np.int64)
-    codes[~known] = len(c.levels)
-    names = c.all_outputs
-    return [(name, (codes == k + 1).astype(np.float64)) for k, name in enumerate(names)]
+    cell = index[codes]
+    return [(name, (cell == k + 1).astype(np.float64)) for k, name in enumerate(c.all_outputs)]
 
 
 def _refuse_missing(
@@ -484,18 +526,17 @@ def _choose_kind(
     if not present.any() or parsed.sum() >= 0.9 * present.sum():
         _numbers(col, name, source, opts["decimal"])  # a few bad cells: name the first
         return ColumnCode(name, "numeric", log=name in opts["log_features"])
-    text = _text(col)
-    fmt = _date_format(text)
+    codes, levels = _cells(col)
+    fmt = _date_format(levels)
     if fmt is not None:
         if opts["dates"] == "drop":
             return None
         return ColumnCode(name, "date", date_format=fmt)
     if name in opts["log_features"]:
         raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")
-    levels = text.dropna().unique()
     if {str(v).lower() for v in levels} in BOOLEAN_PAIRS:
         return ColumnCode(name, "boolean")
-    n_rows = int(text.notna().sum())
+    n_rows = int((codes >= 0).sum())
     if len(levels) > 2 and len(levels) > n_rows / 2:
         raise UserError(
             f"{source}: column {name!r} is free text ({len(levels)} different values in "
@@ -515,23 +556,26 @@ def _choose_kind(
     return ColumnCode(name, "onehot")
 
 
-def _fit_levels(c: ColumnCode, text: pd.Series, min_count: int) -> None:
-    """Kept and pooled levels from the training rows' cells (``text``, empty cells already
-    :data:`MISSING`): scikit-learn's ``OneHotEncoder(min_frequency=...)`` decides which are
-    infrequent, as it would encode them; we keep its categories, not the object."""
-    from sklearn.preprocessing import OneHotEncoder
-
-    ohe = OneHotEncoder(min_frequency=min_count, handle_unknown="infrequent_if_exist")
-    ohe.fit(text.to_numpy(dtype=object).reshape(-1, 1))
-    infrequent = ohe.infrequent_categories_[0]
-    pooled = sorted(map(str, infrequent)) if infrequent is not None else []
-    kept = [str(v) for v in ohe.categories_[0] if str(v) not in pooled]
+def _fit_levels(c: ColumnCode, col: pd.Series, train: np.ndarray, min_count: int) -> None:
+    """Kept and pooled levels from the training rows' cells, an empty cell the level
+    :data:`MISSING`. The rule is scikit-learn's ``OneHotEncoder(min_frequency=min_count,
+    handle_unknown="infrequent_if_exist")``: a level seen fewer than ``min_count`` times is
+    infrequent, and so is (at transform) one never seen. We count with ``numpy.bincount`` on
+    the factorized column (scikit-learn's fit counts 10^6 strings in a Python ``Counter``, 3.5 s
+    a column here); ``tests/test_csv_real.py`` holds the two to the same levels."""
+    codes, texts = _cells(col)
+    counts = np.bincount(
+        np.where(codes[train] < 0, len(texts), codes[train]), minlength=len(texts) + 1
+    )
+    texts = np.append(texts, MISSING)
+    seen = counts > 0
+    kept = [str(t) for t in texts[seen & (counts >= min_count)]]
+    c.pooled = sorted(str(t) for t in texts[seen & (counts < min_count)])
     c.levels = sorted(v for v in kept if v != MISSING) + ([MISSING] if MISSING in kept else [])
-    c.pooled = pooled
-    c.other = bool(pooled)
+    c.other = bool(c.pooled)
 
 
-def fit_encoding(
+def _fit_encoding(
     df: pd.DataFrame,
     source: str,
     target: str,
@@ -623,7 +667,7 @@ def fit_encoding(
     for c in codes:
         col = df[c.name]
         if c.kind == "onehot":
-            _fit_levels(c, _text(col).iloc[train].fillna(MISSING), min_level_count)
+            _fit_levels(c, col, train, min_level_count)
             if c.pooled:
                 notes.append(
                     f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "
@@ -638,14 +682,10 @@ def fit_encoding(
                 f"column {c.name!r} is numbers written as text (thousands separators, currency "
                 f"or percent signs, spaces, NA words): read as numbers"
             )
-        if missing == "mean" and c.kind in ("numeric", "date"):
+        if missing == "mean" and c.kind != "onehot":
             from sklearn.impute import SimpleImputer
 
-            raw = (
-                _decimal_years(col, c.date_format, source)
-                if c.kind == "date"
-                else _numbers(col, c.name, source, decimal)
-            )
+            raw = _raw_values(col, c, source, decimal)
             if np.isnan(raw).any():
                 if np.isnan(raw[train]).all():
                     raise UserError(
@@ -658,8 +698,12 @@ def fit_encoding(
     # every encoded column must vary in the training rows (its scale divides)
     X = enc.transform(df, source, missing, where="the val/test rows")
     notes += enc.warnings
-    std = X[train].std(axis=0, dtype=np.float64) if len(train) else np.zeros(X.shape[1])
-    constant = std == 0
+    if len(train):
+        X_train = X[train]
+        constant = X_train.max(axis=0) == X_train.min(axis=0)
+        del X_train
+    else:
+        constant = np.ones(X.shape[1], bool)
     names = enc.feature_names
     for c in codes:
         c.dropped = [o for o in c.all_outputs if constant[names.index(o)]]
@@ -670,6 +714,12 @@ def fit_encoding(
         X = X[:, ~constant]
     enc.notes = notes
     return enc, df, X
+
+
+def fit_encoding(df: pd.DataFrame, source: str, target: str, **options):
+    """:func:`_fit_encoding`, each column parsed once (see :func:`_cells`)."""
+    with _caching():
+        return _fit_encoding(df, source, target, **options)
 
 
 def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:

@@ -473,3 +473,26 @@ def test_predict_applies_the_encoding_and_counts_unseen_levels(tmp_path):
         c["intercept"] + 2000 * c["sqft"] + 3 * c["bedrooms"],
     ]
     np.testing.assert_allclose(pred, expected, rtol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=st.lists(st.sampled_from(["a", "b", "NA", "None", "c d", "", "e"]), min_size=1),
+    min_count=st.integers(1, 6),
+)
+def test_levels_are_scikit_learns_infrequent_categories(cells, min_count):
+    """Our level counting is OneHotEncoder(min_frequency=...)'s rule, an empty cell a level."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    from data.csv_source import MISSING, ColumnCode, _fit_levels
+
+    col = pd.Series(cells, dtype=object).replace("", np.nan)
+    code = ColumnCode("c", "onehot")
+    _fit_levels(code, col, np.arange(len(cells)), min_count)
+    ohe = OneHotEncoder(min_frequency=min_count, handle_unknown="infrequent_if_exist")
+    ohe.fit(col.fillna(MISSING).to_numpy(dtype=object).reshape(-1, 1))
+    infrequent = ohe.infrequent_categories_[0]
+    infrequent = [] if infrequent is None else sorted(infrequent)
+    assert code.pooled == infrequent
+    assert sorted(code.levels) == sorted(set(ohe.categories_[0]) - set(infrequent))
+    assert code.other == bool(infrequent)
