@@ -391,10 +391,11 @@ def test_realistic_file_trains_to_least_squares(tmp_path, files, name):
     values=st.lists(st.integers(-(10**9), 10**9), min_size=3, max_size=30),
     sign=st.sampled_from(["", "$", "€"]),
     pad=st.sampled_from(["", " "]),
+    percent=st.sampled_from(["", "%"]),
 )
-def test_numbers_written_for_people_read_as_numbers(tmp_path_factory, values, sign, pad):
+def test_numbers_written_for_people_read_as_numbers(tmp_path_factory, values, sign, pad, percent):
     path = tmp_path_factory.mktemp("num") / "h.csv"
-    cells = [f'"{pad}{"-" if v < 0 else ""}{sign}{abs(v):,}{pad}"' for v in values]
+    cells = [f'"{pad}{"-" if v < 0 else ""}{sign}{abs(v):,}{percent}{pad}"' for v in values]
     path.write_text("price,y\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
     df, _ = read_csv(path)
     table = (
