@@ -194,6 +194,10 @@ def test_a_city_seen_only_in_the_test_rows_goes_to_other(tmp_path):
     )
     df["price"] = 100 * df.sqft + 20000 * (df.city == "Reno") + 1000 * df.price
     df.to_csv(tmp_path / "h.csv", index=False)
+    # the command as written: the rare cities are pooled, and it loads
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "price", "data.test_fraction=0.2"), seed=0)
+    default = reference_design(df, rows["train"], [("sqft", "num"), ("city", "cat")])
+    check_encoding(table, default)
     extra = ("data.test_fraction=0.2", "data.min_level_count=1")
     table = load_csv(csv_cfg(tmp_path / "h.csv", "price", *extra), seed=0)
     expected = reference_design(df, rows["train"], [("sqft", "num"), ("city", "cat")], 1)
