@@ -51,7 +51,7 @@ FALSE_WORDS = {"no", "n", "false", "f", "off"}
 NA_TOKENS = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?", "-")
 OTHER = "other"
 MISSING = "(missing)"
-# pandas' own regular expressions would be per-cell Python; these run vectorised in .str
+# what people write around a number ("$412,000", "7.5%", "1 250"): removed before parsing
 _DECORATION = r"[\s$€£¥%]"
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
