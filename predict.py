@@ -46,7 +46,7 @@ def needed_columns(prep: dict) -> list[str]:
 def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarray, object]:
     """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
     and the rows as read. Raises UserError naming the run's columns on any mismatch."""
-    from data.csv_source import Encoding, _numbers, _refuse_missing, read_csv
+    from data.csv_source import ColumnCode, Encoding, _numbers, _refuse_missing, read_csv
     from data.preprocess import Scaling
 
     needed = needed_columns(prep)
@@ -58,7 +58,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     path = Path(rows_csv).expanduser()
     if not path.is_file():
         raise UserError(f"{rows_csv}: no such file; give a CSV of rows ({takes})")
-    try:
+    enc = prep["encoding"]
+    try:  # the new rows' separator and decimal mark are detected from their own file
         df, source = read_csv(path, key="rows", min_columns=1)
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
@@ -70,10 +71,13 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
             f"(the target {prep['target']!r} may be left out)"
         )
     try:
-        if prep["encoding"]:
-            X = Encoding.from_dict(prep["encoding"]).transform(df, source, missing="predict")
+        if enc:
+            encoding = Encoding.from_dict(enc)
+            X = encoding.transform(df, source, missing="predict")
+            for line in encoding.warnings:  # levels never seen in training: counted as `other`
+                print(line, file=sys.stderr)
         else:
-            _refuse_missing(df, needed, source, "predict")
+            _refuse_missing(df, [ColumnCode(n, "numeric") for n in needed], source, "predict", ".")
             cols = [_numbers(df[n], n, source) for n in needed]
             X = np.column_stack(cols) if cols else np.zeros((len(df), 0))
     except UserError as exc:

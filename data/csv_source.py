@@ -1,16 +1,30 @@
-"""A CSV file as a numeric table: column kinds, missing values and log transforms.
+"""A CSV file as a numeric table: column kinds, missing values, levels and log transforms.
 
-Each column becomes numbers by one rule, fitted once and saved with the run so that prediction
-applies exactly the same encoding:
+Each column becomes numbers by one rule, fitted on the training rows once and saved with the run
+(``preprocessing.json``) so that prediction applies exactly the same encoding without refitting:
 
-- numeric columns stay as they are;
+- numeric columns stay as they are; numbers written for people (``"1,250"``, ``"$412,000"``,
+  ``"7.5%"``, spaces around a value) are numbers: a column is numeric when every non-empty cell
+  parses once those are removed (or nine in ten do: the others are then typing errors, named);
+- dates (``2014-10-13``, ``20141013T000000``, ``10/13/2014``) become decimal years
+  (``data.dates=decimal_year``) or are dropped (``data.dates=drop``);
 - text columns whose two values are yes/no, y/n, true/false, t/f or on/off become 1/0;
-- other text columns with few values become one-hot columns ``<column>_<level>``, the first
-  level (in sorted order) dropped as the reference (``data.categorical=onehot``), or are an
-  error (``data.categorical=error``);
-- free text (more than ``MAX_LEVELS`` values, or a different value in most rows) is an error
-  that suggests ``data.drop``.
+- other text columns, and the columns named in ``data.categorical``, are categories: one-hot
+  columns ``<column>_<level>``, the first level in sorted order dropped as the reference.
+  Levels seen fewer than ``data.min_level_count`` times in the training rows are pooled into one
+  ``other`` level, and so is a level never seen in them (in val/test rows or at prediction, with
+  a warning). An empty cell is a level of its own (``data.missing=mean``), never the most
+  frequent one; the strings ``NA`` and ``None`` in a column that also holds other text are
+  levels (in the Ames data ``NA`` means "no alley"). ``data.text_columns=error`` refuses text;
+- free text (more than ``data.max_levels`` values, or a different value in most rows) is an
+  error that suggests ``data.drop``;
+- a nameless column holding the row numbers or names (an index written by pandas or R) and a
+  column with no value at all (a trailing comma on every line) are dropped with a note, and so
+  is every encoded column that is constant in the training rows.
 
+The separator (``,`` ``;`` or tab) and the decimal mark (``.`` or ``,``) are detected unless
+``data.sep`` / ``data.decimal`` say them. pandas parses the numbers (``thousands=``,
+``decimal=``); only columns it leaves as text are cleaned, column by column, vectorised.
 Rows are named by their number among the data rows (1 is the first row under the header).
 """
 
@@ -18,6 +32,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,34 +46,68 @@ from training.errors import UserError
 
 BOOLEAN_PAIRS = ({"yes", "no"}, {"y", "n"}, {"true", "false"}, {"t", "f"}, {"on", "off"})
 TRUE_WORDS = {"yes", "y", "true", "t", "on"}
-MAX_LEVELS = 50
-NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?"]
+FALSE_WORDS = {"no", "n", "false", "f", "off"}
+# in a numeric column these mean "no value"; in a text column they are levels like any other
+NA_TOKENS = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?", "-")
+OTHER = "other"
+MISSING = "(missing)"
+# what people write around a number ("$412,000", "7.5%", "1 250"): removed before parsing
+_DECORATION = r"[\s$€£¥%]"
+DATE_FORMATS = (
+    (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"), "ISO8601"),
+    (re.compile(r"^\d{8}T\d{6}$"), "%Y%m%dT%H%M%S"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
+)
+SEPARATORS = (",", ";", "\t")
 
 
 @dataclass
 class ColumnCode:
-    """How one source column becomes model inputs."""
+    """How one source column becomes model inputs.
+
+    ``kind``: ``numeric`` | ``date`` | ``boolean`` | ``onehot``. ``levels`` (onehot): the levels
+    kept, sorted, :data:`MISSING` last; the first is the reference and has no column. ``pooled``:
+    the rare training levels counted as :data:`OTHER`; ``other``: whether an ``other`` column
+    exists. ``fill``: numeric/date under ``data.missing=mean``, the training rows' mean.
+    ``dropped``: output names constant in the training rows, left out of the model."""
 
     name: str
-    kind: str  # numeric | boolean | onehot
-    levels: list[str] = field(default_factory=list)  # onehot: every level, the first dropped
-    log: bool = False  # numeric: natural log taken
-    fill: str | None = None  # onehot with data.missing=mean: the level filling a missing cell
+    kind: str
+    levels: list[str] = field(default_factory=list)
+    pooled: list[str] = field(default_factory=list)
+    other: bool = False
+    log: bool = False
+    fill: float | None = None
+    date_format: str | None = None
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def all_outputs(self) -> list[str]:
+        if self.kind == "onehot":
+            return [f"{self.name}_{lv}" for lv in self.levels[1:]] + (
+                [f"{self.name}_{OTHER}"] if self.other else []
+            )
+        return [f"log({self.name})" if self.log else self.name]
 
     @property
     def outputs(self) -> list[str]:
-        if self.kind == "onehot":
-            return [f"{self.name}_{level}" for level in self.levels[1:]]
-        return [f"log({self.name})" if self.log else self.name]
+        return [o for o in self.all_outputs if o not in self.dropped]
 
 
 @dataclass
 class Encoding:
-    """The fitted rules that turn a CSV's columns into the model's inputs."""
+    """The fitted rules that turn a CSV's columns into the model's inputs, and how the file is
+    written (``sep``, ``decimal``; the thousands separator is the other of ``.`` and ``,``)."""
 
     target: str
     columns: list[ColumnCode]
     log_target: bool = False
+    sep: str = ","
+    decimal: str = "."
+    dropped_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def feature_names(self) -> list[str]:
@@ -66,67 +117,67 @@ class Encoding:
         return {
             "target": self.target,
             "log_target": self.log_target,
+            "sep": self.sep,
+            "decimal": self.decimal,
+            "dropped_columns": self.dropped_columns,
+            "notes": self.notes,
             "columns": [asdict(c) for c in self.columns],
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> Encoding:
-        return cls(d["target"], [ColumnCode(**c) for c in d["columns"]], d["log_target"])
+        return cls(
+            d["target"],
+            [ColumnCode(**c) for c in d["columns"]],
+            d["log_target"],
+            d.get("sep", ","),
+            d.get("decimal", "."),
+            list(d.get("dropped_columns", [])),
+            list(d.get("notes", [])),
+        )
 
     def describe(self) -> str:
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
-                parts.append(f"{c.name}: one-hot {c.levels[1:]} (reference {c.levels[0]!r})")
+                pooled = f", {len(c.pooled)} rare level(s) as {OTHER!r}" if c.pooled else ""
+                reference = repr(c.levels[0]) if c.levels else "none: every level is rare"
+                parts.append(f"{c.name}: one-hot {c.outputs} (reference {reference}{pooled})")
             elif c.kind == "boolean":
                 parts.append(f"{c.name}: yes/no as 1/0")
+            elif c.kind == "date":
+                parts.append(f"{c.name}: date as decimal year")
             else:
                 parts.append(f"{c.name}: {'log' if c.log else 'numeric'}")
-        return "; ".join(parts)
+        return "; ".join(parts) + "".join(f"\nnote: {n}" for n in self.notes + self.warnings)
 
-    def transform(self, df: pd.DataFrame, source: str, missing: str = "error") -> np.ndarray:
-        """Encode ``df`` (float64, one column per feature name). A missing cell stays NaN with
-        ``missing=mean`` (filled later from the training rows' means) and is an error
-        otherwise; an unseen category or a non-positive value under a log is an error."""
-        out = []
+    def transform(
+        self, df: pd.DataFrame, source: str, missing: str = "error", where: str = "the new rows"
+    ) -> np.ndarray:
+        """Encode ``df``: float32, shape (rows, len(feature_names)).
+
+        A missing cell is filled from the training rows under ``missing=mean`` and is an error
+        otherwise (``missing="predict"``: the error for new rows); a level not seen in training
+        counts as ``other`` and adds a line to :attr:`warnings`; a word in a numeric column and a
+        non-positive value under a log are errors naming the column and row."""
+        self.warnings = []
         for c in self.columns:
-            col = df[c.name]
-            if c.kind == "numeric":
-                values = _numbers(col, c.name, source)
-                if c.log:
-                    values = _log(values, col, source, f"remove {c.name!r} from data.log_features")
-                out.append(values)
-                continue
-            text = col.astype("string").str.strip()
-            if c.fill is not None:
-                text = text.fillna(c.fill)
-            lowered = text.str.lower()
-            allowed = (
-                TRUE_WORDS | {"no", "n", "false", "f", "off"}
-                if c.kind == "boolean"
-                else set(c.levels)
-            )
-            probe = lowered if c.kind == "boolean" else text
-            unseen = ~probe.isin(allowed) & probe.notna()
-            if unseen.any():
-                row = int(np.flatnonzero(unseen.to_numpy())[0])
+            if c.name not in df.columns:
                 raise UserError(
-                    f"{source}: column {c.name!r} row {_row(col, row)}: "
-                    f"{text.iloc[row]!r} "
-                    f"is not one of the values seen in training ({sorted(allowed)})"
+                    f"{source}: no column {c.name!r}; the model needs columns "
+                    f"{', '.join(c.name for c in self.columns)}"
                 )
-            if c.kind == "boolean":
-                values = lowered.isin(TRUE_WORDS).to_numpy(dtype=float, copy=True)
-                values[text.isna().to_numpy()] = np.nan
-                out.append(values)
-            else:
-                for level in c.levels[1:]:
-                    hot = (text == level).to_numpy(dtype=float, copy=True)
-                    hot[text.isna().to_numpy()] = np.nan
-                    out.append(hot)
-        X = np.column_stack(out) if out else np.zeros((len(df), 0))
         if missing != "mean":
-            _refuse_missing(df, [c.name for c in self.columns], source, missing)
+            _refuse_missing(df, self.columns, source, missing, self.decimal)
+        n = len(df)
+        # column by column: Fortran order keeps each column's writes contiguous
+        X = np.empty((n, len(self.feature_names)), np.float32, order="F")
+        j = 0
+        for c in self.columns:
+            for name, values in _encode(df[c.name], c, source, self.decimal, self.warnings, where):
+                if name not in c.dropped:
+                    X[:, j] = values
+                    j += 1
         return X
 
 
@@ -135,9 +186,105 @@ def _row(col: pd.Series, position: int) -> int:
     return int(col.index[position]) + 1
 
 
-def _numbers(col: pd.Series, name: str, source: str) -> np.ndarray:
-    values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(np.isnan(values) & col.notna().to_numpy())
+_cache: dict[int, tuple[object, tuple[np.ndarray, np.ndarray]]] | None = None
+
+
+@contextmanager
+def _caching():
+    """Within: :func:`_cells` of the same column array is computed once (fitting reads each
+    column several times: its kind, its missing cells, its levels, its values)."""
+    global _cache
+    outer = _cache
+    _cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _cache = outer
+
+
+def _cells(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, texts)``: cell ``i`` is ``texts[codes[i]]``, stripped, or empty where
+    ``codes[i] == -1``. Whole numbers are written as integers (zip code 98178 is ``'98178'``
+    whatever the column's dtype). Every string operation then runs on the distinct values
+    (``pandas.factorize``): a column of 10^6 cells with a few levels costs one hash pass."""
+    key = getattr(col.array, "_ndarray", col.array)
+    if _cache is not None and id(key) in _cache:
+        return _cache[id(key)][1]
+    codes, uniq = pd.factorize(col, use_na_sentinel=True)
+    if pd.api.types.is_bool_dtype(col):
+        texts = ["True" if u else "False" for u in uniq]
+    elif pd.api.types.is_numeric_dtype(col):
+        values = np.asarray(uniq, np.float64)
+        texts = [str(int(v)) if v == np.round(v) and np.isfinite(v) else str(v) for v in values]
+    else:
+        texts = [str(u).strip() for u in uniq]
+    # stripping can make two values one, or a value empty
+    merged, distinct = pd.factorize(
+        pd.Series(texts, dtype=object).replace("", np.nan), use_na_sentinel=True
+    )
+    merged = np.append(merged, -1)  # code -1 (an empty cell) stays -1
+    result = (merged[codes].astype(np.int64), np.asarray(distinct, dtype=object))
+    if _cache is not None:
+        _cache[id(key)] = (key, result)
+    return result
+
+
+def _per_cell(per_value: np.ndarray, codes: np.ndarray, empty) -> np.ndarray:
+    """A value per distinct text spread to the cells; ``empty`` where a cell is empty."""
+    return np.append(per_value, empty)[codes]
+
+
+def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, which cells are empty or an NA word). Cells that do not parse are NaN
+    and not marked empty. Thousands separators, currency and percent signs, spaces: removed."""
+    if pd.api.types.is_bool_dtype(col):
+        values = col.to_numpy(dtype=np.float64)
+        return values, np.zeros(len(col), bool)
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=np.float64)
+        return values, np.isnan(values)
+    codes, texts = _cells(col)
+    text = pd.Series(texts, dtype=object)
+    na = text.isin(NA_TOKENS).to_numpy()
+    thousands = "," if decimal == "." else "."
+    cleaned = text.str.replace(_DECORATION, "", regex=True).str.replace(thousands, "", regex=False)
+    if decimal == ",":
+        cleaned = cleaned.str.replace(",", ".", regex=False)
+    values = pd.to_numeric(cleaned.where(~na), errors="coerce").to_numpy(dtype=np.float64)
+    return _per_cell(values, codes, np.nan), _per_cell(na, codes, True)
+
+
+def _date_format(texts: np.ndarray) -> str | None:
+    """The format every text in ``texts`` is written in, if one of :data:`DATE_FORMATS`."""
+    if not len(texts):
+        return None
+    for pattern, fmt in DATE_FORMATS:
+        if pattern.match(str(texts[0])) and all(pattern.match(str(t)) for t in texts):
+            return fmt
+    return None
+
+
+def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
+    """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
+    codes, texts = _cells(col)
+    when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
+    bad = np.flatnonzero(_per_cell(when.isna().to_numpy(), codes, False))
+    if bad.size:
+        raise UserError(
+            f"{source}: column {col.name!r} row {_row(col, bad[0])}: "
+            f"{texts[codes[bad[0]]]!r} is not a date like the others ({fmt})"
+        )
+    year = when.dt.year.to_numpy(dtype=np.float64)
+    days = np.where(when.dt.is_leap_year.to_numpy(dtype=bool), 366.0, 365.0)
+    seconds = (when - when.dt.normalize()).dt.total_seconds().to_numpy(dtype=np.float64)
+    day = when.dt.day_of_year.to_numpy(dtype=np.float64) - 1 + seconds / 86400
+    return _per_cell(year + day / days, codes, np.nan)
+
+
+def _numbers(col: pd.Series, name: str, source: str, decimal: str = ".") -> np.ndarray:
+    """The column as float64 (NaN where empty); a word or an infinite value is an error."""
+    values, empty = _parse_numbers(col, decimal)
+    bad = np.flatnonzero(np.isnan(values) & ~empty)
     if bad.size:
         raise UserError(
             f"{source}: column {name!r} row {_row(col, bad[0])}: "
@@ -163,94 +310,301 @@ def _log(values: np.ndarray, col: pd.Series, source: str, fix: str) -> np.ndarra
     return np.log(values)
 
 
-def _refuse_missing(df: pd.DataFrame, columns: list[str], source: str, missing: str) -> None:
-    counts = df[columns].isna().sum()
-    counts = counts[counts > 0]
-    if len(counts):
-        listed = ", ".join(f"{name!r} ({int(n)} cell{'s' * (n > 1)})" for name, n in counts.items())
+def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
+    if c.kind == "numeric":
+        return _parse_numbers(col, decimal)[1]
+    if c.kind == "boolean" and pd.api.types.is_bool_dtype(col):
+        return np.zeros(len(col), bool)
+    return _cells(col)[0] < 0
+
+
+def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.ndarray:
+    """numeric, date or boolean cells as float64, NaN where empty (before any fill)."""
+    if c.kind == "date":
+        return _decimal_years(col, c.date_format, source)
+    if c.kind == "numeric":
+        return _numbers(col, c.name, source, decimal)
+    if pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    codes, texts = _cells(col)
+    lowered = np.array([str(t).lower() for t in texts], dtype=object)
+    unseen = ~np.isin(lowered, list(TRUE_WORDS | FALSE_WORDS))
+    if unseen.any():
+        row = int(np.flatnonzero(_per_cell(unseen, codes, False))[0])
+        raise UserError(
+            f"{source}: column {c.name!r} row {_row(col, row)}: {texts[codes[row]]!r} is not "
+            f"one of the values seen in training (yes/no, true/false, ...)"
+        )
+    return _per_cell(np.isin(lowered, list(TRUE_WORDS)).astype(np.float64), codes, np.nan)
+
+
+def _encode(
+    col: pd.Series, c: ColumnCode, source: str, decimal: str, warn: list[str], where: str
+) -> list[tuple[str, np.ndarray]]:
+    """The output columns of one source column: (name, float64 values) pairs."""
+    if c.kind != "onehot":
+        values = _raw_values(col, c, source, decimal)
+        if c.fill is not None:
+            values = np.where(np.isnan(values), c.fill, values)
+        if c.log:
+            values = _log(values, col, source, f"remove {c.name!r} from data.log_features")
+        return [(c.all_outputs[0], values)]
+    codes, texts = _cells(col)
+    texts = np.append(texts, MISSING)  # the last: empty cells
+    codes = np.where(codes < 0, len(texts) - 1, codes)
+    # per distinct text: 0 the reference, 1.. the other kept levels, len(levels) for other
+    position = {level: k for k, level in enumerate(c.levels)}
+    index = np.array([position.get(t, len(c.levels)) for t in texts], np.int64)
+    unseen = np.array([t not in position and t not in c.pooled for t in texts])
+    counts = np.bincount(codes, minlength=len(texts))
+    if (counts * unseen).any():
+        distinct = sorted(texts[unseen & (counts > 0)])
+        warn.append(
+            f"warning: column {c.name!r}: {int(counts @ unseen)} cell(s) in {where} with a "
+            f"level not seen in the training rows ({', '.join(map(repr, distinct[:3]))}"
+            f"{', ...' if len(distinct) > 3 else ''}) counted as {OTHER!r}"
+            + ("" if c.other else f", which here is the reference level {c.levels[0]!r}")
+        )
+    cell = index[codes]
+    return [(name, (cell == k + 1).astype(np.float64)) for k, name in enumerate(c.all_outputs)]
+
+
+def _refuse_missing(
+    df: pd.DataFrame, columns: list[ColumnCode], source: str, missing: str, decimal: str
+) -> None:
+    counts = {c.name: int(_missing_mask(df[c.name], c, decimal).sum()) for c in columns}
+    counts = {k: v for k, v in counts.items() if v}
+    if counts:
+        listed = ", ".join(f"{name!r} ({n} cell{'s' * (n > 1)})" for name, n in counts.items())
+        first = next(iter(counts))
         if missing == "predict":
-            col = df[counts.index[0]]
-            row = _row(col, int(np.flatnonzero(col.isna().to_numpy())[0]))
+            code = next(c for c in columns if c.name == first)
+            mask = _missing_mask(df[first], code, decimal)
+            row = _row(df[first], int(np.flatnonzero(mask)[0]))
             raise UserError(
-                f"{source}: column {counts.index[0]!r} row {row} is empty; "
+                f"{source}: column {first!r} row {row} is empty; "
                 f"prediction needs every feature (missing: {listed})"
             )
         raise UserError(
             f"{source}: missing values in column {listed}; set data.missing=drop to "
-            f"drop those rows or data.missing=mean to fill them with the column mean"
+            f"drop those rows or data.missing=mean to fill them with the training rows' mean "
+            f"(an empty text cell becomes a level of its own)"
         )
 
 
+def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]:
+    """The separator (``,`` ``;`` tab: the one splitting the first lines into the most, equal
+    numbers of fields) and the decimal mark (``,`` when a ``;``/tab file writes its fractions
+    as ``3,5``), each unless given."""
+    lines = sample.splitlines()[:50]
+    if len(sample) >= 65536 and len(lines) > 1:
+        lines = lines[:-1]  # the last may be cut short
+    if sep is None:
+        best = (1, ",")
+        for cand in SEPARATORS:
+            counts = [len(r) for r in csv.reader(lines, delimiter=cand) if r]
+            if counts and min(counts) > 1 and counts[0] >= max(counts) - 1:
+                best = max(best, (counts[0], cand), key=lambda t: t[0])
+        sep = best[1]
+    if decimal is None:
+        decimal = "."
+        if sep != ",":
+            cells = [cell.strip() for r in csv.reader(lines[1:], delimiter=sep) for cell in r]
+            commas = sum(bool(re.fullmatch(r"-?[\d.]*\d,\d+", x)) for x in cells)
+            dots = sum(bool(re.fullmatch(r"-?\d+\.(\d{1,2}|\d{4,})", x)) for x in cells)
+            if commas > dots:
+                decimal = ","
+    return sep, decimal
+
+
 def read_csv(
-    path: str | Path, key: str = "data.path", min_columns: int = 2
+    path: str | Path,
+    key: str = "data.path",
+    min_columns: int = 2,
+    sep: str | None = None,
+    decimal: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
-    """Read a comma-separated UTF-8 file with a header row; every problem is a UserError.
-    Fewer than ``min_columns`` columns (training needs a feature and a target) means the file
-    is not comma-separated."""
+    """Read a UTF-8 file with a header row; every problem is a UserError.
+
+    ``sep`` / ``decimal``: None detects them (see :func:`_sniff`); what was used is in
+    ``df.attrs["sep"]`` and ``df.attrs["decimal"]``. A nameless column is called
+    ``Unnamed: <position from 0>`` as pandas calls it. Fewer than ``min_columns`` columns
+    (training needs a feature and a target) means the separator is not one we know."""
     path = Path(path).expanduser()
     source = str(path)
     if not path.is_file():
         raise UserError(f"{key}={source}: no such file")
-    raw = path.read_bytes()
-    if not raw.strip():
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        sample = f.read(65536)
+    if not sample.strip():
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise UserError(
-            f"{source}: line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x});"
-            f" save the file as UTF-8"
-        ) from None
-    header = next(csv.reader(io.StringIO(text)))
+    sep = "\t" if sep in ("tab", "\\t") else sep
+    sep, decimal = _sniff(sample, sep, decimal)
+    header = next(csv.reader(io.StringIO(sample), delimiter=sep))
     header = [h.strip() for h in header]
     seen: dict[str, int] = {}
     for i, name in enumerate(header):
-        if name in seen:
+        if name in seen and name:
             raise UserError(
                 f"{source}: column name {name!r} appears twice (columns "
                 f"{seen[name] + 1} and {i + 1}); rename one"
             )
         seen[name] = i
-    sep = max(";\t|", key=header[0].count)
-    if len(header) == 1 and (min_columns > 1 or header[0].count(sep)):
-        hint = f" (it looks {sep!r}-separated)" if header[0].count(sep) else ""
+    if len(header) < min_columns:
         raise UserError(
-            f"{source}: found one column only, {header[0]!r}{hint}; the file must be "
-            f"comma-separated"
+            f"{source}: found one column only, {header[0]!r}; the file must be separated by "
+            f"',' ';' or tabs (set data.sep to the separator it uses)"
         )
     try:
-        df = pd.read_csv(
-            io.StringIO(text),
-            skipinitialspace=True,
-            na_values=NA_VALUES,
-            keep_default_na=False,
-            dtype=str,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
+            df = pd.read_csv(
+                path,
+                sep=sep,
+                decimal=decimal,
+                thousands="," if decimal == "." else ".",
+                skipinitialspace=True,
+                na_values=[""],
+                keep_default_na=False,
+                index_col=False,
+                encoding="utf-8-sig",
+                low_memory=False,
+            )
+    except UnicodeDecodeError:
+        raw = path.read_bytes()
+        try:
+            raw.decode("utf-8-sig")
+            raise AssertionError("pandas found bytes that are not UTF-8 where Python did not")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise UserError(
+                f"{source}: line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x});"
+                f" save the file as UTF-8"
+            ) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
-    df.columns = header
+    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
+    df.attrs.update(sep=sep, decimal=decimal)
     return df, source
 
 
-def fit_encoding(
+def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
+    """Columns to drop before anything else, with a note each: a nameless index (row numbers or
+    unique row names, written by pandas' ``to_csv`` or R's ``write.csv``) and columns with no
+    value at all (a trailing separator on every line)."""
+    dropped, notes = [], []
+    for name in df.columns:
+        if name in keep:
+            continue
+        col = df[name]
+        if col.isna().all():
+            dropped.append(name)
+            notes.append(f"column {name!r} has no values (a trailing separator?): dropped")
+        elif name.startswith("Unnamed: ") and col.notna().all() and col.is_unique:
+            dropped.append(name)
+            notes.append(
+                f"column {name!r} has no name and a different value in every row (an index "
+                f"written by pandas or R): dropped"
+            )
+    return dropped, notes
+
+
+def _choose_kind(
+    col: pd.Series, name: str, source: str, declared: bool, opts: dict
+) -> ColumnCode | None:
+    """The kind of a feature column from all its cells (levels and fills come later, from the
+    training rows). None: a date column under ``data.dates=drop``."""
+    if declared:
+        return ColumnCode(name, "onehot")
+    if pd.api.types.is_bool_dtype(col):
+        return ColumnCode(name, "boolean")
+    values, empty = _parse_numbers(col, opts["decimal"])
+    present = ~empty
+    parsed = present & ~np.isnan(values)
+    if not present.any() or parsed.sum() >= 0.9 * present.sum():
+        _numbers(col, name, source, opts["decimal"])  # a few bad cells: name the first
+        return ColumnCode(name, "numeric", log=name in opts["log_features"])
+    codes, levels = _cells(col)
+    fmt = _date_format(levels)
+    if fmt is not None:
+        if opts["dates"] == "drop":
+            return None
+        return ColumnCode(name, "date", date_format=fmt)
+    if name in opts["log_features"]:
+        raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")
+    if {str(v).lower() for v in levels} in BOOLEAN_PAIRS:
+        return ColumnCode(name, "boolean")
+    n_rows = int((codes >= 0).sum())
+    if len(levels) > 2 and len(levels) > n_rows / 2:
+        raise UserError(
+            f"{source}: column {name!r} is free text ({len(levels)} different values in "
+            f"{n_rows} rows), not a category; add it to data.drop"
+        )
+    if len(levels) > opts["max_levels"]:
+        raise UserError(
+            f"{source}: column {name!r} has {len(levels)} different values in {n_rows} rows, "
+            f"more than data.max_levels={opts['max_levels']}; set data.max_levels="
+            f"{len(levels)} to one-hot encode it, or add it to data.drop"
+        )
+    if opts["text_columns"] == "error":
+        raise UserError(
+            f"{source}: column {name!r} is text with values {sorted(map(str, levels))[:5]}; "
+            f"set data.text_columns=onehot to one-hot encode it, or add it to data.drop"
+        )
+    return ColumnCode(name, "onehot")
+
+
+def _fit_levels(c: ColumnCode, col: pd.Series, train: np.ndarray, min_count: int) -> None:
+    """Kept and pooled levels from the training rows' cells, an empty cell the level
+    :data:`MISSING`. The rule is scikit-learn's ``OneHotEncoder(min_frequency=min_count,
+    handle_unknown="infrequent_if_exist")``: a level seen fewer than ``min_count`` times is
+    infrequent, and so is (at transform) one never seen. We count with ``numpy.bincount`` on
+    the factorized column (scikit-learn's fit counts 10^6 strings in a Python ``Counter``, 3.5 s
+    a column here); ``tests/test_csv_real.py`` holds the two to the same levels."""
+    codes, texts = _cells(col)
+    counts = np.bincount(
+        np.where(codes[train] < 0, len(texts), codes[train]), minlength=len(texts) + 1
+    )
+    texts = np.append(texts, MISSING)
+    seen = counts > 0
+    kept = [str(t) for t in texts[seen & (counts >= min_count)]]
+    c.pooled = sorted(str(t) for t in texts[seen & (counts < min_count)])
+    c.levels = sorted(v for v in kept if v != MISSING) + ([MISSING] if MISSING in kept else [])
+    c.other = bool(c.pooled)
+
+
+def _fit_encoding(
     df: pd.DataFrame,
     source: str,
     target: str,
-    features: list[str] | None,
-    drop: list[str],
-    categorical: str,
-    log_features: list[str],
-    log_target: bool,
-) -> Encoding:
-    """Choose the rule for each column from the data (see the module docstring)."""
+    *,
+    features: list[str] | None = None,
+    drop: list[str] = (),
+    categorical: list[str] = (),
+    text_columns: str = "onehot",
+    log_features: list[str] = (),
+    log_target: bool = False,
+    missing: str = "error",
+    min_level_count: int = 5,
+    max_levels: int = 50,
+    dates: str = "decimal_year",
+    train_rows: np.ndarray | None = None,
+) -> tuple[Encoding, pd.DataFrame, np.ndarray]:
+    """Choose and fit the rule of every column (see the module docstring).
+
+    ``train_rows``: positions in ``df`` after missing rows are dropped (None: every row; a
+    callable ``n -> positions`` is called with the number of rows left). Returns the encoding,
+    the rows it applies to (``df`` less the rows ``missing=drop`` took out, or rows with an
+    empty target under ``missing=mean``) and their features, float32 (rows, features)."""
+    decimal = df.attrs.get("decimal", ".")
     columns = list(df.columns)
     for key, names in (
         ("data.drop", drop),
         ("data.features", features or []),
         ("data.log_features", log_features),
+        ("data.categorical", categorical),
     ):
         for name in names:
             if name not in columns:
@@ -262,89 +616,152 @@ def fit_encoding(
         raise UserError(
             f"{source}: no column {target!r} for data.target; the columns are: {', '.join(columns)}"
         )
-    names = features if features else [c for c in columns if c != target and c not in drop]
+    auto_dropped, notes = ([], []) if features else _nameless_or_empty(df, {target})
+    names = (
+        list(features)
+        if features
+        else [c for c in columns if c != target and c not in drop and c not in auto_dropped]
+    )
     if target in names:
         raise UserError(
             f"{source}: data.target {target!r} is also a feature; remove it from data.features"
         )
+    opts = dict(
+        decimal=decimal,
+        log_features=set(log_features),
+        dates=dates,
+        max_levels=max_levels,
+        text_columns=text_columns,
+    )
     codes = []
     for name in names:
-        col = df[name]
-        values = pd.to_numeric(col, errors="coerce")
-        present = col.notna()
-        numeric_share = values[present].notna().mean() if present.any() else 1.0
-        if numeric_share >= 0.9:
-            _numbers(col, name, source)  # a few bad cells in a numeric column: name the first
-            codes.append(ColumnCode(name, "numeric", log=name in log_features))
-            continue
-        if name in log_features:
-            raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")
-        text = col.astype("string").str.strip()
-        levels = sorted(text.dropna().unique().tolist())
-        if {v.lower() for v in levels} in BOOLEAN_PAIRS:
-            codes.append(ColumnCode(name, "boolean"))
-            continue
-        n_rows = int(present.sum())
-        if len(levels) > MAX_LEVELS or (len(levels) > 2 and len(levels) > n_rows / 2):
-            raise UserError(
-                f"{source}: column {name!r} is free text ({len(levels)} different "
-                f"values in {n_rows} rows), not a category; add it to data.drop"
+        code = _choose_kind(df[name], name, source, name in categorical, opts)
+        if code is None:
+            auto_dropped.append(name)
+            notes.append(f"column {name!r} is a date: dropped (data.dates=drop)")
+        else:
+            codes.append(code)
+    enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
+
+    # missing cells: the target's are never filled
+    y_empty = _parse_numbers(df[target], decimal)[1]
+    if missing == "drop":
+        keep = ~y_empty
+        for c in codes:
+            keep &= ~_missing_mask(df[c.name], c, decimal)
+    elif missing == "mean":
+        keep = ~y_empty
+    else:
+        _refuse_missing(df, codes + [ColumnCode(target, "numeric")], source, "error", decimal)
+        keep = None
+    if keep is not None and not keep.all():
+        notes.append(
+            f"data.missing={missing}: dropped {int((~keep).sum())} of {len(df)} rows with "
+            f"missing values{'' if missing == 'drop' else ' in the target'}"
+        )
+        df = df[keep]
+    if callable(train_rows):
+        train_rows = train_rows(len(df))
+    train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
+
+    for c in codes:
+        col = df[c.name]
+        if c.kind == "onehot":
+            _fit_levels(c, col, train, min_level_count)
+            if c.pooled:
+                notes.append(
+                    f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "
+                    f"data.min_level_count={min_level_count} times in the training rows "
+                    f"pooled as {OTHER!r} ({', '.join(map(repr, c.pooled[:5]))}"
+                    f"{', ...' if len(c.pooled) > 5 else ''})"
+                )
+        elif c.kind == "date":
+            notes.append(f"column {c.name!r} is a date ({c.date_format}): as a decimal year")
+        elif c.kind == "numeric" and not pd.api.types.is_numeric_dtype(col):
+            notes.append(
+                f"column {c.name!r} is numbers written as text (thousands separators, currency "
+                f"or percent signs, spaces, NA words): read as numbers"
             )
-        if categorical == "error":
-            raise UserError(
-                f"{source}: column {name!r} is text with values {levels[:5]}; "
-                f"set data.categorical=onehot to one-hot encode it, or add it to "
-                f"data.drop"
-            )
-        fill = text.mode().iloc[0] if text.isna().any() else None
-        codes.append(ColumnCode(name, "onehot", levels=levels, fill=fill))
-    return Encoding(target, codes, log_target)
+        if missing == "mean" and c.kind != "onehot":
+            from sklearn.impute import SimpleImputer
+
+            raw = _raw_values(col, c, source, decimal)
+            if np.isnan(raw).any():
+                if np.isnan(raw[train]).all():
+                    raise UserError(
+                        f"{source}: column {c.name!r} has no value in the training rows; "
+                        f"add it to data.drop"
+                    )
+                imputer = SimpleImputer(strategy="mean").fit(raw[train].reshape(-1, 1))
+                c.fill = float(imputer.statistics_[0])
+
+    # every encoded column must vary in the training rows (its scale divides)
+    X = enc.transform(df, source, missing, where="the val/test rows")
+    notes += enc.warnings
+    if len(train):
+        X_train = X[train]
+        constant = X_train.max(axis=0) == X_train.min(axis=0)
+        del X_train
+    else:
+        constant = np.ones(X.shape[1], bool)
+    names = enc.feature_names
+    for c in codes:
+        c.dropped = [o for o in c.all_outputs if constant[names.index(o)]]
+        for o in c.dropped:
+            value = X[train[0], names.index(o)] if len(train) else np.nan
+            notes.append(f"column {o!r} is constant ({value:g}) in the training rows: dropped")
+    if constant.any():
+        X = X[:, ~constant]
+    enc.notes = notes
+    return enc, df, X
+
+
+def fit_encoding(df: pd.DataFrame, source: str, target: str, **options):
+    """:func:`_fit_encoding`, each column parsed once (see :func:`_cells`)."""
+    with _caching():
+        return _fit_encoding(df, source, target, **options)
 
 
 def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
-    y = _numbers(df[enc.target], enc.target, source)
+    y = _numbers(df[enc.target], enc.target, source, enc.decimal)
     if enc.log_target:
         _log(y, df[enc.target], source, "set data.log_target=false")  # checked, taken later
     return y
 
 
-def load_csv(cfg) -> Table:
-    """``data=csv``: read ``cfg.path``, encode it, apply the missing-value policy."""
-    df, source = read_csv(cfg.path)
-    enc = fit_encoding(
+def load_csv(cfg, seed: int = 0) -> Table:
+    """``data=csv``: read ``cfg.path``, split the rows by ``seed`` as
+    :func:`data.preprocess.split_rows` does, fit the encoding on the training rows, and encode
+    every row."""
+    from data.preprocess import split_rows
+
+    df, source = read_csv(cfg.path, sep=cfg.sep, decimal=cfg.decimal)
+    enc, df, X = fit_encoding(
         df,
         source,
         cfg.target,
-        list(cfg.features) if cfg.features else None,
-        list(cfg.drop),
-        cfg.categorical,
-        list(cfg.log_features),
-        cfg.log_target,
+        features=list(cfg.features) if cfg.features else None,
+        drop=list(cfg.drop),
+        categorical=list(cfg.categorical),
+        text_columns=cfg.text_columns,
+        log_features=list(cfg.log_features),
+        log_target=cfg.log_target,
+        missing=cfg.missing,
+        min_level_count=cfg.min_level_count,
+        max_levels=cfg.max_levels,
+        dates=cfg.dates,
+        train_rows=lambda n: split_rows(n, cfg.val_fraction, cfg.test_fraction, seed)["train"],
     )
-    used = [c.name for c in enc.columns] + [enc.target]
-    if cfg.missing == "drop" or (cfg.missing == "mean" and df[enc.target].isna().any()):
-        keep = df[used if cfg.missing == "drop" else [enc.target]].notna().all(axis=1).to_numpy()
-        if not keep.all():
-            print(
-                f"data.missing={cfg.missing}: dropped {int((~keep).sum())} of {len(df)} rows "
-                f"with missing values"
-            )
-        df = df[keep]
-    elif cfg.missing == "error":
-        _refuse_missing(df, used, source, "error")
-    X = enc.transform(df, source, cfg.missing)
-    y = target_values(df, enc, source)
     names = enc.feature_names
+    if not names:
+        raise UserError(
+            f"{source}: no feature column varies in the training rows; check data.features "
+            f"and data.drop"
+        )
+    y = target_values(df, enc, source)
     if len(y) < len(names) + 1:
         raise UserError(
             f"{source}: {len(y)} rows for {len(names)} features; least squares needs "
             f"at least features + 1 = {len(names) + 1} rows"
         )
-    return Table(
-        X.astype(np.float32),
-        y.astype(np.float32),
-        names,
-        enc.target,
-        source,
-        encoding=enc.to_dict(),
-    )
+    return Table(X, y.astype(np.float32), names, enc.target, source, encoding=enc.to_dict())

@@ -108,10 +108,16 @@ def synthetic(
     )
 
 
-def load_table(cfg, device: jax.Device | None = None, rows: tuple[int, int] | None = None) -> Table:
+def load_table(
+    cfg,
+    device: jax.Device | None = None,
+    rows: tuple[int, int] | None = None,
+    seed: int = 0,
+) -> Table:
     """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``;
     synthetic rows are drawn straight onto ``device`` when one is given, and only the range
-    ``rows`` when one is given."""
+    ``rows`` when one is given. ``seed`` splits a CSV's rows as :func:`~data.preprocess.prepare`
+    will, so that its encoding is fitted on the training rows alone."""
     if cfg.name == "toy":
         return toy(list(cfg.xs), list(cfg.ys))
     if cfg.name == "synthetic":
@@ -120,4 +126,4 @@ def load_table(cfg, device: jax.Device | None = None, rows: tuple[int, int] | No
         )
     from data.csv_source import load_csv
 
-    return load_csv(cfg)
+    return load_csv(cfg, seed)

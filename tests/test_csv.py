@@ -68,10 +68,10 @@ def test_two_valued_words_are_booleans(tmp_path, pair):
     np.testing.assert_array_equal(table.X[:, 2], (houses().pool == "Y").astype(np.float32))
 
 
-def test_categorical_error_policy(tmp_path):
+def test_text_columns_error_policy(tmp_path):
     houses().to_csv(tmp_path / "h.csv", index=False)
-    with pytest.raises(UserError, match="column 'town' is text.*data.categorical=onehot"):
-        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]", "data.categorical=error"))
+    with pytest.raises(UserError, match="column 'town' is text.*data.text_columns=onehot"):
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]", "data.text_columns=error"))
 
 
 def with_gaps(tmp_path):
@@ -116,9 +116,12 @@ def test_missing_mean_fills_with_the_training_rows_mean(tmp_path):
 
     train = split_rows(60, 0.2, 0.0, 0)["train"]
     prep = json.loads((tmp_path / "run" / "preprocessing.json").read_text())
-    assert prep["encoding"]["columns"][3]["fill"] == df.town.mode()[0]
     # filling with the training rows' mean leaves that mean unchanged: the scaling saw it
     train_mean, all_mean = df["size"].iloc[train].mean(), df["size"].mean()
+    assert prep["encoding"]["columns"][0]["fill"] == pytest.approx(train_mean, rel=1e-12)
+    # the empty town cell is a level of its own (one row: pooled as `other`), never the mode
+    town = prep["encoding"]["columns"][3]
+    assert town["levels"] == ["east", "north", "south"] and town["pooled"] == ["(missing)"]
     assert prep["scaling"]["x_mean"][0] == pytest.approx(train_mean, rel=1e-6)
     assert abs(train_mean - all_mean) > 1e-3  # so the check above tells the two apart
     assert np.isfinite(metrics["val"]["r2"]) and np.isfinite(metrics["ols"]["size"])
@@ -176,8 +179,7 @@ def test_onehot_drops_the_first_level_and_sums_to_one(levels):
     df = pd.DataFrame({"kind": levels, "price": np.arange(len(levels), dtype=float)})
     from data.csv_source import fit_encoding
 
-    enc = fit_encoding(df, "mem", "price", None, [], "onehot", [], False)
-    X = enc.transform(df, "mem")
+    enc, _, X = fit_encoding(df, "mem", "price", min_level_count=1)
     seen = sorted(set(levels))
     if len(seen) == 2 and {s.lower() for s in seen} in ({"y", "n"},):
         return
@@ -200,14 +202,10 @@ BAD_FILES = {
         + b"".join(f"{i} Main St,{i},{2 * i + 1}\n".encode() for i in range(30)),
         "column 'address' is free text (30 different values in 30 rows)",
     ),
-    "constant feature": (
-        b"size,floors,price\n1,2,3\n2,2,5\n3,2,8\n4,2,9\n",
-        "column 'floors' is constant (2)",
-    ),
     "too few rows": (b"a,b,c,price\n1,2,3,4\n2,3,1,5\n", "2 rows for 3 features"),
-    "wrong delimiter": (
-        b"size;price\n1;2\n3;4\n",
-        "found one column only, 'size;price' (it looks ';'-separated)",
+    "unknown delimiter": (
+        b"size price\n1 2\n3 4\n",
+        "found one column only, 'size price'; the file must be separated by ',' ';' or tabs",
     ),
     "not utf-8": (b"size,price\n1,2\n3,caf\xe9\n", "line 3 is not UTF-8 text (byte 0xe9)"),
     "infinite value": (

@@ -41,8 +41,18 @@ class DataConfig:
     target: str | None = None
     features: list[str] | None = None
     drop: list[str] = field(default_factory=list)
-    categorical: str = "onehot"
+    categorical: list[str] = field(default_factory=list)  # columns one-hot whatever they hold
+    text_columns: str = "onehot"
     missing: str = "error"
+    sep: str | None = None  # None: detect ',' ';' or tab
+    decimal: str | None = None  # None: detect '.' or ','
+    # a level seen fewer times than this in the training rows is pooled into `other`: a dummy
+    # fitted on a handful of rows mostly fits their noise (one row: exactly, leverage 1)
+    min_level_count: int = 5
+    # a text column with more levels is free text; 50 keeps zip codes numeric unless declared
+    # in `categorical` or this is raised
+    max_levels: int = 50
+    dates: str = "decimal_year"
     log_target: bool = False
     log_features: list[str] = field(default_factory=list)
     # preprocessing and splits (all sources)
@@ -140,7 +150,8 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 def validate(cfg: DictConfig) -> None:
     """Range- and choice-check every key; raises :class:`UserError` naming the first bad one."""
     _choice(cfg, "data.name", DATA_SOURCES)
-    _choice(cfg, "data.categorical", ("onehot", "error"))
+    _choice(cfg, "data.text_columns", ("onehot", "error"))
+    _choice(cfg, "data.dates", ("decimal_year", "drop"))
     _choice(cfg, "data.missing", ("error", "drop", "mean"))
     _choice(cfg, "loader.name", LOADERS)
     _choice(cfg, "optimizer.name", OPTIMIZERS)
@@ -166,6 +177,17 @@ def validate(cfg: DictConfig) -> None:
     if d.name == "csv":
         _check(bool(d.path), "data.path", d.path, "the path of a CSV file")
         _check(bool(d.target), "data.target", d.target, "the name of the column to predict")
+        _check(
+            d.sep in (None, ",", ";", "\t", "tab", "\\t", "|"),
+            "data.sep",
+            d.sep,
+            "null (detect), ',', ';', tab or '|'",
+        )
+        _check(
+            d.decimal in (None, ".", ","), "data.decimal", d.decimal, "null (detect), '.' or ','"
+        )
+        _check(d.min_level_count >= 1, "data.min_level_count", d.min_level_count, "an integer >= 1")
+        _check(d.max_levels >= 2, "data.max_levels", d.max_levels, "an integer >= 2")
     for key in ("val_fraction", "test_fraction"):
         value = d[key]
         _check(0.0 <= value < 1.0, f"data.{key}", value, "a fraction in [0, 1)")

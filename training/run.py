@@ -233,7 +233,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         print(
             f"process {jax.process_index()}: draws rows {mine[0]}..{mine[1] - 1} of {d.n_samples}"
         )
-    table = load_table(d, device if single else None, rows=mine)
+    table = load_table(d, device if single else None, rows=mine, seed=cfg.seed)
     if table.encoding:
         from data.csv_source import Encoding
 
