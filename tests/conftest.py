@@ -62,7 +62,8 @@ def communicate(proc: subprocess.Popen, timeout: float) -> tuple:
         return proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_group(proc)
-        proc.communicate()
+        # bounded too: a grandchild that left the group could hold the pipes open for ever
+        proc.communicate(timeout=30)
         raise
 
 
