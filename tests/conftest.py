@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,17 +30,76 @@ def make_config(*overrides: str):
         return compose("config", overrides=list(overrides))
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a child started by :func:`spawn` and everything it started, then reap it.
+
+    Only while the child is unreaped: its pid, and so its group id, cannot have been reused.
+    """
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+@contextmanager
+def spawn(args: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    """``Popen(args)`` in a process group of its own, killed with its children on leaving.
+
+    A test that fails, times out or is interrupted leaves no process behind.
+    """
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        kill_group(proc)
+
+
+def communicate(proc: subprocess.Popen, timeout: float) -> tuple:
+    """``proc.communicate(timeout)``; on a timeout the child's group is killed, then re-raised."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        # bounded too: a grandchild that left the group could hold the pipes open for ever
+        proc.communicate(timeout=30)
+        raise
+
+
+def run_script(
+    script: str, *args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python SCRIPT ARGS`` in a subprocess, as a user would; killed after ``timeout`` s."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    cmd = [sys.executable, str(ROOT / script), *map(str, args)]
+    with spawn(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
+    ) as proc:
+        out, err = communicate(proc, timeout)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_train(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
     """Run ``python train.py ARGS`` in a subprocess, as a user would."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env)
+
+
+@contextmanager
+def reserved_port(share: bool = True) -> Iterator[int]:
+    """A TCP port of 127.0.0.1 that no other program can take while the block runs.
+
+    A port found free and then released can be taken by anyone before our child binds it. So
+    the socket stays bound (never listening) until the block ends. ``share=True`` sets
+    SO_REUSEPORT on it, which lets a child that also sets it (gRPC servers do on Linux, so
+    ``jax.distributed``'s coordinator does) bind and listen on the port, and keeps out everyone
+    else. ``share=False``: nobody can listen there, so a connection is refused.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if share:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -49,3 +114,38 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.fixture
 def config():
     return make_config
+
+
+def checkpoint_steps(ckpt_dir: Path) -> list[int]:
+    """The steps of the complete checkpoints in ``ckpt_dir`` (orbax renames a step's temporary
+    directory to ``<step>`` once it is whole)."""
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit())
+
+
+def signal_at_checkpoint(
+    proc: subprocess.Popen, ckpt_dir: Path, step: int, sig: int, timeout: float = 180
+) -> list[int]:
+    """Send ``sig`` to the running ``proc`` the moment checkpoint ``step`` appears in
+    ``ckpt_dir``, wait for it to end, and return the checkpoint steps on disk then.
+
+    No sleep decides the moment: the kill is tied to the checkpoint. A child that ended before
+    (``Popen.send_signal`` then sends nothing) is left for the caller's exit-status assertion.
+    """
+    deadline = time.monotonic() + timeout
+    target = ckpt_dir / str(step)
+    while not target.is_dir():
+        assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before step {step}"
+        assert time.monotonic() < deadline, f"no checkpoint {step} within {timeout} s"
+        time.sleep(0.001)
+    proc.send_signal(sig)
+    proc.wait(timeout=timeout)
+    return checkpoint_steps(ckpt_dir)
+
+
+def resumed_step(stdout: str, ckpt_dir: Path) -> int:
+    """The step a ``trainer.resume=true`` run says it resumed from (its ``resuming from`` line)."""
+    found = re.findall(rf"^resuming from {re.escape(str(ckpt_dir))}/(\d+): ", stdout, re.M)
+    assert len(found) == 1, stdout[-3000:]
+    return int(found[0])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 import pytest
-from conftest import make_config, run_train
+from conftest import make_config, read_scalars, run_train
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from training.config import validate
@@ -22,22 +26,69 @@ def test_default_config_is_the_walkthrough():
 
 
 def test_overrides_change_the_run(tmp_path):
-    cfg = make_config("optimizer.lr=0.05", "trainer.epochs=20", "logger.print_trace=false")
-    assert cfg.optimizer.lr == 0.05 and cfg.trainer.epochs == 20
+    # the walkthrough's set-up named explicitly; lr and epochs are the overrides under test
+    cfg = make_config(
+        "data=toy",
+        "model.W_init=constant",
+        "model.W_value=8",
+        "model.b_init=constant",
+        "model.b_value=-1",
+        "optimizer.name=sgd",
+        "optimizer.freeze=[b]",
+        "optimizer.lr=0.05",
+        "trainer.epochs=4",
+        "logger.print_trace=false",
+        "logger.plots=false",
+    )
+    assert cfg.optimizer.lr == 0.05 and cfg.trainer.epochs == 4
     metrics = train_and_evaluate(cfg, tmp_path)
-    assert metrics["steps"] == 20
-    # W_{t+1} = W_t - lr * 2/6 * sum(x (W_t x - 1 - y)) = W_t - lr * (62/6)(W_t - 2)
-    W = 8.0
-    for _ in range(20):
-        W = W - 0.05 * (2 * 31 / 6) * (W - 2)
-    assert metrics["params"]["W"] == pytest.approx(W, rel=1e-5)
+    assert metrics["steps"] == 4
+    # W_{t+1} = W_t - lr * 2/6 * sum(x (W_t x - 1 - y)) = W_t - lr * (62/6)(W_t - 2), so
+    # W_t = 2 + 6 (1 - lr 62/6)^t: after 4 steps far from 2, where each lr gives its own W
+    closed_form = [2 + 6 * (1 - 0.05 * 62 / 6) ** t for t in range(5)]
+    assert metrics["params"]["W"] == pytest.approx(closed_form[-1], rel=1e-6)
+    W = read_scalars(tmp_path)["params/W"]
+    assert [s for s, _ in W] == list(range(5))
+    np.testing.assert_allclose([w for _, w in W], closed_form, rtol=1e-6)
 
 
-def test_schema_types_every_group():
+# a value of the wrong type for one key of each typed group (and its nested trainer.distributed)
+WRONG_TYPES = {
+    "data": ("DataConfig", "data.n_samples=many"),
+    "loader": ("LoaderConfig", "loader.batch_size=many"),
+    "optimizer": ("OptimizerConfig", "optimizer.momentum=much"),
+    "trainer": ("TrainerConfig", "trainer.epochs=many"),
+    "trainer.distributed": ("DistributedConfig", "trainer.distributed.num_processes=many"),
+    "logger": ("LoggerConfig", "logger.every_n_steps=many"),
+}
+
+
+@pytest.mark.parametrize("group", sorted(WRONG_TYPES))
+def test_schema_types_every_group(group):
     cfg = make_config("loader=mini_batch", "data=synthetic")
-    assert OmegaConf.get_type(cfg.loader).__name__ == "LoaderConfig"
-    assert OmegaConf.get_type(cfg.optimizer).__name__ == "OptimizerConfig"
+    schema, wrong = WRONG_TYPES[group]
+    assert OmegaConf.get_type(OmegaConf.select(cfg, group)).__name__ == schema
+    with pytest.raises(ConfigCompositionException, match=re.escape(wrong)):
+        make_config(wrong)
+    with pytest.raises(ConfigCompositionException, match=re.escape(f"{group}.no_such_key")):
+        make_config(f"{group}.no_such_key=1")
     assert cfg.loader.batch_size == 32
+
+
+def test_the_model_group_is_its_constructors_arguments():
+    # open in the schema: composition refuses a key the group does not have, and building the
+    # model refuses a value its constructor cannot take, as a config error about the model
+    from training.run import build_model
+
+    with pytest.raises(ConfigCompositionException, match=r"model\.no_such_key"):
+        make_config("model.no_such_key=1")
+    good = make_config("experiment=housing", "model=quadratic")
+    assert OmegaConf.get_type(good.model) is dict
+    assert good.model._target_ == "models.polynomial.QuadraticRegression"
+    assert build_model(good.model, 3, seed=0).V[...].shape == (3,)
+    bad = make_config("experiment=housing", "model=quadratic", "model.init_scale=many")
+    with pytest.raises(UserError, match=r"^bad config value model\."):
+        build_model(bad.model, 3, seed=0)
 
 
 @pytest.mark.parametrize(

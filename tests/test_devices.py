@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_train
+from conftest import (
+    ROOT,
+    communicate,
+    reserved_port,
+    resumed_step,
+    run_train,
+    signal_at_checkpoint,
+    spawn,
+)
 
 DATA = ("experiment=synthetic", "data.n_samples=1001", "data.n_features=4")
 
@@ -64,12 +72,6 @@ def test_batch_the_devices_do_not_divide_is_an_error(tmp_path):
     assert "loader.batch_size=6" in proc.stderr and "the 4 devices" in proc.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     "loader",
     [
@@ -79,28 +81,30 @@ def free_port() -> int:
 )
 def test_two_processes_train_together_like_one(tmp_path, loader):
     args = (*DATA, *loader)
-    port = free_port()
     run_dir = tmp_path / "two"
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "train.py"),
-                *args,
-                f"trainer.distributed.coordinator=127.0.0.1:{port}",
-                "trainer.distributed.num_processes=2",
-                f"trainer.distributed.process_id={i}",
-                f"hydra.run.dir={run_dir}",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **devices(2)},
-        )
-        for i in (0, 1)
-    ]
-    outs = [p.communicate(timeout=240) for p in procs]
+    with reserved_port() as port, ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                spawn(
+                    [
+                        sys.executable,
+                        str(ROOT / "train.py"),
+                        *args,
+                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                        "trainer.distributed.num_processes=2",
+                        f"trainer.distributed.process_id={i}",
+                        f"hydra.run.dir={run_dir}",
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, **devices(2)},
+                )
+            )
+            for i in (0, 1)
+        ]
+        outs = [communicate(p, timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert "platform cpu, 4 device(s), 2 process(es)" in outs[0][0]
     # each process draws only its own rows: 1001 rows padded to 1004, 502 a process
@@ -126,36 +130,35 @@ def test_kill_and_resume_on_four_devices_is_exact(tmp_path):
     )
     whole = run_train(*args, f"hydra.run.dir={tmp_path / 'whole'}", env=devices(4))
     assert whole.returncode == 0, whole.stderr
-    run_dir = tmp_path / "killed"
-    proc = subprocess.Popen(
+    run_dir, ckpts = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+    with spawn(
         [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, **devices(4)},
-    )
-    first = run_dir / "checkpoints" / "2500"
-    deadline = time.monotonic() + 120
-    while not first.is_dir() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    ) as proc:
+        # killed when the third of ten epochs' checkpoints appears: steps remain
+        on_disk = signal_at_checkpoint(proc, ckpts, 3 * 2500, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert 3 * 2500 <= max(on_disk) < 10 * 2500 and not (run_dir / "metrics.json").exists()
     resumed = run_train(*args, "trainer.resume=true", f"hydra.run.dir={run_dir}", env=devices(4))
     assert resumed.returncode == 0, resumed.stderr
+    assert resumed_step(resumed.stdout, ckpts) == max(on_disk)
     np.testing.assert_array_equal(params(run_dir), params(tmp_path / "whole"))
 
 
 def test_unreachable_coordinator_is_a_clear_error_in_bounded_time(tmp_path):
     start = time.monotonic()
-    proc = run_train(
-        *DATA,
-        f"trainer.distributed.coordinator=127.0.0.1:{free_port()}",
-        "trainer.distributed.num_processes=2",
-        "trainer.distributed.process_id=1",
-        "trainer.distributed.initialization_timeout=3",
-        f"hydra.run.dir={tmp_path}",
-    )
+    with reserved_port(share=False) as port:  # bound, never listening: connections are refused
+        proc = run_train(
+            *DATA,
+            f"trainer.distributed.coordinator=127.0.0.1:{port}",
+            "trainer.distributed.num_processes=2",
+            "trainer.distributed.process_id=1",
+            "trainer.distributed.initialization_timeout=3",
+            f"hydra.run.dir={tmp_path}",
+        )
     assert time.monotonic() - start < 60
     assert proc.returncode == 2
     assert "cannot reach the coordinator 127.0.0.1:" in proc.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
-import socket
+import re
+import select
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import optax
 import pytest
-from conftest import CONF, ROOT, make_config, read_scalars, run_train
+from conftest import CONF, ROOT, kill_group, make_config, read_scalars, run_train, spawn
 
 from training.run import train_and_evaluate
 
@@ -119,14 +120,77 @@ def test_schedules_are_logged_as_train_lr(tmp_path, schedule, reference):
     )
 
 
-def test_freezing_holds_a_parameter(tmp_path):
+TOY_X = np.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+TOY_Y = 2 * TOY_X - 1
+
+
+# W starts at 8 and b at 3, far from the data's slope 2 and intercept -1: neither gradient is 0
+W0, B0 = 8.0, 3.0
+
+
+@pytest.mark.parametrize("frozen", ["b", "W"])
+def test_freezing_holds_a_parameter(tmp_path, frozen):
+    lr, epochs = 0.01, 20
     metrics = train_and_evaluate(
         make_config(
-            "experiment=housing", "optimizer.freeze=[b]", "trainer.epochs=20", "trainer.tol=0"
+            "data=toy",
+            "loader=full_batch",
+            "model.W_init=constant",
+            f"model.W_value={W0}",
+            "model.b_init=constant",
+            f"model.b_value={B0}",
+            "optimizer.name=sgd",
+            f"optimizer.lr={lr}",
+            f"optimizer.freeze=[{frozen}]",
+            f"trainer.epochs={epochs}",
+            "trainer.tol=0",
+            "logger.print_trace=false",
+            "logger.plots=false",
         ),
         tmp_path,
     )
-    assert metrics["params"]["b"] == 0.0 and metrics["params"]["W/lotsize"] != 0.0
+    # the other parameter follows gradient descent on L = mean((W x + b - y)^2) in float64
+    W, b = W0, B0
+    trace = {"W": [W], "b": [b]}
+    for _ in range(epochs):
+        r = W * TOY_X + b - TOY_Y
+        if frozen != "W":
+            W = W - lr * 2 * np.mean(r * TOY_X)
+        if frozen != "b":
+            b = b - lr * 2 * np.mean(r)
+        trace["W"].append(W)
+        trace["b"].append(b)
+    scalars = read_scalars(tmp_path)
+    held = {"W": W0, "b": B0}[frozen]
+    assert metrics["params"][frozen] == held  # exactly, after every one of the updates
+    assert [v for _, v in scalars[f"params/{frozen}"]] == [held] * (epochs + 1)
+    moving = "b" if frozen == "W" else "W"
+    assert abs(trace[moving][-1] - trace[moving][0]) > 1  # it moved, and as computed
+    np.testing.assert_allclose(
+        [v for _, v in scalars[f"params/{moving}"]], trace[moving], rtol=1e-5
+    )
+
+
+def test_freezing_holds_a_parameter_that_adamw_would_decay(tmp_path):
+    # AdamW shrinks every parameter it updates: a frozen one must get no update at all
+    metrics = train_and_evaluate(
+        make_config(
+            "data=toy",
+            "model.W_init=constant",
+            "model.W_value=8",
+            "model.b_init=constant",
+            "model.b_value=3",
+            "optimizer=adamw",
+            "optimizer.lr=0.1",
+            "optimizer.weight_decay=0.5",
+            "optimizer.freeze=[b]",
+            "trainer.epochs=20",
+            "logger.print_trace=false",
+            "logger.plots=false",
+        ),
+        tmp_path,
+    )
+    assert metrics["params"]["b"] == 3.0 and abs(metrics["params"]["W"] - 8.0) > 1
 
 
 def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
@@ -149,34 +213,40 @@ def test_a_progress_bar_on_a_terminal(tmp_path):
         stdout=slave,
         stderr=slave,
         close_fds=True,
+        start_new_session=True,
     )
     os.close(slave)
     out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the terminal closed: the run ended
-            break
-        if not chunk:
-            break
-        out += chunk
-    proc.wait(timeout=120)
-    os.close(master)
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"train.py still running after 120 s: {out[-2000:]!r}"
+            ready, _, _ = select.select([master], [], [], left)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed: the run ended
+                break
+            if not chunk:
+                break
+            out += chunk
+        proc.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        kill_group(proc)
+        os.close(master)
     text = out.decode(errors="replace")
     assert proc.returncode == 0
     assert "epoch 3/3" in text and "━" in text and "samples/s" in text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_real_tensorboard_server_serves_the_run(tmp_path):
     train_and_evaluate(make_config(), tmp_path)  # the walkthrough
-    port = free_port()
-    server = subprocess.Popen(
+    # --port 0: the server binds a port the system chooses, then says which; no port can be
+    # taken by another program between our choosing it and the server binding it
+    log = tmp_path / "tensorboard.err"
+    with spawn(
         [
             str(Path(sys.executable).with_name("tensorboard")),
             "--logdir",
@@ -184,12 +254,17 @@ def test_a_real_tensorboard_server_serves_the_run(tmp_path):
             "--host",
             "127.0.0.1",
             "--port",
-            str(port),
+            "0",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+        stderr=log.open("w"),
+    ) as server:
+        deadline = time.monotonic() + 90
+        while not (said := re.search(r"at http://127\.0\.0\.1:(\d+)/", log.read_text())):
+            assert server.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "TensorBoard did not say where it serves"
+            time.sleep(0.2)
+        port = int(said.group(1))
         base = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=.&tag="
         deadline = time.monotonic() + 90
         while True:
@@ -204,33 +279,59 @@ def test_a_real_tensorboard_server_serves_the_run(tmp_path):
             time.sleep(0.5)
         with urllib.request.urlopen(base + "params/W", timeout=5) as r:
             W = json.loads(r.read())
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert [step for _, step, _ in loss] == list(range(50))
     assert loss[0][2] == 186.0
     assert np.float32(W[1][2]) == np.float32(7.38) and np.float32(W[50][2]) == np.float32(2.0256863)
 
 
+HOUSING_CSV = ROOT / "data" / "housing" / "windsor_house_prices.csv"
+
+
+def least_squares_r2(X: np.ndarray, y: np.ndarray) -> float:
+    """R^2 of numpy's least-squares fit of ``y`` on the columns of ``X`` and an intercept."""
+    A = np.column_stack([X, np.ones(len(X))])
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    residual = y - A @ coef
+    return float(1 - residual @ residual / np.sum((y - y.mean()) ** 2))
+
+
 def test_a_model_of_ones_own_trains_logs_and_predicts(tmp_path):
+    import pandas as pd
+
+    from data.preprocess import split_rows
     from predict import predict
 
     metrics = train_and_evaluate(
         make_config(
-            "experiment=housing", "model=quadratic", "optimizer.lr=0.005", "trainer.epochs=300"
+            "experiment=housing",
+            "model=quadratic",
+            "optimizer.name=nesterov",
+            "optimizer.momentum=0.9",
+            "optimizer.lr=0.005",
+            "trainer.epochs=300",
         ),
         tmp_path,
     )
     assert {"W/lotsize", "V/0", "b"} <= set(metrics["params"])
     assert "coefficients" not in metrics  # the linear read-out is for the linear model
-    assert metrics["train"]["r2"] > 0.6
+    # the squares' weights start at 0 and moved; with them the fit is the least-squares fit on
+    # [x, x^2] and beats the best linear one (0.6913 against 0.6836 on these training rows)
+    V = np.array([metrics["params"][f"V/{j}"] for j in range(11)])
+    assert np.abs(V).max() > 0.01
+    train = split_rows(546, 0.1, 0.1, seed=0)["train"]
+    houses = pd.read_csv(HOUSING_CSV)
+    X = houses.drop(columns="price").replace({"yes": 1.0, "no": 0.0}).to_numpy(float)[train]
+    price = houses["price"].to_numpy(float)
+    linear, quadratic = (
+        least_squares_r2(X, price[train]),
+        least_squares_r2(np.column_stack([X, X**2]), price[train]),
+    )
+    assert metrics["train"]["r2"] == pytest.approx(quadratic, abs=1e-6)
+    assert metrics["train"]["r2"] > linear + 0.005
     scalars = read_scalars(tmp_path)
     assert "params/V/3" in scalars
-    pred, df, _ = predict(tmp_path, ROOT / "data" / "housing" / "windsor_house_prices.csv")
+    pred, df, _ = predict(tmp_path, HOUSING_CSV)
     from sklearn.metrics import r2_score
 
-    from data.preprocess import split_rows
-
-    train = split_rows(546, 0.1, 0.1, seed=0)["train"]
-    price = df["price"].astype(float).to_numpy()
+    assert df["price"].astype(float).to_numpy()[train] == pytest.approx(price[train])
     assert r2_score(price[train], pred[train]) == pytest.approx(metrics["train"]["r2"], abs=1e-5)

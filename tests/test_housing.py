@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, make_config, run_train
+from conftest import ROOT, make_config, run_script, run_train
 from sklearn.linear_model import LinearRegression as SkLinear
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
@@ -131,15 +131,7 @@ def test_prediction_refuses_unseen_values_and_gaps(housing_all_rows, tmp_path, e
 
 
 def run_predict(*args):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
+    return run_script("predict.py", *args, timeout=120)
 
 
 def test_train_py_housing_end_to_end(tmp_path):

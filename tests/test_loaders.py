@@ -37,6 +37,8 @@ def test_an_epoch_sees_every_row_once(n, bs, drop_last, shuffle, seed, epoch):
     else:
         assert sorted(real.tolist()) == list(range(n))
         assert counts[-1] == (n % bs or bs) and (counts[:-1] == bs).all()
+        if shuffle and n >= 10:  # a permutation of 10 or more rows is the identity at 1 in 10!
+            assert real.tolist() != list(range(n))
     if not shuffle:
         assert real.tolist() == list(range(len(real)))
 

@@ -54,6 +54,13 @@ def test_initialisers(init):
         assert W.std() > 0 and abs(W).max() < 5
         same = LinearRegression(4, rngs=nnx.Rngs(1), W_init=init, init_scale=0.5)
         np.testing.assert_array_equal(W, same.W[...])
+        # init_scale * N(0, 1): 10^4 draws have mean 0 and deviation 0.5 within 6 standard
+        # errors (0.5 / sqrt(n) for the mean, about 0.5 / sqrt(2 n) for the deviation)
+        n = 10_000
+        big = LinearRegression(n, rngs=nnx.Rngs(1), W_init=init, init_scale=0.5).W[...]
+        big = np.asarray(big, np.float64)
+        assert abs(big.mean()) < 6 * 0.5 / np.sqrt(n)
+        assert abs(big.std() - 0.5) < 6 * 0.5 / np.sqrt(2 * n)
 
 
 @pytest.mark.parametrize("d", [1, 3, 8, 16, 20, 64, 100])

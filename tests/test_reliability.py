@@ -9,49 +9,53 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, make_config, read_scalars, run_train
+from conftest import (
+    ROOT,
+    kill_group,
+    make_config,
+    read_scalars,
+    resumed_step,
+    run_train,
+    signal_at_checkpoint,
+)
 
 from training.checkpoint import Checkpoints
 from training.errors import UserError
 from training.run import train_and_evaluate
 
+EPOCHS = 12
 RUN = (
     "experiment=synthetic",
     "data.n_samples=40000",
     "data.n_features=4",
     "loader=mini_batch",
     "loader.batch_size=8",
-    "trainer.epochs=12",
+    f"trainer.epochs={EPOCHS}",
     "trainer.checkpoint_every=1",
     "logger.every_n_steps=50",
 )
 STEPS_PER_EPOCH = 5000
+FINAL_STEP = EPOCHS * STEPS_PER_EPOCH
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
+    """``train.py RUN`` in its own process group, its output in files beside the run (a pipe
+    nobody reads could fill and stall it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *RUN, *extra, f"hydra.run.dir={run_dir}"],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=(run_dir.parent / f"{run_dir.name}.out").open("w"),
+        stderr=(run_dir.parent / f"{run_dir.name}.err").open("w"),
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
     )
-
-
-def wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    first = run_dir / "checkpoints" / str(STEPS_PER_EPOCH)
-    while not first.is_dir():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
 
 
 def params_of(run_dir: Path) -> dict:
@@ -66,34 +70,46 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 5, 7])
 def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, uninterrupted, seed):
-    proc = start(tmp_path)
-    wait_for_checkpoint(tmp_path, proc)
-    time.sleep(random.Random(seed).uniform(0.0, 1.0))
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    # the moment: when the k-th epoch's checkpoint appears, k drawn from the seed in the first
+    # half of the run, so that steps remain whatever the machine's speed
+    k = random.Random(seed).randint(1, EPOCHS // 2)
+    run_dir, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    proc = start(run_dir)
+    try:
+        on_disk = signal_at_checkpoint(proc, ckpts, k * STEPS_PER_EPOCH, signal.SIGKILL)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == -signal.SIGKILL  # it was running and the signal ended it
+    assert k * STEPS_PER_EPOCH <= max(on_disk) < FINAL_STEP  # steps remained
+    assert not (run_dir / "metrics.json").exists()
+    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
-    assert params_of(tmp_path) == params_of(uninterrupted)
+    assert resumed_step(resumed.stdout, ckpts) == max(on_disk)
+    assert params_of(run_dir) == params_of(uninterrupted)
 
 
 def test_sigterm_checkpoints_then_resume_is_exact_and_tensorboard_has_each_step_once(
     tmp_path, uninterrupted
 ):
-    proc = start(tmp_path)
-    wait_for_checkpoint(tmp_path, proc)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before SIGTERM arrived")
+    run_dir, ckpts = tmp_path / "run", tmp_path / "run" / "checkpoints"
+    proc = start(run_dir)
+    try:
+        on_disk = signal_at_checkpoint(proc, ckpts, 2 * STEPS_PER_EPOCH, signal.SIGTERM)
+    finally:
+        kill_group(proc)
     assert proc.returncode == 128 + signal.SIGTERM
+    err = (tmp_path / "run.err").read_text()
     assert "trainer.resume=true" in err and err.count("\n") == 1
-    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={tmp_path}")
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout
-    assert params_of(tmp_path) == params_of(uninterrupted)
-    ours, theirs = read_scalars(tmp_path), read_scalars(uninterrupted)
+    # the call in flight finished, its end was checkpointed, and steps remained
+    assert f"stopped by SIGTERM at step {max(on_disk)};" in err
+    assert max(on_disk) < FINAL_STEP and not (run_dir / "metrics.json").exists()
+    resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed_step(resumed.stdout, ckpts) == max(on_disk)
+    assert params_of(run_dir) == params_of(uninterrupted)
+    ours, theirs = read_scalars(run_dir), read_scalars(uninterrupted)
     for tag in ("train/loss", "params/W/x0", "params/b"):
         steps = [s for s, _ in ours[tag]]
         assert len(steps) == len(set(steps)), tag  # no duplicate points past the checkpoint
