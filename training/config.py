@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -125,8 +126,15 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+PROJECT = Path(__file__).resolve().parent.parent
+
+
 def register_schema() -> None:
+    """Register :class:`Config` as ``config_schema`` and the ``${project:PATH}`` resolver: PATH
+    inside this project, absolute, so that a file shipped with it (the Windsor CSV of
+    ``experiment=housing``) is found whatever directory the command runs from."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    OmegaConf.register_new_resolver("project", lambda path: str(PROJECT / path), replace=True)
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:

@@ -60,6 +60,7 @@ from training.logs import (
 )
 from training.loop import Runner, mse, pipelined, plan_blocks, record_positions
 from training.optim import (
+    GRADIENT_DESCENT,
     bound_formula,
     build_optimizer,
     choose_auto,
@@ -632,6 +633,9 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         )
         if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
+        # the walkthrough's trace is its own report (and stays as the README prints it)
+        if s.writes and not (s.cfg.logger.print_trace and len(names) == 1):
+            say_convergence(s.cfg, metrics, at, s.chosen)
 
     if s.cfg.logger.plots and s.writes:
         draw_plots(s, final, at)
@@ -643,6 +647,55 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
             f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
         )
     return metrics
+
+
+R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares reached
+
+
+def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict) -> None:
+    """One line: whether the linear model reached least squares on the training rows (their
+    R^2 within ``R2_REACHED``); if not, a ``warning:`` with the gap and what to change."""
+    r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
+    if not (np.isfinite(r2) and np.isfinite(r2_ols)):
+        return
+    coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    gap = (
+        f"R^2 {r2:.6f} against least squares' {r2_ols:.6f}, largest relative coefficient "
+        f"difference {coef:.2e}"
+    )
+    if abs(r2 - r2_ols) <= R2_REACHED:
+        print(f"reached least squares: {gap}")
+        return
+    o, tr = cfg.optimizer, cfg.trainer
+    if o.freeze:  # least squares over every parameter is not this model's optimum
+        print(f"least squares over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
+        return
+    if at.stopped == "converged":
+        tol = (
+            "trainer.tol=0" if cfg.loader.name != "full_batch" else f"trainer.tol={tr.tol / 100:g}"
+        )
+        print(
+            f"warning: stopped by trainer.tol={tr.tol:g} before reaching least squares: {gap}; "
+            f"rerun with {tol}"
+        )
+        return
+    more = f"trainer.epochs={10 * tr.epochs}"
+    if cfg.loader.name != "full_batch":
+        advice = (
+            f"a constant step on {cfg.loader.name} batches ends in noise around it: rerun with "
+            f"loader=full_batch optimizer.lr=auto, or with {more}"
+        )
+    elif method_of(o) == GRADIENT_DESCENT:
+        advice = (
+            f"rerun with {more}, or with optimizer=nesterov (optimizer.lr=auto and "
+            "optimizer.momentum=auto take both from the data)"
+        )
+    else:
+        auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
+        advice = f"rerun with {more}{auto}"
+    print(
+        f"warning: stopped after {at.epoch} epochs before reaching least squares: {gap}; {advice}"
+    )
 
 
 def draw_plots(s: Session, final: dict, at: Progressed) -> None:
