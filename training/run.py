@@ -359,6 +359,8 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mes
         lambda: max_row_norm_sq(X, mesh, "W" not in frozen, "b" not in frozen),
     )
     chosen = dict(choice.chosen)
+    if o.momentum == "auto" and "optimizer.momentum" not in chosen:
+        o.momentum = None  # sgd's auto momentum where the Hessian does not choose one: none
     if cfg.trainer.epochs == "auto":
         chosen["trainer.epochs"] = default_epochs(loader.full_batch)
     for key, value in chosen.items():
