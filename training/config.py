@@ -194,6 +194,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.loader.name == "mini_batch":
         _check(bs is not None and bs >= 1, "loader.batch_size", bs, "an integer >= 1")
 
+    for key in ("lr", "momentum"):  # typed Any: an integer given is still a float, as before
+        if _number(opt[key]):
+            opt[key] = float(opt[key])
     _check(
         opt.lr == "auto" or _number(opt.lr) and math.isfinite(opt.lr) and opt.lr > 0,
         "optimizer.lr",
