@@ -235,6 +235,14 @@ def test_mini_batch_step_is_from_the_largest_row_norm(tmp_path):
     assert metrics["chosen"] == {"optimizer.lr": pytest.approx(1 / (2 * top), rel=1e-5)}
 
 
+def test_stochastic_tol_compares_epochs_from_the_second_on(tmp_path):
+    cfg = make_config(
+        "data=synthetic", "data.n_samples=100", "loader=per_sample", "trainer.epochs=3", *QUIET
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert cfg.trainer.tol > 0 and metrics["epochs"] >= 2
+
+
 def test_adam_auto_is_kingma_and_bas_default(tmp_path):
     cfg = make_config("data=synthetic", "data.n_samples=100", "optimizer=adam", *QUIET)
     cfg.trainer.epochs = 3

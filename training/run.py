@@ -467,7 +467,9 @@ def fit(s: Session, params, opt_state, at: Progressed):
                 at.epoch_loss_sum += float(losses.sum(dtype=np.float64))
                 if ends_epoch:  # stop when the epoch's mean loss changes by less than tol
                     mean = at.epoch_loss_sum / loader.steps_per_epoch
-                    if abs(at.last_epoch_loss - mean) <= tr.tol * abs(at.last_epoch_loss):
+                    # the first epoch has no previous loss to compare (inf - x <= tol * inf)
+                    change = abs(at.last_epoch_loss - mean)
+                    if math.isfinite(change) and change <= tr.tol * abs(at.last_epoch_loss):
                         at.stopped = "converged"
                         break
                     at.epoch_loss_sum, at.last_epoch_loss = 0.0, mean
@@ -684,8 +686,9 @@ def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict
     more = f"trainer.epochs={10 * tr.epochs}"
     if cfg.loader.name != "full_batch":
         advice = (
-            f"a constant step on {cfg.loader.name} batches ends in noise around it: rerun with "
-            f"loader=full_batch optimizer.lr=auto, or with {more}"
+            f"a constant step on {cfg.loader.name} batches ends in noise around it, of a size "
+            f"in proportion to the step: rerun with loader=full_batch, or with "
+            f"optimizer.lr={o.lr / 10:.3g} {more}"
         )
     elif method_of(o) == GRADIENT_DESCENT:
         advice = (
