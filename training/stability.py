@@ -66,12 +66,3 @@ def max_row_norm_sq(X: jax.Array, mesh, with_W: bool = True, with_b: bool = True
         return 1.0 if with_b else 0.0
     norms = jax.jit(lambda A: jnp.max(jnp.sum(A * A, axis=1)), out_shardings=replicated(mesh))
     return float(to_host(norms(X))) + (1.0 if with_b else 0.0)
-
-
-def largest_stable_lr(X: jax.Array, w: jax.Array | None = None, n: int | None = None) -> float:
-    """``2 / lambda_max(H)`` for the Hessian ``H = 2 [X 1]^T [X 1] / n`` of the mean squared
-    error of ``x @ W + b`` over the ``n`` real rows of ``X``: gradient descent with a constant
-    rate above it diverges. ``H`` is (features + 1)^2, formed in one pass and solved exactly."""
-    n = n or X.shape[0]
-    L = hessian_spectrum(X, w, n, list(range(X.shape[1] + 1))).L
-    return 2.0 / L if L > 0 else float("inf")
