@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
 from training.cli import check_overrides, report_user_errors
@@ -24,10 +26,19 @@ def main(cfg: DictConfig) -> None:
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     if multirun and cfg.logger.progress == "auto":  # a sweep's runs share one terminal
         cfg.logger.progress = "lines"
+    path = cfg.data.get("path")
+    if (
+        path
+        and not Path(path).expanduser().is_absolute()
+        and Path.cwd() != Path(get_original_cwd())
+    ):
+        # hydra.job.chdir=true moved the run into its directory: a relative data.path still
+        # means the directory the command was run from
+        cfg.data.path = str(Path(get_original_cwd()) / path)
     with report_user_errors(multirun=multirun):
         train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":
-    check_overrides(sys.argv[1:])
+    sys.argv[1:] = check_overrides(sys.argv[1:])
     main()

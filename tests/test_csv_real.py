@@ -88,16 +88,15 @@ def csv_cfg(path, target="price", *extra):
 
 
 def train(tmp_path, path, target, *extra, name="run"):
-    """Full-batch Nesterov on the standardised columns until the gradient's norm is below
-    1e-6 (explicit settings that converge today; ``optimizer.lr=auto`` may replace them)."""
+    """``train.py data=csv data.path=PATH data.target=TARGET`` with every other setting at its
+    default (the step size and momentum from the data, stopping at convergence)."""
     return train_and_evaluate(
         make_config(
-            "experiment=housing",
+            "data=csv",
             f"data.path={path}",
             f"data.target={target}",
             "logger.tensorboard=false",
             "logger.plots=false",
-            "trainer.epochs=5000",
             *extra,
         ),
         tmp_path / name,
@@ -384,7 +383,7 @@ def test_realistic_file_trains_to_least_squares(tmp_path, files, name):
     # design it lands 4e-6 below numpy's float64 lstsq on the design built here
     assert metrics["ols"]["r2"] == pytest.approx(ref, abs=1e-5)
     assert metrics["train"]["r2"] == pytest.approx(ref, abs=1e-4)
-    assert metrics["steps"] <= 5000
+    assert metrics["steps"] <= 5000 and metrics["stopped"] == "converged"
 
 
 # -- properties of the reader -------------------------------------------------------------------

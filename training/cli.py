@@ -67,15 +67,55 @@ def _expand(overrides: list[str]) -> list[list[str]]:
     return combos if combos else [[]]
 
 
-def check_overrides(argv: list[str]) -> None:
+def _quoted(key: str, value: str) -> str:
+    """``key='value'``: Hydra's quoted form, which reads any character as part of the string."""
+    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+
+
+def quote_for_hydra(argv: list[str]) -> list[str]:
+    """``argv`` with each ``key=~/...`` value quoted for Hydra (its grammar rejects an unquoted
+    ``~``, and the README writes ``data.path=~/data/my_houses.csv``; the CSV reader expands the
+    ``~``). Any other value Hydra's grammar rejects (``=``, ``(``, ...) is a one-line error naming
+    the key and showing the quoted form that works, inside the shell's own quotes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+
+    def parses(arg: str) -> bool:
+        try:
+            parser.parse_overrides([arg])
+        except Exception:  # Hydra's grammar errors come in several exception types
+            return False
+        return True
+
+    out = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg or parses(arg):
+            out.append(arg)
+            continue
+        key, value = arg.split("=", 1)
+        if value.startswith("~") and "," not in value and parses(_quoted(key, value)):
+            out.append(_quoted(key, value))
+            continue
+        fail(
+            f"bad override {arg}: Hydra cannot read the value of {key} unquoted (it reserves "
+            f"characters such as = ( ) [ ] , ' and spaces around them); quote it for Hydra "
+            f'inside the shell\'s quotes: "{_quoted(key, value)}"'
+        )
+    return out
+
+
+def check_overrides(argv: list[str]) -> list[str]:
     """Compose the config once before Hydra runs, so a bad override is one line, exit 2.
 
     A single run is also range-checked here, before any data is read. In a sweep each run checks
-    its own values, so one bad value fails that run only.
+    its own values, so one bad value fails that run only. Returns ``argv`` as Hydra should read
+    it (:func:`quote_for_hydra`).
     """
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
+        return argv  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
+    original, argv = argv, quote_for_hydra(argv)
     overrides = [
         a
         for a in argv
@@ -101,13 +141,14 @@ def check_overrides(argv: list[str]) -> None:
             if not multirun:
                 try:
                     validate(cfg)
-                    if _holds_a_run(argv):
+                    if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:
-                            refuse_another_run(_run_dir(argv))
+                            refuse_another_run(_run_dir(original))
                 except UserError as exc:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
+    return argv
 
 
 def _run_dir(argv: list[str]) -> Path | None:

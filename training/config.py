@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -72,8 +73,10 @@ class LoaderConfig:
 @dataclass
 class OptimizerConfig:
     name: str = "sgd"
-    lr: float = 0.01
-    momentum: float | None = None
+    # a number or "auto" (from the data: training/optim.py); OmegaConf 2.3 has no Union[float,
+    # str], so both are typed Any and checked by validate
+    lr: Any = "auto"
+    momentum: Any = None  # None, a number in [0, 1) or "auto"
     nesterov: bool = False
     b1: float = 0.9
     b2: float = 0.999
@@ -98,8 +101,8 @@ class DistributedConfig:
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 50
-    tol: float = 0.0
+    epochs: Any = "auto"  # an integer >= 1 or "auto" (training/optim.py: default_epochs)
+    tol: float = 1e-6
     device: str = "auto"
     max_steps_per_call: int = 1_048_576
     checkpoint_every: int = 0
@@ -133,8 +136,15 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+PROJECT = Path(__file__).resolve().parent.parent
+
+
 def register_schema() -> None:
+    """Register :class:`Config` as ``config_schema`` and the ``${project:PATH}`` resolver: PATH
+    inside this project, absolute, so that a file shipped with it (the Windsor CSV of
+    ``experiment=housing``) is found whatever directory the command runs from."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+    OmegaConf.register_new_resolver("project", lambda path: str(PROJECT / path), replace=True)
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -145,6 +155,10 @@ def _check(ok: bool, key: str, value: object, allowed: str) -> None:
 def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
     value = OmegaConf.select(cfg, key)
     _check(value in allowed, key, value, "one of " + ", ".join(allowed))
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -202,9 +216,22 @@ def validate(cfg: DictConfig) -> None:
     if cfg.loader.name == "mini_batch":
         _check(bs is not None and bs >= 1, "loader.batch_size", bs, "an integer >= 1")
 
-    _check(math.isfinite(opt.lr) and opt.lr > 0, "optimizer.lr", opt.lr, "a number > 0")
-    if opt.momentum is not None:
-        _check(0.0 <= opt.momentum < 1.0, "optimizer.momentum", opt.momentum, "a number in [0, 1)")
+    for key in ("lr", "momentum"):  # typed Any: an integer given is still a float, as before
+        if _number(opt[key]):
+            opt[key] = float(opt[key])
+    _check(
+        opt.lr == "auto" or _number(opt.lr) and math.isfinite(opt.lr) and opt.lr > 0,
+        "optimizer.lr",
+        opt.lr,
+        "a number > 0 or auto (the step size from the data)",
+    )
+    if opt.momentum is not None and opt.momentum != "auto":
+        _check(
+            _number(opt.momentum) and 0.0 <= opt.momentum < 1.0,
+            "optimizer.momentum",
+            opt.momentum,
+            "a number in [0, 1), auto or null",
+        )
     _check(0.0 <= opt.b1 < 1.0, "optimizer.b1", opt.b1, "a number in [0, 1)")
     _check(0.0 <= opt.b2 < 1.0, "optimizer.b2", opt.b2, "a number in [0, 1)")
     _check(opt.eps > 0, "optimizer.eps", opt.eps, "a number > 0")
@@ -224,7 +251,12 @@ def validate(cfg: DictConfig) -> None:
         "a number in [0, 1]",
     )
 
-    _check(tr.epochs >= 1, "trainer.epochs", tr.epochs, "an integer >= 1")
+    _check(
+        tr.epochs == "auto" or isinstance(tr.epochs, int) and tr.epochs >= 1,
+        "trainer.epochs",
+        tr.epochs,
+        "an integer >= 1 or auto",
+    )
     _check(tr.tol >= 0, "trainer.tol", tr.tol, "a number >= 0 (0 turns early stopping off)")
     _check(
         tr.max_steps_per_call >= 1,

@@ -1,8 +1,37 @@
-"""Optax optimizers, learning-rate schedules and parameter freezing, built from config."""
+"""Optax optimizers, learning-rate schedules and parameter freezing, built from config; the
+step size (and momentum) ``optimizer.lr=auto`` takes from the data, and the stability bound of
+each gradient-descent method.
+
+The theory, for a quadratic loss whose Hessian has eigenvalues in ``[mu, L]`` (``mu`` the
+smallest non-zero one): each eigen-direction evolves by its own linear recurrence, stable iff
+the roots of its characteristic polynomial lie inside the unit circle (Jury's criterion).
+
+- gradient descent ``p <- p - lr g``: stable iff ``lr < 2 / L``; the step that minimises the
+  worst contraction is ``2 / (L + mu)`` (Nesterov, *Introductory Lectures on Convex
+  Optimization*, 2004, Theorem 2.1.15).
+- heavy ball (Polyak 1964), optax ``sgd(lr, momentum=m)``: ``v <- g + m v; p <- p - lr v``,
+  i.e. ``p' = p - lr g + m (p - p_prev)``, characteristic ``z^2 - (1 + m - lr lam) z + m``:
+  stable iff ``lr < 2 (1 + m) / L``. Optimal (Polyak, *Introduction to Optimization*, 1987,
+  section 3.2.1): ``lr = 4 / (sqrt L + sqrt mu)^2``, ``m = ((sqrt L - sqrt mu) /
+  (sqrt L + sqrt mu))^2``. For a given ``m``, ``lr = (1 + sqrt m)^2 / L`` makes every
+  direction with ``lr lam`` in ``[(1 - sqrt m)^2, (1 + sqrt m)^2]`` contract by ``sqrt m``.
+- Nesterov, optax ``sgd(lr, momentum=m, nesterov=True)``: ``f <- g + m f; p <- p - lr (g + m
+  f)``. On ``(p_t, f_{t-1})`` the recurrence has trace ``1 + m - a (1 + m)`` and determinant
+  ``m (1 - a)`` with ``a = lr lam``; Jury's conditions reduce to ``0 < a < 2 (1 + m) / (1 +
+  2 m)``, so it is stable iff ``lr < 2 (1 + m) / ((1 + 2 m) L)`` (tests/test_auto_defaults.py
+  runs optax just below and above it). Tuning: ``lr = 1 / L``, ``m = (sqrt kappa - 1) /
+  (sqrt kappa + 1)`` with ``kappa = L / mu`` (Nesterov 2004, scheme 2.2.19).
+
+A rank-deficient design has zero eigenvalues; gradient steps from zeros never leave the row
+space of ``[X 1]``, so they converge to the minimum-norm least-squares solution (the one
+``numpy.linalg.lstsq`` returns), at the rate set by ``mu``, the smallest non-zero eigenvalue.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +39,158 @@ import optax
 from omegaconf import DictConfig
 
 from training.errors import UserError
+from training.stability import Spectrum
+
+GRADIENT_DESCENT, HEAVY_BALL, NESTEROV = "gradient descent", "heavy-ball momentum", "Nesterov"
+# optimizer.momentum=auto wherever the data does not set it: optax's customary value
+DEFAULT_MOMENTUM = 0.9
+# optimizer.lr=auto where the Hessian does not set it: Adam's and AdamW's published default
+# (Kingma & Ba 2015); 0.01 for gradient descent on a model other than x @ W + b
+DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
+DEFAULT_LR_OTHER = 0.01
+# lambda_max raised by this factor before a step is chosen from it: at the tuned steps the
+# direction of lambda_max sits within mu / L of the stability edge, and float32 rounding of the
+# Gram matrix must not tip it over
+SAFETY = 1.01
+# trainer.epochs=auto: full batch stops at convergence (trainer.tol) long before this cap; a
+# per-sample or mini-batch run with a constant step only reaches a noise floor, which a few
+# passes over the rows find
+AUTO_EPOCHS_FULL_BATCH = 100_000
+AUTO_EPOCHS_STOCHASTIC = 20
+
+
+def method_of(cfg: DictConfig) -> str | None:
+    """Which gradient-descent method ``cfg`` builds: ``GRADIENT_DESCENT``, ``HEAVY_BALL``,
+    ``NESTEROV``, or None for Adam and AdamW."""
+    if cfg.name in ("adam", "adamw"):
+        return None
+    if cfg.name == "sgd" and not momentum_of(cfg):
+        return GRADIENT_DESCENT
+    return NESTEROV if cfg.name == "nesterov" or cfg.nesterov else HEAVY_BALL
+
+
+def momentum_of(cfg: DictConfig) -> float:
+    """The momentum ``build_optimizer`` uses: ``auto`` not chosen from the data is none (0) for
+    ``sgd`` and ``DEFAULT_MOMENTUM`` for ``momentum`` and ``nesterov``; null is 0 for ``sgd``."""
+    m = cfg.momentum
+    if m is None or m == "auto":
+        return 0.0 if cfg.name == "sgd" else DEFAULT_MOMENTUM
+    return float(m)
+
+
+def stable_bound(method: str, L: float, momentum: float) -> float:
+    """The largest stable constant step of ``method`` on a quadratic whose Hessian's largest
+    eigenvalue is ``L`` (module docstring): ``2 / L``, ``2 (1 + m) / L`` or ``2 (1 + m) / ((1 +
+    2 m) L)``; infinity when ``L`` is 0 (nothing to train)."""
+    if L <= 0:
+        return math.inf
+    if method == HEAVY_BALL:
+        return 2.0 * (1.0 + momentum) / L
+    if method == NESTEROV:
+        return 2.0 * (1.0 + momentum) / ((1.0 + 2.0 * momentum) * L)
+    return 2.0 / L
+
+
+def bound_formula(method: str, momentum: float) -> str:
+    """How ``stable_bound`` is computed, for messages."""
+    if method == HEAVY_BALL:
+        return f"2 (1 + m) / lambda_max with m={momentum:g}"
+    if method == NESTEROV:
+        return f"2 (1 + m) / ((1 + 2 m) lambda_max) with m={momentum:g}"
+    return "2 / lambda_max"
+
+
+def tuned_step(method: str, spec: Spectrum, momentum: float | None) -> tuple[float, float | None]:
+    """The step size (and, for the momentum methods, the momentum) for Hessian eigenvalues in
+    ``[spec.mu, spec.L]`` (module docstring). ``momentum`` is the user's fixed value, or None
+    to choose it too. Returns ``(lr, momentum)``; the momentum is None for gradient descent."""
+    L, mu = spec.L * SAFETY, spec.mu
+    if L <= 0:  # nothing trainable, or all-zero columns: any step leaves the loss unchanged
+        return 1.0, None if method == GRADIENT_DESCENT else (momentum or 0.0)
+    mu = mu if mu > 0 else L
+    if method == GRADIENT_DESCENT:
+        return 2.0 / (L + mu), None
+    sL, smu = math.sqrt(L), math.sqrt(mu)
+    if method == HEAVY_BALL:
+        if momentum is None:
+            return 4.0 / (sL + smu) ** 2, ((sL - smu) / (sL + smu)) ** 2
+        return (1.0 + math.sqrt(momentum)) ** 2 / L, momentum
+    if momentum is None:
+        kappa = L / mu
+        momentum = (math.sqrt(kappa) - 1.0) / (math.sqrt(kappa) + 1.0)
+    return 1.0 / L, momentum
+
+
+@dataclass
+class StepChoice:
+    """What ``auto`` chose: ``chosen`` maps config keys to numbers (``metrics.json``'s
+    ``"chosen"``), ``line`` says it once on the terminal."""
+
+    chosen: dict[str, float]
+    line: str
+
+
+def choose_auto(
+    cfg: DictConfig,
+    linear: bool,
+    full_batch: bool,
+    spectrum: Callable[[], Spectrum],
+    row_norm_sq: Callable[[], float],
+) -> StepChoice:
+    """Resolve ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` of ``cfg`` (the optimizer
+    group; the caller writes the values back).
+
+    - linear model, full batch, gradient descent / heavy ball / Nesterov: ``tuned_step`` on the
+      Hessian's spectrum over the trainable parameters (``spectrum()``, computed only then).
+      ``sgd`` with ``momentum=auto`` (the general default) is heavy ball there, with Polyak's
+      optimal momentum: it needs about ``sqrt(kappa)`` times fewer steps than plain gradient
+      descent; elsewhere ``sgd``'s ``auto`` momentum is none.
+    - linear model, per-sample or mini-batch: ``lr = 1 / (2 max_i ||a_i||^2)`` over the rows
+      ``a_i`` of ``[X 1]``. One row's loss ``(a.p - y)^2`` has Hessian ``2 a a^T``, so this step
+      moves the row's residual exactly to zero (Kaczmarz's projection) and never past it; a batch's
+      Hessian has ``lambda_max <= 2 max ||a_i||^2``, so every batch is at most half its own
+      stability limit. Momentum (heavy ball or Nesterov): ``DEFAULT_MOMENTUM``.
+    - Adam and AdamW: ``DEFAULT_LR``; other models: ``DEFAULT_LR_OTHER``.
+    """
+    lr_auto, m_auto = cfg.lr == "auto", cfg.momentum == "auto"
+    method = method_of(cfg)
+    exact = lr_auto and method is not None and linear and full_batch
+    if exact and cfg.name == "sgd" and m_auto:  # the general default: the fastest of the three
+        method = NESTEROV if cfg.nesterov else HEAVY_BALL
+    chosen: dict[str, float] = {}
+    why = ""
+    if exact:
+        spec = spectrum()
+        fixed = None if m_auto or method == GRADIENT_DESCENT else momentum_of(cfg)
+        lr, m = tuned_step(method, spec, fixed)
+        chosen["optimizer.lr"] = lr
+        if m_auto and m is not None:
+            chosen["optimizer.momentum"] = m
+        why = (
+            f"Hessian eigenvalues {spec.mu:.4g}..{spec.L:.4g} over the trainable parameters, "
+            f"rank {spec.rank} of {spec.size}; {method}"
+        )
+    elif lr_auto and method is not None and linear:
+        top = row_norm_sq()
+        chosen["optimizer.lr"] = 1.0 / (2.0 * top) if top > 0 else 1.0
+        why = f"1 / (2 max ||[x 1]||^2), largest squared row norm {top:.4g}"
+    elif lr_auto:
+        chosen["optimizer.lr"] = DEFAULT_LR.get(cfg.name, DEFAULT_LR_OTHER)
+        why = f"the default of {cfg.name}" + ("" if linear else " for a model other than x W + b")
+    if m_auto and "optimizer.momentum" not in chosen and method in (HEAVY_BALL, NESTEROV):
+        chosen["optimizer.momentum"] = DEFAULT_MOMENTUM
+    if not chosen:
+        return StepChoice({}, "")
+    values = ", ".join(f"{k}={v:.4g}" for k, v in chosen.items())
+    if not why:
+        why = "optax's customary momentum"
+    source = "step size from the data" if why.startswith(("Hessian", "1 /")) else "auto"
+    return StepChoice(chosen, f"{source}: {values} ({why})")
+
+
+def default_epochs(full_batch: bool) -> int:
+    """``trainer.epochs=auto``: ``AUTO_EPOCHS_FULL_BATCH`` or ``AUTO_EPOCHS_STOCHASTIC``."""
+    return AUTO_EPOCHS_FULL_BATCH if full_batch else AUTO_EPOCHS_STOCHASTIC
 
 
 def build_schedule(cfg: DictConfig, total_steps: int) -> optax.ScalarOrSchedule:
@@ -39,10 +220,9 @@ def build_optimizer(
     """
     schedule = build_schedule(cfg, total_steps)
     if cfg.name == "sgd":
-        inner = optax.sgd(schedule, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        inner = optax.sgd(schedule, momentum=momentum_of(cfg) or None, nesterov=cfg.nesterov)
     elif cfg.name in ("momentum", "nesterov"):
-        momentum = 0.9 if cfg.momentum is None else cfg.momentum
-        inner = optax.sgd(schedule, momentum=momentum, nesterov=cfg.name == "nesterov")
+        inner = optax.sgd(schedule, momentum=momentum_of(cfg), nesterov=cfg.name == "nesterov")
     elif cfg.name == "adam":
         inner = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
     elif cfg.name == "adamw":

@@ -11,6 +11,7 @@ and only process 0 writes files other than checkpoints.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import time
@@ -60,8 +61,17 @@ from training.logs import (
     write_json,
 )
 from training.loop import Runner, mse, pipelined, plan_blocks, record_positions
-from training.optim import build_optimizer
-from training.stability import largest_stable_lr
+from training.optim import (
+    GRADIENT_DESCENT,
+    bound_formula,
+    build_optimizer,
+    choose_auto,
+    default_epochs,
+    method_of,
+    momentum_of,
+    stable_bound,
+)
+from training.stability import hessian_spectrum, max_row_norm_sq, trainable_indices
 
 SPLITS = ("train", "val", "test")
 
@@ -129,9 +139,10 @@ class Session:
     tb: TensorBoardLog
     ckpt: Checkpoints
     preprocessing: dict
-    stable_lr: float
+    bound: Any  # Bound: the optimizer's stability bound (linear, full batch), or None
     ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
+    chosen: dict  # what optimizer.lr=auto (and momentum, epochs) chose: config key -> number
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
 
     @property
@@ -183,7 +194,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             platform=s.device.platform,
             device_count=jax.device_count(),
             process_count=jax.process_count(),
-            stable_lr_bound=s.stable_lr,
+            stable_lr_bound=s.bound.lr if s.bound else None,
+            chosen=s.chosen,
         )
         if s.writes:
             write_json(s.workdir / "metrics.json", metrics)
@@ -278,16 +290,19 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
             f"bad config value loader.batch_size={loader.batch_size}: it must be a "
             f"multiple of the {mesh.size} devices, which share every batch"
         )
+    o, linear = cfg.optimizer, is_linear(params, names)
+    frozen = list(o.freeze)
+    spectrum = functools.cache(
+        lambda: hessian_spectrum(X, w, n_train, trainable_indices(len(names), frozen))
+    )
+    chosen = resolve_auto(cfg, loader, linear, spectrum, X, mesh, say)
     tx, lr_at = build_optimizer(cfg.optimizer, params, cfg.trainer.epochs * loader.steps_per_epoch)
     opt_state = tx.init(params)
-    stable_lr = largest_stable_lr(X, w, n_train)
-    o = cfg.optimizer
-    linear = is_linear(params, names)
-    if linear and loader.full_batch and o.name == "sgd" and not o.momentum and o.lr > stable_lr:
+    bound = stability(cfg, linear, loader.full_batch, spectrum)
+    if bound and o.lr > bound.lr:
         say(
-            f"warning: optimizer.lr={o.lr} is above {stable_lr:.4g}, the largest stable "
-            "learning rate of full-batch gradient descent on this data (2 / the largest "
-            "eigenvalue of 2 X^T X / n); expect divergence"
+            f"warning: optimizer.lr={o.lr} is above {bound.lr:.4g}, {bound.what}; expect "
+            "divergence (optimizer.lr=auto takes a stable step from the data)"
         )
     ckpt = Checkpoints(workdir / "checkpoints", cfg.trainer.keep_checkpoints)
     session = Session(
@@ -308,11 +323,62 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         TensorBoardLog(workdir, False),
         ckpt,
         preprocessing,
-        stable_lr,
+        bound,
         ols,
         linear,
+        chosen,
     )
     return session, params, opt_state
+
+
+@dataclass
+class Bound:
+    """The largest stable constant step of the optimizer used, and how to say what it is."""
+
+    lr: float
+    what: str
+
+
+def stability(cfg: DictConfig, linear: bool, full_batch: bool, spectrum) -> Bound | None:
+    """The stability bound of the configured gradient-descent method over the trainable
+    parameters of a linear model trained full batch (``training/optim.py``); None otherwise."""
+    o = cfg.optimizer
+    method = method_of(o)
+    if not (linear and full_batch and method):
+        return None
+    spec, m = spectrum(), momentum_of(o)
+    frozen = f", {', '.join(o.freeze)} frozen" if o.freeze else ""
+    return Bound(
+        stable_bound(method, spec.L, m),
+        f"the largest stable full-batch learning rate of {method} on this data "
+        f"({bound_formula(method, m)}, lambda_max={spec.L:.4g} the largest eigenvalue of the "
+        f"loss's Hessian over the trainable parameters{frozen})",
+    )
+
+
+def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mesh, say) -> dict:
+    """Replace ``trainer.epochs=auto``, ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` in
+    ``cfg`` by the values chosen for these data (``training/optim.py``), print them once, and
+    return them as ``{config key: number}`` for ``metrics.json``."""
+    o = cfg.optimizer
+    frozen = list(o.freeze)
+    choice = choose_auto(
+        o,
+        linear,
+        loader.full_batch,
+        spectrum,
+        lambda: max_row_norm_sq(X, mesh, "W" not in frozen, "b" not in frozen),
+    )
+    chosen = dict(choice.chosen)
+    if o.momentum == "auto" and "optimizer.momentum" not in chosen:
+        o.momentum = None  # sgd's auto momentum where the Hessian does not choose one: none
+    if cfg.trainer.epochs == "auto":
+        chosen["trainer.epochs"] = default_epochs(loader.full_batch)
+    for key, value in chosen.items():
+        OmegaConf.update(cfg, key, value)
+    if choice.line:
+        say(choice.line)
+    return chosen
 
 
 def is_linear(params: dict, names: list[str]) -> bool:
@@ -424,7 +490,9 @@ def fit(s: Session, params, opt_state, at: Progressed):
                 at.epoch_loss_sum += float(losses.sum(dtype=np.float64))
                 if ends_epoch:  # stop when the epoch's mean loss changes by less than tol
                     mean = at.epoch_loss_sum / loader.steps_per_epoch
-                    if abs(at.last_epoch_loss - mean) <= tr.tol * abs(at.last_epoch_loss):
+                    # the first epoch has no previous loss to compare (inf - x <= tol * inf)
+                    change = abs(at.last_epoch_loss - mean)
+                    if math.isfinite(change) and change <= tr.tol * abs(at.last_epoch_loss):
                         at.stopped = "converged"
                         break
                     at.epoch_loss_sum, at.last_epoch_loss = 0.0, mean
@@ -473,15 +541,14 @@ def log_block(
 
 
 def divergence(s: Session, step: int, loss: float) -> DivergenceError:
-    bound = (
-        f"the largest stable full-batch learning rate of a linear model on this data is "
-        f"{s.stable_lr:.4g}; "
-        if s.linear
-        else ""
-    )
+    lr = s.cfg.optimizer.lr
+    if s.bound:
+        advice = f"{s.bound.what} is {s.bound.lr:.4g}; set optimizer.lr=auto or below that"
+    else:
+        advice = f"set optimizer.lr below {lr:.4g}"
     return DivergenceError(
         f"training diverged at step {step}: the loss became {fmt(loss)} with "
-        f"optimizer.lr={s.cfg.optimizer.lr}; {bound}lower optimizer.lr"
+        f"optimizer.lr={lr:.4g}; {advice}"
     )
 
 
@@ -593,6 +660,9 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         )
         if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
+        # the walkthrough's trace is its own report (and stays as the README prints it)
+        if s.writes and not (s.cfg.logger.print_trace and len(names) == 1):
+            say_convergence(s.cfg, metrics, at, s.chosen)
 
     if s.cfg.logger.plots and s.writes:
         draw_plots(s, final, at)
@@ -604,6 +674,56 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
             f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
         )
     return metrics
+
+
+R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares reached
+
+
+def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict) -> None:
+    """One line: whether the linear model reached least squares on the training rows (their
+    R^2 within ``R2_REACHED``); if not, a ``warning:`` with the gap and what to change."""
+    r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
+    if not (np.isfinite(r2) and np.isfinite(r2_ols)):
+        return
+    coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    gap = (
+        f"R^2 {r2:.6f} against least squares' {r2_ols:.6f}, largest relative coefficient "
+        f"difference {coef:.2e}"
+    )
+    if abs(r2 - r2_ols) <= R2_REACHED:
+        print(f"reached least squares: {gap}")
+        return
+    o, tr = cfg.optimizer, cfg.trainer
+    if o.freeze:  # least squares over every parameter is not this model's optimum
+        print(f"least squares over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
+        return
+    if at.stopped == "converged":
+        tol = (
+            "trainer.tol=0" if cfg.loader.name != "full_batch" else f"trainer.tol={tr.tol / 100:g}"
+        )
+        print(
+            f"warning: stopped by trainer.tol={tr.tol:g} before reaching least squares: {gap}; "
+            f"rerun with {tol}"
+        )
+        return
+    more = f"trainer.epochs={10 * tr.epochs}"
+    if cfg.loader.name != "full_batch":
+        advice = (
+            f"a constant step on {cfg.loader.name} batches ends in noise around it, of a size "
+            f"in proportion to the step: rerun with loader=full_batch, or with "
+            f"optimizer.lr={o.lr / 10:.3g} {more}"
+        )
+    elif method_of(o) == GRADIENT_DESCENT:
+        advice = (
+            f"rerun with {more}, or with optimizer=nesterov (optimizer.lr=auto and "
+            "optimizer.momentum=auto take both from the data)"
+        )
+    else:
+        auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
+        advice = f"rerun with {more}{auto}"
+    print(
+        f"warning: stopped after {at.epoch} epochs before reaching least squares: {gap}; {advice}"
+    )
 
 
 def draw_plots(s: Session, final: dict, at: Progressed) -> None:

@@ -1,18 +1,68 @@
-"""The largest stable learning rate of full-batch gradient descent on mean squared error."""
+"""The curvature of the mean squared error of ``x @ W + b``: what the step size is chosen from
+(``optimizer.lr=auto``) and what every stability warning and divergence error names."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from training.devices import replicated, to_host
 from training.evaluate import normal_equations
 
+# Float32 sums give the Gram matrix's eigenvalues to about 1e-7 of the largest one, so an
+# eigenvalue below this fraction of it is a direction the data does not determine (rank).
+ZERO_EIGENVALUE = 1e-6
 
-def largest_stable_lr(X: jax.Array, w: jax.Array | None = None, n: int | None = None) -> float:
-    """``2 / lambda_max(H)`` for the Hessian ``H = 2 [X 1]^T [X 1] / n`` of the mean squared
-    error of ``x @ W + b`` over the ``n`` real rows of ``X``: gradient descent with a constant
-    rate above it diverges. ``H`` is (features + 1)^2, formed in one pass and solved exactly."""
-    n = n or X.shape[0]
+
+@dataclass(frozen=True)
+class Spectrum:
+    """The extreme eigenvalues of the loss's Hessian over the trainable parameters.
+
+    ``L`` is the largest eigenvalue, ``mu`` the smallest one above ``ZERO_EIGENVALUE * L``,
+    ``rank`` how many are above it, ``size`` how many trainable parameters there are.
+    """
+
+    L: float
+    mu: float
+    rank: int
+    size: int
+
+
+def trainable_indices(n_features: int, frozen: Sequence[str]) -> list[int]:
+    """The rows of ``[X 1]^T [X 1]`` that belong to trainable parameters: ``0..d-1`` for ``W``,
+    ``d`` for ``b``; a frozen parameter's rows and columns drop out of the Hessian."""
+    keep = [] if "W" in frozen else list(range(n_features))
+    return keep if "b" in frozen else [*keep, n_features]
+
+
+def hessian_spectrum(
+    X: jax.Array, w: jax.Array | None, n: int, trainable: Sequence[int]
+) -> Spectrum:
+    """Eigenvalues of ``H = 2 [X 1]^T diag(w) [X 1] / n`` restricted to ``trainable``, the exact
+    Hessian of ``mean((X W + b - y)^2)`` over the ``n`` real rows (``w`` is 0 for padding rows).
+
+    The Gram matrix is summed on the device(s) in one pass (sharded rows are summed by XLA) and
+    its (features + 1)^2 eigenvalues are found in float64 by ``numpy.linalg.eigvalsh``.
+    """
+    if not trainable:
+        return Spectrum(0.0, 0.0, 0, 0)
     G, _ = normal_equations(X, None, w)
-    lam = float(np.linalg.eigvalsh(2.0 * G / n)[-1])
-    return 2.0 / lam if lam > 0 else float("inf")
+    idx = np.asarray(trainable)
+    eig = np.linalg.eigvalsh(2.0 * G[np.ix_(idx, idx)] / n)
+    L = float(eig[-1])
+    nonzero = eig[eig > ZERO_EIGENVALUE * L] if L > 0 else eig[:0]
+    mu = float(nonzero[0]) if nonzero.size else 0.0
+    return Spectrum(max(L, 0.0), mu, int(nonzero.size), len(idx))
+
+
+def max_row_norm_sq(X: jax.Array, mesh, with_W: bool = True, with_b: bool = True) -> float:
+    """``max_i ||a_i||^2`` over the rows ``a_i`` of ``[X 1]`` (the columns of trainable
+    parameters only). A padding row of zeros never exceeds a real row."""
+    if not with_W:
+        return 1.0 if with_b else 0.0
+    norms = jax.jit(lambda A: jnp.max(jnp.sum(A * A, axis=1)), out_shardings=replicated(mesh))
+    return float(to_host(norms(X))) + (1.0 if with_b else 0.0)
