@@ -56,8 +56,8 @@ def test_overrides_change_the_run(tmp_path):
 WRONG_TYPES = {
     "data": ("DataConfig", "data.n_samples=many"),
     "loader": ("LoaderConfig", "loader.batch_size=many"),
-    "optimizer": ("OptimizerConfig", "optimizer.momentum=much"),
-    "trainer": ("TrainerConfig", "trainer.epochs=many"),
+    "optimizer": ("OptimizerConfig", "optimizer.b1=much"),
+    "trainer": ("TrainerConfig", "trainer.tol=much"),
     "trainer.distributed": ("DistributedConfig", "trainer.distributed.num_processes=many"),
     "logger": ("LoggerConfig", "logger.every_n_steps=many"),
 }
