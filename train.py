@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from training.cli import check_overrides, report_user_errors
+from training.cli import check_overrides, end_sweep, report_user_errors
 from training.config import register_schema
 
 register_schema()
@@ -24,10 +24,12 @@ def main(cfg: DictConfig) -> None:
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
     if multirun and cfg.logger.progress == "auto":  # a sweep's runs share one terminal
         cfg.logger.progress = "lines"
-    with report_user_errors(multirun=multirun):
-        train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    out = HydraConfig.get().runtime.output_dir
+    with report_user_errors(multirun, out):
+        train_and_evaluate(cfg, out)
 
 
 if __name__ == "__main__":
     check_overrides(sys.argv[1:])
     main()
+    end_sweep()
