@@ -67,7 +67,7 @@ def project_epoch(
     opt_state = tx.init(params)
 
     def train(first_epoch: int, count: int):
-        blocks = plan_blocks(loader, first_epoch, first_epoch + count, 1 << 20, 0)
+        blocks = plan_blocks(loader, first_epoch, first_epoch + count, 1 << 20, 0, n_features=d)
         for _, _, out in pipelined(runner, blocks, params, opt_state):
             losses = np.asarray(out.losses)
             jax.device_get(out.recorded)

@@ -57,7 +57,7 @@ from training.logs import (
     print_trace,
     write_json,
 )
-from training.loop import Runner, mse, pipelined, plan_blocks, record_positions
+from training.loop import Runner, log_period, mse, pipelined, plan_blocks, record_positions
 from training.optim import build_optimizer
 from training.stability import largest_stable_lr
 
@@ -138,12 +138,19 @@ class Session:
 
 
 @contextlib.contextmanager
-def stop_on_signals():
+def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
     """SIGTERM and SIGINT set a flag that the loop reads after each call, so the call in flight
-    finishes and a checkpoint is written before the run exits."""
+    (about a second at most, ``training/loop.py`` ``call_cap``) finishes and a checkpoint is
+    written before the run exits. A second SIGINT (Ctrl-C again) raises :class:`Interrupted`
+    with the message ``at_once`` and exit status 130 where the run is, without a checkpoint;
+    the callers' ``finally`` still flushes TensorBoard."""
     asked: list[int] = []
 
     def handler(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in asked:
+            now = Interrupted(at_once)
+            now.exit_code = 128 + signal.SIGINT
+            raise now
         asked.append(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -344,10 +351,14 @@ def fit(s: Session, params, opt_state, at: Progressed):
     cfg, loader = s.cfg, s.loader
     tr, every = cfg.trainer, cfg.logger.every_n_steps
     trace = cfg.logger.print_trace and len(s.names) == 1 and s.writes
-    if trace and every != 1:
+    if trace and every not in (1, "auto"):
         raise UserError(
             "bad config value logger.print_trace=true: the trace needs logger.every_n_steps=1"
         )
+    # the trace needs every step; `auto` thins only runs of more than LOG_POINTS steps
+    every, dense_epochs = log_period(
+        1 if trace else every, tr.epochs * loader.steps_per_epoch, loader.steps_per_epoch
+    )
     runner = Runner(
         s.apply_fn, s.tx, loader, s.X, s.y, every, tr.tol, tr.divergence_factor, s.w, s.mesh
     )
@@ -362,11 +373,17 @@ def fit(s: Session, params, opt_state, at: Progressed):
         tr.checkpoint_every,
         align=every,
         first_step=at.epoch_step,
+        n_features=int(np.prod(s.X.shape[1:])),
+        dense_epochs=dense_epochs,
     )
     val = ValLog(s)
     mode = "off" if trace or not s.writes else cfg.logger.progress
     progress = Progress(mode, tr.epochs, loader.batch_size)
-    with stop_on_signals() as asked:
+    with stop_on_signals(
+        "stopped at once by a second SIGINT, without a checkpoint; to continue from the newest "
+        f"checkpoint in {s.ckpt.directory} (if there is none, from the start), run the same "
+        f"command with trainer.resume=true hydra.run.dir={s.workdir}"
+    ) as asked:
         for block, t0, out in pipelined(
             runner, blocks, params, opt_state, at.step, np.float32(at.ref_loss)
         ):
