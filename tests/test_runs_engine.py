@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, read_scalars, run_train
+from conftest import CONF, ROOT, read_scalars, run_train
+from test_devices import devices, free_port
 
 from training.errors import Interrupted
 from training.loop import LOG_POINTS
@@ -85,14 +87,14 @@ def test_an_explicit_period_wins_and_a_run_that_stops_early_logs_every_step(tmp_
     assert [s for s, _ in read_scalars(tmp_path / "e")["train/loss"]] == list(range(steps + 1))
 
 
-def start_train(*args: str) -> subprocess.Popen:
+def start_train(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
 
@@ -160,3 +162,59 @@ def test_ctrl_c_twice_ends_a_run_within_seconds_with_readable_events(tmp_path):
     assert proc.returncode == 130 and err.count("\n") == 1, err[-2000:]
     assert "trainer.resume=true" in err
     assert len(read_scalars(tmp_path)["train/loss"]) >= 5000  # flushed: the first call's steps
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def two_processes(run_dir: Path, *args: str, timeout: float = 240) -> list[tuple[str, str]]:
+    """``train.py ARGS`` as two processes of two CPU devices each on 127.0.0.1; both must end
+    (a hang is killed and fails the test)."""
+    port = free_port()
+    procs = [
+        start_train(
+            *args,
+            f"trainer.distributed.coordinator=127.0.0.1:{port}",
+            "trainer.distributed.num_processes=2",
+            f"trainer.distributed.process_id={i}",
+            f"hydra.run.dir={run_dir}",
+            env=devices(2),
+        )
+        for i in (0, 1)
+    ]
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    codes = [p.returncode for p in procs]
+    assert codes == [0, 0], (codes, outs[0][1][-2000:], outs[1][1][-2000:])
+    return outs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_with_its_plots_runs_on_two_processes_like_one(tmp_path, name):
+    args = (f"experiment={name}", "trainer.epochs=3")
+    outs = two_processes(tmp_path / "two", *args)
+    assert "2 process(es)" in outs[0][0]
+    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two, single = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("two", "one"))
+    assert two["process_count"] == 2 and two["steps"] == single["steps"]
+    keys = sorted(single["params"])
+    np.testing.assert_allclose(
+        [two["params"][k] for k in keys], [single["params"][k] for k in keys], rtol=1e-5, atol=1e-7
+    )
+    drawn = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.png")) == drawn
+
+
+@pytest.mark.slow
+def test_the_issues_synthetic_mini_batch_run_with_plots_ends_on_two_processes(tmp_path):
+    args = ("data=synthetic", "data.n_samples=4096", "data.n_features=8", "loader=mini_batch")
+    outs = two_processes(tmp_path, *args, "loader.batch_size=64", "trainer.epochs=3")
+    assert "done: " in outs[0][0]
+    assert (tmp_path / "loss_surface.png").exists()

@@ -347,7 +347,9 @@ class Runner:
     ``runner(block, params, opt_state, ref_loss)`` builds the block's batch indices on the host
     (the shuffle) and dispatches its compiled call without waiting for it. One function is
     compiled per distinct block shape. With a ``mesh``, ``X``/``y``/``w`` are sharded by rows
-    and the indices are replicated to every device.
+    and the indices are replicated to every device; with ``shard_batches=False`` the rows are
+    replicated too and every device runs the same steps on its own copy (per-sample SGD on
+    several processes, which must all take part in every call).
     """
 
     def __init__(
@@ -362,10 +364,14 @@ class Runner:
         divergence_factor: float = 1e6,
         w: jax.Array | None = None,
         mesh=None,
+        shard_batches: bool = True,
     ) -> None:
         self.loader, self.X, self.y, self.w, self.mesh = loader, X, y, w, mesh
         self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
-        self.compiled = functools.cache(lambda spec: make_train_call(apply_fn, tx, spec, mesh))
+        batch_mesh = mesh if shard_batches else None  # False: every device trains on a copy
+        self.compiled = functools.cache(
+            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh)
+        )
         self.apply_fn, self.rows = apply_fn, None
 
     def _takes_rows(self, params) -> bool:
