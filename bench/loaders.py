@@ -166,7 +166,7 @@ def main() -> None:
         "--full-batch-epochs",
         type=int,
         default=100,
-        help="timed full-batch epochs (steps): train.py runs them in one call",
+        help="timed full-batch epochs (steps), in calls of training.loop.call_cap steps",
     )
     p.add_argument("--naive-steps", type=int, default=20_000)
     p.add_argument("--scaling", action="store_true", help="epoch time at 10^5, 10^6, 10^7 rows")

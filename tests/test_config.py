@@ -55,6 +55,7 @@ def test_validate_names_the_key(override, key):
         validate(make_config(override))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, run_train
 
+pytestmark = pytest.mark.slow  # every test here starts train.py processes
+
 DATA = ("experiment=synthetic", "data.n_samples=1001", "data.n_features=4")
 
 

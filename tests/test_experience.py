@@ -40,6 +40,7 @@ def test_every_experiment_runs_with_a_tiny_budget(tmp_path, name):
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_train(
@@ -129,12 +130,14 @@ def test_freezing_holds_a_parameter(tmp_path):
     assert metrics["params"]["b"] == 0.0 and metrics["params"]["W/lotsize"] != 0.0
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
     proc = run_train("experiment=synthetic", "trainer.epochs=3", f"hydra.run.dir={tmp_path}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
     assert lines and lines[-1].startswith("epoch 3/3") and "samples/s" in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_progress_bar_on_a_terminal(tmp_path):
     master, slave = pty.openpty()  # train.py's output goes to a pseudo-terminal
     proc = subprocess.Popen(
@@ -173,6 +176,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_real_tensorboard_server_serves_the_run(tmp_path):
     train_and_evaluate(make_config(), tmp_path)  # the walkthrough
     port = free_port()

@@ -21,6 +21,8 @@ from training.checkpoint import Checkpoints
 from training.errors import UserError
 from training.run import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # every test here starts train.py processes
+
 RUN = (
     "experiment=synthetic",
     "data.n_samples=40000",
