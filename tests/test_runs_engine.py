@@ -14,10 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CONF, ROOT, read_scalars, run_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_devices import devices, free_port
 
+from data.loaders import make_loader
 from training.errors import Interrupted
-from training.loop import LOG_POINTS
+from training.loop import (
+    FULL_BATCH_STEP_COST,
+    LOG_POINTS,
+    WORK_PER_CALL,
+    call_cap,
+    log_period,
+    plan_blocks,
+)
 from training.run import stop_on_signals
 
 
@@ -218,3 +228,56 @@ def test_the_issues_synthetic_mini_batch_run_with_plots_ends_on_two_processes(tm
     outs = two_processes(tmp_path, *args, "loader.batch_size=64", "trainer.epochs=3")
     assert "done: " in outs[0][0]
     assert (tmp_path / "loss_surface.png").exists()
+
+
+@pytest.mark.parametrize(("n", "features"), [(6, 1), (437, 11), (10**6, 16), (10**7, 32)])
+def test_a_full_batch_call_is_within_the_work_budget_whatever_the_rows(n, features):
+    loader = make_loader("full_batch", None, False, False, n, 0)
+    cap = call_cap(loader, features, 1 << 20)
+    per_step = n * features + FULL_BATCH_STEP_COST
+    assert cap * per_step <= WORK_PER_CALL or cap == 1
+    assert (cap + 1) * per_step > WORK_PER_CALL or cap == 1 << 20
+    if n == 437:  # the housing data: the old 2^27 rows a call were 307,143 steps
+        assert cap == WORK_PER_CALL // (437 * 11 + FULL_BATCH_STEP_COST) == 82_601
+
+
+def test_log_period_auto_keeps_short_runs_whole_and_long_ones_near_ten_thousand_points():
+    assert log_period("auto", 50, 1) == (1, 0)  # the walkthrough
+    assert log_period("auto", LOG_POINTS, 1) == (1, 0)
+    assert log_period("auto", 3_000_000, 1) == (600, 5000)
+    assert log_period("auto", 200 * 14, 14) == (1, 0)  # housing_minibatch: 14 steps an epoch
+    assert log_period("auto", 10**6, 39063) == (200, 0)  # epochs larger than the dense start
+    assert log_period(7, 3_000_000, 1) == (7, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 120),
+    bs=st.integers(1, 40),
+    epochs=st.integers(1, 40),
+    max_steps=st.integers(1, 300),
+    every=st.integers(0, 7),
+    period=st.integers(1, 9),
+    dense=st.integers(0, 45),
+    stop=st.integers(0, 40),
+)
+def test_blocks_with_a_dense_start_cover_every_step_once_and_resume_where_they_were_cut(
+    n, bs, epochs, max_steps, every, period, dense, stop
+):
+    loader = make_loader("mini_batch", bs, True, False, n, 0)
+    blocks = list(plan_blocks(loader, 0, epochs, max_steps, every, period, dense_epochs=dense))
+    seen = []
+    for b in blocks:
+        assert b.every == (1 if b.epoch < dense else period)
+        assert b.epoch >= dense or b.epoch + b.epochs <= dense  # the dense start ends a call
+        assert b.start % b.every == 0
+        seen.extend(
+            (e, s) for e in range(b.epoch, b.epoch + b.epochs) for s in range(b.start, b.stop)
+        )
+    assert seen == [(e, s) for e in range(epochs) for s in range(loader.steps_per_epoch)]
+    # a run stopped after any call plans the rest exactly as the uninterrupted run did
+    b = blocks[min(stop, len(blocks) - 1)]
+    ends = b.stop == loader.steps_per_epoch
+    first, step = (b.epoch + b.epochs, 0) if ends else (b.epoch, b.stop)
+    rest = list(plan_blocks(loader, first, epochs, max_steps, every, period, step, 1, dense))
+    assert rest == blocks[blocks.index(b) + 1 :]

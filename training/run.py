@@ -356,14 +356,16 @@ def fit(s: Session, params, opt_state, at: Progressed):
     """The training loop: one compiled call per block, logged and checkpointed after it."""
     cfg, loader = s.cfg, s.loader
     tr, every = cfg.trainer, cfg.logger.every_n_steps
-    trace = cfg.logger.print_trace and len(s.names) == 1 and s.writes
-    if trace and every not in (1, "auto"):
+    # decided from the config alone: every process must plan the same calls
+    traced = cfg.logger.print_trace and len(s.names) == 1
+    if traced and every not in (1, "auto"):
         raise UserError(
             "bad config value logger.print_trace=true: the trace needs logger.every_n_steps=1"
         )
+    trace = traced and s.writes
     # the trace needs every step; `auto` thins only runs of more than LOG_POINTS steps
     every, dense_epochs = log_period(
-        1 if trace else every, tr.epochs * loader.steps_per_epoch, loader.steps_per_epoch
+        1 if traced else every, tr.epochs * loader.steps_per_epoch, loader.steps_per_epoch
     )
     runner = Runner(
         s.apply_fn,
