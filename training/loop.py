@@ -260,9 +260,10 @@ ROWS_PER_CALL = 1 << 16  # shuffled loaders: about this many rows per call. Smal
 # its time faulting in fresh pages for its gathered rows and per-step records.
 ROWS_IN_FLIGHT = 1 << 20  # rows of calls queued ahead of the one being read back, so the
 # host's shuffle of the next epoch overlaps the device's work instead of stalling it
-WORK_PER_CALL = 1 << 30  # the most work in one call, in row-features (one multiply-add of a
-# feature of a row): 0.2 s at the 6e9 a second a full-batch step reaches on this 2-core CPU
-# (bench/loaders.py), 0.7 s while the machine is shared, so a stop is acted on within a second
+WORK_PER_CALL = 1 << 31  # the most work in one call, in row-features (one multiply-add of a
+# feature of a row): 0.36 s at the 6e9 a second a full-batch step reaches on this 2-core CPU
+# (bench/loaders.py), about a second while the machine is shared, so a stop is acted on within
+# seconds; 10^6 x 16 rows still run 134 steps a call, as with the 2^27 rows a call before
 FULL_BATCH_STEP_COST = 8192  # a full-batch step's fixed cost in row-features: on 437 rows x 11
 # features a step takes 6-7 us, of which 4807 row-features explain about 3 (measured)
 STEP_COST = 64  # a shuffled step's fixed cost: a per-sample step on 16 features takes 40 ns
