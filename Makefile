@@ -6,7 +6,7 @@ RUN    := $(BIN)/.installed
 DEV    := $(BIN)/.installed-dev
 ARGS   ?=
 
-.PHONY: train test lint format bench tensorboard clean
+.PHONY: train test test-fast lint format bench tensorboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ format: $(DEV)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: lint  # without the end-to-end tests that start train.py/predict.py processes
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(DEV)
 	$(BIN)/python bench/loaders.py $(ARGS)

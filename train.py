@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from training.cli import check_overrides, report_user_errors
+from training.cli import check_overrides, end_sweep, report_user_errors
 from training.config import register_schema
 
 register_schema()
@@ -35,10 +35,12 @@ def main(cfg: DictConfig) -> None:
         # hydra.job.chdir=true moved the run into its directory: a relative data.path still
         # means the directory the command was run from
         cfg.data.path = str(Path(get_original_cwd()) / path)
-    with report_user_errors(multirun=multirun):
-        train_and_evaluate(cfg, HydraConfig.get().runtime.output_dir)
+    out = HydraConfig.get().runtime.output_dir
+    with report_user_errors(multirun, out):
+        train_and_evaluate(cfg, out)
 
 
 if __name__ == "__main__":
     sys.argv[1:] = check_overrides(sys.argv[1:])
     main()
+    end_sweep()

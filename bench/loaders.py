@@ -67,7 +67,7 @@ def project_epoch(
     opt_state = tx.init(params)
 
     def train(first_epoch: int, count: int):
-        blocks = plan_blocks(loader, first_epoch, first_epoch + count, 1 << 20, 0)
+        blocks = plan_blocks(loader, first_epoch, first_epoch + count, 1 << 20, 0, n_features=d)
         for _, _, out in pipelined(runner, blocks, params, opt_state):
             losses = np.asarray(out.losses)
             jax.device_get(out.recorded)
@@ -166,7 +166,7 @@ def main() -> None:
         "--full-batch-epochs",
         type=int,
         default=100,
-        help="timed full-batch epochs (steps): train.py runs them in one call",
+        help="timed full-batch epochs (steps), in calls of training.loop.call_cap steps",
     )
     p.add_argument("--naive-steps", type=int, default=20_000)
     p.add_argument("--scaling", action="store_true", help="epoch time at 10^5, 10^6, 10^7 rows")

@@ -59,7 +59,7 @@ WRONG_TYPES = {
     "optimizer": ("OptimizerConfig", "optimizer.b1=much"),
     "trainer": ("TrainerConfig", "trainer.tol=much"),
     "trainer.distributed": ("DistributedConfig", "trainer.distributed.num_processes=many"),
-    "logger": ("LoggerConfig", "logger.every_n_steps=many"),
+    "logger": ("LoggerConfig", "logger.plots=maybe"),
 }
 
 
@@ -106,6 +106,7 @@ def test_validate_names_the_key(override, key):
         validate(make_config(override))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

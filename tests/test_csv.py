@@ -223,6 +223,7 @@ BAD_FILES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_file_is_one_line_naming_the_problem(tmp_path, case):
     content, needle = BAD_FILES[case]

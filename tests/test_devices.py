@@ -22,6 +22,8 @@ from conftest import (
     spawn,
 )
 
+pytestmark = pytest.mark.slow  # every test here starts train.py processes
+
 DATA = ("experiment=synthetic", "data.n_samples=1001", "data.n_features=4")
 
 

@@ -41,6 +41,7 @@ def test_every_experiment_runs_with_a_tiny_budget(tmp_path, name):
     assert (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_train(
@@ -52,7 +53,7 @@ def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(
         "loader=full_batch,mini_batch",
         f"hydra.sweep.dir={sweep}",
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # a run failed: see test_runs_engine.py
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(runs) == 6  # each run's directory is named by its overrides
     assert sum("loader=mini_batch,optimizer.lr=0.1," in r for r in runs) == 1
@@ -193,12 +194,14 @@ def test_freezing_holds_a_parameter_that_adamw_would_decay(tmp_path):
     assert metrics["params"]["b"] == 3.0 and abs(metrics["params"]["W"] - 8.0) > 1
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
     proc = run_train("experiment=synthetic", "trainer.epochs=3", f"hydra.run.dir={tmp_path}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch ")]
     assert lines and lines[-1].startswith("epoch 3/3") and "samples/s" in lines[-1]
 
 
+@pytest.mark.slow
 def test_a_progress_bar_on_a_terminal(tmp_path):
     master, slave = pty.openpty()  # train.py's output goes to a pseudo-terminal
     proc = subprocess.Popen(
@@ -241,6 +244,7 @@ def test_a_progress_bar_on_a_terminal(tmp_path):
     assert "epoch 3/3" in text and "━" in text and "samples/s" in text
 
 
+@pytest.mark.slow
 def test_a_real_tensorboard_server_serves_the_run(tmp_path):
     train_and_evaluate(make_config(), tmp_path)  # the walkthrough
     # --port 0: the server binds a port the system chooses, then says which; no port can be

@@ -95,6 +95,7 @@ def test_split_is_reproducible_and_follows_the_seed():
     np.testing.assert_array_equal(everything, np.arange(546))
 
 
+@pytest.mark.slow
 def test_prediction_round_trips_through_the_saved_run(housing_all_rows, tmp_path):
     workdir, metrics = housing_all_rows
     new = pd.read_csv(HOUSING).drop(columns="price").head(20)
@@ -111,6 +112,7 @@ def test_prediction_round_trips_through_the_saved_run(housing_all_rows, tmp_path
     np.testing.assert_allclose(out["predicted_price"], pred, rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
@@ -134,6 +136,7 @@ def run_predict(*args):
     return run_script("predict.py", *args, timeout=120)
 
 
+@pytest.mark.slow
 def test_train_py_housing_end_to_end(tmp_path):
     proc = run_train(
         "experiment=housing",

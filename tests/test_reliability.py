@@ -28,6 +28,8 @@ from training.checkpoint import Checkpoints
 from training.errors import UserError
 from training.run import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # every test here starts train.py processes
+
 EPOCHS = 12
 RUN = (
     "experiment=synthetic",

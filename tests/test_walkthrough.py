@@ -71,6 +71,7 @@ def test_loss_curve_matches_the_loss_at_W(walkthrough):
     np.testing.assert_allclose(curve, [186.0, 0.0, 100 * 31 / 6])
 
 
+@pytest.mark.slow
 def test_train_py_prints_the_trace(tmp_path):
     proc = run_train(f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -200,15 +200,22 @@ def preflight_data(cfg) -> None:
         prepare_table(load_table(cfg.data), cfg.data, cfg.seed)
 
 
+SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory
+SWEEP_FAILED: list[str] = []  # those that ended with a UserError
+
+
 @contextlib.contextmanager
-def report_user_errors(multirun: bool = False):
+def report_user_errors(multirun: bool = False, run_name: str = ""):
     """A :class:`UserError` ends the run with its one line and exit status; in a sweep the
-    failed run is reported and the sweep goes on."""
+    failed run is reported, recorded in ``SWEEP_FAILED`` and the sweep goes on."""
+    if multirun:
+        SWEEP_RUNS.append(run_name)
     try:
         yield
     except (UserError, Interrupted) as exc:
         if multirun and not isinstance(exc, Interrupted):
             print(f"error: this run failed: {exc}", file=sys.stderr, flush=True)
+            SWEEP_FAILED.append(run_name)
             return
         fail(str(exc), exc.exit_code)
     except OSError as exc:  # the disk, not our code: a full or read-only output directory
@@ -217,4 +224,15 @@ def report_user_errors(multirun: bool = False):
         fail(
             f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}; free some "
             "space or choose another hydra.run.dir (earlier checkpoints are left as they were)"
+        )
+
+
+def end_sweep() -> None:
+    """After a sweep: if any run failed, one line listing them and exit status 1, so that a
+    script or CI can tell a sweep with a failed run from one that finished."""
+    if SWEEP_FAILED:
+        fail(
+            f"{len(SWEEP_FAILED)} of {len(SWEEP_RUNS)} runs failed: {', '.join(SWEEP_FAILED)} "
+            "(each run's own error is above)",
+            code=1,
         )

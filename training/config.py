@@ -115,7 +115,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True
-    every_n_steps: int = 1
+    every_n_steps: Any = "auto"  # an integer >= 1, or auto (see training/loop.py log_period)
     print_trace: bool = False
     plots: bool = True
     plot_weights: list[str] = field(default_factory=list)  # two features; []: the largest two
@@ -276,4 +276,10 @@ def validate(cfg: DictConfig) -> None:
     _check(
         tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
     )
-    _check(lg.every_n_steps >= 1, "logger.every_n_steps", lg.every_n_steps, "an integer >= 1")
+    every = lg.every_n_steps
+    _check(
+        every == "auto" or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
+        "logger.every_n_steps",
+        every,
+        "auto or an integer >= 1",
+    )

@@ -60,7 +60,7 @@ from training.logs import (
     print_trace,
     write_json,
 )
-from training.loop import Runner, mse, pipelined, plan_blocks, record_positions
+from training.loop import Runner, log_period, mse, pipelined, plan_blocks, record_positions
 from training.optim import (
     GRADIENT_DESCENT,
     bound_formula,
@@ -144,6 +144,7 @@ class Session:
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
     chosen: dict  # what optimizer.lr=auto (and momentum, epochs) chose: config key -> number
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
+    copies: bool = False  # per-sample on several processes: every device holds all the rows
 
     @property
     def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
@@ -151,12 +152,19 @@ class Session:
 
 
 @contextlib.contextmanager
-def stop_on_signals():
+def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
     """SIGTERM and SIGINT set a flag that the loop reads after each call, so the call in flight
-    finishes and a checkpoint is written before the run exits."""
+    (about a second at most, ``training/loop.py`` ``call_cap``) finishes and a checkpoint is
+    written before the run exits. A second SIGINT (Ctrl-C again) raises :class:`Interrupted`
+    with the message ``at_once`` and exit status 130 where the run is, without a checkpoint;
+    the callers' ``finally`` still flushes TensorBoard."""
     asked: list[int] = []
 
     def handler(signum, frame):
+        if signum == signal.SIGINT and signal.SIGINT in asked:
+            now = Interrupted(at_once)
+            now.exit_code = 128 + signal.SIGINT
+            raise now
         asked.append(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -215,18 +223,18 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
     per_sample = cfg.loader.name == "per_sample"
-    mesh = make_mesh(device.platform, sharded=not per_sample)
+    # several processes must all take part in every compiled call: each device runs the
+    # sequential per-sample SGD on its own copy of the rows (one process: on one device)
+    copies = per_sample and jax.process_count() > 1
+    mesh = make_mesh(device.platform, sharded=not per_sample or copies)
     say = print if jax.process_index() == 0 else (lambda *a, **k: None)
     say(
         f"platform {device.platform}, {jax.device_count()} device(s), "
         f"{jax.process_count()} process(es)"
     )
-    if per_sample and len(jax.devices(device.platform)) > 1:
-        if jax.process_count() > 1:
-            raise UserError(
-                "loader=per_sample is sequential and runs on one device: run it in "
-                "one process (drop trainer.distributed)"
-            )
+    if copies:
+        say("per-sample SGD is sequential: every device runs it on a copy of the rows")
+    elif per_sample and len(jax.devices(device.platform)) > 1:
         say("per-sample SGD is sequential: it runs on one device")
 
     # data: split, scaled on the training rows, the training rows moved to the device(s)
@@ -240,6 +248,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         and not d.standardize
         and d.val_fraction == 0
         and d.test_fraction == 0
+        and not copies
     ):
         mine = local_rows(mesh, d.n_samples)
         print(
@@ -257,7 +266,10 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     n_train = d.n_samples if mine else len(data.rows["train"])
-    X, y, w = place_rows(mesh, device, X_train, y_train, n_train if mine else None)
+    if copies:
+        (X, y), w = replicate(mesh, device, (X_train, y_train)), None
+    else:
+        X, y, w = place_rows(mesh, device, X_train, y_train, n_train if mine else None)
     if mine:  # least squares and the training metrics need every process's rows
         ols = least_squares_on_device(X, y, w)
         data.y_raw["train"] = to_host(jax.jit(lambda a: a, out_shardings=replicated(mesh))(y))
@@ -285,7 +297,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
 
     lc = cfg.loader
     loader = make_loader(lc.name, lc.batch_size, lc.shuffle, lc.drop_last, n_train, cfg.seed)
-    if mesh is not None and not loader.full_batch and loader.batch_size % mesh.size:
+    if mesh is not None and not copies and not loader.full_batch and loader.batch_size % mesh.size:
         raise UserError(
             f"bad config value loader.batch_size={loader.batch_size}: it must be a "
             f"multiple of the {mesh.size} devices, which share every batch"
@@ -327,6 +339,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         ols,
         linear,
         chosen,
+        copies=copies,
     )
     return session, params, opt_state
 
@@ -432,13 +445,29 @@ def fit(s: Session, params, opt_state, at: Progressed):
     """The training loop: one compiled call per block, logged and checkpointed after it."""
     cfg, loader = s.cfg, s.loader
     tr, every = cfg.trainer, cfg.logger.every_n_steps
-    trace = cfg.logger.print_trace and len(s.names) == 1 and s.writes
-    if trace and every != 1:
+    # decided from the config alone: every process must plan the same calls
+    traced = cfg.logger.print_trace and len(s.names) == 1
+    if traced and every not in (1, "auto"):
         raise UserError(
             "bad config value logger.print_trace=true: the trace needs logger.every_n_steps=1"
         )
+    trace = traced and s.writes
+    # the trace needs every step; `auto` thins only runs of more than LOG_POINTS steps
+    every, dense_epochs = log_period(
+        1 if traced else every, tr.epochs * loader.steps_per_epoch, loader.steps_per_epoch
+    )
     runner = Runner(
-        s.apply_fn, s.tx, loader, s.X, s.y, every, tr.tol, tr.divergence_factor, s.w, s.mesh
+        s.apply_fn,
+        s.tx,
+        loader,
+        s.X,
+        s.y,
+        every,
+        tr.tol,
+        tr.divergence_factor,
+        s.w,
+        s.mesh,
+        shard_batches=not s.copies,
     )
     max_steps = tr.max_steps_per_call
     if tr.tol > 0 and not loader.full_batch:  # the epoch-level tol test needs epoch-end calls
@@ -451,11 +480,17 @@ def fit(s: Session, params, opt_state, at: Progressed):
         tr.checkpoint_every,
         align=every,
         first_step=at.epoch_step,
+        n_features=int(np.prod(s.X.shape[1:])),
+        dense_epochs=dense_epochs,
     )
     val = ValLog(s)
     mode = "off" if trace or not s.writes else cfg.logger.progress
     progress = Progress(mode, tr.epochs, loader.batch_size)
-    with stop_on_signals() as asked:
+    with stop_on_signals(
+        "stopped at once by a second SIGINT, without a checkpoint; to continue from the newest "
+        f"checkpoint in {s.ckpt.directory} (if there is none, from the start), run the same "
+        f"command with trainer.resume=true hydra.run.dir={s.workdir}"
+    ) as asked:
         for block, t0, out in pipelined(
             runner, blocks, params, opt_state, at.step, np.float32(at.ref_loss)
         ):
@@ -664,8 +699,12 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         if s.writes and not (s.cfg.logger.print_trace and len(names) == 1):
             say_convergence(s.cfg, metrics, at, s.chosen)
 
-    if s.cfg.logger.plots and s.writes:
-        draw_plots(s, final, at)
+    if s.cfg.logger.plots:
+        # what the plots need from the sharded rows is a collective: every process computes
+        # it, process 0 draws (a call only process 0 makes waits for the others for ever)
+        needs = plot_inputs(s, final)
+        if s.writes:
+            draw_plots(s, final, at, needs)
 
     if s.writes:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
@@ -726,14 +765,38 @@ def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict
     )
 
 
-def draw_plots(s: Session, final: dict, at: Progressed) -> None:
-    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``)."""
+def plot_inputs(s: Session, final: dict) -> dict:
+    """The device values the plots read, computed on every process: the walkthrough's rows
+    (gathered whole) and the loss surface's two weights and moments."""
+    needs: dict = {}
+    if len(s.names) == 1 and s.cfg.logger.print_trace:  # the walkthrough's plots
+        whole = jax.jit(lambda a: a, out_shardings=replicated(s.mesh))
+        needs["X"], needs["y"] = (to_host(whole(a))[: s.n_train] for a in (s.X, s.y))
+    W = final.get("W")
+    if s.linear and len(W) >= 2:
+        chosen = list(s.cfg.logger.plot_weights)
+        unknown = [c for c in chosen if c not in s.names]
+        if len(chosen) != 2 or unknown:
+            if chosen and s.writes:
+                print(
+                    f"warning: logger.plot_weights={chosen} needs two of {s.names}; "
+                    "plotting the two largest weights"
+                )
+            chosen = [s.names[k] for k in np.argsort(-np.abs(W))[:2]]
+        i, j = (s.names.index(c) for c in chosen)
+        needs["surface"] = (chosen, i, j, surface_moments(s, final, i, j))
+    return needs
+
+
+def draw_plots(s: Session, final: dict, at: Progressed, needs: dict) -> None:
+    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``), from
+    host values only (``needs``: :func:`plot_inputs`), so that process 0 alone can draw."""
     figs = {}
-    if len(s.names) == 1 and at.trace_W:  # the walkthrough's two plots
+    if "X" in needs and at.trace_W:  # the walkthrough's two plots
         figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
             s.workdir,
-            to_host(s.X)[: s.n_train],
-            to_host(s.y)[: s.n_train],
+            needs["X"],
+            needs["y"],
             float(np.ravel(final["b"])[0]),
             np.concatenate(at.trace_W),
             np.concatenate(at.trace_loss),
@@ -741,18 +804,8 @@ def draw_plots(s: Session, final: dict, at: Progressed) -> None:
     if s.curves["loss"].steps:
         figs["loss_curves"] = plots.loss_curves(s.workdir, s.curves["loss"], s.curves["val"])
     W = final.get("W")
-    if s.linear and len(W) >= 2:
-        chosen = list(s.cfg.logger.plot_weights)
-        unknown = [c for c in chosen if c not in s.names]
-        if len(chosen) != 2 or unknown:
-            if chosen:
-                print(
-                    f"warning: logger.plot_weights={chosen} needs two of {s.names}; "
-                    "plotting the two largest weights"
-                )
-            chosen = [s.names[k] for k in np.argsort(-np.abs(W))[:2]]
-        i, j = (s.names.index(c) for c in chosen)
-        moments = surface_moments(s, final, i, j)
+    if "surface" in needs:
+        chosen, i, j, moments = needs["surface"]
         _, path = s.curves["W"].arrays()
         path = path[:, [i, j]] if len(path) else np.zeros((0, 2))
         figs["loss_surface"] = plots.loss_surface(

@@ -1,0 +1,288 @@
+"""Runs that never hang or stall: several processes with plots on, prompt stops, a sweep's exit
+status, and event files of a size TensorBoard can open (issue 12, items 1, 3, 8, 9)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CONF, ROOT, communicate, read_scalars, reserved_port, run_train, spawn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_devices import devices
+
+from data.loaders import make_loader
+from training.errors import Interrupted
+from training.loop import (
+    FULL_BATCH_STEP_COST,
+    LOG_POINTS,
+    WORK_PER_CALL,
+    call_cap,
+    log_period,
+    plan_blocks,
+)
+from training.run import stop_on_signals
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_run_ends_with_a_line_naming_it_and_exit_1(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "trainer.epochs=3",
+        "optimizer.lr=0.01,-1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 runs failed: ")
+    failed = sweep / "experiment=housing,optimizer.lr=-1,trainer.epochs=3"
+    assert f"failed: {failed} (" in last and "lr=0.01" not in last
+    assert (
+        sweep / "experiment=housing,optimizer.lr=0.01,trainer.epochs=3" / "metrics.json"
+    ).exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_runs_all_finish_exits_0(tmp_path):
+    proc = run_train(
+        "-m", "experiment=seed", "trainer.epochs=2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "runs failed" not in proc.stderr
+
+
+HOUSING_LONG = (
+    "experiment=housing",
+    "trainer.tol=0",
+    "optimizer.lr=0.001",
+    "logger.plots=false",
+    "data.val_fraction=0",
+    "data.test_fraction=0",
+)
+
+
+@pytest.mark.slow
+def test_a_long_run_logs_about_ten_thousand_points_a_tag_every_step_of_the_first(tmp_path):
+    epochs = 30000  # full batch: steps; auto: every step up to 5000, then every 6th
+    proc = run_train(*HOUSING_LONG, f"trainer.epochs={epochs}", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loss = [s for s, _ in read_scalars(tmp_path)["train/loss"]]
+    assert len(loss) <= LOG_POINTS
+    assert loss[:5000] == list(range(5000))
+    assert np.diff(loss[5000:]).max() == -(-epochs // 5000)
+    assert loss[-1] >= epochs - 6
+
+
+@pytest.mark.slow
+def test_an_explicit_period_wins_and_a_run_that_stops_early_logs_every_step(tmp_path):
+    explicit = run_train(
+        *HOUSING_LONG, "trainer.epochs=12000", "logger.every_n_steps=1", f"hydra.run.dir={tmp_path}"
+    )
+    assert explicit.returncode == 0, explicit.stderr[-2000:]
+    assert [s for s, _ in read_scalars(tmp_path)["train/loss"]] == list(range(12000))
+    # housing plans 20000 epochs and stops on trainer.tol: every step it took is logged
+    early = run_train("experiment=housing", "logger.plots=false", f"hydra.run.dir={tmp_path / 'e'}")
+    assert early.returncode == 0, early.stderr[-2000:]
+    steps = json.loads((tmp_path / "e" / "metrics.json").read_text())["steps"]
+    assert 100 < steps < 1000
+    assert [s for s, _ in read_scalars(tmp_path / "e")["train/loss"]] == list(range(steps + 1))
+
+
+def start_train(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
+
+
+def wait_for_training(proc: subprocess.Popen) -> None:
+    """Until the run prints its first progress line: the first call has returned."""
+    for line in proc.stdout:
+        if line.startswith("epoch "):
+            return
+    raise AssertionError(proc.communicate())
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_long_full_batch_run_within_seconds_and_resume_is_exact(tmp_path):
+    # 200000 full-batch steps on 437 rows; a call used to pack up to 2^27 rows x epochs
+    args = (*HOUSING_LONG, "trainer.epochs=200000")
+    proc = start_train(*args, f"hydra.run.dir={tmp_path / 'stopped'}")
+    wait_for_training(proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert err.count("\n") == 1 and "trainer.resume=true" in err
+    resumed = run_train(*args, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'stopped'}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole = run_train(*args, f"hydra.run.dir={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    params = [
+        json.loads((tmp_path / d / "metrics.json").read_text())["params"]
+        for d in ("stopped", "whole")
+    ]
+    assert params[0] == params[1]
+
+
+def test_a_second_sigint_raises_at_once_with_exit_130():
+    with pytest.raises(Interrupted, match="second SIGINT") as raised:
+        with stop_on_signals("stopped by a second SIGINT") as asked:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs in the main thread between bytecodes
+            assert asked == [signal.SIGINT]
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+    assert raised.value.exit_code == 130
+
+
+def test_one_sigterm_only_asks_to_stop():
+    with stop_on_signals() as asked:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+    assert asked == [signal.SIGTERM, signal.SIGTERM]
+
+
+@pytest.mark.slow
+def test_ctrl_c_twice_ends_a_run_within_seconds_with_readable_events(tmp_path):
+    proc = start_train(*HOUSING_LONG, "trainer.epochs=3000000", f"hydra.run.dir={tmp_path}")
+    wait_for_training(proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130 and err.count("\n") == 1, err[-2000:]
+    assert "trainer.resume=true" in err
+    assert len(read_scalars(tmp_path)["train/loss"]) >= 5000  # flushed: the first call's steps
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def two_processes(run_dir: Path, *args: str, timeout: float = 240) -> list[tuple[str, str]]:
+    """``train.py ARGS`` as two processes of two CPU devices each on 127.0.0.1; both must end
+    (a hang is killed with its children and fails the test)."""
+    with reserved_port() as port, ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                spawn(
+                    [
+                        sys.executable,
+                        str(ROOT / "train.py"),
+                        *args,
+                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                        "trainer.distributed.num_processes=2",
+                        f"trainer.distributed.process_id={i}",
+                        f"hydra.run.dir={run_dir}",
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **devices(2)},
+                )
+            )
+            for i in (0, 1)
+        ]
+        outs = [communicate(p, timeout=timeout) for p in procs]
+    codes = [p.returncode for p in procs]
+    assert codes == [0, 0], (codes, outs[0][1][-2000:], outs[1][1][-2000:])
+    return outs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_with_its_plots_runs_on_two_processes_like_one(tmp_path, name):
+    args = (f"experiment={name}", "trainer.epochs=3")
+    outs = two_processes(tmp_path / "two", *args)
+    assert "2 process(es)" in outs[0][0]
+    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-2000:]
+    two, single = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("two", "one"))
+    assert two["process_count"] == 2 and two["steps"] == single["steps"]
+    keys = sorted(single["params"])
+    np.testing.assert_allclose(
+        [two["params"][k] for k in keys], [single["params"][k] for k in keys], rtol=1e-5, atol=1e-7
+    )
+    drawn = sorted(p.name for p in (tmp_path / "one").glob("*.png"))
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.png")) == drawn
+
+
+@pytest.mark.slow
+def test_the_issues_synthetic_mini_batch_run_with_plots_ends_on_two_processes(tmp_path):
+    args = ("data=synthetic", "data.n_samples=4096", "data.n_features=8", "loader=mini_batch")
+    outs = two_processes(tmp_path, *args, "loader.batch_size=64", "trainer.epochs=3")
+    assert "done: " in outs[0][0]
+    assert (tmp_path / "loss_surface.png").exists()
+
+
+@pytest.mark.parametrize(("n", "features"), [(6, 1), (437, 11), (10**6, 16), (10**7, 32)])
+def test_a_full_batch_call_is_within_the_work_budget_whatever_the_rows(n, features):
+    loader = make_loader("full_batch", None, False, False, n, 0)
+    cap = call_cap(loader, features, 1 << 20)
+    per_step = n * features + FULL_BATCH_STEP_COST
+    assert cap * per_step <= WORK_PER_CALL or cap == 1
+    assert (cap + 1) * per_step > WORK_PER_CALL or cap == 1 << 20
+    if n == 437:  # the housing data: the old 2^27 rows a call were 307,143 steps
+        assert cap == WORK_PER_CALL // (437 * 11 + FULL_BATCH_STEP_COST) == 165_203
+
+
+def test_log_period_auto_keeps_short_runs_whole_and_long_ones_near_ten_thousand_points():
+    assert log_period("auto", 50, 1) == (1, 0)  # the walkthrough
+    assert log_period("auto", LOG_POINTS, 1) == (1, 0)
+    assert log_period("auto", 3_000_000, 1) == (600, 5000)
+    assert log_period("auto", 200 * 14, 14) == (1, 0)  # housing_minibatch: 14 steps an epoch
+    assert log_period("auto", 10**6, 39063) == (200, 0)  # epochs larger than the dense start
+    assert log_period(7, 3_000_000, 1) == (7, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 120),
+    bs=st.integers(1, 40),
+    epochs=st.integers(1, 40),
+    max_steps=st.integers(1, 300),
+    every=st.integers(0, 7),
+    period=st.integers(1, 9),
+    dense=st.integers(0, 45),
+    stop=st.integers(0, 40),
+)
+def test_blocks_with_a_dense_start_cover_every_step_once_and_resume_where_they_were_cut(
+    n, bs, epochs, max_steps, every, period, dense, stop
+):
+    loader = make_loader("mini_batch", bs, True, False, n, 0)
+    blocks = list(plan_blocks(loader, 0, epochs, max_steps, every, period, dense_epochs=dense))
+    seen = []
+    for b in blocks:
+        assert b.every == (1 if b.epoch < dense else period)
+        assert b.epoch >= dense or b.epoch + b.epochs <= dense  # the dense start ends a call
+        assert b.start % b.every == 0
+        seen.extend(
+            (e, s) for e in range(b.epoch, b.epoch + b.epochs) for s in range(b.start, b.stop)
+        )
+    assert seen == [(e, s) for e in range(epochs) for s in range(loader.steps_per_epoch)]
+    # a run stopped after any call plans the rest exactly as the uninterrupted run did
+    b = blocks[min(stop, len(blocks) - 1)]
+    ends = b.stop == loader.steps_per_epoch
+    first, step = (b.epoch + b.epochs, 0) if ends else (b.epoch, b.stop)
+    rest = list(plan_blocks(loader, first, epochs, max_steps, every, period, step, 1, dense))
+    assert rest == blocks[blocks.index(b) + 1 :]
