@@ -30,6 +30,7 @@ from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
+from training.compilation_cache import enable_compilation_cache
 from training.config import validate
 from training.devices import (
     init_distributed,
@@ -158,6 +159,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     """Train the configured model; write TensorBoard events, checkpoints, plots, the saved
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics."""
     validate(cfg)
+    enable_compilation_cache(cfg.trainer.compilation_cache)
     init_distributed(cfg.trainer.distributed)
     t_start = time.perf_counter()
     s, params, opt_state = setup(cfg, Path(workdir))
@@ -278,6 +280,8 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
             "learning rate of full-batch gradient descent on this data (2 / the largest "
             "eigenvalue of 2 X^T X / n); expect divergence"
         )
+    if cfg.logger.plots and jax.process_index() == 0:
+        plots.preload()
     ckpt = Checkpoints(workdir / "checkpoints", cfg.trainer.keep_checkpoints)
     session = Session(
         cfg,
@@ -615,9 +619,8 @@ def draw_plots(s: Session, final: dict, at: Progressed) -> None:
         figs["loss_surface"] = plots.loss_surface(
             s.workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
         )
-    for name, fig in figs.items():
-        s.tb.figure(f"plots/{name}", fig, at.step)
-    plots.close(*figs.values())
+    for name in figs:  # each figure was drawn once, into its PNG: TensorBoard gets those bytes
+        s.tb.png(f"plots/{name}", (s.workdir / f"{name}.png").read_bytes(), at.step)
 
 
 def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
