@@ -65,7 +65,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="alternating rounds (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also time the 6-run sweep")
     parser.add_argument("--json", action="store_true", help="print one line of JSON")
+    parser.add_argument("--report", metavar="JSON", help="print the table of an earlier --json")
     args = parser.parse_args()
+    if args.report:
+        report(json.loads(Path(args.report).read_text()))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     cache = tmp / "cache"
@@ -100,8 +104,13 @@ def main() -> None:
 
     if args.json:
         print(json.dumps(out))
-        return
-    print(f"median of {args.runs} alternating runs: wall clock from start to exit (CPU time)")
+    else:
+        report(out)
+
+
+def report(out: dict) -> None:
+    """The measurements as a table (``--json`` prints ``out`` itself)."""
+    print(f"median of {out['runs']} alternating runs: wall clock from start to exit (CPU time)")
     rows = (
         ("bare", f"python -c '{BARE}'"),
         ("first", "python train.py, empty compilation cache"),
@@ -114,7 +123,7 @@ def main() -> None:
             f"{kind:<7}{out[kind]:6.2f} s{ratio:>8}   ({out[kind + '_cpu']:5.2f} s CPU{cpu_ratio})"
             f"   {what}"
         )
-    if args.sweep:
+    if "sweep6_first" in out:
         print(
             f"6-run sweep: {out['sweep6_first']:.1f} s first, {out['sweep6_repeat']:.1f} s "
             f"repeat; 1-run sweep: {out['sweep1_first']:.1f} s first, "
