@@ -1,8 +1,9 @@
 """Start-up: the default run (the walkthrough) against the imports it cannot avoid.
 
-    .venv/bin/python bench/startup.py [--runs 5] [--sweep] [--json]
+    .venv/bin/python bench/startup.py [--runs 5] [--sweep] [--json] [--report FILE]
 
-Times, as wall clock from process start to exit, in alternating rounds:
+Times, as wall clock from process start to exit and as CPU time (every thread), in alternating
+rounds:
 
 - ``bare``: ``python -c "import jax, flax.nnx, optax, hydra, tensorboardX"``;
 - ``first``: ``python train.py hydra.run.dir=<new dir>`` with an empty compilation cache;
@@ -11,8 +12,9 @@ Times, as wall clock from process start to exit, in alternating rounds:
 and prints the median of each and the ratios ``first / bare`` and ``repeat / bare``. The runs
 use a compilation cache of their own (a temporary ``JAX_COMPILATION_CACHE_DIR``), not the
 user's. ``--sweep`` also times the README's 6-run sweep and a 1-run sweep of the same grid's
-first point, each with an empty and a warm cache: a sweep's runs share their shapes, so only
-the first run of a shape compiles.
+first point, each with an empty and a warm cache; their difference over 5 is what each extra
+run of the sweep costs. The runs of a sweep share every compiled program that does not depend
+on the swept values, so only the first run compiles those.
 """
 
 from __future__ import annotations
