@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from training.errors import UserError
 
 log = logging.getLogger(__name__)
+
+
+def _import_orbax() -> None:
+    import orbax.checkpoint  # noqa: F401
 
 
 def _placeholders(tree):
@@ -23,6 +27,8 @@ def _placeholders(tree):
 def _abstract(tree):
     """What orbax restores ``tree`` as; a placeholder's shape (1,) is checked like any other."""
     one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    import orbax.checkpoint as ocp
 
     def leaf(a):
         if np.size(a) == 0:
@@ -47,31 +53,61 @@ class Checkpoints:
     (``params``, ``opt_state``) and ``meta`` (JSON: progress, preprocessing, config, run id).
     Each item is restored on its own, so prediction reads the parameters without rebuilding the
     optimizer. Orbax writes each step to a temporary directory and renames it when complete, so
-    a half-written step is never taken for one."""
+    a half-written step is never taken for one.
+
+    orbax takes about 0.2 s to import and a run first needs it at its first checkpoint, often its
+    end: the import starts in a background thread here, while the run compiles and trains (XLA
+    compiles without Python's lock), and the first use waits for it.
+    """
 
     def __init__(self, directory: Path, keep: int = 3, create: bool = True) -> None:
         self.directory = Path(directory).absolute()
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=create, enable_async_checkpointing=False
-        )
-        try:
-            self.manager = ocp.CheckpointManager(self.directory, options=options)
-        except OSError as exc:
-            raise UserError(
-                f"cannot write checkpoints to {self.directory}: {exc.strerror}; "
-                "choose a writable hydra.run.dir"
-            ) from None
+        self.keep, self.create = keep, create
+        self._manager = None
+        if create:
+            try:  # an unwritable run directory is found now, not after training
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot write checkpoints to {self.directory}: {exc.strerror}; "
+                    "choose a writable hydra.run.dir"
+                ) from None
+        # not a daemon: a run that ends early waits for the import instead of killing it midway
+        self._importing = threading.Thread(target=_import_orbax)
+        self._importing.start()
+
+    @property
+    def manager(self):
+        """orbax's ``CheckpointManager`` for the directory, made on first use."""
+        if self._manager is None:
+            self._importing.join()
+            import orbax.checkpoint as ocp
+
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=self.keep, create=self.create, enable_async_checkpointing=False
+            )
+            try:
+                self._manager = ocp.CheckpointManager(self.directory, options=options)
+            except OSError as exc:
+                raise UserError(
+                    f"cannot write checkpoints to {self.directory}: {exc.strerror}; "
+                    "choose a writable hydra.run.dir"
+                ) from None
+        return self._manager
 
     def save(self, step: int, state: dict, meta: dict) -> None:
         """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``."""
+        manager = self.manager
+        import orbax.checkpoint as ocp
+
         items = {k: ocp.args.StandardSave(_placeholders(v)) for k, v in state.items()}
         # the true shapes, zero-size ones included, checked before any restore
         meta = {**meta, "shapes": {k: shapes_of(v) for k, v in state.items()}}
         try:
-            self.manager.save(
+            manager.save(
                 step, args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True
             )
-            self.manager.wait_until_finished()
+            manager.wait_until_finished()
         except OSError as exc:
             raise UserError(
                 f"cannot write the checkpoint of step {step} to {self.directory}: "
@@ -85,6 +121,8 @@ class Checkpoints:
         """The items of ``step`` named by ``like``'s keys, each in the structure, shapes and
         shardings of its entry in ``like``, and the metadata. Orbax's errors pass through (a
         damaged checkpoint); one of other shapes raises :class:`ShapeMismatchError`."""
+        import orbax.checkpoint as ocp
+
         saved = self.restore_meta(step).get("shapes", {})
         for k, v in like.items():
             if k in saved and saved[k] != shapes_of(v):
@@ -101,9 +139,12 @@ class Checkpoints:
         return state, out["meta"]
 
     def restore_meta(self, step: int) -> dict:
+        import orbax.checkpoint as ocp
+
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
             "meta"
         ]
 
     def close(self) -> None:
-        self.manager.close()
+        if self._manager is not None:
+            self._manager.close()

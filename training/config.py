@@ -109,6 +109,7 @@ class TrainerConfig:
     keep_checkpoints: int = 3
     resume: bool = False
     divergence_factor: float = 1e6
+    compilation_cache: bool = True  # JAX's persistent cache: training/compilation_cache.py
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 

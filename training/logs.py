@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,19 @@ class TensorBoardLog:
     def figure(self, tag: str, fig, step: int) -> None:
         if self.writer is not None:
             self.writer.add_figure(valid_tag(tag), fig, step, close=False)
+
+    def png(self, tag: str, data: bytes, step: int) -> None:
+        """An image from PNG bytes as they are: a figure already saved as a PNG file is not
+        drawn and encoded a second time (``add_figure`` would do both)."""
+        if self.writer is None:
+            return
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        # a PNG's IHDR chunk holds the width and height, big-endian, at bytes 16-24
+        width, height = struct.unpack(">II", data[16:24])
+        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=data)
+        summary = Summary(value=[Summary.Value(tag=valid_tag(tag), image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
 
     def hparams(self, hparams: dict, metrics: dict, step: int) -> None:
         """The run's hyperparameters and final metrics for TensorBoard's HPARAMS tab, in this

@@ -33,6 +33,7 @@ from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
 from training.cli import refuse_another_run
+from training.compilation_cache import enable_compilation_cache
 from training.config import validate
 from training.devices import (
     init_distributed,
@@ -179,6 +180,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     """Train the configured model; write TensorBoard events, checkpoints, plots, the saved
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics."""
     validate(cfg)
+    enable_compilation_cache(cfg.trainer.compilation_cache)
     if not cfg.trainer.resume:  # before any process writes: no process has connected yet
         refuse_another_run(Path(workdir))
     init_distributed(cfg.trainer.distributed)
@@ -316,6 +318,8 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
             f"warning: optimizer.lr={o.lr} is above {bound.lr:.4g}, {bound.what}; expect "
             "divergence (optimizer.lr=auto takes a stable step from the data)"
         )
+    if cfg.logger.plots and jax.process_index() == 0:
+        plots.preload()
     ckpt = Checkpoints(workdir / "checkpoints", cfg.trainer.keep_checkpoints)
     session = Session(
         cfg,
@@ -811,9 +815,8 @@ def draw_plots(s: Session, final: dict, at: Progressed, needs: dict) -> None:
         figs["loss_surface"] = plots.loss_surface(
             s.workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
         )
-    for name, fig in figs.items():
-        s.tb.figure(f"plots/{name}", fig, at.step)
-    plots.close(*figs.values())
+    for name in figs:  # each figure was drawn once, into its PNG: TensorBoard gets those bytes
+        s.tb.png(f"plots/{name}", (s.workdir / f"{name}.png").read_bytes(), at.step)
 
 
 def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:

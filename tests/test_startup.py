@@ -1,0 +1,125 @@
+"""Start-up: what a run imports before it needs it, the compilation cache, plots drawn once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, run_train
+
+# libraries only some runs need, each imported when first used: the plots at a run's end,
+# checkpoints at its first save, the CSV readers for data=csv
+LATE = ("matplotlib", "orbax", "sklearn", "pandas")
+
+
+def python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_train_py_imports_no_plotting_checkpoint_or_csv_library():
+    # what train.py imports before Hydra calls it, and what its call imports first
+    done = python(
+        f"import sys, train, training.run\nprint([m for m in {LATE!r} if m in sys.modules])"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_cache_dir_is_jax_s_variable_else_the_user_s_cache_directory(monkeypatch, tmp_path):
+    from training.compilation_cache import default_cache_dir
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
+    assert default_cache_dir() == tmp_path / "jax"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "jax-linear-template" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "jax-linear-template" / "jax"
+
+
+def test_a_cache_directory_that_cannot_be_made_turns_the_cache_off_with_a_warning(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    done = python(
+        "import jax\n"
+        "from training.compilation_cache import enable_compilation_cache\n"
+        "print(enable_compilation_cache(True))\n"
+        "print(jax.config.jax_enable_compilation_cache)\n"
+        "print(jax.jit(lambda x: x + 1)(1))",
+        env={"JAX_COMPILATION_CACHE_DIR": str(blocker / "cache")},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("warning: cannot create the compilation cache")
+    assert lines[1:] == ["None", "False", "2"]
+
+
+def test_tensorboard_image_is_the_png_file_itself(tmp_path):
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from training import plots
+    from training.logs import TensorBoardLog
+
+    X = np.array([[1.0], [2.0], [3.0]])
+    y = 2 * X[:, 0] - 1
+    W = np.array([8.0, 5.0, 2.0])
+    loss = np.array([((w * X[:, 0] - 1 - y) ** 2).mean() for w in W])
+    plots.walkthrough_plots(tmp_path, X, y, -1.0, W, loss)
+    data = (tmp_path / "trajectory.png").read_bytes()
+    tb = TensorBoardLog(tmp_path, True)
+    tb.png("plots/trajectory", data, 7)
+    tb.close()
+
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    acc.Reload()
+    (event,) = acc.Images("plots/trajectory")
+    width, height = Image.open(tmp_path / "trajectory.png").size
+    assert (width, height) == (600, 400)  # 6 x 4 inches at 100 dpi
+    assert (event.step, event.width, event.height) == (7, width, height)
+    assert event.encoded_image_string == data
+
+
+@pytest.mark.slow
+def test_a_repeat_run_compiles_nothing_and_is_bit_identical(tmp_path):
+    cache = tmp_path / "cache"
+    env = {"JAX_COMPILATION_CACHE_DIR": str(cache)}
+    first = run_train(f"hydra.run.dir={tmp_path / 'first'}", env=env)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in cache.iterdir())
+    assert entries  # the first run's programs, cached
+
+    repeat = run_train(f"hydra.run.dir={tmp_path / 'repeat'}", env=env)
+    assert repeat.returncode == 0, repeat.stderr
+    # every program of the repeat run came from the cache: none was compiled and written
+    assert sorted(p.name for p in cache.iterdir()) == entries
+
+    off_cache = tmp_path / "off"
+    off = run_train(
+        f"hydra.run.dir={tmp_path / 'off_run'}",
+        "trainer.compilation_cache=false",
+        env={"JAX_COMPILATION_CACHE_DIR": str(off_cache)},
+    )
+    assert off.returncode == 0, off.stderr
+    assert not off_cache.exists()
+
+    # the published trace (7.38, 6.8240666, ..., 2.0256863), bit for bit in all three
+    assert "W_new 7.38\n" in first.stdout and "W_new 2.0256863\n" in first.stdout
+    assert repeat.stdout == first.stdout == off.stdout
+    params = [
+        json.loads((tmp_path / d / "metrics.json").read_text())["params"]
+        for d in ("first", "repeat", "off_run")
+    ]
+    assert params[0] == params[1] == params[2]
