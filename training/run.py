@@ -46,7 +46,9 @@ from training.evaluate import (
     coefficients,
     least_squares,
     least_squares_on_device,
+    linear_inference,
     regression_metrics,
+    residual_moments,
 )
 from training.logs import (
     Progress,
@@ -62,6 +64,7 @@ from training.optim import build_optimizer
 from training.stability import largest_stable_lr
 
 SPLITS = ("train", "val", "test")
+CONVERGED_GAP = 1e-3  # the largest relative coefficient gap to least squares of a converged fit
 
 
 def pick_device(name: str) -> jax.Device:
@@ -568,8 +571,19 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
                 "r2_diff": metrics["train"]["r2"] - ols["r2"],
             },
         )
+        # every process: the training rows may be sharded over all of them
+        G, H = residual_moments(params["W"], params["b"], s.X, s.y, s.w)
+        converged = metrics["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
+        metrics.update(
+            linear_inference(G, H, s.n_train, coefs, data.scaling, names, converged=converged)
+        )
         if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
+    else:
+        metrics.update(
+            standard_errors=None,
+            inference={"note": "standard errors are for the linear model x @ W + b only"},
+        )
 
     if s.cfg.logger.plots and s.writes:
         draw_plots(s, final, at)
@@ -647,16 +661,36 @@ def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
 
 
 def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
+    """The coefficient table: gradient descent beside least squares, with the classical and
+    HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
     width = max(len(k) for k in coefs)
-    print(f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff")
+    se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
+    print(
+        f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff"
+        f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
+    )
     for k, v in coefs.items():
         rel = abs(v - ols[k]) / max(abs(ols[k]), 1e-300)
-        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}")
+        stats = "  (n/a)"
+        if se[k] is not None:
+            stats = (
+                f"  {se[k]['classical']:>10.6g}  {se[k]['hc1']:>10.6g}  "
+                f"{t[k]['classical']:>7.3f}  {pv[k]['classical']:>8.2g}"
+            )
+        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}{stats}")
     gap = metrics["ols_gap"]
     print(
         f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
         f"R^2 {metrics['train']['r2']:.6f} (least squares {ols['r2']:.6f})"
     )
+    info = metrics["inference"]
+    if info["note"]:
+        print(f"warning: standard errors: {info['note']}")
+    else:
+        print(
+            f"standard errors from {info['n']} training rows, {info['df_resid']} residual "
+            "degrees of freedom; p-values from the t distribution"
+        )
 
 
 def hparams_of(cfg: DictConfig) -> dict:
