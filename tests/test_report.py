@@ -1,0 +1,171 @@
+"""What a house-price user reads after a fit: standard errors against the published table and
+statsmodels, the diagnostic plots, cross-validation against scikit-learn, the Optuna search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from conftest import ROOT, make_config
+
+from data.preprocess import Scaling
+from training.evaluate import aliased_columns, linear_inference
+from training.run import train_and_evaluate
+
+HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"
+# Verbeek, A Guide to Modern Econometrics (2004), Table 3.3: standard errors of the OLS price
+# equation on all 546 sales
+VERBEEK_SE = {
+    "intercept": 3409.47,
+    "lotsize": 0.3503,
+    "bedrooms": 1047.00,
+    "bathrooms": 1489.92,
+    "stories": 925.29,
+    "driveway": 2045.25,
+    "recreation": 1899.96,
+    "fullbase": 1588.02,
+    "gasheat": 3217.60,
+    "aircon": 1555.02,
+    "garage": 840.54,
+    "prefer": 1669.09,
+}
+
+
+def housing_design(df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    df = pd.read_csv(HOUSING) if df is None else df
+    X = df.drop(columns="price").replace({"yes": 1, "no": 0}).astype(float)
+    return X, df["price"].astype(float)
+
+
+def statsmodels_fit(cov_type: str = "nonrobust"):
+    X, y = housing_design()
+    return sm.OLS(y, sm.add_constant(X)).fit(cov_type=cov_type, use_t=True)
+
+
+@pytest.fixture(scope="module")
+def housing_all_rows(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("housing_se")
+    cfg = make_config(
+        "experiment=housing", "data.val_fraction=0", "data.test_fraction=0", "logger.plots=false"
+    )
+    return workdir, train_and_evaluate(cfg, workdir)
+
+
+def sm_name(name: str) -> str:
+    return "const" if name == "intercept" else name
+
+
+def test_classical_standard_errors_are_the_published_table(housing_all_rows):
+    workdir, metrics = housing_all_rows
+    assert metrics["inference"]["note"] is None
+    assert metrics["inference"]["df_resid"] == 546 - 12
+    se = json.loads((workdir / "metrics.json").read_text())["standard_errors"]
+    assert se.keys() == VERBEEK_SE.keys()
+    for name, published in VERBEEK_SE.items():
+        assert se[name]["classical"] == pytest.approx(published, rel=1e-3), name
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC1"])
+def test_standard_errors_t_p_and_intervals_are_statsmodels(housing_all_rows, cov_type):
+    _, metrics = housing_all_rows
+    kind = "classical" if cov_type == "nonrobust" else "hc1"
+    ref = statsmodels_fit(cov_type)
+    ci = ref.conf_int(0.05)
+    for name in VERBEEK_SE:
+        k = sm_name(name)
+        # float32 sums at a float32 fit (coefficients within 6e-6 of least squares)
+        assert metrics["standard_errors"][name][kind] == pytest.approx(ref.bse[k], rel=1e-4)
+        assert metrics["t_statistics"][name][kind] == pytest.approx(ref.tvalues[k], rel=1e-4)
+        assert metrics["p_values"][name][kind] == pytest.approx(ref.pvalues[k], rel=2e-3)
+        np.testing.assert_allclose(
+            metrics["confidence_intervals_95"][name][kind], ci.loc[k], rtol=1e-4
+        )
+    # HC1 differs from the classical errors: the test above could not pass with one for both
+    assert metrics["standard_errors"]["gasheat"]["hc1"] > 1.3 * VERBEEK_SE["gasheat"]
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_inference_maps_scaled_moments_to_the_users_units(standardize):
+    # a log target and a subset of rows, computed without training: the exact least squares
+    # of the scaled problem, its moments, and statsmodels on the unscaled columns
+    X, y = housing_design()
+    X, y = X.iloc[::3], np.log(y.iloc[::3])
+    names = list(X.columns)
+    Xa, ya = X.to_numpy(), y.to_numpy()
+    scaling = Scaling.fit(Xa, ya, names, "test") if standardize else Scaling.identity(len(names))
+    Xs, ys = (Xa - scaling.x_mean) / scaling.x_scale, (ya - scaling.y_mean) / scaling.y_scale
+    A = np.column_stack([Xs, np.ones(len(ys))])
+    beta = np.linalg.lstsq(A, ys, rcond=None)[0]
+    e = ys - A @ beta
+    W_o, b_o = scaling.to_original(beta[:-1], beta[-1])
+    coefs = {**dict(zip(names, W_o, strict=True)), "intercept": b_o}
+    out = linear_inference(A.T @ A, (A.T * e**2) @ A, len(ys), coefs, scaling, names)
+    for cov_type, kind in (("nonrobust", "classical"), ("HC1", "hc1")):
+        ref = sm.OLS(ya, sm.add_constant(Xa)).fit(cov_type=cov_type, use_t=True)
+        got = [out["standard_errors"][k][kind] for k in [*names, "intercept"]]
+        np.testing.assert_allclose(got, [*ref.bse[1:], ref.bse[0]], rtol=1e-9)
+        got = [out["p_values"][k][kind] for k in [*names, "intercept"]]
+        np.testing.assert_allclose(got, [*ref.pvalues[1:], ref.pvalues[0]], rtol=1e-7)
+
+
+def test_aliased_columns_are_named_the_later_of_each_combination():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    X = np.column_stack([X, X[:, 1] - 2 * X[:, 3], 3 + 0 * X[:, 0]])  # a combination, a constant
+    A = np.column_stack([X, np.ones(50)])
+    names = ["a", "b", "c", "d", "b_minus_2d", "three"]
+    assert aliased_columns(A.T @ A, names) == ["b_minus_2d", "three"]
+    assert aliased_columns(A[:, [0, 1, 2, 3, 6]].T @ A[:, [0, 1, 2, 3, 6]], names[:4]) == []
+
+
+def test_a_rank_deficient_design_names_the_aliased_column(tmp_path):
+    df = pd.read_csv(HOUSING)
+    df["lotsize_sqm"] = df["lotsize"] * 0.09290304  # the same size in square metres
+    df.to_csv(tmp_path / "houses.csv", index=False)
+    cfg = make_config(
+        "experiment=housing",
+        f"data.path={tmp_path / 'houses.csv'}",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+        "trainer.epochs=300",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path / "run")
+    assert metrics["inference"]["aliased"] == ["lotsize_sqm"]
+    assert "lotsize_sqm" in metrics["inference"]["note"]
+    assert "data.drop" in metrics["inference"]["note"]
+    assert all(v is None for v in metrics["standard_errors"].values())
+
+
+def test_a_fit_that_has_not_converged_says_so(tmp_path, capsys):
+    cfg = make_config(
+        "experiment=housing",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+        "trainer.epochs=5",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert metrics["ols_gap"]["max_rel_coefficient_diff"] > 1e-3
+    assert "not converged" in metrics["inference"]["note"]
+    assert "warning: standard errors: gradient descent has not converged" in capsys.readouterr().out
+    assert metrics["standard_errors"]["lotsize"]["classical"] > 0
+
+
+def test_a_model_that_is_not_linear_has_no_standard_errors(tmp_path):
+    cfg = make_config(
+        "experiment=housing",
+        "model=quadratic",
+        "optimizer.lr=0.005",
+        "trainer.epochs=5",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert metrics["standard_errors"] is None
+    assert "linear model" in metrics["inference"]["note"]
