@@ -12,6 +12,7 @@ import statsmodels.api as sm
 from conftest import ROOT, make_config
 
 from data.preprocess import Scaling
+from training import plots
 from training.evaluate import aliased_columns, linear_inference
 from training.run import train_and_evaluate
 
@@ -169,3 +170,62 @@ def test_a_model_that_is_not_linear_has_no_standard_errors(tmp_path):
     metrics = train_and_evaluate(cfg, tmp_path)
     assert metrics["standard_errors"] is None
     assert "linear model" in metrics["inference"]["note"]
+
+
+def test_diagnostic_plots_draw_the_values_they_are_given(tmp_path):
+    rng = np.random.default_rng(1)
+    actual = rng.normal(1e5, 2e4, 300)
+    pred = actual + rng.normal(0, 5e3, 300)
+    fig1, fig2 = plots.diagnostic_plots(tmp_path, actual, pred, "validation", "price")
+    np.testing.assert_allclose(fig1.axes[0].collections[0].get_offsets(), np.c_[actual, pred])
+    np.testing.assert_allclose(
+        fig2.axes[0].collections[0].get_offsets(), np.c_[pred, actual - pred]
+    )
+    assert fig2.axes[0].get_ylabel() == "residual (actual - predicted price)"
+    assert "300 validation rows" in fig1.axes[0].get_title()
+    # many rows: a fixed sample, drawn from the rows given
+    big = rng.normal(size=50_000)
+    fig3, _ = plots.diagnostic_plots(tmp_path, big, 2 * big, "training", "price", max_points=1000)
+    drawn = fig3.axes[0].collections[0].get_offsets()
+    assert len(drawn) == 1000 and np.isin(drawn[:, 0], big).all()
+    np.testing.assert_array_equal(drawn[:, 1], 2 * drawn[:, 0])
+    assert "1000 of 50000 training rows" in fig3.axes[0].get_title()
+    plots.close(fig1, fig2, fig3)
+    assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 0
+    assert (tmp_path / "residuals.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("val_fraction", "rows", "split"), [("0.1", 55, "val"), ("0", 546, "train")]
+)
+def test_a_run_plots_the_validation_rows_else_the_training_rows(
+    tmp_path, monkeypatch, val_fraction, rows, split
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    drawn = {}
+    real = plots.diagnostic_plots
+
+    def spy(workdir, actual, pred, which, target, **kw):
+        drawn.update(actual=np.asarray(actual), pred=np.asarray(pred), which=which, target=target)
+        return real(workdir, actual, pred, which, target, **kw)
+
+    monkeypatch.setattr(plots, "diagnostic_plots", spy)
+    cfg = make_config(
+        "experiment=housing",
+        f"data.val_fraction={val_fraction}",
+        "data.test_fraction=0",
+        "trainer.epochs=300",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert len(drawn["actual"]) == rows and drawn["target"] == "price"
+    assert drawn["which"] == ("validation" if split == "val" else "training")
+    # the drawn values are those the metrics were computed from, in dollars
+    rmse = np.sqrt(np.mean((drawn["actual"] - drawn["pred"]) ** 2))
+    assert rmse == pytest.approx(metrics[split]["rmse"], rel=1e-9)
+    assert 1e4 < rmse < 3e4
+    for name in ("predicted_vs_actual", "residuals"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"plots/predicted_vs_actual", "plots/residuals"} <= set(acc.Tags()["images"])

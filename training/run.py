@@ -541,11 +541,13 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         "epochs": at.epoch,
         "stopped": at.stopped,
     }
+    predicted = {}  # split -> predictions in the target's units, for the diagnostic plots
     for split in SPLITS:
         if len(data.rows[split]) == 0:
             continue
         pred = pred_train if split == "train" else np.asarray(s.apply_fn(final, data.X[split]))
-        metrics[split] = regression_metrics(data.y_raw[split], data.to_target_units(pred))
+        predicted[split] = data.to_target_units(pred)
+        metrics[split] = regression_metrics(data.y_raw[split], predicted[split])
         for k, v in metrics[split].items():
             tb.scalar(f"metrics/{split}/{k}", v, at.step)
 
@@ -586,7 +588,8 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         )
 
     if s.cfg.logger.plots and s.writes:
-        draw_plots(s, final, at)
+        split = "val" if "val" in predicted else "train"
+        draw_plots(s, final, at, (split, data.y_raw[split], predicted[split]))
 
     if s.writes:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
@@ -597,9 +600,20 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
     return metrics
 
 
-def draw_plots(s: Session, final: dict, at: Progressed) -> None:
-    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``)."""
+def draw_plots(s: Session, final: dict, at: Progressed, diagnostics=None) -> None:
+    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``).
+    ``diagnostics``: ``(split, actual, predicted)`` in the target's units for the predicted
+    against actual and residual plots."""
     figs = {}
+    if diagnostics is not None:
+        split, actual, pred = diagnostics
+        figs["predicted_vs_actual"], figs["residuals"] = plots.diagnostic_plots(
+            s.workdir,
+            actual,
+            pred,
+            "validation" if split == "val" else "training",
+            s.preprocessing["target"] or "target",
+        )
     if len(s.names) == 1 and at.trace_W:  # the walkthrough's two plots
         figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
             s.workdir,
