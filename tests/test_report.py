@@ -10,9 +10,13 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from conftest import ROOT, make_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from data.preprocess import Scaling
+from data.preprocess import Scaling, split_rows
 from training import plots
+from training.crossval import fold_rows
+from training.errors import UserError
 from training.evaluate import aliased_columns, linear_inference
 from training.run import train_and_evaluate
 
@@ -229,3 +233,90 @@ def test_a_run_plots_the_validation_rows_else_the_training_rows(
     acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     acc.Reload()
     assert {"plots/predicted_vs_actual", "plots/residuals"} <= set(acc.Tags()["images"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 400),
+    folds=st.integers(2, 12),
+    val=st.sampled_from([0.0, 0.1, 0.25]),
+    test=st.sampled_from([0.0, 0.1, 0.2]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
+    try:
+        split = split_rows(n, val, test, seed)
+    except UserError:
+        return  # no training rows: the run refuses before any fold
+    rest = n - len(split["test"])
+    if rest < folds:
+        with pytest.raises(UserError, match=f"data.folds={folds}"):
+            fold_rows(n, folds, val, test, seed)
+        return
+    parts = fold_rows(n, folds, val, test, seed)
+    held = np.concatenate([p["val"] for p in parts])
+    np.testing.assert_array_equal(np.sort(held), np.setdiff1d(np.arange(n), split["test"]))
+    sizes = [len(p["val"]) for p in parts]
+    assert max(sizes) - min(sizes) <= 1 and len(parts) == folds
+    for p in parts:
+        np.testing.assert_array_equal(p["test"], split["test"])
+        assert not set(p["train"]) & set(p["val"])
+        assert len(p["train"]) + len(p["val"]) == rest
+        assert all(np.all(np.diff(p[k]) > 0) for k in p)
+
+
+@pytest.fixture(scope="module")
+def housing_cv(tmp_path_factory):
+    import training.loop
+
+    made = []
+    real = training.loop.make_train_call
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    workdir = tmp_path_factory.mktemp("housing_cv")
+    cfg = make_config(
+        "experiment=housing",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "data.folds=5",
+        "logger.plots=false",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.loop, "make_train_call", spy)
+        metrics = train_and_evaluate(cfg, workdir)
+    return workdir, metrics, made
+
+
+def test_cross_validation_agrees_with_scikit_learn(housing_cv):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_score
+
+    workdir, metrics, _ = housing_cv
+    X, y = housing_design()
+    reference = cross_val_score(LinearRegression(), X, y, cv=KFold(5, shuffle=True, random_state=0))
+    cv = json.loads((workdir / "metrics.json").read_text())["cv"]
+    assert cv["r2"]["mean"] == pytest.approx(reference.mean(), abs=0.02)
+    # our folds exactly: least squares on each fold's training rows, scored on its held-out rows
+    for i, rows in enumerate(fold_rows(546, 5, 0.0, 0.0, seed=0)):
+        fit = LinearRegression().fit(X.iloc[rows["train"]], y.iloc[rows["train"]])
+        pred = fit.predict(X.iloc[rows["val"]])
+        truth = y.iloc[rows["val"]]
+        assert cv["r2"]["folds"][i] == pytest.approx(r2_score(truth, pred), abs=1e-5)
+        assert cv["rmse"]["folds"][i] == pytest.approx(np.sqrt(np.mean((truth - pred) ** 2)), 1e-5)
+        saved = json.loads((workdir / "folds" / str(i) / "metrics.json").read_text())
+        assert saved["val"]["r2"] == cv["r2"]["folds"][i]
+    for metric in ("mse", "rmse", "mae", "r2"):
+        assert cv[metric]["mean"] == pytest.approx(np.mean(cv[metric]["folds"]))
+        assert cv[metric]["std"] == pytest.approx(np.std(cv[metric]["folds"]))
+
+
+def test_folds_reuse_one_compiled_call(housing_cv):
+    _, metrics, made = housing_cv
+    # the main run's call and one shared by all five folds, each compiled for one shape only
+    assert len(made) == 2
+    assert [f._cache_size() for f in made] == [1, 1]
+    assert metrics["cv"]["r2"]["folds"][0] != metrics["cv"]["r2"]["folds"][1]

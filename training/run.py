@@ -133,6 +133,7 @@ class Session:
     stable_lr: float
     ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
+    calls: Any = None  # the compiled calls by shape, shared by cross-validation folds
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
 
     @property
@@ -173,6 +174,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         )
         params, opt_state, at = fit(s, params, opt_state, at)
         metrics = evaluate(s, params, at)
+        if cfg.data.folds:
+            from training.crossval import cross_validate
+
+            n = sum(len(r) for r in s.data.rows.values())
+            metrics["cv"] = cross_validate(cfg, s.workdir, n)
         metrics.update(
             wall_time_s=time.perf_counter() - t_start,
             platform=s.device.platform,
@@ -191,8 +197,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         s.ckpt.close()
 
 
-def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
-    """Data on the device(s), the model split into arrays, the optimizer, the output files."""
+def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Session, Any, Any]:
+    """Data on the device(s), the model split into arrays, the optimizer, the output files.
+    ``rows``: the train / val / test row indices of a cross-validation fold."""
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
     per_sample = cfg.loader.name == "per_sample"
@@ -221,6 +228,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         and not d.standardize
         and d.val_fraction == 0
         and d.test_fraction == 0
+        and rows is None
     ):
         mine = local_rows(mesh, d.n_samples)
         print(
@@ -231,7 +239,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         from data.csv_source import Encoding
 
         say(f"encoding of {table.source}: {Encoding.from_dict(table.encoding).describe()}")
-    data = prepare_table(table, cfg.data, cfg.seed)
+    data = prepare_table(table, cfg.data, cfg.seed, rows)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     n_train = d.n_samples if mine else len(data.rows["train"])
@@ -354,6 +362,9 @@ def fit(s: Session, params, opt_state, at: Progressed):
     runner = Runner(
         s.apply_fn, s.tx, loader, s.X, s.y, every, tr.tol, tr.divergence_factor, s.w, s.mesh
     )
+    if s.calls is not None:  # a fold of the same shapes: no recompiling
+        runner.compiled = s.calls
+    s.calls = runner.compiled
     max_steps = tr.max_steps_per_call
     if tr.tol > 0 and not loader.full_batch:  # the epoch-level tol test needs epoch-end calls
         max_steps = min(max_steps, loader.steps_per_epoch)
@@ -723,6 +734,9 @@ def hparams_of(cfg: DictConfig) -> dict:
 
 def flat_metrics(metrics: dict) -> dict:
     out = {"final_loss": metrics["final_loss"]}
+    for k, v in metrics.get("cv", {}).items():
+        if np.isfinite(v["mean"]):
+            out[f"cv/{k}"] = v["mean"]
     for split in SPLITS:
         for k, v in metrics.get(split, {}).items():
             if np.isfinite(v):
