@@ -4,12 +4,13 @@ statsmodels, the diagnostic plots, cross-validation against scikit-learn, the Op
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import ROOT, make_config
+from conftest import ROOT, make_config, run_train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from training import plots
 from training.crossval import fold_rows
 from training.errors import UserError
 from training.evaluate import aliased_columns, linear_inference
-from training.run import train_and_evaluate
+from training.run import objective, train_and_evaluate
 
 HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"
 # Verbeek, A Guide to Modern Econometrics (2004), Table 3.3: standard errors of the OLS price
@@ -320,3 +321,65 @@ def test_folds_reuse_one_compiled_call(housing_cv):
     assert len(made) == 2
     assert [f._cache_size() for f in made] == [1, 1]
     assert metrics["cv"]["r2"]["folds"][0] != metrics["cv"]["r2"]["folds"][1]
+
+
+def test_the_search_objective_is_the_validation_rmse():
+    assert objective(None) == math.inf  # a failed trial: ranked last, the study goes on
+    assert objective({"val": {"rmse": 12.5}, "train": {"rmse": 1.0}}) == 12.5
+    assert objective({"train": {"rmse": 1.0}}) == math.inf
+    cv = {"rmse": {"mean": 11.0, "std": 1.0, "folds": [10.0, 12.0]}}
+    assert objective({"val": {"rmse": 12.5}, "cv": cv}) == 11.0
+    assert objective({"val": {"rmse": math.nan}}) == math.inf
+
+
+@pytest.mark.slow
+def test_optuna_search_ends_with_the_best_trial(tmp_path):
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "hparams_search=optuna",
+        "experiment=housing_minibatch",
+        "hydra.sweeper.n_trials=4",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {
+        "optimizer.lr",
+        "loader.batch_size",
+        "optimizer.name",
+        "optimizer.momentum",
+    }
+    trials = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(trials) == 4
+    rmse = [json.loads((t / "metrics.json").read_text())["val"]["rmse"] for t in trials]
+    assert result["best_value"] == pytest.approx(min(rmse), rel=1e-12)
+    best = trials[int(np.argmin(rmse))].name
+    assert f"loader.batch_size={result['best_params']['loader.batch_size']}," in best
+    for trial in trials:  # every trial in TensorBoard's HPARAMS tab
+        acc = EventAccumulator(str(trial))
+        acc.Reload()
+        assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
+@pytest.mark.slow
+def test_failed_trials_do_not_stop_the_search(tmp_path):
+    import yaml
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "hparams_search=optuna",
+        "experiment=housing_minibatch",
+        "hydra.sweeper.n_trials=2",
+        "data.target=no_such_column",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("error: this run failed:") == 2
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == math.inf

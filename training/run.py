@@ -718,6 +718,19 @@ def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
         )
 
 
+def objective(metrics: dict | None) -> float:
+    """What a hyperparameter search minimises: the folds' mean validation RMSE with
+    ``data.folds``, else the validation RMSE, in the target's units; infinity for a failed run
+    (``None``) or one with no validation rows, which Optuna ranks last without stopping."""
+    if metrics is None:
+        return math.inf
+    if "cv" in metrics:
+        value = metrics["cv"]["rmse"]["mean"]
+    else:
+        value = metrics.get("val", {}).get("rmse", math.inf)
+    return float(value) if math.isfinite(value) else math.inf
+
+
 def hparams_of(cfg: DictConfig) -> dict:
     """The knobs a sweep varies, flat, for TensorBoard's HPARAMS tab."""
     return {
@@ -726,6 +739,7 @@ def hparams_of(cfg: DictConfig) -> dict:
         "batch_size": cfg.loader.batch_size or 0,
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.lr,
+        "momentum": cfg.optimizer.momentum or 0.0,
         "schedule": cfg.optimizer.schedule,
         "epochs": cfg.trainer.epochs,
         "seed": cfg.seed,
