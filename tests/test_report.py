@@ -383,3 +383,26 @@ def test_failed_trials_do_not_stop_the_search(tmp_path):
     assert proc.stderr.count("error: this run failed:") == 2
     result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert result["best_value"] == math.inf
+
+
+def test_a_fold_keeps_nothing_of_an_earlier_one(tmp_path):
+    stale = tmp_path / "folds" / "1" / "events.out.tfevents.stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier run's events")
+    cfg = make_config(
+        "experiment=housing",
+        "data.folds=2",
+        "trainer.epochs=3",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert not stale.exists()
+    assert len(metrics["cv"]["rmse"]["folds"]) == 2
+    trained = []
+    for i in range(2):
+        saved = json.loads((tmp_path / "folds" / str(i) / "metrics.json").read_text())
+        assert saved["val"]["rmse"] == metrics["cv"]["rmse"]["folds"][i]
+        trained.append(saved["inference"]["n"])
+    assert trained == [245, 246]  # 546 rows less the 55 test rows: 246 and 245 held out
+    assert metrics["cv"]["rmse"]["folds"][0] != metrics["cv"]["rmse"]["folds"][1]

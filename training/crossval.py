@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
 from training.devices import padded_rows
@@ -99,6 +101,11 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
     calls = shape = None
     for i, rows in enumerate(splits):
         fold_dir = workdir / "folds" / str(i)
+        # a fold is trained afresh each time, so nothing of an earlier one may stay beside it
+        if jax.process_index() == 0 and fold_dir.exists():
+            shutil.rmtree(fold_dir)
+        if jax.process_count() > 1:  # no process writes the fold before it is gone
+            multihost_utils.sync_global_devices(f"cross-validation fold {i}")
         with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
             s, params, opt_state = setup(fold_cfg, fold_dir, rows)
         try:
