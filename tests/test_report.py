@@ -406,3 +406,49 @@ def test_a_fold_keeps_nothing_of_an_earlier_one(tmp_path):
         trained.append(saved["inference"]["n"])
     assert trained == [245, 246]  # 546 rows less the 55 test rows: 246 and 245 held out
     assert metrics["cv"]["rmse"]["folds"][0] != metrics["cv"]["rmse"]["folds"][1]
+
+
+@pytest.mark.slow
+def test_two_processes_give_one_processs_standard_errors_and_folds(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    args = ("experiment=housing", "data.folds=2", "logger.plots=false")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run_dir = tmp_path / "two"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "train.py"),
+                *args,
+                f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                "trainer.distributed.num_processes=2",
+                f"trainer.distributed.process_id={i}",
+                f"hydra.run.dir={run_dir}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        )
+        for i in (0, 1)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "platform cpu, 4 device(s), 2 process(es)" in outs[0][0]
+    assert "fold 2/2" in outs[0][0] and "fold" not in outs[1][0]  # process 0 alone prints
+    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-2000:]
+    a = json.loads((run_dir / "metrics.json").read_text())
+    b = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    for name, se in b["standard_errors"].items():
+        for kind in ("classical", "hc1"):
+            assert a["standard_errors"][name][kind] == pytest.approx(se[kind], rel=1e-4)
+    for metric in ("rmse", "r2"):
+        np.testing.assert_allclose(a["cv"][metric]["folds"], b["cv"][metric]["folds"], rtol=1e-4)
