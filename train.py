@@ -18,8 +18,11 @@ register_schema()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from training.run import train_and_evaluate
+def main(cfg: DictConfig) -> float:
+    """Train; return the objective a sweeper minimises: the validation RMSE in the target's
+    units (with ``data.folds``, the folds' mean), infinity for a run that failed or has no
+    validation rows."""
+    from training.run import objective, train_and_evaluate
 
     for name in ("jax", "absl"):  # no "Unable to initialize backend" or orbax progress noise
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -36,8 +39,10 @@ def main(cfg: DictConfig) -> None:
         # means the directory the command was run from
         cfg.data.path = str(Path(get_original_cwd()) / path)
     out = HydraConfig.get().runtime.output_dir
+    metrics = None
     with report_user_errors(multirun, out):
-        train_and_evaluate(cfg, out)
+        metrics = train_and_evaluate(cfg, out)
+    return objective(metrics)
 
 
 if __name__ == "__main__":

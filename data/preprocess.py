@@ -108,7 +108,7 @@ class Prepared:
         return np.exp(out) if self.log_target else out
 
 
-def prepare_table(table, d, seed: int) -> Prepared:
+def prepare_table(table, d, seed: int, rows: dict[str, np.ndarray] | None = None) -> Prepared:
     """:func:`prepare` a :class:`~data.sources.Table` as the ``data`` config ``d`` says."""
     return prepare(
         table.X,
@@ -120,6 +120,7 @@ def prepare_table(table, d, seed: int) -> Prepared:
         seed=seed,
         source=table.source,
         log_target=d.log_target,
+        rows=rows,
     )
 
 
@@ -134,9 +135,12 @@ def prepare(
     seed: int,
     source: str,
     log_target: bool = False,
+    rows: dict[str, np.ndarray] | None = None,
 ) -> Prepared:
-    """Split the rows by ``seed``, then fit the scaling on the training rows only."""
-    rows = split_rows(len(y), val_fraction, test_fraction, seed)
+    """Split the rows by ``seed`` (or as ``rows`` says: a cross-validation fold), then fit the
+    scaling on the training rows only."""
+    if rows is None:
+        rows = split_rows(len(y), val_fraction, test_fraction, seed)
     y_model = (np.log(y) if isinstance(y, np.ndarray) else jnp.log(y)) if log_target else y
     if isinstance(X, np.ndarray) and np.isnan(X).any():  # data.missing=mean
         fill = np.nanmean(X[rows["train"]], axis=0)

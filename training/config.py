@@ -60,6 +60,7 @@ class DataConfig:
     standardize: bool = False
     val_fraction: float = 0.0
     test_fraction: float = 0.0
+    folds: int = 0  # k >= 2: also cross-validate over k folds of the non-test rows
 
 
 @dataclass
@@ -212,6 +213,8 @@ def validate(cfg: DictConfig) -> None:
         d.val_fraction,
         "val_fraction + test_fraction < 1",
     )
+
+    _check(d.folds == 0 or d.folds >= 2, "data.folds", d.folds, "0 (off) or an integer >= 2")
 
     bs = cfg.loader.batch_size
     if cfg.loader.name == "mini_batch":

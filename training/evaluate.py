@@ -96,3 +96,141 @@ def coefficient_gap(model: dict[str, float], ols: dict[str, float]) -> float:
     """The largest ``|model - ols| / |ols|`` over the coefficients (``r2`` left out)."""
     gaps = [abs(model[k] - v) / max(abs(v), 1e-300) for k, v in ols.items() if k in model]
     return max(gaps) if gaps else 0.0
+
+
+@jax.jit
+def _squared_residuals(W: jax.Array, b: jax.Array, X: jax.Array, y: jax.Array):
+    r = y - (jnp.dot(X, W, precision=jax.lax.Precision.HIGHEST) + b)
+    return r * r
+
+
+def residual_moments(W, b, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
+    """``G = A^T diag(w) A`` and ``H = A^T diag(w e^2) A`` with ``A = [X 1]`` and the residuals
+    ``e = y - X W - b`` of the linear model on device rows (float32 sums, sharded rows summed by
+    XLA). Every process must call this: each holds only its own rows. ``H[-1, -1]`` is the
+    residual sum of squares."""
+    e2 = _squared_residuals(W, b, X, y)
+    G, _ = normal_equations(X, None, w)
+    H, _ = normal_equations(X, None, e2 if w is None else w * e2)
+    return G, H
+
+
+def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list[str]:
+    """The columns of ``A = [X 1]`` (``G = A^T A``, names in ``names`` then ``intercept``) that are
+    linear combinations of earlier ones, the intercept taken first, as R's ``lm`` reports them.
+
+    Each column is compared with the span of the columns kept before it: its squared distance
+    to that span, relative to its own squared norm, is ``1 - R^2`` of an uncentred regression on
+    them; below ``rtol`` (a variance inflation of 10^5, beyond what float32 sums resolve) the
+    column is aliased."""
+    labels = [*names, "intercept"]
+    order = [len(names), *range(len(names))]
+    kept: list[int] = []
+    aliased = []
+    for j in order:
+        g_jj = G[j, j]
+        if g_jj <= 0:
+            aliased.append(labels[j])
+            continue
+        if kept:
+            g = G[kept, j]
+            resid = g_jj - g @ np.linalg.solve(G[np.ix_(kept, kept)], g)
+        else:
+            resid = g_jj
+        if resid / g_jj < rtol:
+            aliased.append(labels[j])
+        else:
+            kept.append(j)
+    return aliased
+
+
+def linear_inference(
+    G: np.ndarray,
+    H: np.ndarray,
+    n: int,
+    coefs: dict[str, float],
+    scaling: Scaling,
+    names: list[str],
+    converged: bool = True,
+) -> dict:
+    """Standard errors, t statistics, two-sided p-values and 95 % confidence intervals of the
+    linear model's coefficients ``coefs`` (the user's units, ``intercept`` last).
+
+    ``G`` and ``H`` come from :func:`residual_moments` on the model's (scaled) training rows.
+    With ``p = d + 1`` coefficients and ``(A^T A)^-1 = G^-1`` (Greene, *Econometric Analysis*,
+    eqs. 4-18 and 9-4; White 1980; MacKinnon and White 1985 for HC1):
+
+    - classical: ``s^2 G^-1`` with ``s^2 = RSS / (n - p)``;
+    - HC1: ``n / (n - p) G^-1 H G^-1``.
+
+    Both are mapped to the user's units exactly: the scaled design is ``[X 1] M`` and the
+    target ``y_mean + y_scale y'``, so ``beta = y_scale M beta' (+ y_mean on the intercept)``
+    and ``Cov(beta) = y_scale^2 M Cov(beta') M^T``. Both kinds use the t distribution with
+    ``n - p`` degrees of freedom for p-values and intervals.
+
+    Returns ``standard_errors``, ``t_statistics``, ``p_values`` (each ``name -> {"classical",
+    "hc1"}``), ``confidence_intervals_95`` (``name -> {kind: [low, high]}``) and ``inference``
+    (``n``, ``df_resid``, ``aliased``, ``note``). Where the numbers do not apply (aliased
+    columns, no residual degrees of freedom) every value is ``None`` and the note says why; a
+    fit that has not converged keeps its numbers and the note says so.
+    """
+    from scipy import stats
+
+    d = len(names)
+    p = d + 1
+    labels = [*names, "intercept"]
+    info: dict = {"n": int(n), "df_resid": int(n - p), "aliased": [], "note": None}
+    empty = {
+        "standard_errors": {k: None for k in labels},
+        "t_statistics": {k: None for k in labels},
+        "p_values": {k: None for k in labels},
+        "confidence_intervals_95": {k: None for k in labels},
+    }
+    aliased = aliased_columns(G, names)
+    if aliased:
+        info["aliased"] = aliased
+        info["note"] = (
+            f"rank-deficient design: {', '.join(aliased)} "
+            f"{'is a linear combination' if len(aliased) == 1 else 'are linear combinations'} "
+            "of the other columns, so the coefficients are not unique; drop "
+            f"{'it' if len(aliased) == 1 else 'them'} with data.drop"
+        )
+        return {**empty, "inference": info}
+    if n <= p:
+        info["note"] = (
+            f"{n} training rows for {p} coefficients leave no residual degrees of freedom"
+        )
+        return {**empty, "inference": info}
+    G_inv = np.linalg.inv(G)
+    rss = H[-1, -1]
+    cov = {
+        "classical": rss / (n - p) * G_inv,
+        "hc1": n / (n - p) * G_inv @ H @ G_inv,
+    }
+    x_mean, x_scale = np.asarray(scaling.x_mean), np.asarray(scaling.x_scale)
+    M = np.eye(p)
+    M[:d, :d] = np.diag(1.0 / x_scale)
+    M[d, :d] = -x_mean / x_scale
+    M *= scaling.y_scale
+    beta = np.array([coefs[k] for k in labels])
+    df = n - p
+    t_crit = float(stats.t.ppf(0.975, df))
+    out = {key: {k: {} for k in labels} for key in empty}
+    for kind, c in cov.items():
+        se = np.sqrt(np.clip(np.diag(M @ c @ M.T), 0.0, None))
+        t = beta / se
+        pv = 2.0 * stats.t.sf(np.abs(t), df)
+        for i, k in enumerate(labels):
+            out["standard_errors"][k][kind] = float(se[i])
+            out["t_statistics"][k][kind] = float(t[i])
+            out["p_values"][k][kind] = float(pv[i])
+            out["confidence_intervals_95"][k][kind] = [
+                float(beta[i] - t_crit * se[i]),
+                float(beta[i] + t_crit * se[i]),
+            ]
+    if not converged:
+        info["note"] = (
+            "gradient descent has not converged (ols_gap), so these are the standard errors "
+            "of coefficients least squares would not give; raise trainer.epochs"
+        )
+    return {**out, "inference": info}

@@ -217,3 +217,57 @@ def loss_surface(
     fig.tight_layout()
     fig.savefig(workdir / "loss_surface.png", dpi=100)
     return fig
+
+
+def diagnostic_plots(
+    workdir: Path,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    rows: str,
+    target: str,
+    max_points: int = 20_000,
+):
+    """``predicted_vs_actual.png`` (with the line ``predicted = actual``) and ``residuals.png``
+    (``actual - predicted`` against the predicted value, with zero marked), both in the
+    target's units, for the rows named by ``rows`` (``validation`` or ``training``). More than
+    ``max_points`` rows are drawn as a fixed random sample of that many, which the titles say.
+    Returns both figures (for TensorBoard)."""
+    y_true, y_pred = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
+    n = len(y_true)
+    shown = f"{n} {rows} rows"
+    if n > max_points:  # a scatter of 10^7 points takes minutes and shows no more
+        pick = np.sort(np.random.default_rng(0).choice(n, max_points, replace=False))
+        y_true, y_pred = y_true[pick], y_pred[pick]
+        shown = f"{max_points} of {n} {rows} rows"
+    resid = y_true - y_pred
+    alpha = 0.6 if len(y_true) <= 2000 else 0.2
+
+    fig1 = new_figure((5.5, 5))
+    ax = fig1.subplots()
+    ax.scatter(y_true, y_pred, s=8, alpha=alpha, color="tab:blue", lw=0)
+    lo = float(min(y_true.min(), y_pred.min())) if n else 0.0
+    hi = float(max(y_true.max(), y_pred.max())) if n else 1.0
+    ax.plot([lo, hi], [lo, hi], color="tab:red", lw=1, label="predicted = actual")
+    ax.set(
+        xlabel=f"actual {target}",
+        ylabel=f"predicted {target}",
+        title=f"Predicted against actual ({shown})",
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig1.tight_layout()
+    fig1.savefig(workdir / "predicted_vs_actual.png", dpi=100)
+
+    fig2 = new_figure((6, 4))
+    ax = fig2.subplots()
+    ax.scatter(y_pred, resid, s=8, alpha=alpha, color="tab:blue", lw=0)
+    ax.axhline(0.0, color="tab:red", lw=1)
+    ax.set(
+        xlabel=f"predicted {target}",
+        ylabel=f"residual (actual - predicted {target})",
+        title=f"Residuals against predicted values ({shown})",
+    )
+    ax.grid(alpha=0.3)
+    fig2.tight_layout()
+    fig2.savefig(workdir / "residuals.png", dpi=100)
+    return fig1, fig2

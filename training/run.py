@@ -50,7 +50,9 @@ from training.evaluate import (
     coefficients,
     least_squares,
     least_squares_on_device,
+    linear_inference,
     regression_metrics,
+    residual_moments,
 )
 from training.logs import (
     Progress,
@@ -75,6 +77,7 @@ from training.optim import (
 from training.stability import hessian_spectrum, max_row_norm_sq, trainable_indices
 
 SPLITS = ("train", "val", "test")
+CONVERGED_GAP = 1e-3  # the largest relative coefficient gap to least squares of a converged fit
 
 
 def pick_device(name: str) -> jax.Device:
@@ -144,6 +147,7 @@ class Session:
     ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
     chosen: dict  # what optimizer.lr=auto (and momentum, epochs) chose: config key -> number
+    calls: Any = None  # the compiled calls by shape, shared by cross-validation folds
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
     copies: bool = False  # per-sample on several processes: every device holds all the rows
 
@@ -199,6 +203,11 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         )
         params, opt_state, at = fit(s, params, opt_state, at)
         metrics = evaluate(s, params, at)
+        if cfg.data.folds:
+            from training.crossval import cross_validate
+
+            n = sum(len(r) for r in s.data.rows.values())
+            metrics["cv"] = cross_validate(cfg, s.workdir, n)
         metrics.update(
             wall_time_s=time.perf_counter() - t_start,
             platform=s.device.platform,
@@ -220,8 +229,9 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         s.ckpt.close()
 
 
-def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
-    """Data on the device(s), the model split into arrays, the optimizer, the output files."""
+def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Session, Any, Any]:
+    """Data on the device(s), the model split into arrays, the optimizer, the output files.
+    ``rows``: the train / val / test row indices of a cross-validation fold."""
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
     per_sample = cfg.loader.name == "per_sample"
@@ -251,6 +261,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         and d.val_fraction == 0
         and d.test_fraction == 0
         and not copies
+        and rows is None
     ):
         mine = local_rows(mesh, d.n_samples)
         print(
@@ -264,7 +275,7 @@ def setup(cfg: DictConfig, workdir: Path) -> tuple[Session, Any, Any]:
         # no feature columns: b alone, the mean-price baseline
         described = described or "no feature columns; the model predicts the mean target"
         say(f"encoding of {table.source}: {described}")
-    data = prepare_table(table, cfg.data, cfg.seed)
+    data = prepare_table(table, cfg.data, cfg.seed, rows)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     n_train = d.n_samples if mine else len(data.rows["train"])
@@ -473,6 +484,9 @@ def fit(s: Session, params, opt_state, at: Progressed):
         s.mesh,
         shard_batches=not s.copies,
     )
+    if s.calls is not None:  # a fold of the same shapes: no recompiling
+        runner.compiled = s.calls
+    s.calls = runner.compiled
     max_steps = tr.max_steps_per_call
     if tr.tol > 0 and not loader.full_batch:  # the epoch-level tol test needs epoch-end calls
         max_steps = min(max_steps, loader.steps_per_epoch)
@@ -667,11 +681,13 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         "epochs": at.epoch,
         "stopped": at.stopped,
     }
+    predicted = {}  # split -> predictions in the target's units, for the diagnostic plots
     for split in SPLITS:
         if len(data.rows[split]) == 0:
             continue
         pred = pred_train if split == "train" else np.asarray(s.apply_fn(final, data.X[split]))
-        metrics[split] = regression_metrics(data.y_raw[split], data.to_target_units(pred))
+        predicted[split] = data.to_target_units(pred)
+        metrics[split] = regression_metrics(data.y_raw[split], predicted[split])
         for k, v in metrics[split].items():
             tb.scalar(f"metrics/{split}/{k}", v, at.step)
 
@@ -697,18 +713,30 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
                 "r2_diff": metrics["train"]["r2"] - ols["r2"],
             },
         )
+        # every process: the training rows may be sharded over all of them
+        G, H = residual_moments(params["W"], params["b"], s.X, s.y, s.w)
+        converged = metrics["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
+        metrics.update(
+            linear_inference(G, H, s.n_train, coefs, data.scaling, names, converged=converged)
+        )
         if len(names) > 1 and s.writes:
             print_coefficients(coefs, ols, metrics)
         # the walkthrough's trace is its own report (and stays as the README prints it)
         if s.writes and not (s.cfg.logger.print_trace and len(names) == 1):
             say_convergence(s.cfg, metrics, at, s.chosen)
+    else:
+        metrics.update(
+            standard_errors=None,
+            inference={"note": "standard errors are for the linear model x @ W + b only"},
+        )
 
     if s.cfg.logger.plots:
         # what the plots need from the sharded rows is a collective: every process computes
         # it, process 0 draws (a call only process 0 makes waits for the others for ever)
         needs = plot_inputs(s, final)
         if s.writes:
-            draw_plots(s, final, at, needs)
+            split = "val" if "val" in predicted else "train"
+            draw_plots(s, final, at, needs, (split, data.y_raw[split], predicted[split]))
 
     if s.writes:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
@@ -792,10 +820,21 @@ def plot_inputs(s: Session, final: dict) -> dict:
     return needs
 
 
-def draw_plots(s: Session, final: dict, at: Progressed, needs: dict) -> None:
+def draw_plots(s: Session, final: dict, at: Progressed, needs: dict, diagnostics=None) -> None:
     """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``), from
-    host values only (``needs``: :func:`plot_inputs`), so that process 0 alone can draw."""
+    host values only (``needs``: :func:`plot_inputs`), so that process 0 alone can draw.
+    ``diagnostics``: ``(split, actual, predicted)`` in the target's units for the predicted
+    against actual and residual plots."""
     figs = {}
+    if diagnostics is not None:
+        split, actual, pred = diagnostics
+        figs["predicted_vs_actual"], figs["residuals"] = plots.diagnostic_plots(
+            s.workdir,
+            actual,
+            pred,
+            "validation" if split == "val" else "training",
+            s.preprocessing["target"] or "target",
+        )
     if "X" in needs and at.trace_W:  # the walkthrough's two plots
         figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
             s.workdir,
@@ -846,16 +885,52 @@ def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
 
 
 def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
+    """The coefficient table: gradient descent beside least squares, with the classical and
+    HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
     width = max(len(k) for k in coefs)
-    print(f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff")
+    se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
+    print(
+        f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff"
+        f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
+    )
     for k, v in coefs.items():
         rel = abs(v - ols[k]) / max(abs(ols[k]), 1e-300)
-        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}")
+        stats = "  (n/a)"
+        if se[k] is not None:
+            stats = (
+                f"  {se[k]['classical']:>10.6g}  {se[k]['hc1']:>10.6g}  "
+                f"{t[k]['classical']:>7.3f}  {pv[k]['classical']:>8.2g}"
+            )
+        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}{stats}")
     gap = metrics["ols_gap"]
     print(
         f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
         f"R^2 {metrics['train']['r2']:.6f} (least squares {ols['r2']:.6f})"
     )
+    info = metrics["inference"]
+    if info["note"] and info["note"].startswith("gradient descent has not converged"):
+        # not converged: the run's one warning line (say_convergence) says what to change
+        print(f"standard errors: {info['note']}")
+    elif info["note"]:
+        print(f"warning: standard errors: {info['note']}")
+    else:
+        print(
+            f"standard errors from {info['n']} training rows, {info['df_resid']} residual "
+            "degrees of freedom; p-values from the t distribution"
+        )
+
+
+def objective(metrics: dict | None) -> float:
+    """What a hyperparameter search minimises: the folds' mean validation RMSE with
+    ``data.folds``, else the validation RMSE, in the target's units; infinity for a failed run
+    (``None``) or one with no validation rows, which Optuna ranks last without stopping."""
+    if metrics is None:
+        return math.inf
+    if "cv" in metrics:
+        value = metrics["cv"]["rmse"]["mean"]
+    else:
+        value = metrics.get("val", {}).get("rmse", math.inf)
+    return float(value) if math.isfinite(value) else math.inf
 
 
 def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
@@ -909,6 +984,9 @@ def _hparam_value(v) -> bool | int | float | str:
 
 def flat_metrics(metrics: dict) -> dict:
     out = {"final_loss": metrics["final_loss"]}
+    for k, v in metrics.get("cv", {}).items():
+        if np.isfinite(v["mean"]):
+            out[f"cv/{k}"] = v["mean"]
     for split in SPLITS:
         for k, v in metrics.get(split, {}).items():
             if np.isfinite(v):

@@ -1,0 +1,417 @@
+"""What a house-price user reads after a fit: standard errors against the published table and
+statsmodels, the diagnostic plots, cross-validation against scikit-learn, the Optuna search."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from conftest import ROOT, make_config, run_train
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from data.preprocess import Scaling, split_rows
+from training import plots
+from training.crossval import fold_rows
+from training.errors import UserError
+from training.evaluate import aliased_columns, linear_inference
+from training.run import objective, train_and_evaluate
+
+HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"
+# Verbeek, A Guide to Modern Econometrics (2004), Table 3.3: standard errors of the OLS price
+# equation on all 546 sales
+VERBEEK_SE = {
+    "intercept": 3409.47,
+    "lotsize": 0.3503,
+    "bedrooms": 1047.00,
+    "bathrooms": 1489.92,
+    "stories": 925.29,
+    "driveway": 2045.25,
+    "recreation": 1899.96,
+    "fullbase": 1588.02,
+    "gasheat": 3217.60,
+    "aircon": 1555.02,
+    "garage": 840.54,
+    "prefer": 1669.09,
+}
+
+
+def housing_design(df: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    df = pd.read_csv(HOUSING) if df is None else df
+    X = df.drop(columns="price").replace({"yes": 1, "no": 0}).astype(float)
+    return X, df["price"].astype(float)
+
+
+def statsmodels_fit(cov_type: str = "nonrobust"):
+    X, y = housing_design()
+    return sm.OLS(y, sm.add_constant(X)).fit(cov_type=cov_type, use_t=True)
+
+
+@pytest.fixture(scope="module")
+def housing_all_rows(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("housing_se")
+    cfg = make_config(
+        "experiment=housing", "data.val_fraction=0", "data.test_fraction=0", "logger.plots=false"
+    )
+    return workdir, train_and_evaluate(cfg, workdir)
+
+
+def sm_name(name: str) -> str:
+    return "const" if name == "intercept" else name
+
+
+def test_classical_standard_errors_are_the_published_table(housing_all_rows):
+    workdir, metrics = housing_all_rows
+    assert metrics["inference"]["note"] is None
+    assert metrics["inference"]["df_resid"] == 546 - 12
+    se = json.loads((workdir / "metrics.json").read_text())["standard_errors"]
+    assert se.keys() == VERBEEK_SE.keys()
+    for name, published in VERBEEK_SE.items():
+        assert se[name]["classical"] == pytest.approx(published, rel=1e-3), name
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "HC1"])
+def test_standard_errors_t_p_and_intervals_are_statsmodels(housing_all_rows, cov_type):
+    _, metrics = housing_all_rows
+    kind = "classical" if cov_type == "nonrobust" else "hc1"
+    ref = statsmodels_fit(cov_type)
+    ci = ref.conf_int(0.05)
+    for name in VERBEEK_SE:
+        k = sm_name(name)
+        # float32 sums at a float32 fit (coefficients within 6e-6 of least squares)
+        assert metrics["standard_errors"][name][kind] == pytest.approx(ref.bse[k], rel=1e-4)
+        assert metrics["t_statistics"][name][kind] == pytest.approx(ref.tvalues[k], rel=1e-4)
+        assert metrics["p_values"][name][kind] == pytest.approx(ref.pvalues[k], rel=2e-3)
+        np.testing.assert_allclose(
+            metrics["confidence_intervals_95"][name][kind], ci.loc[k], rtol=1e-4
+        )
+    # HC1 differs from the classical errors: the test above could not pass with one for both
+    assert metrics["standard_errors"]["gasheat"]["hc1"] > 1.3 * VERBEEK_SE["gasheat"]
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_inference_maps_scaled_moments_to_the_users_units(standardize):
+    # a log target and a subset of rows, computed without training: the exact least squares
+    # of the scaled problem, its moments, and statsmodels on the unscaled columns
+    X, y = housing_design()
+    X, y = X.iloc[::3], np.log(y.iloc[::3])
+    names = list(X.columns)
+    Xa, ya = X.to_numpy(), y.to_numpy()
+    scaling = Scaling.fit(Xa, ya, names, "test") if standardize else Scaling.identity(len(names))
+    Xs, ys = (Xa - scaling.x_mean) / scaling.x_scale, (ya - scaling.y_mean) / scaling.y_scale
+    A = np.column_stack([Xs, np.ones(len(ys))])
+    beta = np.linalg.lstsq(A, ys, rcond=None)[0]
+    e = ys - A @ beta
+    W_o, b_o = scaling.to_original(beta[:-1], beta[-1])
+    coefs = {**dict(zip(names, W_o, strict=True)), "intercept": b_o}
+    out = linear_inference(A.T @ A, (A.T * e**2) @ A, len(ys), coefs, scaling, names)
+    for cov_type, kind in (("nonrobust", "classical"), ("HC1", "hc1")):
+        ref = sm.OLS(ya, sm.add_constant(Xa)).fit(cov_type=cov_type, use_t=True)
+        got = [out["standard_errors"][k][kind] for k in [*names, "intercept"]]
+        np.testing.assert_allclose(got, [*ref.bse[1:], ref.bse[0]], rtol=1e-9)
+        got = [out["p_values"][k][kind] for k in [*names, "intercept"]]
+        np.testing.assert_allclose(got, [*ref.pvalues[1:], ref.pvalues[0]], rtol=1e-7)
+
+
+def test_aliased_columns_are_named_the_later_of_each_combination():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    X = np.column_stack([X, X[:, 1] - 2 * X[:, 3], 3 + 0 * X[:, 0]])  # a combination, a constant
+    A = np.column_stack([X, np.ones(50)])
+    names = ["a", "b", "c", "d", "b_minus_2d", "three"]
+    assert aliased_columns(A.T @ A, names) == ["b_minus_2d", "three"]
+    assert aliased_columns(A[:, [0, 1, 2, 3, 6]].T @ A[:, [0, 1, 2, 3, 6]], names[:4]) == []
+
+
+def test_a_rank_deficient_design_names_the_aliased_column(tmp_path):
+    df = pd.read_csv(HOUSING)
+    df["lotsize_sqm"] = df["lotsize"] * 0.09290304  # the same size in square metres
+    df.to_csv(tmp_path / "houses.csv", index=False)
+    cfg = make_config(
+        "experiment=housing",
+        f"data.path={tmp_path / 'houses.csv'}",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+        "trainer.epochs=300",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path / "run")
+    assert metrics["inference"]["aliased"] == ["lotsize_sqm"]
+    assert "lotsize_sqm" in metrics["inference"]["note"]
+    assert "data.drop" in metrics["inference"]["note"]
+    assert all(v is None for v in metrics["standard_errors"].values())
+
+
+def test_a_fit_that_has_not_converged_says_so(tmp_path, capsys):
+    cfg = make_config(
+        "experiment=housing",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+        "trainer.epochs=5",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert metrics["ols_gap"]["max_rel_coefficient_diff"] > 1e-3
+    assert "not converged" in metrics["inference"]["note"]
+    out = capsys.readouterr().out
+    assert "\nstandard errors: gradient descent has not converged" in out
+    # one warning line, the run's own, says what to change
+    assert [ln for ln in out.splitlines() if ln.startswith("warning:")] == [
+        next(ln for ln in out.splitlines() if ln.startswith("warning: stopped after 5 epochs"))
+    ]
+    assert metrics["standard_errors"]["lotsize"]["classical"] > 0
+
+
+def test_a_model_that_is_not_linear_has_no_standard_errors(tmp_path):
+    cfg = make_config(
+        "experiment=housing",
+        "model=quadratic",
+        "optimizer.lr=0.005",
+        "trainer.epochs=5",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert metrics["standard_errors"] is None
+    assert "linear model" in metrics["inference"]["note"]
+
+
+def test_diagnostic_plots_draw_the_values_they_are_given(tmp_path):
+    rng = np.random.default_rng(1)
+    actual = rng.normal(1e5, 2e4, 300)
+    pred = actual + rng.normal(0, 5e3, 300)
+    fig1, fig2 = plots.diagnostic_plots(tmp_path, actual, pred, "validation", "price")
+    np.testing.assert_allclose(fig1.axes[0].collections[0].get_offsets(), np.c_[actual, pred])
+    np.testing.assert_allclose(
+        fig2.axes[0].collections[0].get_offsets(), np.c_[pred, actual - pred]
+    )
+    assert fig2.axes[0].get_ylabel() == "residual (actual - predicted price)"
+    assert "300 validation rows" in fig1.axes[0].get_title()
+    # many rows: a fixed sample, drawn from the rows given
+    big = rng.normal(size=50_000)
+    fig3, _ = plots.diagnostic_plots(tmp_path, big, 2 * big, "training", "price", max_points=1000)
+    drawn = fig3.axes[0].collections[0].get_offsets()
+    assert len(drawn) == 1000 and np.isin(drawn[:, 0], big).all()
+    np.testing.assert_array_equal(drawn[:, 1], 2 * drawn[:, 0])
+    assert "1000 of 50000 training rows" in fig3.axes[0].get_title()
+    plots.close(fig1, fig2, fig3)
+    assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 0
+    assert (tmp_path / "residuals.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("val_fraction", "rows", "split"), [("0.1", 55, "val"), ("0", 546, "train")]
+)
+def test_a_run_plots_the_validation_rows_else_the_training_rows(
+    tmp_path, monkeypatch, val_fraction, rows, split
+):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    drawn = {}
+    real = plots.diagnostic_plots
+
+    def spy(workdir, actual, pred, which, target, **kw):
+        drawn.update(actual=np.asarray(actual), pred=np.asarray(pred), which=which, target=target)
+        return real(workdir, actual, pred, which, target, **kw)
+
+    monkeypatch.setattr(plots, "diagnostic_plots", spy)
+    cfg = make_config(
+        "experiment=housing",
+        f"data.val_fraction={val_fraction}",
+        "data.test_fraction=0",
+        "trainer.epochs=300",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert len(drawn["actual"]) == rows and drawn["target"] == "price"
+    assert drawn["which"] == ("validation" if split == "val" else "training")
+    # the drawn values are those the metrics were computed from, in dollars
+    rmse = np.sqrt(np.mean((drawn["actual"] - drawn["pred"]) ** 2))
+    assert rmse == pytest.approx(metrics[split]["rmse"], rel=1e-9)
+    assert 1e4 < rmse < 3e4
+    for name in ("predicted_vs_actual", "residuals"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    acc.Reload()
+    assert {"plots/predicted_vs_actual", "plots/residuals"} <= set(acc.Tags()["images"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 400),
+    folds=st.integers(2, 12),
+    val=st.sampled_from([0.0, 0.1, 0.25]),
+    test=st.sampled_from([0.0, 0.1, 0.2]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
+    try:
+        split = split_rows(n, val, test, seed)
+    except UserError:
+        return  # no training rows: the run refuses before any fold
+    rest = n - len(split["test"])
+    if rest < folds:
+        with pytest.raises(UserError, match=f"data.folds={folds}"):
+            fold_rows(n, folds, val, test, seed)
+        return
+    parts = fold_rows(n, folds, val, test, seed)
+    held = np.concatenate([p["val"] for p in parts])
+    np.testing.assert_array_equal(np.sort(held), np.setdiff1d(np.arange(n), split["test"]))
+    sizes = [len(p["val"]) for p in parts]
+    assert max(sizes) - min(sizes) <= 1 and len(parts) == folds
+    for p in parts:
+        np.testing.assert_array_equal(p["test"], split["test"])
+        assert not set(p["train"]) & set(p["val"])
+        assert len(p["train"]) + len(p["val"]) == rest
+        assert all(np.all(np.diff(p[k]) > 0) for k in p)
+
+
+@pytest.fixture(scope="module")
+def housing_cv(tmp_path_factory):
+    import training.loop
+
+    made = []
+    real = training.loop.make_train_call
+
+    def spy(apply_fn, tx, spec, *args, **kwargs):
+        made.append((id(tx), spec, real(apply_fn, tx, spec, *args, **kwargs)))
+        return made[-1][-1]
+
+    workdir = tmp_path_factory.mktemp("housing_cv")
+    cfg = make_config(
+        "experiment=housing",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        "data.folds=5",
+        "logger.plots=false",
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.loop, "make_train_call", spy)
+        metrics = train_and_evaluate(cfg, workdir)
+    return workdir, metrics, made
+
+
+def test_cross_validation_agrees_with_scikit_learn(housing_cv):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold, cross_val_score
+
+    workdir, metrics, _ = housing_cv
+    X, y = housing_design()
+    reference = cross_val_score(LinearRegression(), X, y, cv=KFold(5, shuffle=True, random_state=0))
+    cv = json.loads((workdir / "metrics.json").read_text())["cv"]
+    assert cv["r2"]["mean"] == pytest.approx(reference.mean(), abs=0.02)
+    # our folds exactly: least squares on each fold's training rows, scored on its held-out rows
+    for i, rows in enumerate(fold_rows(546, 5, 0.0, 0.0, seed=0)):
+        fit = LinearRegression().fit(X.iloc[rows["train"]], y.iloc[rows["train"]])
+        pred = fit.predict(X.iloc[rows["val"]])
+        truth = y.iloc[rows["val"]]
+        assert cv["r2"]["folds"][i] == pytest.approx(r2_score(truth, pred), abs=1e-5)
+        assert cv["rmse"]["folds"][i] == pytest.approx(np.sqrt(np.mean((truth - pred) ** 2)), 1e-5)
+        saved = json.loads((workdir / "folds" / str(i) / "metrics.json").read_text())
+        assert saved["val"]["r2"] == cv["r2"]["folds"][i]
+    for metric in ("mse", "rmse", "mae", "r2"):
+        assert cv[metric]["mean"] == pytest.approx(np.mean(cv[metric]["folds"]))
+        assert cv[metric]["std"] == pytest.approx(np.std(cv[metric]["folds"]))
+
+
+def test_folds_reuse_one_compiled_call(housing_cv):
+    _, metrics, made = housing_cv
+    # the main run's calls (every step logged for the first 5000, then every 4th: two shapes)
+    # and one set shared by all five folds, each compiled for one shape only
+    optimizers = sorted({tx for tx, _, _ in made}, key=[tx for tx, _, _ in made].index)
+    assert len(optimizers) == 2
+    main, folds = ([spec for tx, spec, _ in made if tx == o] for o in optimizers)
+    assert folds == main and len(set(main)) == len(main)
+    assert [f._cache_size() for _, _, f in made] == [1] * len(made)
+    assert metrics["cv"]["r2"]["folds"][0] != metrics["cv"]["r2"]["folds"][1]
+
+
+def test_the_search_objective_is_the_validation_rmse():
+    assert objective(None) == math.inf  # a failed trial: ranked last, the study goes on
+    assert objective({"val": {"rmse": 12.5}, "train": {"rmse": 1.0}}) == 12.5
+    assert objective({"train": {"rmse": 1.0}}) == math.inf
+    cv = {"rmse": {"mean": 11.0, "std": 1.0, "folds": [10.0, 12.0]}}
+    assert objective({"val": {"rmse": 12.5}, "cv": cv}) == 11.0
+    assert objective({"val": {"rmse": math.nan}}) == math.inf
+
+
+@pytest.mark.slow
+def test_optuna_search_ends_with_the_best_trial(tmp_path):
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "hparams_search=optuna",
+        "experiment=housing_minibatch",
+        "hydra.sweeper.n_trials=4",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(result["best_params"]) == {
+        "optimizer.lr",
+        "loader.batch_size",
+        "optimizer.name",
+        "optimizer.momentum",
+    }
+    trials = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(trials) == 4
+    rmse = [json.loads((t / "metrics.json").read_text())["val"]["rmse"] for t in trials]
+    assert result["best_value"] == pytest.approx(min(rmse), rel=1e-12)
+    best = trials[int(np.argmin(rmse))].name
+    assert f"loader.batch_size={result['best_params']['loader.batch_size']}," in best
+    for trial in trials:  # every trial in TensorBoard's HPARAMS tab
+        acc = EventAccumulator(str(trial))
+        acc.Reload()
+        assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
+@pytest.mark.slow
+def test_failed_trials_do_not_stop_the_search(tmp_path):
+    import yaml
+
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        "-m",
+        "hparams_search=optuna",
+        "experiment=housing_minibatch",
+        "hydra.sweeper.n_trials=2",
+        "data.target=no_such_column",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("error: this run failed:") == 2
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert result["best_value"] == math.inf
+
+
+def test_a_fold_keeps_nothing_of_an_earlier_one(tmp_path):
+    stale = tmp_path / "folds" / "1" / "events.out.tfevents.stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier run's events")
+    cfg = make_config(
+        "experiment=housing",
+        "data.folds=2",
+        "trainer.epochs=3",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert not stale.exists()
+    assert len(metrics["cv"]["rmse"]["folds"]) == 2
+    trained = []
+    for i in range(2):
+        saved = json.loads((tmp_path / "folds" / str(i) / "metrics.json").read_text())
+        assert saved["val"]["rmse"] == metrics["cv"]["rmse"]["folds"][i]
+        trained.append(saved["inference"]["n"])
+    assert trained == [245, 246]  # 546 rows less the 55 test rows: 246 and 245 held out
+    assert metrics["cv"]["rmse"]["folds"][0] != metrics["cv"]["rmse"]["folds"][1]
