@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import re
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -91,6 +92,22 @@ class TensorBoardLog:
     def figure(self, tag: str, fig, step: int) -> None:
         if self.writer is not None:
             self.writer.add_figure(valid_tag(tag), fig, step, close=False)
+
+    def png(self, tag: str, png: bytes, step: int) -> None:
+        """An image summary holding the bytes of a PNG file as they are: the figure already
+        saved, not drawn and encoded a second time as ``add_figure`` would (a third of the
+        plots' time on a 266-column run)."""
+        if self.writer is None:
+            return
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk, first in every PNG
+        channels = {0: 1, 2: 3, 4: 2, 6: 4}[png[25]]  # its colour type
+        image = Summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=png
+        )
+        summary = Summary(value=[Summary.Value(tag=valid_tag(tag), image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
 
     def hparams(self, hparams: dict, metrics: dict, step: int) -> None:
         """The run's hyperparameters and final metrics for TensorBoard's HPARAMS tab, in this

@@ -758,8 +758,8 @@ def draw_plots(s: Session, final: dict, at: Progressed) -> None:
         figs["loss_surface"] = plots.loss_surface(
             s.workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
         )
-    for name, fig in figs.items():
-        s.tb.figure(f"plots/{name}", fig, at.step)
+    for name in figs:  # the PNG as written: drawn once
+        s.tb.png(f"plots/{name}", (s.workdir / f"{name}.png").read_bytes(), at.step)
     plots.close(*figs.values())
 
 
