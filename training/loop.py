@@ -57,7 +57,8 @@ class CallSpec:
 class CallResult(NamedTuple):
     params: Params  # after the last applied step
     opt_state: Any
-    losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step
+    losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step (full
+    # batch: NaN after the step it stopped at, which were skipped)
     recorded: Params  # (records, ...): parameters before steps 0, k, 2k, ... of each epoch
     epoch_params: Params  # (epochs, ...): parameters at the end of each epoch
     taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
@@ -96,7 +97,7 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
     costs as much as the arithmetic on a CPU); their non-finite losses are found after the
     loop.
     Full-batch steps also stop at an exact fit, at ``tol``, or on divergence, keeping the
-    parameters of the stopping step.
+    parameters of the stopping step; the call's later steps compute nothing.
     """
     k = spec.record_every
 
