@@ -76,10 +76,19 @@ class TensorBoardLog:
     def scalars(self, tag_values: dict[str, np.ndarray], steps: np.ndarray) -> None:
         if self.writer is None:
             return
-        tag_values = {valid_tag(tag): values for tag, values in tag_values.items()}
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        # one event per step holding every tag's value, which add_scalar would write as one
+        # event each (the same float32 simple_value): 274 columns over 105 steps take 0.10 s
+        # instead of 1.18 s
+        tags = [valid_tag(tag) for tag in tag_values]
+        columns = [np.asarray(v, np.float64).tolist() for v in tag_values.values()]
+        writer = self.writer._get_file_writer()
         for i, step in enumerate(np.asarray(steps).tolist()):
-            for tag, values in tag_values.items():
-                self.writer.add_scalar(tag, float(values[i]), step)
+            values = [
+                Summary.Value(tag=t, simple_value=c[i]) for t, c in zip(tags, columns, strict=True)
+            ]
+            writer.add_summary(Summary(value=values), step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -93,16 +102,19 @@ class TensorBoardLog:
         if self.writer is not None:
             self.writer.add_figure(valid_tag(tag), fig, step, close=False)
 
-    def png(self, tag: str, data: bytes, step: int) -> None:
-        """An image from PNG bytes as they are: a figure already saved as a PNG file is not
-        drawn and encoded a second time (``add_figure`` would do both)."""
+    def png(self, tag: str, png: bytes, step: int) -> None:
+        """An image summary holding the bytes of a PNG file as they are: the figure already
+        saved, not drawn and encoded a second time as ``add_figure`` would (a third of the
+        plots' time on a 266-column run)."""
         if self.writer is None:
             return
         from tensorboardX.proto.summary_pb2 import Summary
 
-        # a PNG's IHDR chunk holds the width and height, big-endian, at bytes 16-24
-        width, height = struct.unpack(">II", data[16:24])
-        image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=data)
+        width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk, first in every PNG
+        channels = {0: 1, 2: 3, 4: 2, 6: 4}[png[25]]  # its colour type
+        image = Summary.Image(
+            height=height, width=width, colorspace=channels, encoded_image_string=png
+        )
         summary = Summary(value=[Summary.Value(tag=valid_tag(tag), image=image)])
         self.writer._get_file_writer().add_summary(summary, step)
 
