@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from training.cli import fail
 from training.errors import UserError
@@ -174,14 +175,25 @@ def main(argv: list[str] | None = None) -> None:
         pred, df, prep = predict(args.run_dir, args.rows)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
-    column = f"predicted_{prep['target']}"
-    df[column] = pred
+    # the user's own cells as they wrote them ("1,250", 02134), then the predictions, in the
+    # file's own separator and decimal mark
+    sep, decimal = df.attrs.get("sep", ","), df.attrs.get("decimal", ".")
+    df = pd.read_csv(
+        Path(args.rows).expanduser(),
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        index_col=False,
+        encoding="utf-8-sig",
+    )
+    df[f"predicted_{prep['target']}"] = pred
+    fmt = {"sep": sep, "decimal": decimal, "index": False}
     if args.output:
-        df.to_csv(args.output, index=False)
+        df.to_csv(args.output, **fmt)
         print(f"wrote {len(df)} predictions to {args.output}", file=sys.stderr)
         return
     try:
-        df.to_csv(sys.stdout, index=False)
+        df.to_csv(sys.stdout, **fmt)
         sys.stdout.flush()
     except BrokenPipeError:  # `predict.py ... | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -59,7 +59,7 @@ DATE_FORMATS = (
     (re.compile(r"^\d{8}T\d{6}$"), "%Y%m%dT%H%M%S"),
     (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
 )
-SEPARATORS = (",", ";", "\t")
+SEPARATORS = (",", ";", "\t", "|")
 
 
 @dataclass
@@ -393,7 +393,7 @@ def _refuse_missing(
 
 
 def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]:
-    """The separator (``,`` ``;`` tab: the one splitting the first lines into the most, equal
+    """The separator (``,`` ``;`` tab ``|``: the one splitting the first lines into the most, equal
     numbers of fields) and the decimal mark (``,`` when a ``;``/tab file writes its fractions
     as ``3,5``), each unless given."""
     lines = sample.splitlines()[:50]
@@ -453,7 +453,8 @@ def read_csv(
     if len(header) < min_columns:
         raise UserError(
             f"{source}: found one column only, {header[0]!r}; the file must be separated by "
-            f"',' ';' or tabs (set data.sep to the separator it uses)"
+            f"',' ';' '|' or tabs"
+            + (" (set data.sep to the separator it uses)" if key == "data.path" else "")
         )
     try:
         with warnings.catch_warnings():

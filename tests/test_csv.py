@@ -209,7 +209,8 @@ BAD_FILES = {
     "too few rows": (b"a,b,c,price\n1,2,3,4\n2,3,1,5\n", "2 rows for 3 features"),
     "unknown delimiter": (
         b"size price\n1 2\n3 4\n",
-        "found one column only, 'size price'; the file must be separated by ',' ';' or tabs",
+        "found one column only, 'size price'; the file must be separated by ',' ';' '|' or "
+        "tabs (set data.sep",
     ),
     "not utf-8": (b"size,price\n1,2\n3,caf\xe9\n", "line 3 is not UTF-8 text (byte 0xe9)"),
     "infinite value": (

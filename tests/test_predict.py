@@ -164,8 +164,13 @@ def test_a_checkpoint_of_another_shape(run, tmp_path):
 
 
 def test_new_rows_may_use_another_separator(run, tmp_path):
-    (tmp_path / "comma.csv").write_text("sqft,bedrooms,age\n1500.5,3,20\n")
-    (tmp_path / "semi.csv").write_text("sqft;bedrooms;age\n1500,5;3;20\n")
+    (tmp_path / "comma.csv").write_text('sqft,bedrooms,age\n"1,500.5",3,020\n')
+    (tmp_path / "semi.csv").write_text("sqft;bedrooms;age\n1.500,5;3;020\n")
     comma, semi = (run_predict(run, tmp_path / f) for f in ("comma.csv", "semi.csv"))
     assert comma.returncode == 0 and semi.returncode == 0, comma.stderr + semi.stderr
-    assert comma.stdout.splitlines()[1] == semi.stdout.splitlines()[1]  # 1500,5 read as 1500.5
+    # the user's cells come back as written, in the file's own separator and decimal mark
+    assert comma.stdout.splitlines()[1].startswith('"1,500.5",3,020,')
+    assert semi.stdout.splitlines()[1].startswith("1.500,5;3;020;")
+    a = float(comma.stdout.splitlines()[1].rsplit(",", 1)[1])
+    b = float(semi.stdout.splitlines()[1].rsplit(";", 1)[1].replace(",", "."))
+    assert a == b

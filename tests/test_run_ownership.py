@@ -4,10 +4,11 @@ another run."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
-from conftest import ROOT, make_config, run_train
+from conftest import ROOT, make_config, read_scalars, run_train
 from test_predict import one_error_line, run_predict
 
 from training.errors import UserError
@@ -77,3 +78,43 @@ def test_predict_refuses_a_checkpoint_of_another_run(tmp_path):
     line = one_error_line(run_predict(a, HOUSING))
     assert f"{a / 'checkpoints' / '50'}: the checkpoint belongs to another run" in line
     assert "new hydra.run.dir" in line
+
+
+QUIET = ("logger.plots=false", "trainer.tol=0", "trainer.epochs=20")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("data.log_target=true", "data.log_target: False there, True now"),
+        ("optimizer.lr=0.01", "optimizer.lr: "),
+        ("data.drop=[garage]", "data.drop: [] there, ['garage'] now"),
+    ],
+)
+def test_a_resume_with_other_data_or_settings_is_refused(tmp_path, change, named):
+    base = ("experiment=housing", *QUIET)
+    train_and_evaluate(make_config(*base), tmp_path)
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match=re.escape(named)) as err:
+        train_and_evaluate(make_config(*base, change, "trainer.resume=true"), tmp_path)
+    assert "holds a run of other settings" in str(err.value)
+    assert snapshot(tmp_path) == before  # nothing of the run was touched
+    # its own settings (and more epochs, another log period) resume it
+    train_and_evaluate(
+        make_config(*base[:-1], "trainer.epochs=30", "trainer.resume=true"), tmp_path
+    )
+
+
+def test_a_resume_that_finds_no_checkpoint_drops_the_earlier_attempts_points(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    stale = SummaryWriter(str(tmp_path))  # an attempt stopped by a second Ctrl-C: no checkpoint
+    for step in range(500):
+        stale.add_scalar("train/loss", 123.0, step)
+    stale.close()
+    metrics = train_and_evaluate(
+        make_config("experiment=housing", *QUIET, "trainer.resume=true"), tmp_path
+    )
+    steps = [s for s, _ in read_scalars(tmp_path)["train/loss"]]
+    assert steps == list(range(metrics["steps"]))  # each step once, none of the stale ones
+    assert 123.0 not in {v for _, v in read_scalars(tmp_path)["train/loss"]}

@@ -109,6 +109,12 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
             s, params, opt_state = setup(fold_cfg, fold_dir, rows)
         try:
+            # a fold's directory is a run of its own, which predict.py can read
+            from training.run import new_run_id
+
+            s.preprocessing["run_id"] = new_run_id()
+            if s.writes:
+                write_json(fold_dir / "preprocessing.json", s.preprocessing)
             _pad(s, n_rows if s.mesh is None else padded_rows(s.mesh, n_rows))
             loader = s.loader  # a full batch's size is its fold's rows: not a shape
             this = (s.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
@@ -128,7 +134,8 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
         say(
-            f"fold {i + 1}/{k}: {len(rows['train'])} training rows, {len(rows['val'])} held out; "
+            f"fold {i + 1}/{k} (folds/{i}): {len(rows['train'])} training rows, "
+            f"{len(rows['val'])} held out; "
             f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({at.stopped})"
         )
     out = {

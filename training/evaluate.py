@@ -231,6 +231,6 @@ def linear_inference(
     if not converged:
         info["note"] = (
             "gradient descent has not converged (ols_gap), so these are the standard errors "
-            "of coefficients least squares would not give; raise trainer.epochs"
+            "of coefficients least squares would not give (the run's warning says what to change)"
         )
     return {**out, "inference": info}

@@ -193,13 +193,17 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     try:
         at, run_id = Progressed(), None
         if cfg.trainer.resume:
-            params, opt_state, at, run_id = resume(s.ckpt, params, opt_state)
+            params, opt_state, at, run_id = resume(s, params, opt_state)
         # the run's id, in preprocessing.json and every checkpoint, ties the two together
         s.preprocessing["run_id"] = run_id or new_run_id()
         if s.writes:
             write_json(s.workdir / "preprocessing.json", s.preprocessing)
+        # a resumed run drops every point an earlier attempt logged past its checkpoint (from
+        # step 0 when none was written), so TensorBoard shows each step once
         s.tb = TensorBoardLog(
-            s.workdir, cfg.logger.tensorboard and s.writes, purge_step=at.step or None
+            s.workdir,
+            cfg.logger.tensorboard and s.writes,
+            purge_step=at.step if cfg.trainer.resume else None,
         )
         params, opt_state, at = fit(s, params, opt_state, at)
         metrics = evaluate(s, params, at)
@@ -276,6 +280,11 @@ def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Ses
         described = described or "no feature columns; the model predicts the mean target"
         say(f"encoding of {table.source}: {described}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)
+    if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
+        from training.crossval import fold_rows
+
+        n_rows = sum(len(r) for r in data.rows.values())
+        fold_rows(n_rows, cfg.data.folds, d.val_fraction, d.test_fraction, cfg.seed)
     names = table.feature_names
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     n_train = d.n_samples if mine else len(data.rows["train"])
@@ -436,13 +445,31 @@ def new_run_id() -> str:
     return uuid.UUID(bytes=raw.tobytes()).hex
 
 
-def resume(ckpt: Checkpoints, params, opt_state):
+# what a resumed run must share with the run it continues; the trainer and logger may differ
+# (more epochs, another checkpoint period, plots on or off)
+RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
+
+
+def resume(s: Session, params, opt_state):
     """The newest complete checkpoint that can be read (a corrupt one is skipped, warned of):
-    parameters, optimizer state, progress and the run's id (None before any checkpoint)."""
+    parameters, optimizer state, progress and the run's id (None before any checkpoint).
+
+    Raises :class:`UserError` when the checkpoint is of another run: other data (columns,
+    target, transforms) or other settings under :data:`RUN_DEFINING`."""
+    ckpt = s.ckpt
     for step in reversed(ckpt.steps()):
         try:
+            meta = ckpt.restore_meta(step)
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint: try the one before
+            print(
+                f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
+                f"({type(exc).__name__}); trying an earlier one"
+            )
+            continue
+        refuse_another_runs_checkpoint(s, meta)
+        try:
             state, meta = ckpt.restore(step, {"params": params, "opt_state": opt_state})
-        except Exception as exc:  # a damaged checkpoint: fall back to the one before
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint: fall back to the one before
             print(
                 f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
                 f"({type(exc).__name__}); trying an earlier one"
@@ -454,6 +481,43 @@ def resume(ckpt: Checkpoints, params, opt_state):
         return state["params"], state["opt_state"], at, run_id
     print(f"trainer.resume=true but no checkpoint in {ckpt.directory}: starting from scratch")
     return params, opt_state, Progressed(), None
+
+
+def refuse_another_runs_checkpoint(s: Session, meta: dict) -> None:
+    """Raise :class:`UserError` naming the first difference between the run in ``s.workdir``
+    (its checkpoint's ``meta``) and this one: everything in a run directory belongs to one
+    run, so a resume with other data or settings would mix two runs."""
+    saved_prep = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
+    mine_prep = {k: v for k, v in s.preprocessing.items() if k != "run_id"}
+    saved_cfg = meta.get("config", {})
+    mine_cfg = OmegaConf.to_container(s.cfg, resolve=True)
+    differences = [
+        (f"{key}.{k}" if isinstance(saved_cfg.get(key), dict) else key, a, b)
+        for key in RUN_DEFINING
+        for k, a, b in _differences(saved_cfg.get(key), mine_cfg.get(key))
+    ]
+    if not differences and saved_prep != mine_prep:
+        first = next(
+            k
+            for k in sorted(set(saved_prep) | set(mine_prep))
+            if saved_prep.get(k) != mine_prep.get(k)
+        )
+        differences = [(f"the data's {first}", "its own", "another")]
+    if differences:
+        key, was, now = differences[0]
+        raise UserError(
+            f"{s.workdir} holds a run of other settings ({key}: {was!r} there, {now!r} now); "
+            "resume it with its own settings, or start a new run in another hydra.run.dir"
+        )
+
+
+def _differences(saved, mine):
+    """``(key, saved, mine)`` for each top-level key whose values differ (the whole value when
+    either side is not a dict)."""
+    if not isinstance(saved, dict) or not isinstance(mine, dict):
+        return [] if saved == mine else [("", saved, mine)]
+    keys = sorted(set(saved) | set(mine))
+    return [(k, saved.get(k), mine.get(k)) for k in keys if saved.get(k) != mine.get(k)]
 
 
 def fit(s: Session, params, opt_state, at: Progressed):
@@ -752,7 +816,8 @@ R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares re
 
 def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict) -> None:
     """One line: whether the linear model reached least squares on the training rows (their
-    R^2 within ``R2_REACHED``); if not, a ``warning:`` with the gap and what to change."""
+    R^2 within ``R2_REACHED`` and, on a design of full rank, every coefficient within
+    ``CONVERGED_GAP`` relative); if not, a ``warning:`` with the gap and what to change."""
     r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
     if not (np.isfinite(r2) and np.isfinite(r2_ols)):
         return
@@ -761,7 +826,10 @@ def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict
         f"R^2 {r2:.6f} against least squares' {r2_ols:.6f}, largest relative coefficient "
         f"difference {coef:.2e}"
     )
-    if abs(r2 - r2_ols) <= R2_REACHED:
+    # on a design of full rank the coefficients are unique and must agree too; on a
+    # rank-deficient one only the fit is (the coefficients' gap is along aliased columns)
+    aliased = bool(metrics.get("inference", {}).get("aliased"))
+    if abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP):
         print(f"reached least squares: {gap}")
         return
     o, tr = cfg.optimizer, cfg.trainer
