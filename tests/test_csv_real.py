@@ -500,3 +500,10 @@ def test_levels_are_scikit_learns_infrequent_categories(cells, min_count):
     assert code.pooled == infrequent
     assert sorted(code.levels) == sorted(set(ohe.categories_[0]) - set(infrequent))
     assert code.other == bool(infrequent)
+
+
+@pytest.mark.slow
+def test_the_old_categorical_policy_says_where_it_went():
+    proc = run_train("experiment=housing", "data.categorical=error")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "use data.text_columns=error" in proc.stderr

@@ -115,6 +115,14 @@ def check_overrides(argv: list[str]) -> list[str]:
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return argv  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
+    for arg in argv:  # the policy this key held before it became a list of columns
+        key, _, value = arg.partition("=")
+        if key == "data.categorical" and value in ("onehot", "error"):
+            fail(
+                f"bad config value data.categorical={value}: data.categorical lists columns "
+                f"to one-hot encode (data.categorical=[zipcode]); for the policy on text "
+                f"columns use data.text_columns={value}"
+            )
     original, argv = argv, quote_for_hydra(argv)
     overrides = [
         a
