@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 # the test session's runs share one compilation cache of their own, not the user's, and leave
@@ -158,3 +158,36 @@ def resumed_step(stdout: str, ckpt_dir: Path) -> int:
     found = re.findall(rf"^resuming from {re.escape(str(ckpt_dir))}/(\d+): ", stdout, re.M)
     assert len(found) == 1, stdout[-3000:]
     return int(found[0])
+
+
+def train_on_two_processes(
+    run_dir: Path, *args: str, timeout: float = 240, env: dict | None = None
+) -> tuple[list[subprocess.Popen], list[tuple[str, str]]]:
+    """``train.py ARGS`` as two processes of two simulated CPU devices each, joined over
+    ``jax.distributed`` on 127.0.0.1 (a port held for them), into ``run_dir``; returns the
+    finished processes and their (stdout, stderr). A hang is killed with its children."""
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    with reserved_port() as port, ExitStack() as stack:
+        procs = [
+            stack.enter_context(
+                spawn(
+                    [
+                        sys.executable,
+                        str(ROOT / "train.py"),
+                        *args,
+                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                        "trainer.distributed.num_processes=2",
+                        f"trainer.distributed.process_id={i}",
+                        f"hydra.run.dir={run_dir}",
+                    ],
+                    cwd=ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1", **two_devices, **(env or {})},
+                )
+            )
+            for i in (0, 1)
+        ]
+        outs = [communicate(p, timeout=timeout) for p in procs]
+    return procs, outs

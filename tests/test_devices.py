@@ -8,18 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 
 import numpy as np
 import pytest
 from conftest import (
     ROOT,
-    communicate,
     reserved_port,
     resumed_step,
     run_train,
     signal_at_checkpoint,
     spawn,
+    train_on_two_processes,
 )
 
 pytestmark = pytest.mark.slow  # every test here starts train.py processes
@@ -84,29 +83,7 @@ def test_batch_the_devices_do_not_divide_is_an_error(tmp_path):
 def test_two_processes_train_together_like_one(tmp_path, loader):
     args = (*DATA, *loader)
     run_dir = tmp_path / "two"
-    with reserved_port() as port, ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                spawn(
-                    [
-                        sys.executable,
-                        str(ROOT / "train.py"),
-                        *args,
-                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
-                        "trainer.distributed.num_processes=2",
-                        f"trainer.distributed.process_id={i}",
-                        f"hydra.run.dir={run_dir}",
-                    ],
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, **devices(2)},
-                )
-            )
-            for i in (0, 1)
-        ]
-        outs = [communicate(p, timeout=240) for p in procs]
+    procs, outs = train_on_two_processes(run_dir, *args)
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert "platform cpu, 4 device(s), 2 process(es)" in outs[0][0]
     # each process draws only its own rows: 1001 rows padded to 1004, 502 a process

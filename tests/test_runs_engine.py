@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, ROOT, communicate, read_scalars, reserved_port, run_train, spawn
+from conftest import CONF, ROOT, read_scalars, run_train, train_on_two_processes
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_devices import devices
 
 from data.loaders import make_loader
 from training.errors import Interrupted
@@ -187,29 +185,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 def two_processes(run_dir: Path, *args: str, timeout: float = 240) -> list[tuple[str, str]]:
     """``train.py ARGS`` as two processes of two CPU devices each on 127.0.0.1; both must end
     (a hang is killed with its children and fails the test)."""
-    with reserved_port() as port, ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                spawn(
-                    [
-                        sys.executable,
-                        str(ROOT / "train.py"),
-                        *args,
-                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
-                        "trainer.distributed.num_processes=2",
-                        f"trainer.distributed.process_id={i}",
-                        f"hydra.run.dir={run_dir}",
-                    ],
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **devices(2)},
-                )
-            )
-            for i in (0, 1)
-        ]
-        outs = [communicate(p, timeout=timeout) for p in procs]
+    procs, outs = train_on_two_processes(run_dir, *args, timeout=timeout)
     codes = [p.returncode for p in procs]
     assert codes == [0, 0], (codes, outs[0][1][-2000:], outs[1][1][-2000:])
     return outs
