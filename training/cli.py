@@ -6,6 +6,7 @@ import contextlib
 import errno
 import io
 import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -225,6 +226,12 @@ def report_user_errors(multirun: bool = False, run_name: str = ""):
             print(f"error: this run failed: {exc}", file=sys.stderr, flush=True)
             SWEEP_FAILED.append(run_name)
             return
+        if getattr(exc, "at_once", False):
+            # a second Ctrl-C: TensorBoard is flushed (the run's `finally`); end now, before
+            # the interpreter's shutdown waits on (or trips over) library threads
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(exc.exit_code)
         fail(str(exc), exc.exit_code)
     except OSError as exc:  # the disk, not our code: a full or read-only output directory
         if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT):

@@ -168,7 +168,7 @@ def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
     def handler(signum, frame):
         if signum == signal.SIGINT and signal.SIGINT in asked:
             now = Interrupted(at_once)
-            now.exit_code = 128 + signal.SIGINT
+            now.exit_code, now.at_once = 128 + signal.SIGINT, True
             raise now
         asked.append(signum)
 
