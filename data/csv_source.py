@@ -23,8 +23,9 @@ Each column becomes numbers by one rule, fitted on the training rows once and sa
   is every encoded column that is constant in the training rows.
 
 The separator (``,`` ``;`` or tab) and the decimal mark (``.`` or ``,``) are detected unless
-``data.sep`` / ``data.decimal`` say them. pandas parses the numbers (``thousands=``,
-``decimal=``); only columns it leaves as text are cleaned, column by column, vectorised.
+``data.sep`` / ``data.decimal`` say them. pandas parses plain numbers (``decimal=``); columns
+it leaves as text are cleaned, column by column, vectorised: thousands separators (checked to
+stand between groups of three digits), currency and percent signs, spaces.
 Rows are named by their number among the data rows (1 is the first row under the header).
 """
 
@@ -247,7 +248,12 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     text = pd.Series(texts, dtype=object)
     na = text.isin(NA_TOKENS).to_numpy()
     thousands = "," if decimal == "." else "."
-    cleaned = text.str.replace(_DECORATION, "", regex=True).str.replace(thousands, "", regex=False)
+    bare = text.str.replace(_DECORATION, "", regex=True)
+    # a thousands separator only between groups of three digits: "1,250" is 1250, but "1,5" in
+    # a file whose decimal mark is "." is no number (pandas' own `thousands=` would read 15)
+    grouped = rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{re.escape(decimal)}\d*)?"
+    misplaced = bare.str.contains(thousands, regex=False) & ~bare.str.fullmatch(grouped)
+    cleaned = bare.mask(misplaced, "not a number").str.replace(thousands, "", regex=False)
     if decimal == ",":
         cleaned = cleaned.str.replace(",", ".", regex=False)
     values = pd.to_numeric(cleaned.where(~na), errors="coerce").to_numpy(dtype=np.float64)
@@ -463,7 +469,7 @@ def read_csv(
                 path,
                 sep=sep,
                 decimal=decimal,
-                thousands="," if decimal == "." else ".",
+                # thousands separators are removed by _parse_numbers, which checks their places
                 skipinitialspace=True,
                 na_values=[""],
                 keep_default_na=False,
@@ -524,7 +530,14 @@ def _choose_kind(
     values, empty = _parse_numbers(col, opts["decimal"])
     present = ~empty
     parsed = present & ~np.isnan(values)
-    if not present.any() or parsed.sum() >= 0.9 * present.sum():
+    # numbers with a few bad cells (one, in a small file) are a numeric column whose bad cells
+    # are named as errors, not a text column
+    unparsed = int(present.sum() - parsed.sum())
+    if (
+        not present.any()
+        or parsed.sum() >= 0.9 * present.sum()
+        or (unparsed == 1 and parsed.sum() >= 3)
+    ):
         _numbers(col, name, source, opts["decimal"])  # a few bad cells: name the first
         return ColumnCode(name, "numeric", log=name in opts["log_features"])
     codes, levels = _cells(col)

@@ -8,6 +8,7 @@ is numpy's ``lstsq`` on it: never the project's own encoder.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 
 import numpy as np
@@ -507,3 +508,20 @@ def test_the_old_categorical_policy_says_where_it_went():
     proc = run_train("experiment=housing", "data.categorical=error")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "use data.text_columns=error" in proc.stderr
+
+
+def test_a_thousands_separator_out_of_place_is_no_number(tmp_path):
+    """pandas' ``thousands=`` would read "1,5" as 15: a separator must stand between groups of
+    three digits, so the cell is an error naming it, never a silently different number."""
+    rows = [("1,500", "0.5"), ("1,200", "0.4"), ("2,000", "1,5"), ("900", "0.2"), ("1,700", "0.6")]
+    path = tmp_path / "h.csv"
+    path.write_text(
+        "sqft,acres,price\n" + "".join(f'"{a}","{b}",{i}\n' for i, (a, b) in enumerate(rows))
+    )
+    with pytest.raises(UserError, match=re.escape("column 'acres' row 3: '1,5' is not a number")):
+        load_csv(csv_cfg(path, "price"), seed=0)
+    eu = tmp_path / "eu.csv"
+    eu.write_text("a;b;price\n1.500,5;2;3\n2.000,25;3;4\n1,5;4;5\n3.100;5;6\n7;6;6,5\n")
+    table = load_csv(csv_cfg(eu, "price", "data.val_fraction=0", "data.test_fraction=0"), seed=0)
+    np.testing.assert_array_equal(table.X[:, 0], np.float32([1500.5, 2000.25, 1.5, 3100, 7]))
+    np.testing.assert_array_equal(table.y, np.float32([3, 4, 5, 6, 6.5]))

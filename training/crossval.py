@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
 from training.devices import padded_rows
-from training.errors import UserError
+from training.errors import Interrupted, UserError
 from training.logs import TensorBoardLog, write_json
 
 METRICS = ("mse", "rmse", "mae", "r2")
@@ -121,9 +121,20 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
             if this == shape:  # the same shapes and optimizer schedule as the first fold
                 s.calls = calls
             s.tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and s.writes)
-            with contextlib.redirect_stdout(io.StringIO()):
-                params, opt_state, at = fit(s, params, opt_state, Progressed())
-                m = evaluate(s, params, at)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    params, opt_state, at = fit(s, params, opt_state, Progressed())
+                    m = evaluate(s, params, at)
+            except Interrupted as exc:
+                # the folds are trained afresh: the run to continue is the whole one
+                stopped = Interrupted(
+                    f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
+                    f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
+                    "resumes from its checkpoint, the folds are trained again)"
+                )
+                stopped.exit_code = exc.exit_code
+                stopped.at_once = getattr(exc, "at_once", False)
+                raise stopped from None
             if calls is None:
                 calls, shape = s.calls, this
             if s.writes:

@@ -9,6 +9,13 @@ import numpy as np
 from data.preprocess import Scaling
 from training.devices import to_host
 
+# Directions of the design whose Hessian eigenvalue is below ZERO_EIGENVALUE times the largest
+# are the run's null space (training/stability.py, where float32 rows cannot tell them from 0):
+# the least-squares reference drops the same ones, the minimum-norm solution gradient descent
+# from zeros reaches. On [X 1] itself that is singular values below sqrt(ZERO_EIGENVALUE).
+ZERO_EIGENVALUE = 1e-6
+SINGULAR_VALUE_CUTOFF = ZERO_EIGENVALUE**0.5
+
 
 def regression_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, chunk: int = 1 << 18
@@ -43,7 +50,7 @@ def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
     n, d = X.shape
     if n <= 1 << 20:
         A = np.column_stack([np.asarray(X, np.float64), np.ones(n)])
-        beta = np.linalg.lstsq(A, np.asarray(y, np.float64), rcond=None)[0]
+        beta = np.linalg.lstsq(A, np.asarray(y, np.float64), rcond=SINGULAR_VALUE_CUTOFF)[0]
         return beta[:d], float(beta[d])
     G = np.zeros((d + 1, d + 1))
     c = np.zeros(d + 1)
@@ -53,7 +60,7 @@ def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
         yc = np.asarray(y[s : s + chunk], np.float64)
         G += A.T @ A
         c += A.T @ yc
-    beta = np.linalg.solve(G, c)
+    beta = np.linalg.lstsq(G, c, rcond=ZERO_EIGENVALUE)[0]
     return beta[:d], float(beta[d])
 
 
@@ -82,7 +89,7 @@ def least_squares_on_device(X, y, w=None) -> tuple[np.ndarray, float]:
     """Least squares from :func:`normal_equations` (float32 sums, a float64 solve): the
     reference when the rows live only on the devices of several processes."""
     G, c = normal_equations(X, y, w)
-    beta = np.linalg.solve(G, c)
+    beta = np.linalg.lstsq(G, c, rcond=ZERO_EIGENVALUE)[0]
     return beta[:-1], float(beta[-1])
 
 

@@ -516,7 +516,8 @@ def _differences(saved, mine):
     either side is not a dict)."""
     if not isinstance(saved, dict) or not isinstance(mine, dict):
         return [] if saved == mine else [("", saved, mine)]
-    keys = sorted(set(saved) | set(mine))
+    # a group's option name first: `loader.name` says more than the keys that differ with it
+    keys = sorted(set(saved) | set(mine), key=lambda k: (k != "name", k))
     return [(k, saved.get(k), mine.get(k)) for k in keys if saved.get(k) != mine.get(k)]
 
 

@@ -11,11 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from training.devices import replicated, to_host
-from training.evaluate import normal_equations
+from training.evaluate import ZERO_EIGENVALUE, normal_equations
 
-# Float32 sums give the Gram matrix's eigenvalues to about 1e-7 of the largest one, so an
-# eigenvalue below this fraction of it is a direction the data does not determine (rank).
-ZERO_EIGENVALUE = 1e-6
+# ZERO_EIGENVALUE: float32 sums give the Gram matrix's eigenvalues to about 1e-7 of the largest
+# one, so an eigenvalue below that fraction of it is a direction the data does not determine.
 
 
 @dataclass(frozen=True)
