@@ -118,3 +118,16 @@ def test_a_resume_that_finds_no_checkpoint_drops_the_earlier_attempts_points(tmp
     steps = [s for s, _ in read_scalars(tmp_path)["train/loss"]]
     assert steps == list(range(metrics["steps"]))  # each step once, none of the stale ones
     assert 123.0 not in {v for _, v in read_scalars(tmp_path)["train/loss"]}
+
+
+@pytest.mark.slow
+def test_a_refused_resume_writes_nothing_not_even_hydras_record(tmp_path):
+    first = run_train("experiment=housing", *QUIET, f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    before = snapshot(tmp_path)
+    other = run_train(
+        "experiment=housing", *QUIET, "seed=3", "trainer.resume=true", f"hydra.run.dir={tmp_path}"
+    )
+    line = one_error_line(other)
+    assert "holds a run of other settings (seed: 0 there, 3 now)" in line
+    assert snapshot(tmp_path) == before  # .hydra/config.yaml and overrides.yaml included

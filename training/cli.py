@@ -154,6 +154,8 @@ def check_overrides(argv: list[str]) -> list[str]:
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:
                             refuse_another_run(_run_dir(original))
+                        else:
+                            refuse_other_settings(cfg, _run_dir(original))
                 except UserError as exc:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
@@ -195,6 +197,69 @@ def refuse_another_run(path: Path | None) -> None:
             f"{path} already holds a run ({shown}); continue it with trainer.resume=true or "
             "choose another hydra.run.dir"
         )
+
+
+# what a resumed run must share with the run it continues; the trainer and logger may differ
+# (more epochs, another checkpoint period, plots on or off)
+RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
+
+
+def run_differences(saved: dict, mine: dict, skip=lambda key, value: False) -> list[tuple]:
+    """``(key, saved value, this run's value)`` for each setting under :data:`RUN_DEFINING`
+    that differs between two resolved configs (plain dicts), a group's ``name`` first;
+    ``skip(key, value)`` leaves a key of ``mine`` out (one not resolved yet, say)."""
+    out = []
+    for group in RUN_DEFINING:
+        a, b = saved.get(group), mine.get(group)
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            if a != b and not skip(group, b):
+                out.append((group, a, b))
+            continue
+        # a group's option name first: `loader.name` says more than the keys that follow it
+        for k in sorted(set(a) | set(b), key=lambda k: (k != "name", k)):
+            key = f"{group}.{k}"
+            if a.get(k) != b.get(k) and not skip(key, b.get(k)):
+                out.append((key, a.get(k), b.get(k)))
+    return out
+
+
+def other_settings(run_dir, key: str, was, now) -> UserError:
+    """The one line for a resume whose ``key`` differs from the run in ``run_dir``."""
+    return UserError(
+        f"{run_dir} holds a run of other settings ({key}: {was!r} there, {now!r} now); "
+        "resume it with its own settings, or start a new run in another hydra.run.dir"
+    )
+
+
+def refuse_other_settings(cfg, run_dir: Path | None) -> None:
+    """Before Hydra writes ``.hydra/`` into the run directory: a resume whose settings differ
+    from the newest checkpoint's is one line. Values still ``auto`` and ``data.path`` (made
+    absolute later) are compared after set-up, with the data, by the run itself."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    steps = (
+        sorted(
+            (int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()),
+            reverse=True,
+        )
+        if run_dir is not None and (run_dir / "checkpoints").is_dir()
+        else []
+    )
+    for step in steps:
+        try:
+            saved = json.loads(
+                (run_dir / "checkpoints" / str(step) / "meta" / "metadata").read_text()
+            )
+        except (OSError, ValueError):
+            continue  # damaged: the run skips it too
+        mine = OmegaConf.to_container(cfg, resolve=True)
+        skip = lambda key, value: value == "auto" or key == "data.path"  # noqa: E731
+        found = run_differences(saved.get("config", {}), mine, skip)
+        if found:
+            raise other_settings(run_dir, *found[0])
+        return
 
 
 def preflight_data(cfg) -> None:

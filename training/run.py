@@ -32,7 +32,7 @@ from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from training import plots
 from training.checkpoint import Checkpoints
-from training.cli import refuse_another_run
+from training.cli import other_settings, refuse_another_run, run_differences
 from training.compilation_cache import enable_compilation_cache
 from training.config import validate
 from training.devices import (
@@ -445,11 +445,6 @@ def new_run_id() -> str:
     return uuid.UUID(bytes=raw.tobytes()).hex
 
 
-# what a resumed run must share with the run it continues; the trainer and logger may differ
-# (more epochs, another checkpoint period, plots on or off)
-RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
-
-
 def resume(s: Session, params, opt_state):
     """The newest complete checkpoint that can be read (a corrupt one is skipped, warned of):
     parameters, optimizer state, progress and the run's id (None before any checkpoint).
@@ -485,17 +480,14 @@ def resume(s: Session, params, opt_state):
 
 def refuse_another_runs_checkpoint(s: Session, meta: dict) -> None:
     """Raise :class:`UserError` naming the first difference between the run in ``s.workdir``
-    (its checkpoint's ``meta``) and this one: everything in a run directory belongs to one
-    run, so a resume with other data or settings would mix two runs."""
+    (its checkpoint's ``meta``) and this one, in settings (:func:`training.cli.run_differences`)
+    or in the data they made (columns, target, transforms, scaling): everything in a run
+    directory belongs to one run, so a resume with other data or settings would mix two."""
     saved_prep = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
     mine_prep = {k: v for k, v in s.preprocessing.items() if k != "run_id"}
-    saved_cfg = meta.get("config", {})
-    mine_cfg = OmegaConf.to_container(s.cfg, resolve=True)
-    differences = [
-        (f"{key}.{k}" if isinstance(saved_cfg.get(key), dict) else key, a, b)
-        for key in RUN_DEFINING
-        for k, a, b in _differences(saved_cfg.get(key), mine_cfg.get(key))
-    ]
+    differences = run_differences(
+        meta.get("config", {}), OmegaConf.to_container(s.cfg, resolve=True)
+    )
     if not differences and saved_prep != mine_prep:
         first = next(
             k
@@ -504,21 +496,7 @@ def refuse_another_runs_checkpoint(s: Session, meta: dict) -> None:
         )
         differences = [(f"the data's {first}", "its own", "another")]
     if differences:
-        key, was, now = differences[0]
-        raise UserError(
-            f"{s.workdir} holds a run of other settings ({key}: {was!r} there, {now!r} now); "
-            "resume it with its own settings, or start a new run in another hydra.run.dir"
-        )
-
-
-def _differences(saved, mine):
-    """``(key, saved, mine)`` for each top-level key whose values differ (the whole value when
-    either side is not a dict)."""
-    if not isinstance(saved, dict) or not isinstance(mine, dict):
-        return [] if saved == mine else [("", saved, mine)]
-    # a group's option name first: `loader.name` says more than the keys that differ with it
-    keys = sorted(set(saved) | set(mine), key=lambda k: (k != "name", k))
-    return [(k, saved.get(k), mine.get(k)) for k in keys if saved.get(k) != mine.get(k)]
+        raise other_settings(s.workdir, *differences[0])
 
 
 def fit(s: Session, params, opt_state, at: Progressed):
