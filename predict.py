@@ -74,6 +74,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     try:
         if enc:
             encoding = Encoding.from_dict(enc)
+            # the new rows' numbers are written in their own file's decimal mark
+            encoding.decimal = df.attrs.get("decimal", encoding.decimal)
             X = encoding.transform(df, source, missing="predict")
             for line in encoding.warnings:  # levels never seen in training: counted as `other`
                 print(line, file=sys.stderr)
