@@ -200,7 +200,6 @@ def test_diagnostic_plots_draw_the_values_they_are_given(tmp_path):
     assert len(drawn) == 1000 and np.isin(drawn[:, 0], big).all()
     np.testing.assert_array_equal(drawn[:, 1], 2 * drawn[:, 0])
     assert "1000 of 50000 training rows" in fig3.axes[0].get_title()
-    plots.close(fig1, fig2, fig3)
     assert (tmp_path / "predicted_vs_actual.png").stat().st_size > 0
     assert (tmp_path / "residuals.png").stat().st_size > 0
 

@@ -98,10 +98,6 @@ class TensorBoardLog:
         if self.writer is not None:
             self.writer.add_histogram(valid_tag(tag), np.asarray(values, np.float64), step)
 
-    def figure(self, tag: str, fig, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_figure(valid_tag(tag), fig, step, close=False)
-
     def png(self, tag: str, png: bytes, step: int) -> None:
         """An image summary holding the bytes of a PNG file as they are: the figure already
         saved, not drawn and encoded a second time as ``add_figure`` would (a third of the

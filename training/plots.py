@@ -94,10 +94,6 @@ def walkthrough_plots(
     return fig1, fig2
 
 
-def close(*figs) -> None:
-    """Nothing to do: no pyplot registry holds these figures (kept for callers)."""
-
-
 class History:
     """What the plots draw, kept small: at most ``limit`` points, halved when full."""
 

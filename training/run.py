@@ -452,23 +452,24 @@ def resume(s: Session, params, opt_state):
     Raises :class:`UserError` when the checkpoint is of another run: other data (columns,
     target, transforms) or other settings under :data:`RUN_DEFINING`."""
     ckpt = s.ckpt
+
+    def unreadable(step: int, exc: Exception) -> None:  # a damaged one: try the one before
+        print(
+            f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
+            f"({type(exc).__name__}); trying an earlier one"
+        )
+
     for step in reversed(ckpt.steps()):
         try:
             meta = ckpt.restore_meta(step)
-        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint: try the one before
-            print(
-                f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
-                f"({type(exc).__name__}); trying an earlier one"
-            )
+        except Exception as exc:  # noqa: BLE001 - any damage looks the same to a user
+            unreadable(step, exc)
             continue
-        refuse_another_runs_checkpoint(s, meta)
+        refuse_another_runs_checkpoint(s, meta)  # outside the try: a mismatch is an error
         try:
             state, meta = ckpt.restore(step, {"params": params, "opt_state": opt_state})
-        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint: fall back to the one before
-            print(
-                f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
-                f"({type(exc).__name__}); trying an earlier one"
-            )
+        except Exception as exc:  # noqa: BLE001 - any damage looks the same to a user
+            unreadable(step, exc)
             continue
         at = Progressed.from_meta(meta["progress"])
         print(f"resuming from {ckpt.directory / str(step)}: epoch {at.epoch}, step {at.step}")
