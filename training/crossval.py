@@ -11,6 +11,7 @@ compiled calls of the first: same shapes, no recompiling.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import shutil
 from pathlib import Path
@@ -21,8 +22,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
+from training.build import Rows
 from training.devices import padded_rows
 from training.errors import Interrupted, UserError
+from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
 
 METRICS = ("mse", "rmse", "mae", "r2")
@@ -58,11 +61,12 @@ def fold_rows(
     ]
 
 
-def _pad(s, rows: int) -> None:
-    """Pad the session's training rows to ``rows`` with rows of weight 0 (``w`` always set, so
+def _pad(on_device: Rows, rows: int) -> Rows:
+    """The training rows padded to ``rows`` with rows of weight 0 (``w`` always set, so
     every fold's compiled call takes the same arguments). Runs on every process: the rows may
     be sharded over all of them."""
-    sharding = None if s.mesh is None else s.X.sharding
+    X, y = on_device.X, on_device.y
+    sharding = None if on_device.mesh is None else X.sharding
 
     def pad(X, y, w):
         extra = rows - X.shape[0]
@@ -73,8 +77,9 @@ def _pad(s, rows: int) -> None:
             jnp.pad(w, (0, extra)),
         )
 
-    out = None if sharding is None else (sharding, s.y.sharding, s.y.sharding)
-    s.X, s.y, s.w = jax.jit(pad, out_shardings=out)(s.X, s.y, s.w)
+    out = None if sharding is None else (sharding, y.sharding, y.sharding)
+    X, y, w = jax.jit(pad, out_shardings=out)(X, y, on_device.w)
+    return dataclasses.replace(on_device, X=X, y=y, w=w)
 
 
 def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
@@ -82,7 +87,9 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
     ``workdir/folds/<i>/``; return
     ``{metric: {"mean", "std", "folds": [...]}}`` of the validation rows' ``mse``, ``rmse``,
     ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``)."""
-    from training.run import Progressed, evaluate, fit, setup
+    from training.build import build, new_run_id
+    from training.report import evaluate
+    from training.run import fit
 
     k = cfg.data.folds
     fold_cfg = OmegaConf.merge(
@@ -98,7 +105,7 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
     splits = fold_rows(n, k, d.val_fraction, d.test_fraction, cfg.seed)
     n_rows = max(len(f["train"]) for f in splits)
     scores: dict[str, list[float]] = {m: [] for m in METRICS}
-    calls = shape = None
+    calls: dict = {}  # the compiled calls of each shape, shared by the folds of that shape
     for i, rows in enumerate(splits):
         fold_dir = workdir / "folds" / str(i)
         # a fold is trained afresh each time, so nothing of an earlier one may stay beside it
@@ -107,24 +114,24 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         if jax.process_count() > 1:  # no process writes the fold before it is gone
             multihost_utils.sync_global_devices(f"cross-validation fold {i}")
         with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
-            s, params, opt_state = setup(fold_cfg, fold_dir, rows)
+            run, params, opt_state = build(fold_cfg, fold_dir, rows)
         try:
             # a fold's directory is a run of its own, which predict.py can read
-            from training.run import new_run_id
-
-            s.preprocessing["run_id"] = new_run_id()
-            if s.writes:
-                write_json(fold_dir / "preprocessing.json", s.preprocessing)
-            _pad(s, n_rows if s.mesh is None else padded_rows(s.mesh, n_rows))
-            loader = s.loader  # a full batch's size is its fold's rows: not a shape
-            this = (s.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
-            if this == shape:  # the same shapes and optimizer schedule as the first fold
-                s.calls = calls
-            s.tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and s.writes)
+            run.out.preprocessing["run_id"] = new_run_id()
+            if run.settings.writes:
+                write_json(fold_dir / "preprocessing.json", run.out.preprocessing)
+            mesh = run.rows.mesh
+            padded = _pad(run.rows, n_rows if mesh is None else padded_rows(mesh, n_rows))
+            tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and run.settings.writes)
+            run = dataclasses.replace(run, rows=padded, out=dataclasses.replace(run.out, tb=tb))
+            loader = run.settings.loader  # a full batch's size is its fold's rows: not a shape
+            shape = (padded.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
             try:
                 with contextlib.redirect_stdout(io.StringIO()):
-                    params, opt_state, at = fit(s, params, opt_state, Progressed())
-                    m = evaluate(s, params, at)
+                    params, opt_state, at = fit(
+                        run, params, opt_state, Progressed(), calls.setdefault(shape, {})
+                    )
+                    m = evaluate(run, params, at)
             except Interrupted as exc:
                 # the folds are trained afresh: the run to continue is the whole one
                 stopped = Interrupted(
@@ -135,13 +142,11 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
                 stopped.exit_code = exc.exit_code
                 stopped.at_once = getattr(exc, "at_once", False)
                 raise stopped from None
-            if calls is None:
-                calls, shape = s.calls, this
-            if s.writes:
+            if run.settings.writes:
                 write_json(fold_dir / "metrics.json", m)
         finally:
-            s.tb.close()
-            s.ckpt.close()
+            run.out.tb.close()
+            run.out.ckpt.close()
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
         say(
