@@ -304,7 +304,7 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, rows: 
         linear,
         loader.full_batch,
         spectrum,
-        lambda: max_row_norm_sq(rows.X, rows.mesh, "W" not in frozen, "b" not in frozen),
+        lambda: max_row_norm_sq(rows.X, "W" not in frozen, "b" not in frozen),
     )
     chosen = dict(choice.chosen)
     if o.momentum == "auto" and "optimizer.momentum" not in chosen:
