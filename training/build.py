@@ -179,19 +179,7 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
     """Load, split and scale (on the training rows) the data; move the training rows to the
     device(s). Returns them, the host's splits, and the preprocessing to save."""
     d = cfg.data
-    per_sample = cfg.loader.name == "per_sample"
-    # several processes must all take part in every compiled call: each device runs the
-    # sequential per-sample SGD on its own copy of the rows (one process: on one device)
-    copies = per_sample and jax.process_count() > 1
-    mesh = make_mesh(device.platform, sharded=not per_sample or copies)
-    say(
-        f"platform {device.platform}, {jax.device_count()} device(s), "
-        f"{jax.process_count()} process(es)"
-    )
-    if copies:
-        say("per-sample SGD is sequential: every device runs it on a copy of the rows")
-    elif per_sample and len(jax.devices(device.platform)) > 1:
-        say("per-sample SGD is sequential: it runs on one device")
+    mesh, copies = choose_mesh(cfg, device)
     single = mesh is None and jax.process_count() == 1
     # several processes, synthetic rows used as drawn: each process draws only its own shard
     drawn = d.name == "synthetic" and not d.standardize and d.val_fraction == d.test_fraction == 0
@@ -215,18 +203,8 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
 
         n_rows = sum(len(r) for r in data.rows.values())
         fold_rows(n_rows, cfg.data.folds, d.val_fraction, d.test_fraction, cfg.seed)
-    X_train, y_train = data.X.pop("train"), data.y.pop("train")
     n_train = d.n_samples if mine else len(data.rows["train"])
-    if copies:
-        (X, y), w = replicate(mesh, device, (X_train, y_train)), None
-    else:
-        X, y, w = place_rows(mesh, device, X_train, y_train, n_train if mine else None)
-    if mine:  # least squares and the training metrics need every process's rows
-        ols = least_squares_on_device(X, y, w)
-        data.y_raw["train"] = multihost_utils.process_allgather(y, tiled=True)[:n_train]
-    else:
-        ols = least_squares(X_train, y_train)
-    del X_train, y_train
+    on_device = training_rows(data, mesh, device, copies, n_train, sharded_on_load=bool(mine))
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
     preprocessing = {
         "source": table.source,
@@ -236,8 +214,45 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
     }  # written with the run's id once resume has said which run this is
-    on_device = Rows(X=X, y=y, w=w, n=n_train, mesh=mesh, device=device, copies=copies, ols=ols)
     return on_device, data, preprocessing
+
+
+def choose_mesh(cfg: DictConfig, device) -> tuple[Any, bool]:
+    """The ``data`` mesh (None: one device) and whether every device trains on a copy of the
+    rows; says which on process 0."""
+    per_sample = cfg.loader.name == "per_sample"
+    # several processes must all take part in every compiled call: each device runs the
+    # sequential per-sample SGD on its own copy of the rows (one process: on one device)
+    copies = per_sample and jax.process_count() > 1
+    mesh = make_mesh(device.platform, sharded=not per_sample or copies)
+    say(
+        f"platform {device.platform}, {jax.device_count()} device(s), "
+        f"{jax.process_count()} process(es)"
+    )
+    if copies:
+        say("per-sample SGD is sequential: every device runs it on a copy of the rows")
+    elif per_sample and len(jax.devices(device.platform)) > 1:
+        say("per-sample SGD is sequential: it runs on one device")
+    return mesh, copies
+
+
+def training_rows(
+    data: Prepared, mesh, device, copies: bool, n_train: int, sharded_on_load: bool
+) -> Rows:
+    """Move the training rows out of ``data`` onto the device(s), with least squares on them.
+    ``sharded_on_load``: each process holds only its own shard of the ``n_train`` rows."""
+    X_train, y_train = data.X.pop("train"), data.y.pop("train")
+    if copies:
+        (X, y), w = replicate(mesh, device, (X_train, y_train)), None
+    else:
+        n = n_train if sharded_on_load else None
+        X, y, w = place_rows(mesh, device, X_train, y_train, n)
+    if sharded_on_load:  # least squares and the training metrics need every process's rows
+        ols = least_squares_on_device(X, y, w)
+        data.y_raw["train"] = multihost_utils.process_allgather(y, tiled=True)[:n_train]
+    else:
+        ols = least_squares(X_train, y_train)
+    return Rows(X=X, y=y, w=w, n=n_train, mesh=mesh, device=device, copies=copies, ols=ols)
 
 
 def make_run_loader(cfg: DictConfig, rows: Rows) -> Loader:

@@ -87,10 +87,6 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
     ``workdir/folds/<i>/``; return
     ``{metric: {"mean", "std", "folds": [...]}}`` of the validation rows' ``mse``, ``rmse``,
     ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``)."""
-    from training.build import build, new_run_id
-    from training.report import evaluate
-    from training.run import fit
-
     k = cfg.data.folds
     fold_cfg = OmegaConf.merge(
         cfg,
@@ -113,46 +109,24 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
             shutil.rmtree(fold_dir)
         if jax.process_count() > 1:  # no process writes the fold before it is gone
             multihost_utils.sync_global_devices(f"cross-validation fold {i}")
-        with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
-            run, params, opt_state = build(fold_cfg, fold_dir, rows)
         try:
-            # a fold's directory is a run of its own, which predict.py can read
-            run.out.preprocessing["run_id"] = new_run_id()
-            if run.settings.writes:
-                write_json(fold_dir / "preprocessing.json", run.out.preprocessing)
-            mesh = run.rows.mesh
-            padded = _pad(run.rows, n_rows if mesh is None else padded_rows(mesh, n_rows))
-            tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and run.settings.writes)
-            run = dataclasses.replace(run, rows=padded, out=dataclasses.replace(run.out, tb=tb))
-            loader = run.settings.loader  # a full batch's size is its fold's rows: not a shape
-            shape = (padded.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    params, opt_state, at = fit(
-                        run, params, opt_state, Progressed(), calls.setdefault(shape, {})
-                    )
-                    m = evaluate(run, params, at)
-            except Interrupted as exc:
-                # the folds are trained afresh: the run to continue is the whole one
-                stopped = Interrupted(
-                    f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
-                    f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
-                    "resumes from its checkpoint, the folds are trained again)"
-                )
-                stopped.exit_code = exc.exit_code
-                stopped.at_once = getattr(exc, "at_once", False)
-                raise stopped from None
-            if run.settings.writes:
-                write_json(fold_dir / "metrics.json", m)
-        finally:
-            run.out.tb.close()
-            run.out.ckpt.close()
+            m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls)
+        except Interrupted as exc:
+            # the folds are trained afresh: the run to continue is the whole one
+            error = Interrupted(
+                f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
+                f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
+                "resumes from its checkpoint, the folds are trained again)"
+            )
+            error.exit_code = exc.exit_code
+            error.at_once = getattr(exc, "at_once", False)
+            raise error from None
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
         say(
             f"fold {i + 1}/{k} (folds/{i}): {len(rows['train'])} training rows, "
             f"{len(rows['val'])} held out; "
-            f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({at.stopped})"
+            f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({stopped})"
         )
     out = {
         metric: {
@@ -167,3 +141,38 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         f"(std {out['rmse']['std']:.3g}), r2 {out['r2']['mean']:.4f} (std {out['r2']['std']:.3g})"
     )
     return out
+
+
+def train_fold(
+    fold_cfg: DictConfig, fold_dir: Path, rows: dict, n_rows: int, calls: dict
+) -> tuple[dict, str]:
+    """One fold as a run of its own in ``fold_dir`` (which predict.py can read), its training
+    rows padded to ``n_rows``: its metrics and why it stopped. ``calls``: the compiled calls
+    by shape, shared with the other folds."""
+    from training.build import build, new_run_id
+    from training.report import evaluate
+    from training.run import fit
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
+        run, params, opt_state = build(fold_cfg, fold_dir, rows)
+    try:
+        run.out.preprocessing["run_id"] = new_run_id()
+        if run.settings.writes:
+            write_json(fold_dir / "preprocessing.json", run.out.preprocessing)
+        mesh = run.rows.mesh
+        padded = _pad(run.rows, n_rows if mesh is None else padded_rows(mesh, n_rows))
+        tb = TensorBoardLog(fold_dir, fold_cfg.logger.tensorboard and run.settings.writes)
+        run = dataclasses.replace(run, rows=padded, out=dataclasses.replace(run.out, tb=tb))
+        loader = run.settings.loader  # a full batch's size is its fold's rows: not a shape
+        shape = (padded.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
+        with contextlib.redirect_stdout(io.StringIO()):
+            params, opt_state, at = fit(
+                run, params, opt_state, Progressed(), calls.setdefault(shape, {})
+            )
+            m = evaluate(run, params, at)
+        if run.settings.writes:
+            write_json(fold_dir / "metrics.json", m)
+        return m, at.stopped
+    finally:
+        run.out.tb.close()
+        run.out.ckpt.close()
