@@ -39,11 +39,35 @@ def gathered(fn, *args) -> np.ndarray:
 
 
 def evaluate(run: Run, params, at: Progressed) -> dict:
-    """Final metrics per split in the target's units, the coefficients in the user's units and
-    the least-squares reference on the same rows."""
-    data, names, tb, rows = run.data, run.model.names, run.out.tb, run.rows
-    apply_fn, writes = run.model.apply_fn, run.settings.writes
+    """Final metrics per split in the target's units, then what :func:`final_reports` adds
+    (the linear model's coefficients beside least squares'), the plots and the last line."""
+    names, writes = run.model.names, run.settings.writes
     final = to_host(params)
+    metrics, predicted = split_metrics(run, params, final, at)
+    for report in final_reports(run):
+        metrics.update(report(run, params, final, metrics, at))
+    if run.settings.cfg.logger.plots:
+        # what the plots need from the sharded rows is a collective: every process computes
+        # it, process 0 draws (a call only process 0 makes waits for the others for ever)
+        needs = plot_inputs(run, final)
+        if writes:
+            split = "val" if "val" in predicted else "train"
+            actual = run.data.y_raw[split]
+            draw_plots(run, final, at, needs, (split, actual, predicted[split]))
+    if writes:
+        shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
+        print(
+            f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
+            f"{fmt(metrics['final_loss'])}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
+        )
+    return metrics
+
+
+def split_metrics(run: Run, params, final: dict, at: Progressed) -> tuple[dict, dict]:
+    """The final loss, parameters and each split's metrics (also to TensorBoard), and each
+    split's predictions in the target's units. ``final``: ``params`` on the host."""
+    data, names, tb, rows = run.data, run.model.names, run.out.tb, run.rows
+    apply_fn = run.model.apply_fn
     for tag, value in param_columns(final, names).items():
         tb.scalar(f"params/{tag}", value, at.step)
     if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
@@ -69,27 +93,21 @@ def evaluate(run: Run, params, at: Progressed) -> dict:
         metrics[split] = regression_metrics(data.y_raw[split], predicted[split])
         for k, v in metrics[split].items():
             tb.scalar(f"metrics/{split}/{k}", v, at.step)
-    if run.model.linear:
-        metrics.update(least_squares_report(run, params, final, metrics, at))
-    else:
-        metrics.update(
-            standard_errors=None,
-            inference={"note": "standard errors are for the linear model x @ W + b only"},
-        )
-    if run.settings.cfg.logger.plots:
-        # what the plots need from the sharded rows is a collective: every process computes
-        # it, process 0 draws (a call only process 0 makes waits for the others for ever)
-        needs = plot_inputs(run, final)
-        if writes:
-            split = "val" if "val" in predicted else "train"
-            draw_plots(run, final, at, needs, (split, data.y_raw[split], predicted[split]))
-    if writes:
-        shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
-        print(
-            f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
-            f"{fmt(final_loss)}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
-        )
-    return metrics
+    return metrics, predicted
+
+
+def final_reports(run: Run) -> list:
+    """The end-of-run hooks, each ``report(run, params, final, metrics, at) -> dict`` of
+    metrics to add: the least-squares report for the linear model only."""
+    return [least_squares_report] if run.model.linear else [no_inference]
+
+
+def no_inference(run: Run, params, final: dict, metrics: dict, at: Progressed) -> dict:
+    """A model other than x @ W + b: no standard errors."""
+    return {
+        "standard_errors": None,
+        "inference": {"note": "standard errors are for the linear model x @ W + b only"},
+    }
 
 
 def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progressed) -> dict:
