@@ -130,7 +130,6 @@ def fake_call(block, losses, ends_epoch=True, taken=None, diverged=False, **fiel
         positions=np.arange(losses.size),
         recorded={},
         epoch_params={},
-        params={},
         out=Out,
     )
     return Call(**{**kwargs, **fields})

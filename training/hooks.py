@@ -11,6 +11,7 @@ steps each, so ``every`` counts epochs, not steps.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Call:
     applied (fewer than ``losses.size`` when a full-batch call stopped, converged or diverged,
     inside it); ``positions``: the call's steps (0-based) whose parameters were recorded, each
     before ``n_valid``; ``recorded``: those parameters, a leading axis of ``len(positions)``;
-    ``epoch_params``: the parameters at the end of each epoch; ``params``: at the call's end."""
+    ``epoch_params``: the parameters at the end of each epoch."""
 
     block: Block
     t0: int  # the call's first global step
@@ -45,8 +46,12 @@ class Call:
     positions: np.ndarray
     recorded: dict
     epoch_params: dict
-    params: dict
     out: CallResult  # on the device(s): the parameters and optimizer state to continue from
+
+    @functools.cached_property
+    def params(self) -> dict:
+        """The parameters at the call's end, on the host (read once, when a hook asks)."""
+        return to_host(self.out.params)
 
     @property
     def stopped(self) -> bool:
@@ -73,7 +78,6 @@ def read_back(runner: Runner, block: Block, t0: int, out: CallResult, steps_per_
         positions=record_positions(runner.spec(block)),
         recorded=res.recorded,
         epoch_params=res.epoch_params,
-        params=to_host(out.params),
         out=out._replace(ref_loss=float(res.ref_loss)),
     )
     positions = call.positions[call.positions < call.n_valid]
