@@ -172,6 +172,7 @@ def test_checkpoint_hook_skips_a_call_that_stopped_or_diverged():
     hook(fake_call(block, [1.0, 1.0, 1.0]), at)
     hook(fake_call(block, [1.0, np.nan, np.nan], taken=1), at)  # converged inside the call
     hook(fake_call(block, [1.0, np.inf, np.inf], taken=1, diverged=True), at)
+    hook(fake_call(block, [1.0, 1.0, 1.0]), Progressed(step=9, stopped="converged"))  # epoch tol
     assert saved == [(7, "params", "opt_state")]
 
 

@@ -223,10 +223,11 @@ class ProgressLine:
 
 def checkpoint(save: Callable[[Any, Any, Any], None]) -> Hook:
     """``save(at, params, opt_state)`` after the call (registered with ``every``: the
-    checkpoint epochs). A call that stopped is saved once, after the loop."""
+    checkpoint epochs). A call that diverged is not saved; a run that converged is saved once,
+    after the loop."""
 
     def hook(call: Call, at) -> None:
-        if not call.diverged and not call.stopped:
+        if not (call.diverged or call.stopped or at.stopped == "converged"):
             save(at, call.out.params, call.out.opt_state)
 
     return hook
