@@ -15,6 +15,7 @@ import dataclasses
 import io
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +23,13 @@ import numpy as np
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
-from training.build import Rows
 from training.devices import padded_rows
 from training.errors import Interrupted, UserError
 from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
+
+if TYPE_CHECKING:
+    from training.build import Rows
 
 METRICS = ("mse", "rmse", "mae", "r2")
 
