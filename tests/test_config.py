@@ -10,8 +10,8 @@ from conftest import make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from errors import UserError
 from training.config import validate
-from training.errors import UserError
 from training.run import train_and_evaluate
 
 
@@ -78,7 +78,7 @@ def test_schema_types_every_group(group):
 def test_the_model_group_is_its_constructors_arguments():
     # open in the schema: composition refuses a key the group does not have, and building the
     # model refuses a value its constructor cannot take, as a config error about the model
-    from training.run import build_model
+    from models import build_model
 
     with pytest.raises(ConfigCompositionException, match=r"model\.no_such_key"):
         make_config("model.no_such_key=1")

@@ -16,10 +16,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import LOADERS
+from data.sources import SOURCES
+from errors import UserError
 from models.linear import INITIALISERS
-from training.errors import UserError
 
-DATA_SOURCES = ("toy", "synthetic", "csv")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
@@ -165,7 +165,7 @@ def _number(value: object) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Range- and choice-check every key; raises :class:`UserError` naming the first bad one."""
-    _choice(cfg, "data.name", DATA_SOURCES)
+    _choice(cfg, "data.name", tuple(SOURCES))
     _choice(cfg, "data.text_columns", ("onehot", "error"))
     _choice(cfg, "data.dates", ("decimal_year", "drop"))
     _choice(cfg, "data.missing", ("error", "drop", "mean"))

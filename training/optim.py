@@ -38,7 +38,7 @@ import numpy as np
 import optax
 from omegaconf import DictConfig
 
-from training.errors import UserError
+from errors import UserError
 from training.stability import Spectrum
 
 GRADIENT_DESCENT, HEAVY_BALL, NESTEROV = "gradient descent", "heavy-ball momentum", "Nesterov"
