@@ -56,8 +56,8 @@ FAMILIES = {
 }
 # optimizer.momentum=auto wherever the data does not set it: optax's customary value
 DEFAULT_MOMENTUM = 0.9
-# optimizer.lr=auto where the Hessian does not set it: Adam's and AdamW's published default
-# (Kingma & Ba 2015); 0.01 for gradient descent on a model other than x @ W + b
+# optimizer.lr=auto where the Hessian does not set it, by family: for `adaptive`, Adam's
+# published default (Kingma & Ba 2015); 0.01 for gradient descent on a model other than x @ W + b
 DEFAULT_LR = {"adaptive": 1e-3}
 DEFAULT_LR_OTHER = 0.01
 # lambda_max raised by this factor before a step is chosen from it: at the tuned steps the
