@@ -11,14 +11,9 @@ import re
 import sys
 from pathlib import Path
 
-from training.errors import Interrupted, UserError
+from errors import Interrupted, UserError, fail
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)
 
 
 def _one_line(exc: BaseException) -> str:

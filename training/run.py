@@ -24,12 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import Loader, make_loader
 from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
+from errors import DivergenceError, Interrupted, UserError
+from models.build import build_model
 from training import plots
 from training.checkpoint import Checkpoints
 from training.cli import other_settings, refuse_another_run, run_differences
@@ -44,7 +45,6 @@ from training.devices import (
     replicated,
     to_host,
 )
-from training.errors import DivergenceError, Interrupted, UserError
 from training.evaluate import (
     coefficient_gap,
     coefficients,
@@ -281,7 +281,7 @@ def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Ses
         say(f"encoding of {table.source}: {described}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)
     if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
-        from training.crossval import fold_rows
+        from data.preprocess import fold_rows
 
         n_rows = sum(len(r) for r in data.rows.values())
         fold_rows(n_rows, cfg.data.folds, d.val_fraction, d.test_fraction, cfg.seed)
@@ -421,18 +421,6 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mes
 def is_linear(params: dict, names: list[str]) -> bool:
     """Whether the parameters are those of ``x @ W + b``: a weight per feature and a bias."""
     return set(params) == {"W", "b"} and np.shape(params["W"]) == (len(names),)
-
-
-def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
-    """``model._target_`` built with ``in_features``, ``rngs`` and the group's other keys."""
-    try:
-        return instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
-    except Exception as exc:  # a wrong class path or argument in conf/model/*.yaml
-        cause = exc.__cause__ or exc
-        raise UserError(
-            f"bad config value model._target_={model_cfg.get('_target_')!r}: "
-            f"{str(cause).splitlines()[0]}"
-        ) from None
 
 
 def new_run_id() -> str:
