@@ -5,6 +5,7 @@ here, numpy's ``eigvalsh``, optax's own updates, and the Windsor data's closed-f
 from __future__ import annotations
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -424,3 +425,10 @@ def test_loss_overrides_are_hparams_and_bad_values_exit_2(tmp_path):
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: bad config value loss.delta=-1")
+
+
+def test_a_resume_with_another_loss_is_refused(tmp_path):
+    base = ("experiment=housing", "trainer.epochs=5", "trainer.tol=0", *QUIET)
+    train_and_evaluate(make_config(*base, "loss.l2=0.1"), tmp_path)
+    with pytest.raises(UserError, match=re.escape("(loss.l2: 0.1 there, 0.2 now)")):
+        train_and_evaluate(make_config(*base, "loss.l2=0.2", "trainer.resume=true"), tmp_path)

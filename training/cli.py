@@ -201,7 +201,7 @@ def refuse_another_run(path: Path | None) -> None:
 
 # what a resumed run must share with the run it continues; the trainer and logger may differ
 # (more epochs, another checkpoint period, plots on or off)
-RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
+RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer", "loss")
 
 
 def run_differences(saved: dict, mine: dict, skip=lambda key, value: False) -> list[tuple]:
