@@ -4,6 +4,7 @@ here, numpy's ``eigvalsh``, optax's own updates, and the Windsor data's closed-f
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -432,3 +433,37 @@ def test_a_resume_with_another_loss_is_refused(tmp_path):
     train_and_evaluate(make_config(*base, "loss.l2=0.1"), tmp_path)
     with pytest.raises(UserError, match=re.escape("(loss.l2: 0.1 there, 0.2 now)")):
         train_and_evaluate(make_config(*base, "loss.l2=0.2", "trainer.resume=true"), tmp_path)
+
+
+@pytest.mark.slow
+def test_two_processes_reach_the_huber_minimum_of_all_their_rows(tmp_path):
+    """Each process holds only its own rows: the reference is found from the devices' sums."""
+    from conftest import train_on_two_processes
+
+    from data.sources import synthetic
+
+    run = tmp_path / "two"
+    procs, outs = train_on_two_processes(
+        run,
+        "experiment=synthetic",
+        "data.n_samples=1001",
+        "data.n_features=4",
+        "loader=full_batch",
+        "optimizer.name=nesterov",
+        "optimizer.lr=auto",
+        "optimizer.momentum=auto",
+        "trainer.epochs=20000",
+        "trainer.tol=1e-6",
+        "loss=huber",
+        "loss.delta=0.05",
+        "loss.l2=0.01",
+    )
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    assert "process 1: draws rows 502..1000 of 1001" in outs[1][0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    data = synthetic(1001, 4, 0.1, 0)
+    W, b = objective_minimum(np.asarray(data.X), np.asarray(data.y), Objective("huber", 0.05, 0.01))
+    names = [f"x{i}" for i in range(4)]
+    np.testing.assert_allclose(coefficient_vector(metrics, names, "ols"), [*W, b], rtol=2e-4)
+    np.testing.assert_allclose(coefficient_vector(metrics, names), [*W, b], rtol=1e-4)
+    assert "reached the Huber+ridge minimum" in outs[0][0]

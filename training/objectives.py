@@ -31,7 +31,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 LOSSES = ("mse", "huber")
@@ -114,26 +113,3 @@ def build_objective(loss_cfg: Any, y_scale: float) -> Objective:
     name = loss_cfg.name
     delta = float(loss_cfg.delta) / y_scale if name == "huber" else None
     return Objective(name, delta, float(loss_cfg.l2))
-
-
-def objective_np(
-    A: np.ndarray, y: np.ndarray, beta: np.ndarray, objective: Objective
-) -> tuple[float, np.ndarray]:
-    """``J(beta)`` and its gradient in float64 for the linear model ``A beta`` with ``A = [X 1]``
-    (``(n, d + 1)``), ``y`` ``(n,)``, the penalty on ``beta[:-1]``. The Huber gradient uses
-    ``psi(r) = 2 clip(r, -delta, delta)``, the derivative of ``2 rho_delta``."""
-    n = len(y)
-    r = A @ beta - y
-    if objective.name == "huber":
-        d = objective.delta
-        a = np.abs(r)
-        value = np.where(a <= d, r * r, 2.0 * d * a - d * d).sum() / n
-        grad = A.T @ (2.0 * np.clip(r, -d, d)) / n
-    else:
-        value = float(r @ r) / n
-        grad = 2.0 * (A.T @ r) / n
-    W = beta[:-1]
-    value += 0.5 * objective.l2 * float(W @ W)
-    grad = grad.copy()
-    grad[:-1] += objective.l2 * W
-    return float(value), grad
