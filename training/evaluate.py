@@ -168,7 +168,7 @@ def _huber_parts_device(X, y, w, delta: float):
     return parts
 
 
-def huber_minimum(parts, p: int, delta: float, l2: float, start: np.ndarray) -> np.ndarray:
+def huber_minimum(parts, p: int, l2: float, start: np.ndarray) -> np.ndarray:
     """The minimiser ``beta = (W, b)`` of ``J = sum_i 2 rho_delta(a_i beta - y_i) / n + (l2 / 2)
     ||W||^2`` (``training/objectives.py``) in float64: L-BFGS (scipy) from ``start``, then
     Newton steps on the rows within ``delta``. ``J`` is piecewise quadratic, so once the set of
@@ -204,7 +204,13 @@ def huber_minimum(parts, p: int, delta: float, l2: float, start: np.ndarray) -> 
     return beta
 
 
-def objective_minimum(X, y, objective, w=None, on_device: bool = False) -> tuple[np.ndarray, float]:
+def objective_minimum(
+    X: np.ndarray | jax.Array,
+    y: np.ndarray | jax.Array,
+    objective,
+    w: jax.Array | None = None,
+    on_device: bool = False,
+) -> tuple[np.ndarray, float]:
     """The float64 reference ``(W, b)`` of the linear model under ``objective``
     (:class:`training.objectives.Objective`, in the trained space): least squares, the ridge
     closed form, or the Huber minimum (:func:`huber_minimum`, started from the ridge or
@@ -220,7 +226,7 @@ def objective_minimum(X, y, objective, w=None, on_device: bool = False) -> tuple
         parts = _huber_parts_device(X, y, w, objective.delta)
     else:
         parts = _huber_parts_host(X, y, objective.delta)
-    beta = huber_minimum(parts, len(W) + 1, objective.delta, objective.l2, np.append(W, b))
+    beta = huber_minimum(parts, len(W) + 1, objective.l2, np.append(W, b))
     return beta[:-1], float(beta[-1])
 
 
