@@ -360,6 +360,7 @@ def test_optuna_search_ends_with_the_best_trial(tmp_path):
         "loader.batch_size",
         "optimizer.name",
         "optimizer.momentum",
+        "loss.l2",
     }
     trials = sorted(p.parent for p in sweep.rglob("metrics.json"))
     assert len(trials) == 4

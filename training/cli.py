@@ -195,8 +195,9 @@ def refuse_another_run(path: Path | None) -> None:
 
 
 # what a resumed run must share with the run it continues; the trainer and logger may differ
-# (more epochs, another checkpoint period, plots on or off)
-RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
+# (more epochs, another checkpoint period, plots on or off). The loss comes before the optimizer,
+# whose step optimizer.lr=auto takes from it: the difference named is the one the user made.
+RUN_DEFINING = ("seed", "data", "loader", "model", "loss", "optimizer")
 
 
 def run_differences(saved: dict, mine: dict, skip=lambda key, value: False) -> list[tuple]:

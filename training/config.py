@@ -97,6 +97,13 @@ class OptimizerConfig:
 
 
 @dataclass
+class LossConfig:  # training/objectives.py
+    name: str = "mse"
+    l2: float = 0.0  # ridge: (l2 / 2) ||W||^2 on the standardised columns' weights
+    delta: float | None = None  # huber: in the target's own units
+
+
+@dataclass
 class DistributedConfig:
     coordinator: str | None = None
     num_processes: int | None = None
@@ -139,6 +146,7 @@ class Config:
         default_factory=lambda: {"_target_": "models.linear.LinearRegression"}
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -330,6 +338,7 @@ def validate(cfg: DictConfig) -> None:
     _check(
         tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
     )
+    validate_loss(cfg)
     every = lg.every_n_steps
     _check(
         every == "auto" or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
@@ -337,3 +346,33 @@ def validate(cfg: DictConfig) -> None:
         every,
         "auto or an integer >= 1",
     )
+
+
+def validate_loss(cfg: DictConfig) -> None:
+    """The ``loss`` group (``training/objectives.py``): ``name``, ``l2`` >= 0, and ``delta`` > 0
+    with ``loss=huber`` only."""
+    from training.objectives import LOSSES
+
+    _choice(cfg, "loss.name", LOSSES)
+    loss = cfg.loss
+    _check(
+        _number(loss.l2) and math.isfinite(loss.l2) and loss.l2 >= 0,
+        "loss.l2",
+        loss.l2,
+        "a number >= 0 (the ridge penalty (l2 / 2) ||W||^2 on the standardised weights; 0: none)",
+    )
+    if loss.name == "huber":
+        _check(
+            _number(loss.delta) and math.isfinite(loss.delta) and loss.delta > 0,
+            "loss.delta",
+            loss.delta,
+            "a number > 0: the residual, in the target's own units, beyond which the Huber "
+            "loss grows linearly (loss=huber loss.delta=...)",
+        )
+    else:
+        _check(
+            loss.delta is None,
+            "loss.delta",
+            loss.delta,
+            f"null with loss={loss.name} (delta is Huber's: use loss=huber)",
+        )

@@ -89,6 +89,7 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
             _pad(s, n_rows if s.mesh is None else padded_rows(s.mesh, n_rows))
             loader = s.loader  # a full batch's size is its fold's rows: not a shape
             this = (s.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
+            this += (s.objective,)  # Huber's delta is in each fold's own scaled units
             if this == shape:  # the same shapes and optimizer schedule as the first fold
                 s.calls = calls
             s.tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and s.writes)

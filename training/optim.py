@@ -150,6 +150,7 @@ def choose_auto(
     full_batch: bool,
     spectrum: Callable[[], Spectrum],
     row_norm_sq: Callable[[], float],
+    l2: float = 0.0,
 ) -> StepChoice:
     """Resolve ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` of ``cfg`` (the optimizer
     group; the caller writes the values back).
@@ -165,6 +166,17 @@ def choose_auto(
       Hessian has ``lambda_max <= 2 max ||a_i||^2``, so every batch is at most half its own
       stability limit. Momentum (heavy ball or Nesterov): ``DEFAULT_MOMENTUM``.
     - Adam and AdamW: ``DEFAULT_LR``; other models: ``DEFAULT_LR_OTHER``.
+
+    The ridge penalty ``(l2 / 2) ||W||^2`` (``training/objectives.py``) is in the spectrum
+    (``hessian_spectrum(..., l2)``: ``l2`` added to every eigenvalue over ``W``) and adds ``l2``
+    to a row's Hessian, so the stochastic step is ``1 / (2 max ||a_i||^2 + l2)`` (``l2`` is the
+    caller's: 0 when ``W`` is frozen). For ``loss=huber`` the spectrum is the squared error's,
+    whose ``L`` bounds the Huber Hessian everywhere; its ``mu`` is the Huber loss's own only
+    while every residual is within ``delta`` and can be near 0 elsewhere (``l2`` over ``W``, 0
+    over ``b``, when no row is). The steps are kept: gradient descent's ``2 / (L + mu)`` is below
+    ``2 / L`` whatever the true ``mu``, and the momentum methods' steps are stable for every
+    curvature in ``(0, L]`` (Jury's conditions hold for each ``lr lam`` in that range), so a
+    smaller true ``mu`` only slows the run (it stops on ``trainer.tol`` all the same).
     """
     lr_auto, m_auto = cfg.lr == "auto", cfg.momentum == "auto"
     method = method_of(cfg)
@@ -186,8 +198,9 @@ def choose_auto(
         )
     elif lr_auto and method is not None and linear:
         top = row_norm_sq()
-        chosen["optimizer.lr"] = 1.0 / (2.0 * top) if top > 0 else 1.0
-        why = f"1 / (2 max ||[x 1]||^2), largest squared row norm {top:.4g}"
+        chosen["optimizer.lr"] = 1.0 / (2.0 * top + l2) if top + l2 > 0 else 1.0
+        ridge = f" + l2), l2={l2:g}" if l2 else ")"
+        why = f"1 / (2 max ||[x 1]||^2{ridge}, largest squared row norm {top:.4g}"
     elif lr_auto:
         chosen["optimizer.lr"] = DEFAULT_LR.get(cfg.family, DEFAULT_LR_OTHER)
         why = f"the default of {cfg.name}" + ("" if linear else " for a model other than x W + b")

@@ -48,9 +48,8 @@ from training.devices import (
 from training.evaluate import (
     coefficient_gap,
     coefficients,
-    least_squares,
-    least_squares_on_device,
     linear_inference,
+    objective_minimum,
     regression_metrics,
     residual_moments,
 )
@@ -63,7 +62,8 @@ from training.logs import (
     print_trace,
     write_json,
 )
-from training.loop import Runner, log_period, mse, pipelined, plan_blocks, record_positions
+from training.loop import Runner, log_period, pipelined, plan_blocks, record_positions
+from training.objectives import build_objective
 from training.optim import (
     GRADIENT_DESCENT,
     bound_formula,
@@ -144,12 +144,13 @@ class Session:
     ckpt: Checkpoints
     preprocessing: dict
     bound: Any  # Bound: the optimizer's stability bound (linear, full batch), or None
-    ols: tuple[np.ndarray, float]  # least squares on the training rows, scaled
+    ols: tuple[np.ndarray, float]  # the objective's minimum on the training rows, scaled
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
     chosen: dict  # what optimizer.lr=auto (and momentum, epochs) chose: config key -> number
     calls: Any = None  # the compiled calls by shape, shared by cross-validation folds
     curves: dict = field(default_factory=lambda: {k: plots.History() for k in ("loss", "W", "val")})
     copies: bool = False  # per-sample on several processes: every device holds all the rows
+    objective: Any = None  # training/objectives.py: the loss trained, in the scaled units
 
     @property
     def writes(self) -> bool:  # only process 0 writes TensorBoard, plots and metrics
@@ -292,12 +293,13 @@ def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Ses
         (X, y), w = replicate(mesh, device, (X_train, y_train)), None
     else:
         X, y, w = place_rows(mesh, device, X_train, y_train, n_train if mine else None)
+    objective = build_objective(cfg.loss, data.scaling.y_scale)
     if mine:  # least squares and the training metrics need every process's rows
-        ols = least_squares_on_device(X, y, w)
+        ols = objective_minimum(X, y, objective, w, on_device=True)
         data.y_raw["train"] = to_host(jax.jit(lambda a: a, out_shardings=replicated(mesh))(y))
         data.y_raw["train"] = data.y_raw["train"][:n_train]
     else:
-        ols = least_squares(X_train, y_train)
+        ols = objective_minimum(X_train, y_train, objective)
     del X_train, y_train
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
     preprocessing = {
@@ -326,10 +328,11 @@ def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Ses
         )
     o, linear = cfg.optimizer, is_linear(params, names)
     frozen = list(o.freeze)
+    l2 = 0.0 if "W" in frozen else objective.l2  # the ridge penalty's curvature, over W
     spectrum = functools.cache(
-        lambda: hessian_spectrum(X, w, n_train, trainable_indices(len(names), frozen))
+        lambda: hessian_spectrum(X, w, n_train, trainable_indices(len(names), frozen), l2)
     )
-    chosen = resolve_auto(cfg, loader, linear, spectrum, X, mesh, say)
+    chosen = resolve_auto(cfg, loader, linear, spectrum, X, mesh, say, l2)
     tx, lr_at = build_optimizer(cfg.optimizer, params, cfg.trainer.epochs * loader.steps_per_epoch)
     opt_state = tx.init(params)
     bound = stability(cfg, linear, loader.full_batch, spectrum)
@@ -364,6 +367,7 @@ def setup(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Ses
         linear,
         chosen,
         copies=copies,
+        objective=objective,
     )
     return session, params, opt_state
 
@@ -393,7 +397,9 @@ def stability(cfg: DictConfig, linear: bool, full_batch: bool, spectrum) -> Boun
     )
 
 
-def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mesh, say) -> dict:
+def resolve_auto(
+    cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mesh, say, l2: float = 0.0
+) -> dict:
     """Replace ``trainer.epochs=auto``, ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` in
     ``cfg`` by the values chosen for these data (``training/optim.py``), print them once, and
     return them as ``{config key: number}`` for ``metrics.json``."""
@@ -405,6 +411,7 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, X, mes
         loader.full_batch,
         spectrum,
         lambda: max_row_norm_sq(X, mesh, "W" not in frozen, "b" not in frozen),
+        l2,
     )
     chosen = dict(choice.chosen)
     if o.momentum == "auto" and "optimizer.momentum" not in chosen:
@@ -515,6 +522,7 @@ def fit(s: Session, params, opt_state, at: Progressed):
         s.w,
         s.mesh,
         shard_batches=not s.copies,
+        objective=s.objective,
     )
     if s.calls is not None:  # a fold of the same shapes: no recompiling
         runner.compiled = s.calls
@@ -699,9 +707,9 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
     pred_train = to_host(jax.jit(s.apply_fn, out_shardings=everywhere)(params, s.X))[: s.n_train]
     final_loss = float(
         to_host(
-            jax.jit(lambda p, X, y, w: mse(s.apply_fn(p, X), y, w), out_shardings=everywhere)(
-                params, s.X, s.y, s.w
-            )
+            jax.jit(
+                lambda p, X, y, w: s.objective(p, s.apply_fn(p, X), y, w), out_shardings=everywhere
+            )(params, s.X, s.y, s.w)
         )
     )
     tb.scalar("train/final_loss", final_loss, at.step)
@@ -739,6 +747,7 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         ols["r2"] = regression_metrics(data.y_raw["train"], data.to_target_units(pred_ols))["r2"]
         metrics.update(
             coefficients=coefs,
+            reference=s.objective.reference_name(),  # what `ols` is: the trained objective's
             ols=ols,
             ols_gap={
                 "max_rel_coefficient_diff": coefficient_gap(coefs, ols),
@@ -749,13 +758,22 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
         G, H = residual_moments(params["W"], params["b"], s.X, s.y, s.w)
         converged = metrics["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
         metrics.update(
-            linear_inference(G, H, s.n_train, coefs, data.scaling, names, converged=converged)
+            linear_inference(
+                G,
+                H,
+                s.n_train,
+                coefs,
+                data.scaling,
+                names,
+                converged=converged,
+                estimator=s.objective.reference_label(),
+            )
         )
         if len(names) > 1 and s.writes:
-            print_coefficients(coefs, ols, metrics)
+            print_coefficients(coefs, ols, metrics, s.objective.reference_label())
         # the walkthrough's trace is its own report (and stays as the README prints it)
         if s.writes and not (s.cfg.logger.print_trace and len(names) == 1):
-            say_convergence(s.cfg, metrics, at, s.chosen)
+            say_convergence(s.cfg, metrics, at, s.chosen, s.objective.reference_name())
     else:
         metrics.update(
             standard_errors=None,
@@ -782,34 +800,37 @@ def evaluate(s: Session, params, at: Progressed) -> dict:
 R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares reached
 
 
-def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict) -> None:
-    """One line: whether the linear model reached least squares on the training rows (their
-    R^2 within ``R2_REACHED`` and, on a design of full rank, every coefficient within
-    ``CONVERGED_GAP`` relative); if not, a ``warning:`` with the gap and what to change."""
+def say_convergence(
+    cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict, ref: str = "least squares"
+) -> None:
+    """One line: whether the linear model reached least squares (``ref``: the reference of
+    the objective trained, ``training/objectives.py``) on the training rows (their R^2 within
+    ``R2_REACHED`` and, on a design of full rank, every coefficient within ``CONVERGED_GAP``
+    relative); if not, a ``warning:`` with the gap and what to change."""
     r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
     if not (np.isfinite(r2) and np.isfinite(r2_ols)):
         return
     coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
     gap = (
-        f"R^2 {r2:.6f} against least squares' {r2_ols:.6f}, largest relative coefficient "
+        f"R^2 {r2:.6f} against {ref}'s {r2_ols:.6f}, largest relative coefficient "
         f"difference {coef:.2e}"
     )
     # on a design of full rank the coefficients are unique and must agree too; on a
     # rank-deficient one only the fit is (the coefficients' gap is along aliased columns)
     aliased = bool(metrics.get("inference", {}).get("aliased"))
     if abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP):
-        print(f"reached least squares: {gap}")
+        print(f"reached {ref}: {gap}")
         return
     o, tr = cfg.optimizer, cfg.trainer
     if o.freeze:  # least squares over every parameter is not this model's optimum
-        print(f"least squares over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
+        print(f"{ref} over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
         return
     if at.stopped == "converged":
         tol = (
             "trainer.tol=0" if cfg.loader.name != "full_batch" else f"trainer.tol={tr.tol / 100:g}"
         )
         print(
-            f"warning: stopped by trainer.tol={tr.tol:g} before reaching least squares: {gap}; "
+            f"warning: stopped by trainer.tol={tr.tol:g} before reaching {ref}: {gap}; "
             f"rerun with {tol}"
         )
         return
@@ -828,9 +849,7 @@ def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict
     else:
         auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
         advice = f"rerun with {more}{auto}"
-    print(
-        f"warning: stopped after {at.epoch} epochs before reaching least squares: {gap}; {advice}"
-    )
+    print(f"warning: stopped after {at.epoch} epochs before reaching {ref}: {gap}; {advice}")
 
 
 def plot_inputs(s: Session, final: dict) -> dict:
@@ -920,13 +939,13 @@ def surface_moments(s: Session, final: dict, i: int, j: int) -> dict:
     return {k: float(v) for k, v in to_host(out).items()}
 
 
-def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
+def print_coefficients(coefs: dict, ols: dict, metrics: dict, ref: str = "least squares") -> None:
     """The coefficient table: gradient descent beside least squares, with the classical and
     HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
     width = max(len(k) for k in coefs)
     se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
     print(
-        f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff"
+        f"{'coefficient':<{width}}  {'gradient descent':>16}  {ref:>14}  rel diff"
         f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
     )
     for k, v in coefs.items():
@@ -941,7 +960,7 @@ def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
     gap = metrics["ols_gap"]
     print(
         f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
-        f"R^2 {metrics['train']['r2']:.6f} (least squares {ols['r2']:.6f})"
+        f"R^2 {metrics['train']['r2']:.6f} ({ref} {ols['r2']:.6f})"
     )
     info = metrics["inference"]
     if info["note"] and info["note"].startswith("gradient descent has not converged"):
