@@ -20,7 +20,7 @@ from scipy.optimize import minimize
 from sklearn.linear_model import Ridge
 
 from training.config import validate
-from training.errors import UserError
+from errors import UserError
 from training.evaluate import least_squares, least_squares_on_device, objective_minimum
 from training.objectives import Objective, build_objective, huber, mse, ridge_penalty
 from training.optim import GRADIENT_DESCENT, HEAVY_BALL, NESTEROV, choose_auto, stable_bound
@@ -238,7 +238,15 @@ def test_ridge_adds_l2_to_every_W_eigenvalue(frozen_b):
 
 
 def test_stochastic_step_counts_the_penalty():
-    cfg = OmegaConf.create({"name": "sgd", "lr": "auto", "momentum": "auto", "nesterov": False})
+    cfg = OmegaConf.create(
+        {
+            "name": "sgd",
+            "lr": "auto",
+            "momentum": "auto",
+            "nesterov": False,
+            "family": "gradient_descent",
+        }
+    )
     choice = choose_auto(cfg, True, False, lambda: None, lambda: 4.0, l2=0.5)
     assert choice.chosen["optimizer.lr"] == pytest.approx(1 / (2 * 4.0 + 0.5))
     assert "+ l2), l2=0.5" in choice.line
