@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.cli import fail
-from training.errors import UserError
+from errors import UserError, fail
 
 
 def _run_record(run_dir: Path) -> dict:
@@ -47,7 +46,7 @@ def needed_columns(prep: dict) -> list[str]:
 def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarray, object]:
     """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
     and the rows as read. Raises UserError naming the run's columns on any mismatch."""
-    from data.csv_source import ColumnCode, Encoding, _numbers, _refuse_missing, read_csv
+    from data.csv_source import ColumnCode, Encoding, read_csv
     from data.preprocess import Scaling
 
     needed = needed_columns(prep)
@@ -76,13 +75,11 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
             encoding = Encoding.from_dict(enc)
             # the new rows' numbers are written in their own file's decimal mark
             encoding.decimal = df.attrs.get("decimal", encoding.decimal)
-            X = encoding.transform(df, source, missing="predict")
-            for line in encoding.warnings:  # levels never seen in training: counted as `other`
-                print(line, file=sys.stderr)
-        else:
-            _refuse_missing(df, [ColumnCode(n, "numeric") for n in needed], source, "predict", ".")
-            cols = [_numbers(df[n], n, source) for n in needed]
-            X = np.column_stack(cols) if cols else np.zeros((len(df), 0))
+        else:  # toy or synthetic data: every column a number, written with a '.'
+            encoding = Encoding(prep["target"], [ColumnCode(n, "numeric") for n in needed])
+        X = encoding.transform(df, source, missing="predict")
+        for line in encoding.warnings:  # levels never seen in training: counted as `other`
+            print(line, file=sys.stderr)
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
     X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))
@@ -97,8 +94,8 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     from flax import nnx
     from omegaconf import OmegaConf
 
+    from models import build_model
     from training.checkpoint import Checkpoints, ShapeMismatchError
-    from training.run import build_model
 
     resume = f"continue it with train.py trainer.resume=true hydra.run.dir={run_dir}"
     if not (run_dir / "checkpoints").is_dir():

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.sources import Table
-from training.errors import UserError
+from data.table import Table
+from errors import UserError
 
 BOOLEAN_PAIRS = ({"yes", "no"}, {"y", "n"}, {"true", "false"}, {"t", "f"}, {"on", "off"})
 TRUE_WORDS = {"yes", "y", "true", "t", "on"}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.errors import UserError
+from errors import UserError
 
 LOADERS = ("full_batch", "per_sample", "mini_batch")
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from training.errors import UserError
+from errors import UserError
 
 SPLITS = ("train", "val", "test")
 
@@ -31,6 +31,36 @@ def split_rows(
         "test": np.sort(order[n_val : n_val + n_test]),
         "train": np.sort(order[n_val + n_test :]),
     }
+
+
+def fold_rows(
+    n: int, folds: int, val_fraction: float, test_fraction: float, seed: int
+) -> list[dict[str, np.ndarray]]:
+    """The ``train`` / ``val`` / ``test`` row indices (each sorted) of each of ``folds`` folds.
+
+    ``test`` is the run's test split (:func:`split_rows`) in every fold; the
+    other rows, in the order of the same permutation of ``seed``, are cut into ``folds`` parts
+    of sizes differing by at most one (``numpy.array_split``). Fold ``i`` validates on part
+    ``i`` and trains on the rest. Raises :class:`UserError` when there are fewer such rows than
+    folds."""
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    order = np.random.default_rng([seed, 2**31 - 1]).permutation(n)
+    test = np.sort(order[n_val : n_val + n_test]) if n_test else np.arange(0)
+    rest = np.concatenate([order[:n_val], order[n_val + n_test :]])
+    if len(rest) < folds:
+        raise UserError(
+            f"bad config value data.folds={folds}: only {len(rest)} rows outside the test rows; "
+            f"use at most data.folds={len(rest)}"
+        )
+    parts = np.array_split(rest, folds)
+    return [
+        {
+            "train": np.sort(np.concatenate(parts[:i] + parts[i + 1 :])),
+            "val": np.sort(part),
+            "test": test,
+        }
+        for i, part in enumerate(parts)
+    ]
 
 
 @dataclass

@@ -6,11 +6,12 @@ Each returns a :class:`Table`: float32 inputs and targets with the names of thei
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from data.table import Table
 
 HOUSE_FEATURES = (
     "size_sqft",
@@ -26,17 +27,6 @@ HOUSE_FEATURES = (
     "renovated",
     "pool",
 )
-
-
-@dataclass
-class Table:
-    X: np.ndarray | jax.Array  # (n, d) float32
-    y: np.ndarray | jax.Array  # (n,) float32
-    feature_names: list[str]
-    target_name: str
-    source: str = "data"  # what error messages call it: a file path, or the source's name
-    true_params: dict[str, np.ndarray] | None = None  # synthetic data: the rule that made y
-    encoding: dict = field(default_factory=dict)  # CSV: how each column became numbers
 
 
 def toy(xs: list[float], ys: list[float]) -> Table:
@@ -108,22 +98,34 @@ def synthetic(
     )
 
 
+def _toy(cfg, device, rows, seed) -> Table:
+    return toy(list(cfg.xs), list(cfg.ys))
+
+
+def _synthetic(cfg, device, rows, seed) -> Table:
+    return synthetic(
+        cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like, device, rows
+    )
+
+
+def _csv(cfg, device, rows, seed) -> Table:
+    from data.csv_source import load_csv  # pandas, imported only for a CSV
+
+    return load_csv(cfg, seed)
+
+
+# data.name -> the source that builds its table from the data group: the one list of names
+SOURCES = {"toy": _toy, "synthetic": _synthetic, "csv": _csv}
+
+
 def load_table(
     cfg,
     device: jax.Device | None = None,
     rows: tuple[int, int] | None = None,
     seed: int = 0,
 ) -> Table:
-    """The table named by ``cfg.name`` (``toy``, ``synthetic`` or ``csv``), built from ``cfg``;
+    """The table named by ``cfg.name`` (a key of :data:`SOURCES`), built from ``cfg``;
     synthetic rows are drawn straight onto ``device`` when one is given, and only the range
     ``rows`` when one is given. ``seed`` splits a CSV's rows as :func:`~data.preprocess.prepare`
     will, so that its encoding is fitted on the training rows alone."""
-    if cfg.name == "toy":
-        return toy(list(cfg.xs), list(cfg.ys))
-    if cfg.name == "synthetic":
-        return synthetic(
-            cfg.n_samples, cfg.n_features, cfg.noise, cfg.seed, cfg.house_like, device, rows
-        )
-    from data.csv_source import load_csv
-
-    return load_csv(cfg, seed)
+    return SOURCES[cfg.name](cfg, device, rows, seed)

@@ -19,9 +19,9 @@ from conftest import ROOT, make_config, run_train
 
 from data.preprocess import split_rows
 from data.sources import synthetic
+from errors import UserError
 from training.cli import quote_for_hydra
 from training.config import validate
-from training.errors import UserError
 from training.optim import stable_bound
 from training.run import train_and_evaluate
 

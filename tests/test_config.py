@@ -6,12 +6,12 @@ import re
 
 import numpy as np
 import pytest
-from conftest import make_config, read_scalars, run_train
+from conftest import CONF, make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from errors import UserError
 from training.config import validate
-from training.errors import UserError
 from training.run import train_and_evaluate
 
 
@@ -78,7 +78,7 @@ def test_schema_types_every_group(group):
 def test_the_model_group_is_its_constructors_arguments():
     # open in the schema: composition refuses a key the group does not have, and building the
     # model refuses a value its constructor cannot take, as a config error about the model
-    from training.run import build_model
+    from models import build_model
 
     with pytest.raises(ConfigCompositionException, match=r"model\.no_such_key"):
         make_config("model.no_such_key=1")
@@ -132,3 +132,123 @@ def test_bad_override_is_one_line_and_exit_2(tmp_path, args, needle):
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("error: ") and needle in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+LION = """\
+# Lion (Chen et al. 2023): the sign of a mix of the momentum and the gradient
+name: lion
+lr: auto
+b1: 0.9
+b2: 0.99
+weight_decay: 0.0
+freeze: []
+schedule: constant
+family: adaptive
+transform:
+  _target_: optax.lion
+  _partial_: true
+  b1: ${..b1}
+  b2: ${..b2}
+  weight_decay: ${..weight_decay}
+"""
+# an argument no other optimizer has (decay) needs no schema: it stays inside transform
+RMSPROP = """\
+name: rmsprop
+lr: auto
+freeze: []
+schedule: constant
+family: adaptive
+transform:
+  _target_: optax.rmsprop
+  _partial_: true
+  decay: 0.8
+"""
+
+
+@pytest.fixture
+def conf_with_new_optimizers(tmp_path):
+    """A copy of conf/ with two optimizer files more, and no other change."""
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "optimizer" / "lion.yaml").write_text(LION)
+    (conf / "optimizer" / "rmsprop.yaml").write_text(RMSPROP)
+    return conf
+
+
+@pytest.mark.parametrize("select", ["optimizer=lion", "optimizer.name=lion"])
+def test_a_new_optimizer_is_one_yaml_file(tmp_path, conf_with_new_optimizers, select):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        # the walkthrough: W from 8, b held at -1, lr 0.01, 50 full-batch steps
+        cfg = compose("config", overrides=[select, "logger.plots=false"])
+        metrics = train_and_evaluate(cfg, tmp_path / "run")
+    assert (cfg.optimizer.name, cfg.optimizer.family) == ("lion", "adaptive")
+    # Lion's update is -lr (sign(g) + weight_decay W) (its momentum starts at 0, and g keeps its
+    # sign while W > 2). optimizer=lion: the file's weight_decay 0, so W falls by lr per step,
+    # 8 - 50 * 0.01 = 7.5; optimizer.name=lion keeps the sgd group's other keys (the schema's
+    # weight_decay 1e-4), as optimizer.name=adamw always has
+    decay = np.float32(0.0 if select == "optimizer=lion" else 1e-4)
+    W = np.float32(8.0)
+    for _ in range(50):
+        W = W - np.float32(0.01) * (np.float32(1.0) + decay * W)
+    assert metrics["params"]["W"] == pytest.approx(W, rel=1e-6)
+    assert abs(W - 7.5) < 2e-5 if decay == 0 else abs(W - 7.5) > 2e-4
+    assert metrics["params"]["b"] == -1.0
+
+
+def test_a_new_optimizers_own_argument_reaches_optax(tmp_path, conf_with_new_optimizers):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        cfg = compose("config", overrides=["optimizer=rmsprop", "logger.plots=false"])
+        metrics = train_and_evaluate(cfg, tmp_path / "run")
+    # the same 50 steps of optax.rmsprop(0.01, decay=0.8) on the walkthrough's loss
+    x = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    y = 2 * x - 1
+    tx = optax.rmsprop(0.01, decay=0.8)
+    W = jnp.float32(8.0)
+    state = tx.init(W)
+    grad = jax.grad(lambda W: jnp.mean((W * x - 1 - y) ** 2))
+    for _ in range(50):
+        update, state = tx.update(grad(W), state, W)
+        W = optax.apply_updates(W, update)
+    assert metrics["params"]["W"] == pytest.approx(float(W), rel=1e-5)
+    # it moved, and by decay 0.8's steps: the first is lr / sqrt(1 - decay), 0.0224, where
+    # optax's default decay 0.9 steps 0.0316
+    assert abs(float(W) - 8.0) > 0.4
+
+
+def test_optimizer_name_builds_the_named_files_optimizer():
+    # the sgd group with optimizer.name=nesterov: Nesterov's family and transform, the group's
+    # other keys
+    cfg = make_config("optimizer.name=nesterov", "optimizer.momentum=0.5")
+    validate(cfg)
+    o = cfg.optimizer
+    assert (o.family, o.transform._target_, o.transform.nesterov) == ("nesterov", "optax.sgd", True)
+    assert o.momentum == 0.5
+    cfg = make_config("optimizer=nesterov", "optimizer.name=adamw", "optimizer.b1=0.5")
+    validate(cfg)
+    assert cfg.optimizer.family == "adaptive" and cfg.optimizer.transform.b1 == 0.5
+
+
+def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_optimizers):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    bad = conf_with_new_optimizers / "optimizer" / "lion.yaml"
+    bad.write_text(LION.replace("family: adaptive\n", ""))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        cfg = compose("config", overrides=["optimizer.name=lion"])
+        with pytest.raises(UserError, match=rf"^{re.escape(str(bad))}: no 'family'"):
+            validate(cfg)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.csv_source import load_csv
-from training.errors import UserError
+from errors import UserError
 from training.run import train_and_evaluate
 
 

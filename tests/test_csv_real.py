@@ -21,7 +21,7 @@ from make_housing_files import ames, european, king_county, r_export
 
 from data.csv_source import load_csv, read_csv
 from data.preprocess import split_rows
-from training.errors import UserError
+from errors import UserError
 from training.run import train_and_evaluate
 
 SQFT = (

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.loaders import make_loader
-from training.errors import UserError
+from errors import UserError
 from training.loop import plan_blocks
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from data.preprocess import Scaling, prepare, split_rows
-from training.errors import UserError
+from errors import UserError
 
 
 @settings(max_examples=60, deadline=None)

@@ -24,8 +24,8 @@ from conftest import (
     signal_at_checkpoint,
 )
 
+from errors import UserError
 from training.checkpoint import Checkpoints
-from training.errors import UserError
 from training.run import train_and_evaluate
 
 pytestmark = pytest.mark.slow  # every test here starts train.py processes

@@ -14,10 +14,9 @@ from conftest import ROOT, make_config, run_train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from data.preprocess import Scaling, split_rows
+from data.preprocess import Scaling, fold_rows, split_rows
+from errors import UserError
 from training import plots
-from training.crossval import fold_rows
-from training.errors import UserError
 from training.evaluate import aliased_columns, linear_inference
 from training.run import objective, train_and_evaluate
 
@@ -361,6 +360,7 @@ def test_optuna_search_ends_with_the_best_trial(tmp_path):
         "loader.batch_size",
         "optimizer.name",
         "optimizer.momentum",
+        "loss.l2",
     }
     trials = sorted(p.parent for p in sweep.rglob("metrics.json"))
     assert len(trials) == 4

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, make_config, read_scalars, run_train
 from test_predict import one_error_line, run_predict
 
-from training.errors import UserError
+from errors import UserError
 from training.run import train_and_evaluate
 
 HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from data.loaders import make_loader
-from training.errors import Interrupted
+from errors import Interrupted
 from training.loop import (
     FULL_BATCH_STEP_COST,
     LOG_POINTS,

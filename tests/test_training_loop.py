@@ -216,7 +216,7 @@ def test_a_shuffled_run_that_diverges_stops_at_its_first_non_finite_loss(tmp_pat
     # found inside the compiled call: the losses before it are logged, none after
     import re
 
-    from training.errors import DivergenceError
+    from errors import DivergenceError
 
     cfg = make_config(*SMALL, f"loader={loader}", "optimizer.lr=100", "trainer.epochs=5")
     with pytest.raises(DivergenceError) as err:

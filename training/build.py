@@ -18,20 +18,21 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
-from hydra.utils import instantiate
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import Loader, make_loader
 from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
+from errors import UserError
+from models.build import build_model
 from training import plots
 from training.checkpoint import Checkpoints
 from training.devices import local_rows, make_mesh, place_rows, replicate
-from training.errors import UserError
-from training.evaluate import least_squares, least_squares_on_device
+from training.evaluate import objective_minimum
 from training.hooks import Curves
 from training.logs import TensorBoardLog
+from training.objectives import build_objective
 from training.optim import (
     bound_formula,
     build_optimizer,
@@ -55,7 +56,7 @@ class Rows:
     mesh: Any  # a 1-D ``data`` mesh, or None on one device
     device: jax.Device
     copies: bool = False  # per-sample on several processes: every device holds all the rows
-    ols: tuple[np.ndarray, float]  # least squares (W, b) on these rows, scaled
+    ols: tuple[np.ndarray, float]  # the objective's minimum (W, b) on these rows, scaled
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +66,7 @@ class Model:
     apply_fn: Any
     names: list[str]
     linear: bool  # x @ W + b: the stability bound, coefficients and loss surface apply
+    objective: Any  # training/objectives.py: the loss trained, in the scaled units
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     val / test row indices of a cross-validation fold."""
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
-    rows_on_device, data, preprocessing = place_data(cfg, device, rows)
+    rows_on_device, data, preprocessing, objective = place_data(cfg, device, rows)
     names = preprocessing["feature_names"]
     graphdef, state = nnx.split(build_model(cfg.model, len(names), cfg.seed))
     params = replicate(rows_on_device.mesh, device, nnx.to_pure_dict(state))
@@ -151,7 +153,8 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     def apply_fn(p, x):
         return nnx.merge(graphdef, p)(x)
 
-    model = Model(apply_fn=apply_fn, names=names, linear=is_linear(params, names))
+    linear = is_linear(params, names)
+    model = Model(apply_fn=apply_fn, names=names, linear=linear, objective=objective)
     loader = make_run_loader(cfg, rows_on_device)
     optimizer = make_optimizer(cfg, loader, model, rows_on_device, params)
     if cfg.logger.plots and jax.process_index() == 0:
@@ -175,9 +178,10 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     return run, params, optimizer.tx.init(params)
 
 
-def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepared, dict]:
+def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepared, dict, Any]:
     """Load, split and scale (on the training rows) the data; move the training rows to the
-    device(s). Returns them, the host's splits, and the preprocessing to save."""
+    device(s). Returns them, the host's splits, the preprocessing to save and the objective
+    (``training/objectives.py``, in the scaled units)."""
     d = cfg.data
     mesh, copies = choose_mesh(cfg, device)
     single = mesh is None and jax.process_count() == 1
@@ -199,12 +203,13 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
         say(f"encoding of {table.source}: {described}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)
     if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
-        from training.crossval import fold_rows
+        from data.preprocess import fold_rows
 
         n_rows = sum(len(r) for r in data.rows.values())
         fold_rows(n_rows, cfg.data.folds, d.val_fraction, d.test_fraction, cfg.seed)
     n_train = d.n_samples if mine else len(data.rows["train"])
-    on_device = training_rows(data, mesh, device, copies, n_train, sharded_on_load=bool(mine))
+    objective = build_objective(cfg.loss, data.scaling.y_scale)
+    on_device = training_rows(data, mesh, device, copies, n_train, objective, bool(mine))
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
     preprocessing = {
         "source": table.source,
@@ -214,7 +219,7 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
     }  # written with the run's id once resume has said which run this is
-    return on_device, data, preprocessing
+    return on_device, data, preprocessing, objective
 
 
 def choose_mesh(cfg: DictConfig, device) -> tuple[Any, bool]:
@@ -237,10 +242,11 @@ def choose_mesh(cfg: DictConfig, device) -> tuple[Any, bool]:
 
 
 def training_rows(
-    data: Prepared, mesh, device, copies: bool, n_train: int, sharded_on_load: bool
+    data: Prepared, mesh, device, copies: bool, n_train: int, objective, sharded_on_load: bool
 ) -> Rows:
-    """Move the training rows out of ``data`` onto the device(s), with least squares on them.
-    ``sharded_on_load``: each process holds only its own shard of the ``n_train`` rows."""
+    """Move the training rows out of ``data`` onto the device(s), with the objective's minimum
+    on them. ``sharded_on_load``: each process holds only its own shard of the ``n_train``
+    rows."""
     X_train, y_train = data.X.pop("train"), data.y.pop("train")
     if copies:
         (X, y), w = replicate(mesh, device, (X_train, y_train)), None
@@ -248,10 +254,10 @@ def training_rows(
         n = n_train if sharded_on_load else None
         X, y, w = place_rows(mesh, device, X_train, y_train, n)
     if sharded_on_load:  # least squares and the training metrics need every process's rows
-        ols = least_squares_on_device(X, y, w)
+        ols = objective_minimum(X, y, objective, w, on_device=True)
         data.y_raw["train"] = multihost_utils.process_allgather(y, tiled=True)[:n_train]
     else:
-        ols = least_squares(X_train, y_train)
+        ols = objective_minimum(X_train, y_train, objective)
     return Rows(X=X, y=y, w=w, n=n_train, mesh=mesh, device=device, copies=copies, ols=ols)
 
 
@@ -275,12 +281,10 @@ def make_optimizer(cfg: DictConfig, loader: Loader, model: Model, rows: Rows, pa
     rate above the stability bound."""
     o = cfg.optimizer
     frozen = list(o.freeze)
-    spectrum = functools.cache(
-        lambda: hessian_spectrum(
-            rows.X, rows.w, rows.n, trainable_indices(len(model.names), frozen)
-        )
-    )
-    chosen = resolve_auto(cfg, loader, model.linear, spectrum, rows)
+    l2 = 0.0 if "W" in frozen else model.objective.l2  # the ridge penalty's curvature, over W
+    trainable = trainable_indices(len(model.names), frozen)
+    spectrum = functools.cache(lambda: hessian_spectrum(rows.X, rows.w, rows.n, trainable, l2))
+    chosen = resolve_auto(cfg, loader, model.linear, spectrum, rows, l2)
     tx, lr_at = build_optimizer(cfg.optimizer, params, cfg.trainer.epochs * loader.steps_per_epoch)
     bound = stability(cfg, model.linear, loader.full_batch, spectrum)
     if bound and o.lr > bound.lr:
@@ -308,7 +312,9 @@ def stability(cfg: DictConfig, linear: bool, full_batch: bool, spectrum) -> Boun
     )
 
 
-def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, rows: Rows) -> dict:
+def resolve_auto(
+    cfg: DictConfig, loader: Loader, linear: bool, spectrum, rows: Rows, l2: float = 0.0
+) -> dict:
     """Replace ``trainer.epochs=auto``, ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` in
     ``cfg`` by the values chosen for these data (``training/optim.py``), print them once, and
     return them as ``{config key: number}`` for ``metrics.json``."""
@@ -320,6 +326,7 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, rows: 
         loader.full_batch,
         spectrum,
         lambda: max_row_norm_sq(rows.X, "W" not in frozen, "b" not in frozen),
+        l2,
     )
     chosen = dict(choice.chosen)
     if o.momentum == "auto" and "optimizer.momentum" not in chosen:
@@ -336,18 +343,6 @@ def resolve_auto(cfg: DictConfig, loader: Loader, linear: bool, spectrum, rows: 
 def is_linear(params: dict, names: list[str]) -> bool:
     """Whether the parameters are those of ``x @ W + b``: a weight per feature and a bias."""
     return set(params) == {"W", "b"} and np.shape(params["W"]) == (len(names),)
-
-
-def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
-    """``model._target_`` built with ``in_features``, ``rngs`` and the group's other keys."""
-    try:
-        return instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
-    except Exception as exc:  # a wrong class path or argument in conf/model/*.yaml
-        cause = exc.__cause__ or exc
-        raise UserError(
-            f"bad config value model._target_={model_cfg.get('_target_')!r}: "
-            f"{str(cause).splitlines()[0]}"
-        ) from None
 
 
 def new_run_id() -> str:

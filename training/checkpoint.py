@@ -9,7 +9,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from training.errors import UserError
+from errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,9 @@ import re
 import sys
 from pathlib import Path
 
-from training.errors import Interrupted, UserError
+from errors import Interrupted, UserError, fail
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -200,8 +195,9 @@ def refuse_another_run(path: Path | None) -> None:
 
 
 # what a resumed run must share with the run it continues; the trainer and logger may differ
-# (more epochs, another checkpoint period, plots on or off)
-RUN_DEFINING = ("seed", "data", "loader", "model", "optimizer")
+# (more epochs, another checkpoint period, plots on or off). The loss comes before the optimizer,
+# whose step optimizer.lr=auto takes from it: the difference named is the one the user made.
+RUN_DEFINING = ("seed", "data", "loader", "model", "loss", "optimizer")
 
 
 def run_differences(saved: dict, mine: dict, skip=lambda key, value: False) -> list[tuple]:

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from data.loaders import LOADERS
+from data.sources import SOURCES
+from errors import UserError
 from models.linear import INITIALISERS
-from training.errors import UserError
+from training.optim import FAMILIES, SCHEDULES
 
-DATA_SOURCES = ("toy", "synthetic", "csv")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 
 
@@ -73,7 +72,13 @@ class LoaderConfig:
 
 @dataclass
 class OptimizerConfig:
+    # the file conf/optimizer/<name>.yaml that defines the optimizer: its `family` and
+    # `transform` are that file's whichever group was composed (validate reads them from it)
     name: str = "sgd"
+    family: str = MISSING  # a key of training.optim.FAMILIES: what lr=auto tunes for
+    # optax's constructor (`_target_`, `_partial_: true`) and its arguments; open, so that a new
+    # optimizer's own arguments need no schema
+    transform: dict[str, Any] = field(default_factory=dict)
     # a number or "auto" (from the data: training/optim.py); OmegaConf 2.3 has no Union[float,
     # str], so both are typed Any and checked by validate
     lr: Any = "auto"
@@ -89,6 +94,13 @@ class OptimizerConfig:
     decay_rate: float = 0.5
     transition_steps: int = 1000
     end_lr_factor: float = 0.0
+
+
+@dataclass
+class LossConfig:  # training/objectives.py
+    name: str = "mse"
+    l2: float = 0.0  # ridge: (l2 / 2) ||W||^2 on the standardised columns' weights
+    delta: float | None = None  # huber: in the target's own units
 
 
 @dataclass
@@ -134,6 +146,7 @@ class Config:
         default_factory=lambda: {"_target_": "models.linear.LinearRegression"}
     )
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
@@ -147,6 +160,48 @@ def register_schema() -> None:
     ``experiment=housing``) is found whatever directory the command runs from."""
     ConfigStore.instance().store(name="config_schema", node=Config)
     OmegaConf.register_new_resolver("project", lambda path: str(PROJECT / path), replace=True)
+
+
+def config_dirs() -> list[Path]:
+    """The directories Hydra composes from, in its search order: the running app's
+    (``hydra.runtime.config_sources``), else those of the initialised compose API, else this
+    project's ``conf/``."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        sources = [(s.schema, s.path) for s in HydraConfig.get().runtime.config_sources]
+    elif GlobalHydra.instance().is_initialized():
+        loader = GlobalHydra.instance().config_loader()
+        sources = [(s.scheme(), s.path) for s in loader.get_sources()]
+    else:
+        sources = []
+    return [Path(path) for scheme, path in sources if scheme == "file"] or [PROJECT / "conf"]
+
+
+def optimizer_files() -> dict[str, Path]:
+    """``optimizer.name`` -> the file that defines it: every ``optimizer/*.yaml`` of
+    :func:`config_dirs` (the first of a name wins), names sorted within a directory."""
+    found: dict[str, Path] = {}
+    for directory in config_dirs():
+        for path in sorted((directory / "optimizer").glob("*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def define_optimizer(opt: DictConfig, path: Path) -> None:
+    """Set ``opt.family`` and ``opt.transform`` to those of ``path``, the file of ``opt.name``:
+    ``optimizer.name=nesterov`` on the ``sgd`` group builds Nesterov's method, as
+    ``optimizer=nesterov`` does. The transform's ``${..key}`` arguments read ``opt``'s keys.
+    Raises :class:`UserError` when the file lacks either key."""
+    definition = OmegaConf.load(path)
+    for key in ("family", "transform"):
+        if key not in definition:
+            raise UserError(
+                f"{path}: no {key!r}; an optimizer file gives family (one of "
+                f"{', '.join(FAMILIES)}) and transform (optax's _target_, _partial_: true)"
+            )
+    opt.family, opt.transform = definition.family, definition.transform
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -165,13 +220,16 @@ def _number(value: object) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Range- and choice-check every key; raises :class:`UserError` naming the first bad one."""
-    _choice(cfg, "data.name", DATA_SOURCES)
+    _choice(cfg, "data.name", tuple(SOURCES))
     _choice(cfg, "data.text_columns", ("onehot", "error"))
     _choice(cfg, "data.dates", ("decimal_year", "drop"))
     _choice(cfg, "data.missing", ("error", "drop", "mean"))
     _choice(cfg, "loader.name", LOADERS)
-    _choice(cfg, "optimizer.name", OPTIMIZERS)
-    _choice(cfg, "optimizer.schedule", SCHEDULES)
+    files = optimizer_files()
+    _choice(cfg, "optimizer.name", tuple(files))
+    define_optimizer(cfg.optimizer, files[cfg.optimizer.name])
+    _choice(cfg, "optimizer.family", tuple(FAMILIES))
+    _choice(cfg, "optimizer.schedule", tuple(SCHEDULES))
     for key in ("model.W_init", "model.b_init"):
         if OmegaConf.select(cfg, key) is not None:
             _choice(cfg, key, INITIALISERS)
@@ -280,6 +338,7 @@ def validate(cfg: DictConfig) -> None:
     _check(
         tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
     )
+    validate_loss(cfg)
     every = lg.every_n_steps
     _check(
         every == "auto" or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
@@ -287,3 +346,33 @@ def validate(cfg: DictConfig) -> None:
         every,
         "auto or an integer >= 1",
     )
+
+
+def validate_loss(cfg: DictConfig) -> None:
+    """The ``loss`` group (``training/objectives.py``): ``name``, ``l2`` >= 0, and ``delta`` > 0
+    with ``loss=huber`` only."""
+    from training.objectives import LOSSES
+
+    _choice(cfg, "loss.name", LOSSES)
+    loss = cfg.loss
+    _check(
+        _number(loss.l2) and math.isfinite(loss.l2) and loss.l2 >= 0,
+        "loss.l2",
+        loss.l2,
+        "a number >= 0 (the ridge penalty (l2 / 2) ||W||^2 on the standardised weights; 0: none)",
+    )
+    if loss.name == "huber":
+        _check(
+            _number(loss.delta) and math.isfinite(loss.delta) and loss.delta > 0,
+            "loss.delta",
+            loss.delta,
+            "a number > 0: the residual, in the target's own units, beyond which the Huber "
+            "loss grows linearly (loss=huber loss.delta=...)",
+        )
+    else:
+        _check(
+            loss.delta is None,
+            "loss.delta",
+            loss.delta,
+            f"null with loss={loss.name} (delta is Huber's: use loss=huber)",
+        )

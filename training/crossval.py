@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,9 @@ import numpy as np
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
+from data.preprocess import fold_rows
+from errors import Interrupted
 from training.devices import padded_rows
-from training.errors import Interrupted, UserError
 from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
 
@@ -32,36 +34,6 @@ if TYPE_CHECKING:
     from training.build import Rows
 
 METRICS = ("mse", "rmse", "mae", "r2")
-
-
-def fold_rows(
-    n: int, folds: int, val_fraction: float, test_fraction: float, seed: int
-) -> list[dict[str, np.ndarray]]:
-    """The ``train`` / ``val`` / ``test`` row indices (each sorted) of each of ``folds`` folds.
-
-    ``test`` is the run's test split (:func:`~data.preprocess.split_rows`) in every fold; the
-    other rows, in the order of the same permutation of ``seed``, are cut into ``folds`` parts
-    of sizes differing by at most one (``numpy.array_split``). Fold ``i`` validates on part
-    ``i`` and trains on the rest. Raises :class:`UserError` when there are fewer such rows than
-    folds."""
-    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
-    order = np.random.default_rng([seed, 2**31 - 1]).permutation(n)
-    test = np.sort(order[n_val : n_val + n_test]) if n_test else np.arange(0)
-    rest = np.concatenate([order[:n_val], order[n_val + n_test :]])
-    if len(rest) < folds:
-        raise UserError(
-            f"bad config value data.folds={folds}: only {len(rest)} rows outside the test rows; "
-            f"use at most data.folds={len(rest)}"
-        )
-    parts = np.array_split(rest, folds)
-    return [
-        {
-            "train": np.sort(np.concatenate(parts[:i] + parts[i + 1 :])),
-            "val": np.sort(part),
-            "test": test,
-        }
-        for i, part in enumerate(parts)
-    ]
 
 
 def _pad(on_device: Rows, rows: int) -> Rows:
@@ -85,11 +57,12 @@ def _pad(on_device: Rows, rows: int) -> Rows:
     return dataclasses.replace(on_device, X=X, y=y, w=w)
 
 
-def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
+def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dict:
     """Train and evaluate ``cfg.data.folds`` folds of the ``n`` rows of the data in
     ``workdir/folds/<i>/``; return
     ``{metric: {"mean", "std", "folds": [...]}}`` of the validation rows' ``mse``, ``rmse``,
-    ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``)."""
+    ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``). ``fit``: the
+    training loop (``training.run.fit``), passed in so that this module imports no run.py."""
     k = cfg.data.folds
     fold_cfg = OmegaConf.merge(
         cfg,
@@ -113,7 +86,7 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         if jax.process_count() > 1:  # no process writes the fold before it is gone
             multihost_utils.sync_global_devices(f"cross-validation fold {i}")
         try:
-            m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls)
+            m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls, fit)
         except Interrupted as exc:
             # the folds are trained afresh: the run to continue is the whole one
             error = Interrupted(
@@ -147,14 +120,13 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
 
 
 def train_fold(
-    fold_cfg: DictConfig, fold_dir: Path, rows: dict, n_rows: int, calls: dict
+    fold_cfg: DictConfig, fold_dir: Path, rows: dict, n_rows: int, calls: dict, fit: Callable
 ) -> tuple[dict, str]:
     """One fold as a run of its own in ``fold_dir`` (which predict.py can read), its training
     rows padded to ``n_rows``: its metrics and why it stopped. ``calls``: the compiled calls
     by shape, shared with the other folds."""
     from training.build import build, new_run_id
     from training.report import evaluate
-    from training.run import fit
 
     with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
         run, params, opt_state = build(fold_cfg, fold_dir, rows)
@@ -168,6 +140,7 @@ def train_fold(
         run = dataclasses.replace(run, rows=padded, out=dataclasses.replace(run.out, tb=tb))
         loader = run.settings.loader  # a full batch's size is its fold's rows: not a shape
         shape = (padded.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
+        shape += (run.model.objective,)  # Huber's delta is in each fold's own scaled units
         with contextlib.redirect_stdout(io.StringIO()):
             params, opt_state, at = fit(
                 run, params, opt_state, Progressed(), calls.setdefault(shape, {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.errors import UserError
+from errors import UserError
 
 
 def init_distributed(cfg) -> None:

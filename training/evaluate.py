@@ -39,18 +39,26 @@ def regression_metrics(
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": abs_err / n, "r2": r2}
 
 
-def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
-    """The least-squares ``(W, b)`` of ``y ~ X W + b`` in float64.
+def least_squares(X, y, chunk: int = 1 << 18, l2: float = 0.0) -> tuple[np.ndarray, float]:
+    """The least-squares ``(W, b)`` of ``y ~ X W + b`` in float64; with ``l2`` > 0 the ridge
+    minimiser of ``mean((X W + b - y)^2) + (l2 / 2) ||W||^2`` (``training/objectives.py``), whose
+    normal equations are ``([X 1]^T [X 1] + (n l2 / 2) D) beta = [X 1]^T y``, ``D = diag(1, ...,
+    1, 0)``: the intercept is not penalised.
 
-    Up to 2^20 rows: ``numpy.linalg.lstsq`` on ``[X, 1]``. More rows: the normal equations
-    ``[X 1]^T [X 1] beta = [X 1]^T y``, accumulated ``chunk`` rows at a time (X may live on a
-    device), which on standardised columns is as accurate and needs no float64 copy of X.
+    Up to 2^20 rows: ``numpy.linalg.lstsq`` on ``[X, 1]`` (ridge: with the rows
+    ``sqrt(n l2 / 2) [I 0]`` and targets 0 appended, Hoerl and Kennard's augmented form). More
+    rows: the normal equations, accumulated ``chunk`` rows at a time (X may live on a device),
+    which on standardised columns is as accurate and needs no float64 copy of X.
     """
     X, y = np.asarray(X), np.asarray(y)  # on a CPU device this is the same memory, no copy
     n, d = X.shape
     if n <= 1 << 20:
         A = np.column_stack([np.asarray(X, np.float64), np.ones(n)])
-        beta = np.linalg.lstsq(A, np.asarray(y, np.float64), rcond=SINGULAR_VALUE_CUTOFF)[0]
+        target = np.asarray(y, np.float64)
+        if l2:
+            A = np.vstack([A, np.sqrt(n * l2 / 2.0) * np.eye(d, d + 1)])
+            target = np.concatenate([target, np.zeros(d)])
+        beta = np.linalg.lstsq(A, target, rcond=SINGULAR_VALUE_CUTOFF)[0]
         return beta[:d], float(beta[d])
     G = np.zeros((d + 1, d + 1))
     c = np.zeros(d + 1)
@@ -60,8 +68,20 @@ def least_squares(X, y, chunk: int = 1 << 18) -> tuple[np.ndarray, float]:
         yc = np.asarray(y[s : s + chunk], np.float64)
         G += A.T @ A
         c += A.T @ yc
-    beta = np.linalg.lstsq(G, c, rcond=ZERO_EIGENVALUE)[0]
+    beta = np.linalg.lstsq(ridge_gram(G, l2), c, rcond=ZERO_EIGENVALUE)[0]
     return beta[:d], float(beta[d])
+
+
+def ridge_gram(G: np.ndarray, l2: float) -> np.ndarray:
+    """``G + (n l2 / 2) D`` for ``G = [X 1]^T diag(w) [X 1]`` (``n = G[-1, -1]``, the rows'
+    total weight) and ``D`` the identity on ``W``, 0 on ``b``: the ridge normal equations'
+    matrix (:func:`least_squares`)."""
+    if not l2:
+        return G
+    out = G.copy()
+    d = len(G) - 1
+    out[np.arange(d), np.arange(d)] += G[d, d] * l2 / 2.0
+    return out
 
 
 @jax.jit
@@ -85,11 +105,128 @@ def normal_equations(X, y=None, w=None) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(G, np.float64), None if c is None else np.asarray(c, np.float64)
 
 
-def least_squares_on_device(X, y, w=None) -> tuple[np.ndarray, float]:
-    """Least squares from :func:`normal_equations` (float32 sums, a float64 solve): the
-    reference when the rows live only on the devices of several processes."""
+def least_squares_on_device(X, y, w=None, l2: float = 0.0) -> tuple[np.ndarray, float]:
+    """Least squares (ridge with ``l2`` > 0) from :func:`normal_equations` (float32 sums, a
+    float64 solve): the reference when the rows live only on the devices of several processes."""
     G, c = normal_equations(X, y, w)
-    beta = np.linalg.lstsq(G, c, rcond=ZERO_EIGENVALUE)[0]
+    beta = np.linalg.lstsq(ridge_gram(G, l2), c, rcond=ZERO_EIGENVALUE)[0]
+    return beta[:-1], float(beta[-1])
+
+
+def _huber_parts_host(X, y, delta: float, chunk: int = 1 << 18):
+    """``parts(beta, hessian)`` for :func:`huber_minimum` over host rows, summed in float64 a
+    chunk at a time (X may be a CPU device array: no float64 copy of all of it)."""
+    X, y = np.asarray(X), np.asarray(y)
+
+    def parts(beta: np.ndarray, hessian: bool):
+        n, p = len(y), len(beta)
+        value, grad, H = 0.0, np.zeros(p), np.zeros((p, p)) if hessian else None
+        for s in range(0, n, chunk):
+            A = np.asarray(X[s : s + chunk], np.float64)
+            A = np.column_stack([A, np.ones(len(A))])
+            r = A @ beta - np.asarray(y[s : s + chunk], np.float64)
+            a = np.abs(r)
+            inside = a <= delta
+            value += float(np.where(inside, r * r, 2.0 * delta * a - delta * delta).sum())
+            grad += A.T @ (2.0 * np.clip(r, -delta, delta))
+            if hessian:
+                Ai = A[inside]
+                H += 2.0 * Ai.T @ Ai
+        return value, grad, H, float(n)
+
+    return parts
+
+
+@jax.jit
+def _huber_sums(beta, X, y, w, delta):
+    hp = jax.lax.Precision.HIGHEST
+    wt = jnp.ones(X.shape[0], X.dtype) if w is None else w
+    r = jnp.dot(X, beta[:-1], precision=hp) + beta[-1] - y
+    a = jnp.abs(r)
+    inside = a <= delta
+    value = jnp.sum(wt * jnp.where(inside, r * r, 2.0 * delta * a - delta * delta))
+    psi = wt * 2.0 * jnp.clip(r, -delta, delta)
+    grad = jnp.concatenate([jnp.dot(psi, X, precision=hp), jnp.sum(psi)[None]])
+    return value, grad, jnp.sum(wt)
+
+
+def _huber_parts_device(X, y, w, delta: float):
+    """``parts`` over device rows (sharded rows summed by XLA; float32 sums, as
+    :func:`least_squares_on_device`)."""
+
+    def parts(beta: np.ndarray, hessian: bool):
+        b32 = jnp.asarray(beta, jnp.float32)
+        value, grad, n = to_host(_huber_sums(b32, X, y, w, jnp.float32(delta)))
+        H = None
+        if hessian:
+            wt = jnp.ones(X.shape[0], X.dtype) if w is None else w
+            inside = _squared_residuals(b32[:-1], b32[-1], X, y) <= delta * delta
+            H, _ = normal_equations(X, None, wt * inside.astype(X.dtype))
+            H = 2.0 * H
+        return float(value), np.asarray(grad, np.float64), H, float(n)
+
+    return parts
+
+
+def huber_minimum(parts, p: int, l2: float, start: np.ndarray) -> np.ndarray:
+    """The minimiser ``beta = (W, b)`` of ``J = sum_i 2 rho_delta(a_i beta - y_i) / n + (l2 / 2)
+    ||W||^2`` (``training/objectives.py``) in float64: L-BFGS (scipy) from ``start``, then
+    Newton steps on the rows within ``delta``. ``J`` is piecewise quadratic, so once the set of
+    those rows is right one Newton step lands on the minimum exactly; a step is kept only when it
+    lowers ``J``. ``parts(beta, hessian)`` returns the sums ``(sum 2 rho, sum a_i psi(r_i), sum
+    over rows within delta of 2 a_i a_i^T or None, n)``."""
+    from scipy.optimize import minimize
+
+    D = np.ones(p)
+    D[-1] = 0.0  # the intercept is not penalised
+
+    def fun(beta):
+        value, grad, _, n = parts(beta, False)
+        return value / n + 0.5 * l2 * float((D * beta) @ beta), grad / n + l2 * D * beta
+
+    res = minimize(
+        fun,
+        np.asarray(start, np.float64),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 20_000, "maxcor": 30, "ftol": 1e-15, "gtol": 1e-12},
+    )
+    beta, best = res.x, res.fun
+    for _ in range(20):
+        value, grad, H, n = parts(beta, True)
+        H = H / n + l2 * np.diag(D)
+        step = np.linalg.lstsq(H, grad / n + l2 * D * beta, rcond=ZERO_EIGENVALUE)[0]
+        trial = beta - step
+        f_trial = fun(trial)[0]
+        if not f_trial < best:
+            break
+        beta, best = trial, f_trial
+    return beta
+
+
+def objective_minimum(
+    X: np.ndarray | jax.Array,
+    y: np.ndarray | jax.Array,
+    objective,
+    w: jax.Array | None = None,
+    on_device: bool = False,
+) -> tuple[np.ndarray, float]:
+    """The float64 reference ``(W, b)`` of the linear model under ``objective``
+    (:class:`training.objectives.Objective`, in the trained space): least squares, the ridge
+    closed form, or the Huber minimum (:func:`huber_minimum`, started from the ridge or
+    least-squares solution). ``on_device``: the rows live only on the devices (``w`` weights
+    them), and the sums are float32 there."""
+    if on_device:
+        W, b = least_squares_on_device(X, y, w, objective.l2)
+    else:
+        W, b = least_squares(X, y, l2=objective.l2)
+    if objective.name != "huber":
+        return W, b
+    if on_device:
+        parts = _huber_parts_device(X, y, w, objective.delta)
+    else:
+        parts = _huber_parts_host(X, y, objective.delta)
+    beta = huber_minimum(parts, len(W) + 1, objective.l2, np.append(W, b))
     return beta[:-1], float(beta[-1])
 
 
@@ -159,6 +296,7 @@ def linear_inference(
     scaling: Scaling,
     names: list[str],
     converged: bool = True,
+    estimator: str = "least squares",
 ) -> dict:
     """Standard errors, t statistics, two-sided p-values and 95 % confidence intervals of the
     linear model's coefficients ``coefs`` (the user's units, ``intercept`` last).
@@ -178,7 +316,8 @@ def linear_inference(
     Returns ``standard_errors``, ``t_statistics``, ``p_values`` (each ``name -> {"classical",
     "hc1"}``), ``confidence_intervals_95`` (``name -> {kind: [low, high]}``) and ``inference``
     (``n``, ``df_resid``, ``aliased``, ``note``). Where the numbers do not apply (aliased
-    columns, no residual degrees of freedom) every value is ``None`` and the note says why; a
+    columns, no residual degrees of freedom, an ``estimator`` other than least squares: a ridge
+    or Huber fit, ``training/objectives.py``) every value is ``None`` and the note says why; a
     fit that has not converged keeps its numbers and the note says so.
     """
     from scipy import stats
@@ -193,6 +332,9 @@ def linear_inference(
         "p_values": {k: None for k in labels},
         "confidence_intervals_95": {k: None for k in labels},
     }
+    if estimator != "least squares":  # the formulas below are least squares' own
+        info["note"] = f"least squares' only (loss=mse loss.l2=0); this run fitted {estimator}"
+        return {**empty, "inference": info}
     aliased = aliased_columns(G, names)
     if aliased:
         info["aliased"] = aliased

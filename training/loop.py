@@ -84,7 +84,9 @@ def record_positions(spec: CallSpec) -> np.ndarray:
     return (np.arange(spec.epochs)[:, None] * spec.steps + per_epoch[None, :]).reshape(-1)
 
 
-def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec, mesh=None):
+def make_train_call(
+    apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec, mesh=None, objective=None
+):
     """Build ``call(params, opt_state, X, y, w, idx, counts, ref_loss)``.
 
     ``w`` weights the rows of a full batch (``None``: all count), ``idx`` holds
@@ -98,10 +100,13 @@ def make_train_call(apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: C
     loop.
     Full-batch steps also stop at an exact fit, at ``tol``, or on divergence, keeping the
     parameters of the stopping step; the call's later steps compute nothing.
+    ``objective(params, pred, y, w)`` is the loss (``training/objectives.py``); None: ``mse``.
     """
     k = spec.record_every
 
     def loss_fn(params, x, y, w):
+        if objective is not None:
+            return objective(params, apply_fn(params, x), y, w)
         if spec.rows:  # one row: (f(x) - y)^2, the same value with no reductions to run
             r = apply_fn(params, x) - y
             return r * r
@@ -378,12 +383,13 @@ class Runner:
         w: jax.Array | None = None,
         mesh=None,
         shard_batches: bool = True,
+        objective=None,
     ) -> None:
         self.loader, self.X, self.y, self.w, self.mesh = loader, X, y, w, mesh
         self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
         batch_mesh = mesh if shard_batches else None  # False: every device trains on a copy
         self.compiled = functools.cache(
-            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh)
+            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh, objective)
         )
         self.apply_fn, self.rows = apply_fn, None
 

@@ -36,17 +36,29 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 import optax
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from training.errors import UserError
+from errors import UserError
 from training.stability import Spectrum
 
 GRADIENT_DESCENT, HEAVY_BALL, NESTEROV = "gradient descent", "heavy-ball momentum", "Nesterov"
+# optimizer.family (each conf/optimizer/*.yaml names its own) -> the method whose step
+# optimizer.lr=auto tunes and whose stability bound is checked. The three gradient-descent
+# families' constructors take optax.sgd's `momentum`; `adaptive` (Adam, AdamW, RMSProp, Lion:
+# per-parameter steps) has neither a tuned step nor a bound. gradient_descent is heavy ball or
+# Nesterov once it has momentum (optimizer.nesterov).
+FAMILIES = {
+    "gradient_descent": GRADIENT_DESCENT,
+    "heavy_ball": HEAVY_BALL,
+    "nesterov": NESTEROV,
+    "adaptive": None,
+}
 # optimizer.momentum=auto wherever the data does not set it: optax's customary value
 DEFAULT_MOMENTUM = 0.9
-# optimizer.lr=auto where the Hessian does not set it: Adam's and AdamW's published default
-# (Kingma & Ba 2015); 0.01 for gradient descent on a model other than x @ W + b
-DEFAULT_LR = {"adam": 1e-3, "adamw": 1e-3}
+# optimizer.lr=auto where the Hessian does not set it, by family: for `adaptive`, Adam's
+# published default (Kingma & Ba 2015); 0.01 for gradient descent on a model other than x @ W + b
+DEFAULT_LR = {"adaptive": 1e-3}
 DEFAULT_LR_OTHER = 0.01
 # lambda_max raised by this factor before a step is chosen from it: at the tuned steps the
 # direction of lambda_max sits within mu / L of the stability edge, and float32 rounding of the
@@ -60,21 +72,23 @@ AUTO_EPOCHS_STOCHASTIC = 20
 
 
 def method_of(cfg: DictConfig) -> str | None:
-    """Which gradient-descent method ``cfg`` builds: ``GRADIENT_DESCENT``, ``HEAVY_BALL``,
-    ``NESTEROV``, or None for Adam and AdamW."""
-    if cfg.name in ("adam", "adamw"):
-        return None
-    if cfg.name == "sgd" and not momentum_of(cfg):
-        return GRADIENT_DESCENT
-    return NESTEROV if cfg.name == "nesterov" or cfg.nesterov else HEAVY_BALL
+    """Which gradient-descent method ``cfg`` (the optimizer group) builds: ``GRADIENT_DESCENT``,
+    ``HEAVY_BALL``, ``NESTEROV``, or None for the ``adaptive`` family (Adam, AdamW, ...)."""
+    method = FAMILIES[cfg.family]
+    if method == GRADIENT_DESCENT and momentum_of(cfg):
+        method = HEAVY_BALL
+    if method == HEAVY_BALL and cfg.nesterov:
+        method = NESTEROV
+    return method
 
 
 def momentum_of(cfg: DictConfig) -> float:
     """The momentum ``build_optimizer`` uses: ``auto`` not chosen from the data is none (0) for
-    ``sgd`` and ``DEFAULT_MOMENTUM`` for ``momentum`` and ``nesterov``; null is 0 for ``sgd``."""
+    the ``gradient_descent`` family (``sgd``) and ``DEFAULT_MOMENTUM`` for ``heavy_ball`` and
+    ``nesterov`` (``momentum``, ``nesterov``); null is 0 for ``gradient_descent``."""
     m = cfg.momentum
     if m is None or m == "auto":
-        return 0.0 if cfg.name == "sgd" else DEFAULT_MOMENTUM
+        return 0.0 if cfg.family == "gradient_descent" else DEFAULT_MOMENTUM
     return float(m)
 
 
@@ -136,6 +150,7 @@ def choose_auto(
     full_batch: bool,
     spectrum: Callable[[], Spectrum],
     row_norm_sq: Callable[[], float],
+    l2: float = 0.0,
 ) -> StepChoice:
     """Resolve ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` of ``cfg`` (the optimizer
     group; the caller writes the values back).
@@ -151,11 +166,22 @@ def choose_auto(
       Hessian has ``lambda_max <= 2 max ||a_i||^2``, so every batch is at most half its own
       stability limit. Momentum (heavy ball or Nesterov): ``DEFAULT_MOMENTUM``.
     - Adam and AdamW: ``DEFAULT_LR``; other models: ``DEFAULT_LR_OTHER``.
+
+    The ridge penalty ``(l2 / 2) ||W||^2`` (``training/objectives.py``) is in the spectrum
+    (``hessian_spectrum(..., l2)``: ``l2`` added to every eigenvalue over ``W``) and adds ``l2``
+    to a row's Hessian, so the stochastic step is ``1 / (2 max ||a_i||^2 + l2)`` (``l2`` is the
+    caller's: 0 when ``W`` is frozen). For ``loss=huber`` the spectrum is the squared error's,
+    whose ``L`` bounds the Huber Hessian everywhere; its ``mu`` is the Huber loss's own only
+    while every residual is within ``delta`` and can be near 0 elsewhere (``l2`` over ``W``, 0
+    over ``b``, when no row is). The steps are kept: gradient descent's ``2 / (L + mu)`` is below
+    ``2 / L`` whatever the true ``mu``, and the momentum methods' steps are stable for every
+    curvature in ``(0, L]`` (Jury's conditions hold for each ``lr lam`` in that range), so a
+    smaller true ``mu`` only slows the run (it stops on ``trainer.tol`` all the same).
     """
     lr_auto, m_auto = cfg.lr == "auto", cfg.momentum == "auto"
     method = method_of(cfg)
     exact = lr_auto and method is not None and linear and full_batch
-    if exact and cfg.name == "sgd" and m_auto:  # the general default: the fastest of the three
+    if exact and cfg.family == "gradient_descent" and m_auto:  # the general default: the fastest
         method = NESTEROV if cfg.nesterov else HEAVY_BALL
     chosen: dict[str, float] = {}
     why = ""
@@ -172,10 +198,11 @@ def choose_auto(
         )
     elif lr_auto and method is not None and linear:
         top = row_norm_sq()
-        chosen["optimizer.lr"] = 1.0 / (2.0 * top) if top > 0 else 1.0
-        why = f"1 / (2 max ||[x 1]||^2), largest squared row norm {top:.4g}"
+        chosen["optimizer.lr"] = 1.0 / (2.0 * top + l2) if top + l2 > 0 else 1.0
+        ridge = f" + l2), l2={l2:g}" if l2 else ")"
+        why = f"1 / (2 max ||[x 1]||^2{ridge}, largest squared row norm {top:.4g}"
     elif lr_auto:
-        chosen["optimizer.lr"] = DEFAULT_LR.get(cfg.name, DEFAULT_LR_OTHER)
+        chosen["optimizer.lr"] = DEFAULT_LR.get(cfg.family, DEFAULT_LR_OTHER)
         why = f"the default of {cfg.name}" + ("" if linear else " for a model other than x W + b")
     if m_auto and "optimizer.momentum" not in chosen and method in (HEAVY_BALL, NESTEROV):
         chosen["optimizer.momentum"] = DEFAULT_MOMENTUM
@@ -193,47 +220,72 @@ def default_epochs(full_batch: bool) -> int:
     return AUTO_EPOCHS_FULL_BATCH if full_batch else AUTO_EPOCHS_STOCHASTIC
 
 
+# optimizer.schedule -> the learning rate at update t of T = total_steps (optax's schedules);
+# lr, end = optimizer.lr, optimizer.end_lr_factor
+SCHEDULES: dict[str, Callable[[DictConfig, int], optax.ScalarOrSchedule]] = {
+    # lr
+    "constant": lambda cfg, T: cfg.lr,
+    # lr * (end + (1 - end) * (1 + cos(pi t / T)) / 2)
+    "cosine": lambda cfg, T: optax.cosine_decay_schedule(
+        cfg.lr, max(T, 1), alpha=cfg.end_lr_factor
+    ),
+    # lr * decay_rate ** (t / transition_steps)
+    "exponential": lambda cfg, T: optax.exponential_decay(
+        cfg.lr, cfg.transition_steps, cfg.decay_rate
+    ),
+    # linear from 0 to lr over warmup_steps, then cosine to lr * end at T
+    "warmup_cosine": lambda cfg, T: optax.warmup_cosine_decay_schedule(
+        0.0, cfg.lr, cfg.warmup_steps, max(T, cfg.warmup_steps + 1), cfg.lr * cfg.end_lr_factor
+    ),
+}
+
+
 def build_schedule(cfg: DictConfig, total_steps: int) -> optax.ScalarOrSchedule:
-    """``constant``: lr. ``cosine``: lr * (end + (1 - end) * (1 + cos(pi t / T)) / 2).
-    ``exponential``: lr * decay_rate ** (t / transition_steps). ``warmup_cosine``: linear from 0
-    to lr over ``warmup_steps``, then cosine to ``lr * end_lr_factor`` at ``T = total_steps``."""
-    lr, end = cfg.lr, cfg.end_lr_factor
-    if cfg.schedule == "constant":
-        return lr
-    if cfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, max(total_steps, 1), alpha=end)
-    if cfg.schedule == "exponential":
-        return optax.exponential_decay(lr, cfg.transition_steps, cfg.decay_rate)
-    if cfg.schedule == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(
-            0.0, lr, cfg.warmup_steps, max(total_steps, cfg.warmup_steps + 1), lr * end
+    """The learning rate, or the schedule of it, that ``cfg.schedule`` names in
+    :data:`SCHEDULES` over ``total_steps`` updates."""
+    if cfg.schedule not in SCHEDULES:
+        raise UserError(
+            f"bad config value optimizer.schedule={cfg.schedule!r}: allowed one of "
+            + ", ".join(SCHEDULES)
         )
-    raise UserError(f"bad config value optimizer.schedule={cfg.schedule!r}")
+    return SCHEDULES[cfg.schedule](cfg, total_steps)
+
+
+def make_transform(
+    cfg: DictConfig, schedule: optax.ScalarOrSchedule
+) -> optax.GradientTransformation:
+    """optax's optimizer as ``cfg.transform`` names it (``_target_``, called by Hydra's
+    ``instantiate`` with ``_partial_: true`` and the node's arguments), given
+    ``learning_rate=schedule`` and, for the gradient-descent families, the momentum of
+    :func:`momentum_of` (None for ``gradient_descent`` without momentum: no trace at all).
+
+    Raises :class:`~errors.UserError` naming ``optimizer.transform`` when the constructor
+    cannot be found or refuses its arguments."""
+    extra = {}
+    if FAMILIES[cfg.family] is not None:
+        m = momentum_of(cfg)
+        extra["momentum"] = (m or None) if cfg.family == "gradient_descent" else m
+    target = cfg.transform.get("_target_")
+    try:
+        return instantiate(cfg.transform)(learning_rate=schedule, **extra)
+    except Exception as exc:  # a wrong class path or argument in conf/optimizer/*.yaml
+        cause = exc.__cause__ or exc
+        raise UserError(
+            f"bad config value optimizer.transform._target_={target!r}: "
+            f"{str(cause).splitlines()[0]}"
+        ) from None
 
 
 def build_optimizer(
     cfg: DictConfig, params: dict, total_steps: int
 ) -> tuple[optax.GradientTransformation, Callable[[np.ndarray], np.ndarray]]:
-    """The optimizer named by ``cfg.name`` with ``cfg.freeze`` parameters held constant.
+    """The optimizer of ``cfg`` (the optimizer group: :func:`make_transform`) with
+    ``cfg.freeze`` parameters held constant.
 
     Returns the transformation and ``lr_at(steps)``, the learning rates used at those steps.
     """
     schedule = build_schedule(cfg, total_steps)
-    if cfg.name == "sgd":
-        inner = optax.sgd(schedule, momentum=momentum_of(cfg) or None, nesterov=cfg.nesterov)
-    elif cfg.name in ("momentum", "nesterov"):
-        inner = optax.sgd(schedule, momentum=momentum_of(cfg), nesterov=cfg.name == "nesterov")
-    elif cfg.name == "adam":
-        inner = optax.adam(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
-    elif cfg.name == "adamw":
-        inner = optax.adamw(
-            schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
-        )
-    else:
-        raise UserError(
-            f"bad config value optimizer.name={cfg.name!r}: allowed one of "
-            "sgd, momentum, nesterov, adam, adamw"
-        )
+    inner = make_transform(cfg, schedule)
 
     unknown = [name for name in cfg.freeze if name not in params]
     if unknown:

@@ -25,7 +25,6 @@ from training.evaluate import (
 )
 from training.hooks import Progressed
 from training.logs import fmt, param_columns
-from training.loop import mse
 from training.optim import GRADIENT_DESCENT, method_of
 
 SPLITS = ("train", "val", "test")
@@ -74,7 +73,10 @@ def split_metrics(run: Run, params, final: dict, at: Progressed) -> tuple[dict, 
         tb.histogram("params/W", final["W"], at.step)
     # the training rows' predictions, gathered from every device and process, padding dropped
     pred_train = gathered(apply_fn, params, rows.X)[: rows.n]
-    loss = gathered(lambda p, X, y, w: mse(apply_fn(p, X), y, w), params, rows.X, rows.y, rows.w)
+    objective = run.model.objective
+    loss = gathered(
+        lambda p, X, y, w: objective(p, apply_fn(p, X), y, w), params, rows.X, rows.y, rows.w
+    )
     final_loss = float(loss)
     tb.scalar("train/final_loss", final_loss, at.step)
     metrics: dict = {
@@ -125,8 +127,10 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     )
     pred_ols = gathered(run.model.apply_fn, p_ols, rows.X)[: rows.n]
     ols["r2"] = regression_metrics(data.y_raw["train"], data.to_target_units(pred_ols))["r2"]
+    objective = run.model.objective
     out = {
         "coefficients": coefs,
+        "reference": objective.reference_name(),  # what `ols` is: the trained objective's
         "ols": ols,
         "ols_gap": {
             "max_rel_coefficient_diff": coefficient_gap(coefs, ols),
@@ -136,45 +140,60 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     # every process: the training rows may be sharded over all of them
     G, H = residual_moments(params["W"], params["b"], rows.X, rows.y, rows.w)
     converged = out["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
-    out.update(linear_inference(G, H, rows.n, coefs, data.scaling, names, converged=converged))
+    out.update(
+        linear_inference(
+            G,
+            H,
+            rows.n,
+            coefs,
+            data.scaling,
+            names,
+            converged=converged,
+            estimator=objective.reference_label(),
+        )
+    )
     if run.settings.writes:
         if len(names) > 1:
-            print_coefficients(coefs, ols, {**metrics, **out})
+            print_coefficients(coefs, ols, {**metrics, **out}, objective.reference_label())
         # the walkthrough's trace is its own report (and stays as the README prints it)
         cfg = run.settings.cfg
         if not (cfg.logger.print_trace and len(names) == 1):
-            say_convergence(cfg, {**metrics, **out}, at, run.optimizer.chosen)
+            ref = objective.reference_name()
+            say_convergence(cfg, {**metrics, **out}, at, run.optimizer.chosen, ref)
     return out
 
 
-def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict) -> None:
-    """One line: whether the linear model reached least squares on the training rows (their
-    R^2 within ``R2_REACHED`` and, on a design of full rank, every coefficient within
-    ``CONVERGED_GAP`` relative); if not, a ``warning:`` with the gap and what to change."""
+def say_convergence(
+    cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict, ref: str = "least squares"
+) -> None:
+    """One line: whether the linear model reached least squares (``ref``: the reference of
+    the objective trained, ``training/objectives.py``) on the training rows (their R^2 within
+    ``R2_REACHED`` and, on a design of full rank, every coefficient within ``CONVERGED_GAP``
+    relative); if not, a ``warning:`` with the gap and what to change."""
     r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
     if not (np.isfinite(r2) and np.isfinite(r2_ols)):
         return
     coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
     gap = (
-        f"R^2 {r2:.6f} against least squares' {r2_ols:.6f}, largest relative coefficient "
+        f"R^2 {r2:.6f} against {ref}'s {r2_ols:.6f}, largest relative coefficient "
         f"difference {coef:.2e}"
     )
     # on a design of full rank the coefficients are unique and must agree too; on a
     # rank-deficient one only the fit is (the coefficients' gap is along aliased columns)
     aliased = bool(metrics.get("inference", {}).get("aliased"))
     if abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP):
-        print(f"reached least squares: {gap}")
+        print(f"reached {ref}: {gap}")
         return
     o, tr = cfg.optimizer, cfg.trainer
     if o.freeze:  # least squares over every parameter is not this model's optimum
-        print(f"least squares over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
+        print(f"{ref} over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
         return
     if at.stopped == "converged":
         tol = (
             "trainer.tol=0" if cfg.loader.name != "full_batch" else f"trainer.tol={tr.tol / 100:g}"
         )
         print(
-            f"warning: stopped by trainer.tol={tr.tol:g} before reaching least squares: {gap}; "
+            f"warning: stopped by trainer.tol={tr.tol:g} before reaching {ref}: {gap}; "
             f"rerun with {tol}"
         )
         return
@@ -193,9 +212,7 @@ def say_convergence(cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict
     else:
         auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
         advice = f"rerun with {more}{auto}"
-    print(
-        f"warning: stopped after {at.epoch} epochs before reaching least squares: {gap}; {advice}"
-    )
+    print(f"warning: stopped after {at.epoch} epochs before reaching {ref}: {gap}; {advice}")
 
 
 def plot_inputs(run: Run, final: dict) -> dict:
@@ -286,13 +303,13 @@ def surface_moments(rows: Rows, final: dict, i: int, j: int) -> dict:
     return {k: float(v) for k, v in gathered(moments, p, rows.X, rows.y, rows.w).items()}
 
 
-def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
+def print_coefficients(coefs: dict, ols: dict, metrics: dict, ref: str = "least squares") -> None:
     """The coefficient table: gradient descent beside least squares, with the classical and
     HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
     width = max(len(k) for k in coefs)
     se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
     print(
-        f"{'coefficient':<{width}}  {'gradient descent':>16}  {'least squares':>14}  rel diff"
+        f"{'coefficient':<{width}}  {'gradient descent':>16}  {ref:>14}  rel diff"
         f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
     )
     for k, v in coefs.items():
@@ -307,7 +324,7 @@ def print_coefficients(coefs: dict, ols: dict, metrics: dict) -> None:
     gap = metrics["ols_gap"]
     print(
         f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
-        f"R^2 {metrics['train']['r2']:.6f} (least squares {ols['r2']:.6f})"
+        f"R^2 {metrics['train']['r2']:.6f} ({ref} {ols['r2']:.6f})"
     )
     info = metrics["inference"]
     if info["note"] and info["note"].startswith("gradient descent has not converged"):

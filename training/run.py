@@ -27,13 +27,13 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from training.build import Run, Settings, build, build_model, new_run_id  # noqa: F401
+from errors import DivergenceError, Interrupted, UserError
+from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints
 from training.cli import other_settings, refuse_another_run, run_differences
 from training.compilation_cache import enable_compilation_cache
 from training.config import validate
 from training.devices import init_distributed
-from training.errors import DivergenceError, Interrupted, UserError
 from training.hooks import (
     Hooks,
     Progressed,
@@ -71,7 +71,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
             from training.crossval import cross_validate
 
             n = sum(len(r) for r in run.data.rows.values())
-            metrics["cv"] = cross_validate(cfg, run.settings.workdir, n)
+            metrics["cv"] = cross_validate(cfg, run.settings.workdir, n, fit)
         finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
@@ -177,6 +177,7 @@ def plan(run: Run, at: Progressed, calls: dict | None) -> tuple[Runner, list[Blo
         w=rows.w,
         mesh=rows.mesh,
         shard_batches=not rows.copies,
+        objective=run.model.objective,
     )
     if calls is not None:  # a fold of the same shapes: no recompiling
         runner.compiled = calls.setdefault("compiled", runner.compiled)

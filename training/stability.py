@@ -1,5 +1,10 @@
 """The curvature of the mean squared error of ``x @ W + b``: what the step size is chosen from
-(``optimizer.lr=auto``) and what every stability warning and divergence error names."""
+(``optimizer.lr=auto``) and what every stability warning and divergence error names.
+
+The ridge penalty ``(l2 / 2) ||W||^2`` adds ``l2`` to the Hessian over ``W`` (never over ``b``).
+The Huber loss of ``training/objectives.py`` has Hessian ``2 [X 1]^T diag(w s) [X 1] / n``
+(``s_i`` 1 for the rows within ``delta``, else 0): at most the squared error's everywhere, so
+the squared error's ``L`` bounds it and every bound and warning holds for it too."""
 
 from __future__ import annotations
 
@@ -39,10 +44,11 @@ def trainable_indices(n_features: int, frozen: Sequence[str]) -> list[int]:
 
 
 def hessian_spectrum(
-    X: jax.Array, w: jax.Array | None, n: int, trainable: Sequence[int]
+    X: jax.Array, w: jax.Array | None, n: int, trainable: Sequence[int], l2: float = 0.0
 ) -> Spectrum:
-    """Eigenvalues of ``H = 2 [X 1]^T diag(w) [X 1] / n`` restricted to ``trainable``, the exact
-    Hessian of ``mean((X W + b - y)^2)`` over the ``n`` real rows (``w`` is 0 for padding rows).
+    """Eigenvalues of ``H = 2 [X 1]^T diag(w) [X 1] / n + l2 D`` restricted to ``trainable``,
+    the exact Hessian of ``mean((X W + b - y)^2) + (l2 / 2) ||W||^2`` over the ``n`` real rows
+    (``w`` is 0 for padding rows; ``D`` is 1 on ``W``'s entries, 0 on ``b``'s).
 
     The Gram matrix is summed on the device(s) in one pass (sharded rows are summed by XLA) and
     its (features + 1)^2 eigenvalues are found in float64 by ``numpy.linalg.eigvalsh``.
@@ -51,7 +57,9 @@ def hessian_spectrum(
         return Spectrum(0.0, 0.0, 0, 0)
     G, _ = normal_equations(X, None, w)
     idx = np.asarray(trainable)
-    eig = np.linalg.eigvalsh(2.0 * G[np.ix_(idx, idx)] / n)
+    H = 2.0 * G[np.ix_(idx, idx)] / n
+    H[np.diag_indices_from(H)] += np.where(idx < len(G) - 1, l2, 0.0)  # W's entries, not b's
+    eig = np.linalg.eigvalsh(H)
     L = float(eig[-1])
     nonzero = eig[eig > ZERO_EIGENVALUE * L] if L > 0 else eig[:0]
     mu = float(nonzero[0]) if nonzero.size else 0.0

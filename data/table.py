@@ -1,0 +1,20 @@
+"""The table every data source returns: float32 inputs and targets with the names of their
+columns (its own module, so that each source imports it and no source imports another)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+
+@dataclass
+class Table:
+    X: np.ndarray | jax.Array  # (n, d) float32
+    y: np.ndarray | jax.Array  # (n,) float32
+    feature_names: list[str]
+    target_name: str
+    source: str = "data"  # what error messages call it: a file path, or the source's name
+    true_params: dict[str, np.ndarray] | None = None  # synthetic data: the rule that made y
+    encoding: dict = field(default_factory=dict)  # CSV: how each column became numbers
