@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, run_script, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +26,9 @@ FEATURES = ["sqft", "bedrooms", "age"]
 
 
 def run_predict(*args):
-    """``python predict.py ARGS`` in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    """``python predict.py ARGS`` in a subprocess, as a user would (killed, with anything it
+    started, after 300 s)."""
+    return run_script("predict.py", *args)
 
 
 def one_error_line(proc) -> str:
