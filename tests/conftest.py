@@ -98,15 +98,15 @@ def run_train(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | No
     return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env)
 
 
-def concurrently(*calls: Callable[[], T]) -> list[T]:
+def concurrently(*calls: Callable[[], T], workers: int | None = None) -> list[T]:
     """Make every call of ``calls`` at once, each in a thread of its own; their results in order.
 
     For a test's independent train.py/predict.py processes: each spends most of its seconds
     importing and compiling on one core, so on two cores two of them take little longer than
     one. Each call reaps its own child (:func:`spawn`); an exception of any is raised here once
-    all have ended.
+    all have ended. ``workers``: at most this many at a time (default: all).
     """
-    with ThreadPoolExecutor(len(calls)) as pool:
+    with ThreadPoolExecutor(workers or len(calls)) as pool:
         futures = [pool.submit(call) for call in calls]
         return [f.result() for f in futures]
 
