@@ -208,3 +208,40 @@ def train_on_two_processes(
         ]
         outs = [communicate(p, timeout=timeout) for p in procs]
     return procs, outs
+
+
+# -- sweeps that several tests read: each runs once a session --------------------------------
+
+
+@pytest.fixture(scope="session")
+def sweep_with_failed_runs(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train.py -m`` over housing with SGD for 5 epochs, ``optimizer.lr=0.01,-1,0.1`` x
+    ``loader=full_batch,mini_batch``: six runs, the two of ``lr=-1`` refused. The sweep
+    directory and the finished process (test_experience.py, test_runs_engine.py)."""
+    sweep = tmp_path_factory.mktemp("sweep_with_failed_runs") / "sweep"
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.name=sgd",
+        "trainer.epochs=5",
+        "optimizer.lr=0.01,-1,0.1",
+        "loader=full_batch,mini_batch",
+        f"hydra.sweep.dir={sweep}",
+    )
+    return sweep, proc
+
+
+@pytest.fixture(scope="session")
+def momentum_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train.py -m experiment=housing optimizer.momentum=0.5,0.9 trainer.epochs=3``: two runs
+    that finish. The sweep directory and the finished process (test_tensorboard_output.py,
+    test_runs_engine.py)."""
+    sweep = tmp_path_factory.mktemp("momentum_sweep")
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.momentum=0.5,0.9",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    return sweep, proc

@@ -43,30 +43,23 @@ from training.run import stop_on_signals
 
 
 @pytest.mark.slow
-def test_a_sweep_with_a_failed_run_ends_with_a_line_naming_it_and_exit_1(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_train(
-        "-m",
-        "experiment=housing",
-        "trainer.epochs=3",
-        "optimizer.lr=0.01,-1",
-        f"hydra.sweep.dir={sweep}",
-    )
+def test_a_sweep_with_a_failed_run_ends_with_a_line_naming_it_and_exit_1(sweep_with_failed_runs):
+    sweep, proc = sweep_with_failed_runs  # six runs; the two of optimizer.lr=-1 fail
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: 1 of 2 runs failed: ")
-    failed = sweep / "experiment=housing,optimizer.lr=-1,trainer.epochs=3"
-    assert f"failed: {failed} (" in last and "lr=0.01" not in last
-    assert (
-        sweep / "experiment=housing,optimizer.lr=0.01,trainer.epochs=3" / "metrics.json"
-    ).exists()
+    assert last.startswith("error: 2 of 6 runs failed: ")
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    failed = [r for r in runs if "optimizer.lr=-1," in r.name]
+    assert len(runs) == 6 and len(failed) == 2
+    assert any(f"failed: {a}, {b} (" in last for a, b in (failed, failed[::-1])), last
+    for run in runs:
+        if run not in failed:  # named by nobody, and finished
+            assert run.name not in last and (run / "metrics.json").exists()
 
 
 @pytest.mark.slow
-def test_a_sweep_whose_runs_all_finish_exits_0(tmp_path):
-    proc = run_train(
-        "-m", "experiment=seed", "trainer.epochs=2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}"
-    )
+def test_a_sweep_whose_runs_all_finish_exits_0(momentum_sweep):
+    _, proc = momentum_sweep  # two runs
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "runs failed" not in proc.stderr
 
