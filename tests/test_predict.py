@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_script, run_train
+from conftest import ROOT, concurrently, run_script, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,9 @@ def test_a_checkpoint_of_another_shape(run, tmp_path):
 def test_new_rows_may_use_another_separator(run, tmp_path):
     (tmp_path / "comma.csv").write_text('sqft,bedrooms,age\n"1,500.5",3,020\n')
     (tmp_path / "semi.csv").write_text("sqft;bedrooms;age\n1.500,5;3;020\n")
-    comma, semi = (run_predict(run, tmp_path / f) for f in ("comma.csv", "semi.csv"))
+    comma, semi = concurrently(
+        *(lambda f=f: run_predict(run, tmp_path / f) for f in ("comma.csv", "semi.csv"))
+    )
     assert comma.returncode == 0 and semi.returncode == 0, comma.stderr + semi.stderr
     # the user's cells come back as written, in the file's own separator and decimal mark
     assert comma.stdout.splitlines()[1].startswith('"1,500.5",3,020,')
