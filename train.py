@@ -47,7 +47,29 @@ def main(cfg: DictConfig) -> float:
     return objective(metrics)
 
 
+def exit_now(code: int = 0) -> None:
+    """End the process once every file is written, as a normal exit does (wait for the
+    threads that are not daemons, run the ``atexit`` handlers: logging's flush, jax's and
+    orbax's own, flush the streams) but without the interpreter's teardown of its modules,
+    which takes about 0.8 s of CPU after a walkthrough run of 3 s (bench/startup_phases.py,
+    ``exit``). Under a tracer or profiler the process exits normally."""
+    import atexit
+    import os
+    import threading
+
+    if sys.gettrace() or sys.getprofile():  # a debugger, coverage or cProfile: it writes last
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     sys.argv[1:] = check_overrides(sys.argv[1:])
     main()
     end_sweep()
+    exit_now()

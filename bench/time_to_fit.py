@@ -88,7 +88,7 @@ import sys, time
 t0 = time.perf_counter()
 out, sys.argv = sys.argv[1], sys.argv[2:]
 sys.path.insert(0, sys.argv[0].rsplit("/", 1)[0])
-import json, runpy
+import atexit, json, runpy
 import jax
 import training.report as report
 import training.run as run
@@ -121,12 +121,12 @@ for name, module, attr in (
     ("draw_plots", report, "draw_plots"),
 ):
     timed(name, module, attr)
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-finally:
+def dump():  # an atexit handler: train.py ends with os._exit once they have run
     phases["total"] = time.perf_counter() - t0
     with open(out, "w") as f:
         json.dump(phases, f)
+atexit.register(dump)
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 # the test session's runs share one compilation cache of their own, not the user's, and leave
 # nothing behind (set before jax is imported: jax reads the variable then)
@@ -25,6 +27,8 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
 from training.config import register_schema  # noqa: E402
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
@@ -92,6 +96,19 @@ def run_script(
 def run_train(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
     """Run ``python train.py ARGS`` in a subprocess, as a user would."""
     return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env)
+
+
+def concurrently(*calls: Callable[[], T], workers: int | None = None) -> list[T]:
+    """Make every call of ``calls`` at once, each in a thread of its own; their results in order.
+
+    For a test's independent train.py/predict.py processes: each spends most of its seconds
+    importing and compiling on one core, so on two cores two of them take little longer than
+    one. Each call reaps its own child (:func:`spawn`); an exception of any is raised here once
+    all have ended. ``workers``: at most this many at a time (default: all).
+    """
+    with ThreadPoolExecutor(workers or len(calls)) as pool:
+        futures = [pool.submit(call) for call in calls]
+        return [f.result() for f in futures]
 
 
 @contextmanager
@@ -191,3 +208,40 @@ def train_on_two_processes(
         ]
         outs = [communicate(p, timeout=timeout) for p in procs]
     return procs, outs
+
+
+# -- sweeps that several tests read: each runs once a session --------------------------------
+
+
+@pytest.fixture(scope="session")
+def sweep_with_failed_runs(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train.py -m`` over housing with SGD for 5 epochs, ``optimizer.lr=0.01,-1,0.1`` x
+    ``loader=full_batch,mini_batch``: six runs, the two of ``lr=-1`` refused. The sweep
+    directory and the finished process (test_experience.py, test_runs_engine.py)."""
+    sweep = tmp_path_factory.mktemp("sweep_with_failed_runs") / "sweep"
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.name=sgd",
+        "trainer.epochs=5",
+        "optimizer.lr=0.01,-1,0.1",
+        "loader=full_batch,mini_batch",
+        f"hydra.sweep.dir={sweep}",
+    )
+    return sweep, proc
+
+
+@pytest.fixture(scope="session")
+def momentum_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``train.py -m experiment=housing optimizer.momentum=0.5,0.9 trainer.epochs=3``: two runs
+    that finish. The sweep directory and the finished process (test_tensorboard_output.py,
+    test_runs_engine.py)."""
+    sweep = tmp_path_factory.mktemp("momentum_sweep")
+    proc = run_train(
+        "-m",
+        "experiment=housing",
+        "optimizer.momentum=0.5,0.9",
+        "trainer.epochs=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    return sweep, proc

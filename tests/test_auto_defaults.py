@@ -15,7 +15,7 @@ import numpy as np
 import optax
 import pandas as pd
 import pytest
-from conftest import ROOT, make_config, run_train
+from conftest import ROOT, concurrently, make_config, run_train
 
 from data.preprocess import split_rows
 from data.sources import synthetic
@@ -277,18 +277,26 @@ def test_paths_as_the_readme_writes_them(tmp_path):
     (home / "data" / "my_houses.csv").write_text(HOUSES)
     (tmp_path / "rel.csv").write_text(HOUSES)
     common = ("data=csv", "data.target=price", "logger.plots=false")
-    for i, path in enumerate(["~/data/my_houses.csv", "rel.csv"]):
-        proc = run_train(
-            *common,
-            f"data.path={path}",
-            f"hydra.run.dir={tmp_path / f'run{i}'}",
+    *runs, proc = concurrently(
+        *(
+            lambda i=i, path=path: run_train(
+                *common,
+                f"data.path={path}",
+                f"hydra.run.dir={tmp_path / f'run{i}'}",
+                cwd=tmp_path,
+                env={"HOME": str(home)},
+            )
+            for i, path in enumerate(["~/data/my_houses.csv", "rel.csv"])
+        ),
+        lambda: run_train(
+            "-m",
+            "experiment=housing",
+            "trainer.epochs=2",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
             cwd=tmp_path,
-            env={"HOME": str(home)},
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert "reached least squares" in proc.stdout
-    proc = run_train(
-        "-m", "experiment=housing", "trainer.epochs=2", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        cwd=tmp_path,
-    )  # fmt: skip
+        ),  # fmt: skip
+    )
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert "reached least squares" in run.stdout
     assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import numpy as np
 import pytest
-from conftest import CONF, make_config, read_scalars, run_train
+from conftest import CONF, concurrently, make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
@@ -106,27 +107,43 @@ def test_validate_names_the_key(override, key):
         validate(make_config(override))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["foo=1"], "'foo'"),
-        (["optimizer.lr=abc"], "optimizer.lr"),
-        (["trainer.epochs=-3"], "trainer.epochs"),
-        (["loader=nope"], "'loader'"),
-        (["optimizer.freeze=[c]"], "optimizer.freeze"),
-        (["loader=mini_batch", "loader.batch_size=0"], "loader.batch_size"),
-        (["loader=mini_batch", "loader.batch_size=2.5"], "loader.batch_size"),
-        (
-            ["loader=mini_batch", "loader.batch_size=7", "loader.drop_last=true"],
-            "loader.batch_size=7",
+BAD_OVERRIDES = [
+    (["foo=1"], "'foo'"),
+    (["optimizer.lr=abc"], "optimizer.lr"),
+    (["trainer.epochs=-3"], "trainer.epochs"),
+    (["loader=nope"], "'loader'"),
+    (["optimizer.freeze=[c]"], "optimizer.freeze"),
+    (["loader=mini_batch", "loader.batch_size=0"], "loader.batch_size"),
+    (["loader=mini_batch", "loader.batch_size=2.5"], "loader.batch_size"),
+    (
+        ["loader=mini_batch", "loader.batch_size=7", "loader.drop_last=true"],
+        "loader.batch_size=7",
+    ),
+    (["trainer.epochs=0"], "trainer.epochs"),
+    (["loader=streaming"], "full_batch, mini_batch, per_sample"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_override_runs(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
+    """``train.py ARGS`` of every bad override, a few at once: each ends in its second or two
+    of imports, which on two cores overlap."""
+    base = tmp_path_factory.mktemp("bad_overrides")
+    cases = [tuple(args) for args, _ in BAD_OVERRIDES]
+    runs = concurrently(
+        *(
+            lambda i=i, a=a: run_train(*a, f"hydra.run.dir={base / str(i)}")
+            for i, a in enumerate(cases)
         ),
-        (["trainer.epochs=0"], "trainer.epochs"),
-        (["loader=streaming"], "full_batch, mini_batch, per_sample"),
-    ],
-)
-def test_bad_override_is_one_line_and_exit_2(tmp_path, args, needle):
-    proc = run_train(*args, f"hydra.run.dir={tmp_path}")
+        workers=4,
+    )
+    return dict(zip(cases, runs, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "needle"), BAD_OVERRIDES)
+def test_bad_override_is_one_line_and_exit_2(bad_override_runs, args, needle):
+    proc = bad_override_runs[tuple(args)]
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(errors) == 1, proc.stderr

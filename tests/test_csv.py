@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_config, run_train
+from conftest import concurrently, make_config, run_train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -224,10 +226,11 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", sorted(BAD_FILES))
-def test_bad_file_is_one_line_naming_the_problem(tmp_path, case):
-    content, needle = BAD_FILES[case]
+def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
+    the file, the run directory and the finished process."""
+    content, _ = BAD_FILES[case]
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "bad.csv"
     if content is not None:
         path.write_bytes(content)
@@ -239,6 +242,27 @@ def test_bad_file_is_one_line_naming_the_problem(tmp_path, case):
     proc = run_train(
         "experiment=housing", f"data.path={path}", "data.target=price", f"hydra.run.dir={run_dir}"
     )
+    return path, run_dir, proc
+
+
+@pytest.fixture(scope="module")
+def bad_file_runs(tmp_path_factory) -> dict:
+    """Every bad file's run, a few at once: each ends in its second or two of imports, which on
+    two cores overlap."""
+    base = tmp_path_factory.mktemp("bad_files")
+    cases = sorted(BAD_FILES)
+    runs = concurrently(
+        *(lambda i=i, c=c: train_on_bad_file(base / str(i), c) for i, c in enumerate(cases)),
+        workers=4,
+    )
+    return dict(zip(cases, runs, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_file_is_one_line_naming_the_problem(bad_file_runs, case):
+    _, needle = BAD_FILES[case]
+    path, run_dir, proc = bad_file_runs[case]
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -42,17 +42,10 @@ def test_every_experiment_runs_with_a_tiny_budget(tmp_path, name):
 
 
 @pytest.mark.slow
-def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_train(
-        "-m",
-        "experiment=housing",
-        "optimizer.name=sgd",
-        "trainer.epochs=5",
-        "optimizer.lr=0.01,-1,0.1",
-        "loader=full_batch,mini_batch",
-        f"hydra.sweep.dir={sweep}",
-    )
+def test_a_sweep_runs_the_grid_reports_a_failed_run_and_compares_in_tensorboard(
+    sweep_with_failed_runs,
+):
+    sweep, proc = sweep_with_failed_runs
     assert proc.returncode == 1, proc.stderr[-3000:]  # a run failed: see test_runs_engine.py
     runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert len(runs) == 6  # each run's directory is named by its overrides

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from scipy.optimize import minimize
 from sklearn.linear_model import Ridge
 
-from training.config import validate
 from errors import UserError
+from training.config import validate
 from training.evaluate import least_squares, least_squares_on_device, objective_minimum
 from training.objectives import Objective, build_objective, huber, mse, ridge_penalty
 from training.optim import GRADIENT_DESCENT, HEAVY_BALL, NESTEROV, choose_auto, stable_bound

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, concurrently, run_script, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +26,9 @@ FEATURES = ["sqft", "bedrooms", "age"]
 
 
 def run_predict(*args):
-    """``python predict.py ARGS`` in a subprocess, as a user would."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "predict.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    """``python predict.py ARGS`` in a subprocess, as a user would (killed, with anything it
+    started, after 300 s)."""
+    return run_script("predict.py", *args)
 
 
 def one_error_line(proc) -> str:
@@ -166,7 +159,9 @@ def test_a_checkpoint_of_another_shape(run, tmp_path):
 def test_new_rows_may_use_another_separator(run, tmp_path):
     (tmp_path / "comma.csv").write_text('sqft,bedrooms,age\n"1,500.5",3,020\n')
     (tmp_path / "semi.csv").write_text("sqft;bedrooms;age\n1.500,5;3;020\n")
-    comma, semi = (run_predict(run, tmp_path / f) for f in ("comma.csv", "semi.csv"))
+    comma, semi = concurrently(
+        *(lambda f=f: run_predict(run, tmp_path / f) for f in ("comma.csv", "semi.csv"))
+    )
     assert comma.returncode == 0 and semi.returncode == 0, comma.stderr + semi.stderr
     # the user's cells come back as written, in the file's own separator and decimal mark
     assert comma.stdout.splitlines()[1].startswith('"1,500.5",3,020,')

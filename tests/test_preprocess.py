@@ -20,14 +20,28 @@ from errors import UserError
     seed=st.integers(0, 2**31 - 1),
 )
 def test_splits_partition_the_rows(n, val, test, seed):
-    if n - round(n * val) - round(n * test) < 1:  # nothing left to train on: refused
-        with pytest.raises(UserError, match="no training rows"):
-            split_rows(n, val, test, seed)
-        return
+    assume(n - round(n * val) - round(n * test) >= 1)  # else refused: the next test
     rows = split_rows(n, val, test, seed)
     everything = np.sort(np.concatenate([rows["train"], rows["val"], rows["test"]]))
     np.testing.assert_array_equal(everything, np.arange(n))
     assert len(rows["val"]) == round(n * val) and len(rows["test"]) == round(n * test)
+
+
+@st.composite
+def splits_without_training_rows(draw) -> tuple[int, float, float]:
+    """``(n, val_fraction, test_fraction)`` whose val and test rows are all ``n`` or more."""
+    n = draw(st.integers(1, 2000))
+    val = draw(st.floats(0, 1))
+    n_test = draw(st.integers(n - round(n * val), n))
+    return n, val, n_test / n
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=splits_without_training_rows(), seed=st.integers(0, 2**31 - 1))
+def test_a_split_that_leaves_no_training_rows_is_refused(case, seed):
+    n, val, test = case
+    with pytest.raises(UserError, match=f"no training rows of {n} are left"):
+        split_rows(n, val, test, seed)
 
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, width=32)

@@ -9,6 +9,8 @@ import random
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from conftest import (
     ROOT,
+    concurrently,
     kill_group,
     make_config,
     read_scalars,
@@ -65,11 +68,22 @@ def params_of(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tmp_path_factory) -> Iterator[Callable[[], Path]]:
+    """The run directory of ``train.py RUN`` run whole, as a call that waits for it.
+
+    The run starts in the background when the first test asks for it, and runs while that
+    test's own run does: a test calls it only when it compares.
+    """
     run_dir = tmp_path_factory.mktemp("whole")
-    proc = run_train(*RUN, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stderr
-    return run_dir
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(run_train, *RUN, f"hydra.run.dir={run_dir}")
+
+        def finished() -> Path:
+            proc = pending.result()
+            assert proc.returncode == 0, proc.stderr
+            return run_dir
+
+        yield finished
 
 
 @pytest.mark.parametrize("seed", [1, 5, 7])
@@ -89,7 +103,7 @@ def test_sigkill_at_a_random_moment_then_resume_is_exact(tmp_path, uninterrupted
     resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert resumed_step(resumed.stdout, ckpts) == max(on_disk)
-    assert params_of(run_dir) == params_of(uninterrupted)
+    assert params_of(run_dir) == params_of(uninterrupted())
 
 
 def test_sigterm_checkpoints_then_resume_is_exact_and_tensorboard_has_each_step_once(
@@ -110,8 +124,8 @@ def test_sigterm_checkpoints_then_resume_is_exact_and_tensorboard_has_each_step_
     resumed = run_train(*RUN, "trainer.resume=true", f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert resumed_step(resumed.stdout, ckpts) == max(on_disk)
-    assert params_of(run_dir) == params_of(uninterrupted)
-    ours, theirs = read_scalars(run_dir), read_scalars(uninterrupted)
+    assert params_of(run_dir) == params_of(uninterrupted())
+    ours, theirs = read_scalars(run_dir), read_scalars(uninterrupted())
     for tag in ("train/loss", "params/W/x0", "params/b"):
         steps = [s for s, _ in ours[tag]]
         assert len(steps) == len(set(steps)), tag  # no duplicate points past the checkpoint
@@ -134,7 +148,7 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
     assert resumed.returncode == 0, resumed.stderr
     assert f"checkpoint {ckpts / str(newest)} cannot be read" in resumed.stdout
     assert f"resuming from {ckpts / str(newest - STEPS_PER_EPOCH)}" in resumed.stdout
-    assert params_of(tmp_path) == params_of(uninterrupted)
+    assert params_of(tmp_path) == params_of(uninterrupted())
 
 
 def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
@@ -186,8 +200,12 @@ def test_lr_above_the_stability_bound_is_warned_before_training(tmp_path):
 
 
 def test_two_runs_are_bit_identical(tmp_path):
-    a = run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'a'}")
-    b = run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'b'}")
+    a, b = concurrently(
+        *(
+            lambda d=d: run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={d}")
+            for d in (tmp_path / "a", tmp_path / "b")
+        )
+    )
     assert a.returncode == b.returncode == 0
     assert params_of(tmp_path / "a") == params_of(tmp_path / "b")
     assert read_scalars(tmp_path / "a")["train/loss"] == read_scalars(tmp_path / "b")["train/loss"]

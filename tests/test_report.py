@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from conftest import ROOT, make_config, run_train
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from data.preprocess import Scaling, fold_rows, split_rows
@@ -248,15 +248,9 @@ def test_a_run_plots_the_validation_rows_else_the_training_rows(
     seed=st.integers(0, 2**31 - 1),
 )
 def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
-    try:
-        split = split_rows(n, val, test, seed)
-    except UserError:
-        return  # no training rows: the run refuses before any fold
+    split = split_rows(n, val, test, seed)  # these fractions always leave training rows
     rest = n - len(split["test"])
-    if rest < folds:
-        with pytest.raises(UserError, match=f"data.folds={folds}"):
-            fold_rows(n, folds, val, test, seed)
-        return
+    assume(rest >= folds)  # else refused: the next test
     parts = fold_rows(n, folds, val, test, seed)
     held = np.concatenate([p["val"] for p in parts])
     np.testing.assert_array_equal(np.sort(held), np.setdiff1d(np.arange(n), split["test"]))
@@ -267,6 +261,21 @@ def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
         assert not set(p["train"]) & set(p["val"])
         assert len(p["train"]) + len(p["val"]) == rest
         assert all(np.all(np.diff(p[k]) > 0) for k in p)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 400),
+    more=st.integers(1, 10),
+    val=st.sampled_from([0.0, 0.1, 0.25]),
+    test=st.sampled_from([0.0, 0.1, 0.2]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_more_folds_than_rows_outside_the_test_rows_is_refused(n, more, val, test, seed):
+    rest = n - round(n * test)
+    folds = rest + more
+    with pytest.raises(UserError, match=f"data.folds={folds}: only {rest} rows"):
+        fold_rows(n, folds, val, test, seed)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import re
 import shutil
 
 import pytest
-from conftest import ROOT, make_config, read_scalars, run_train
+from conftest import ROOT, concurrently, make_config, read_scalars, run_train
 from test_predict import one_error_line, run_predict
 
 from errors import UserError
@@ -70,9 +70,12 @@ def test_predict_refuses_a_checkpoint_of_another_run(tmp_path):
     """The issue's second case: runs with different features; the second run's checkpoint
     under the first run's preprocessing.json."""
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run_train(*ISSUE, "optimizer.lr=0.001", f"hydra.run.dir={a}").returncode == 0
     drop = "data.drop=[prefer]"
-    assert run_train(*ISSUE, "optimizer.lr=0.05", drop, f"hydra.run.dir={b}").returncode == 0
+    ran = concurrently(
+        lambda: run_train(*ISSUE, "optimizer.lr=0.001", f"hydra.run.dir={a}"),
+        lambda: run_train(*ISSUE, "optimizer.lr=0.05", drop, f"hydra.run.dir={b}"),
+    )
+    assert [proc.returncode for proc in ran] == [0, 0], [proc.stderr for proc in ran]
     shutil.rmtree(a / "checkpoints")
     shutil.copytree(b / "checkpoints", a / "checkpoints")
     line = one_error_line(run_predict(a, HOUSING))

@@ -5,15 +5,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import select
 import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, ROOT, read_scalars, run_train, train_on_two_processes
+from conftest import (
+    CONF,
+    ROOT,
+    communicate,
+    concurrently,
+    read_scalars,
+    run_train,
+    spawn,
+    train_on_two_processes,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,30 +43,23 @@ from training.run import stop_on_signals
 
 
 @pytest.mark.slow
-def test_a_sweep_with_a_failed_run_ends_with_a_line_naming_it_and_exit_1(tmp_path):
-    sweep = tmp_path / "sweep"
-    proc = run_train(
-        "-m",
-        "experiment=housing",
-        "trainer.epochs=3",
-        "optimizer.lr=0.01,-1",
-        f"hydra.sweep.dir={sweep}",
-    )
+def test_a_sweep_with_a_failed_run_ends_with_a_line_naming_it_and_exit_1(sweep_with_failed_runs):
+    sweep, proc = sweep_with_failed_runs  # six runs; the two of optimizer.lr=-1 fail
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: 1 of 2 runs failed: ")
-    failed = sweep / "experiment=housing,optimizer.lr=-1,trainer.epochs=3"
-    assert f"failed: {failed} (" in last and "lr=0.01" not in last
-    assert (
-        sweep / "experiment=housing,optimizer.lr=0.01,trainer.epochs=3" / "metrics.json"
-    ).exists()
+    assert last.startswith("error: 2 of 6 runs failed: ")
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    failed = [r for r in runs if "optimizer.lr=-1," in r.name]
+    assert len(runs) == 6 and len(failed) == 2
+    assert any(f"failed: {a}, {b} (" in last for a, b in (failed, failed[::-1])), last
+    for run in runs:
+        if run not in failed:  # named by nobody, and finished
+            assert run.name not in last and (run / "metrics.json").exists()
 
 
 @pytest.mark.slow
-def test_a_sweep_whose_runs_all_finish_exits_0(tmp_path):
-    proc = run_train(
-        "-m", "experiment=seed", "trainer.epochs=2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}"
-    )
+def test_a_sweep_whose_runs_all_finish_exits_0(momentum_sweep):
+    _, proc = momentum_sweep  # two runs
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "runs failed" not in proc.stderr
 
@@ -83,59 +88,80 @@ def test_a_long_run_logs_about_ten_thousand_points_a_tag_every_step_of_the_first
 
 @pytest.mark.slow
 def test_an_explicit_period_wins_and_a_run_that_stops_early_logs_every_step(tmp_path):
-    explicit = run_train(
-        *HOUSING_LONG, "trainer.epochs=12000", "logger.every_n_steps=1", f"hydra.run.dir={tmp_path}"
+    # the shortest run that auto would thin (every 3rd step after the first 5000)
+    epochs = LOG_POINTS + 1
+    assert log_period("auto", epochs, 1) != (1, 0)
+    explicit, early = concurrently(
+        lambda: run_train(
+            *HOUSING_LONG,
+            f"trainer.epochs={epochs}",
+            "logger.every_n_steps=1",
+            f"hydra.run.dir={tmp_path / 'x'}",
+        ),
+        # housing plans 20000 epochs and stops on trainer.tol: every step it took is logged
+        lambda: run_train(
+            "experiment=housing",
+            "optimizer.lr=0.05",  # not auto: Nesterov with these stops after a few hundred steps
+            "optimizer.momentum=0.9",
+            "logger.plots=false",
+            f"hydra.run.dir={tmp_path / 'e'}",
+        ),
     )
     assert explicit.returncode == 0, explicit.stderr[-2000:]
-    assert [s for s, _ in read_scalars(tmp_path)["train/loss"]] == list(range(12000))
-    # housing plans 20000 epochs and stops on trainer.tol: every step it took is logged
-    early = run_train(
-        "experiment=housing",
-        "optimizer.lr=0.05",  # not auto: Nesterov with these stops after a few hundred steps
-        "optimizer.momentum=0.9",
-        "logger.plots=false",
-        f"hydra.run.dir={tmp_path / 'e'}",
-    )
+    assert [s for s, _ in read_scalars(tmp_path / "x")["train/loss"]] == list(range(epochs))
     assert early.returncode == 0, early.stderr[-2000:]
     steps = json.loads((tmp_path / "e" / "metrics.json").read_text())["steps"]
     assert 100 < steps < 1000
     assert [s for s, _ in read_scalars(tmp_path / "e")["train/loss"]] == list(range(steps + 1))
 
 
-def start_train(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
+def start_train(*args: str) -> AbstractContextManager[subprocess.Popen]:
+    """``train.py ARGS`` with its output in unbuffered byte pipes (:func:`wait_for_training` reads
+    them by the chunk), killed with its children when the block ends."""
+    return spawn(
         [sys.executable, str(ROOT / "train.py"), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        bufsize=0,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
-def wait_for_training(proc: subprocess.Popen) -> None:
-    """Until the run prints its first progress line: the first call has returned."""
-    for line in proc.stdout:
-        if line.startswith("epoch "):
-            return
-    raise AssertionError(proc.communicate())
+def wait_for_training(proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Until the run prints its first progress line: the first call has returned. Fails if the
+    run ends first or prints none within ``timeout`` s (a hung child cannot hang the suite)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while not re.search(rb"^epoch ", out, re.M):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no progress line within {timeout} s: {out[-2000:]!r}"
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 1 << 16)
+            assert chunk, f"the run ended before its first progress line: {out[-2000:]!r}"
+            out += chunk
 
 
 @pytest.mark.slow
 def test_sigterm_stops_a_long_full_batch_run_within_seconds_and_resume_is_exact(tmp_path):
     # 200000 full-batch steps on 437 rows; a call used to pack up to 2^27 rows x epochs
     args = (*HOUSING_LONG, "trainer.epochs=200000")
-    proc = start_train(*args, f"hydra.run.dir={tmp_path / 'stopped'}")
-    wait_for_training(proc)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 10
+    with start_train(*args, f"hydra.run.dir={tmp_path / 'stopped'}") as proc:
+        wait_for_training(proc)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        err = communicate(proc, timeout=60)[1].decode()
+        took = time.monotonic() - sent
+    assert took < 10
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert err.count("\n") == 1 and "trainer.resume=true" in err
-    resumed = run_train(*args, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'stopped'}")
+    # no clock runs from here: the resumed and the whole run may share the cores
+    resumed, whole = concurrently(
+        lambda: run_train(*args, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'stopped'}"),
+        lambda: run_train(*args, f"hydra.run.dir={tmp_path / 'whole'}"),
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    whole = run_train(*args, f"hydra.run.dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr[-2000:]
     params = [
         json.loads((tmp_path / d / "metrics.json").read_text())["params"]
@@ -166,14 +192,15 @@ def test_one_sigterm_only_asks_to_stop():
 
 @pytest.mark.slow
 def test_ctrl_c_twice_ends_a_run_within_seconds_with_readable_events(tmp_path):
-    proc = start_train(*HOUSING_LONG, "trainer.epochs=3000000", f"hydra.run.dir={tmp_path}")
-    wait_for_training(proc)
-    sent = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 10
+    with start_train(*HOUSING_LONG, "trainer.epochs=3000000", f"hydra.run.dir={tmp_path}") as proc:
+        wait_for_training(proc)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        err = communicate(proc, timeout=60)[1].decode()
+        took = time.monotonic() - sent
+    assert took < 10
     assert proc.returncode == 130 and err.count("\n") == 1, err[-2000:]
     assert "trainer.resume=true" in err
     assert len(read_scalars(tmp_path)["train/loss"]) >= 5000  # flushed: the first call's steps
@@ -195,9 +222,11 @@ def two_processes(run_dir: Path, *args: str, timeout: float = 240) -> list[tuple
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_with_its_plots_runs_on_two_processes_like_one(tmp_path, name):
     args = (f"experiment={name}", "trainer.epochs=3")
-    outs = two_processes(tmp_path / "two", *args)
+    outs, one = concurrently(
+        lambda: two_processes(tmp_path / "two", *args),
+        lambda: run_train(*args, f"hydra.run.dir={tmp_path / 'one'}"),
+    )
     assert "2 process(es)" in outs[0][0]
-    one = run_train(*args, f"hydra.run.dir={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-2000:]
     two, single = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("two", "one"))
     assert two["process_count"] == 2 and two["steps"] == single["steps"]

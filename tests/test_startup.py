@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_train
+from conftest import ROOT, concurrently, run_train
 
 # libraries only some runs need, each imported when first used: the plots at a run's end,
 # checkpoints at its first save, the CSV readers for data=csv
@@ -96,7 +96,16 @@ def test_tensorboard_image_is_the_png_file_itself(tmp_path):
 def test_a_repeat_run_compiles_nothing_and_is_bit_identical(tmp_path):
     cache = tmp_path / "cache"
     env = {"JAX_COMPILATION_CACHE_DIR": str(cache)}
-    first = run_train(f"hydra.run.dir={tmp_path / 'first'}", env=env)
+    off_cache = tmp_path / "off"
+    # the run without a cache has a directory of its own: it runs beside the first
+    first, off = concurrently(
+        lambda: run_train(f"hydra.run.dir={tmp_path / 'first'}", env=env),
+        lambda: run_train(
+            f"hydra.run.dir={tmp_path / 'off_run'}",
+            "trainer.compilation_cache=false",
+            env={"JAX_COMPILATION_CACHE_DIR": str(off_cache)},
+        ),
+    )
     assert first.returncode == 0, first.stderr
     entries = sorted(p.name for p in cache.iterdir())
     assert entries  # the first run's programs, cached
@@ -106,12 +115,6 @@ def test_a_repeat_run_compiles_nothing_and_is_bit_identical(tmp_path):
     # every program of the repeat run came from the cache: none was compiled and written
     assert sorted(p.name for p in cache.iterdir()) == entries
 
-    off_cache = tmp_path / "off"
-    off = run_train(
-        f"hydra.run.dir={tmp_path / 'off_run'}",
-        "trainer.compilation_cache=false",
-        env={"JAX_COMPILATION_CACHE_DIR": str(off_cache)},
-    )
     assert off.returncode == 0, off.stderr
     assert not off_cache.exists()
 

@@ -48,16 +48,10 @@ def session_hparams(run_dir) -> dict:
 
 
 @pytest.mark.slow
-def test_a_momentum_sweep_records_each_runs_momentum(tmp_path):
-    proc = run_train(
-        "-m",
-        "experiment=housing",
-        "optimizer.momentum=0.5,0.9",
-        "trainer.epochs=3",
-        f"hydra.sweep.dir={tmp_path}",
-    )
+def test_a_momentum_sweep_records_each_runs_momentum(momentum_sweep):
+    sweep, proc = momentum_sweep
     assert proc.returncode == 0, proc.stderr
-    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
     assert len(runs) == 2
     first, second = (session_hparams(r) for r in runs)
     assert (first["optimizer.momentum"], second["optimizer.momentum"]) == (0.5, 0.9)
