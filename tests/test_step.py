@@ -16,6 +16,7 @@ from flax import nnx
 
 from data.loaders import make_loader
 from models.linear import LinearRegression
+from training.objectives import Objective
 from training.step import (
     CallSpec,
     Carry,
@@ -247,17 +248,22 @@ def test_the_full_batch_call_is_a_python_loop_of_full_batch_step():
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(out.recorded), want)
 
 
-def test_make_train_call_passes_the_loss_through():
-    # the seam for other objectives: a loss of the same signature replaces the squared error
-    def absolute(params, apply_fn, x, y, w=None):
-        return jnp.mean(jnp.abs(apply_fn(params, x) - y))
+def test_make_train_call_passes_the_objective_through():
+    # the seam for other objectives (training/objectives.py): objective(params, pred, y, w)
+    # replaces the squared error; here the mean absolute error plus (1/2) ||W||^2
+    def absolute_ridge(params, pred, y, w=None):
+        return jnp.mean(jnp.abs(pred - y)) + 0.5 * jnp.sum(params["W"] ** 2)
 
     X, y = jnp.array([[1.0], [2.0]]), jnp.array([3.0, 3.0])
-    p, tx = {"W": jnp.array([0.0]), "b": jnp.float32(0.0)}, optax.sgd(0.5)
+    p, tx = {"W": jnp.array([1.0]), "b": jnp.float32(0.0)}, optax.sgd(0.5)
     spec = CallSpec(1, 1, True, False, 1, 0.0, 1e6)
-    out = make_train_call(linear, tx, spec, loss=absolute)(
+    out = make_train_call(linear, tx, spec, objective=absolute_ridge)(
         p, tx.init(p), X, y, None, None, None, np.float32(np.nan)
     )
-    # L = mean|W x + b - y| = 3; dL/dW = -mean(x) = -1.5, dL/db = -1
-    assert float(out.losses[0]) == 3.0
-    assert float(out.params["W"][0]) == 0.75 and float(out.params["b"]) == 0.5
+    # r = (-2, -1): L = 1.5 + 0.5; dL/dW = -mean(x) + W = -0.5, dL/db = -1
+    assert float(out.losses[0]) == 2.0
+    assert float(out.params["W"][0]) == 1.25 and float(out.params["b"]) == 0.5
+    # and the loss of an Objective, through loss_fn
+    huber = Objective("huber", delta=1.0)
+    # twice Huber's rho: 2 delta |r| - delta^2 for |r| = 2 > delta, r^2 for |r| = 1
+    assert float(loss_fn(p, linear, X, y, None, huber)) == (3.0 + 1.0) / 2
