@@ -24,7 +24,8 @@ from training import plots
 from training.devices import to_host
 from training.evaluate import regression_metrics
 from training.logs import Progress, TensorBoardLog, log_steps, print_trace
-from training.loop import Block, CallResult, Runner, record_positions
+from training.loop import Block, Runner
+from training.step import CallResult, record_positions
 
 
 @dataclass(frozen=True, kw_only=True)

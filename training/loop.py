@@ -1,9 +1,9 @@
-"""One compiled call of training: a block of epochs, each a ``lax.scan`` over its batches.
+"""The host half of training: blocks of epochs planned into calls, and the calls queued.
 
-Everything here is a pure function of plain pytrees of arrays. The host builds the batch indices
-of a block (the shuffle), makes one call, and reads back per-step losses, the parameters recorded
-before every ``record_every``-th step of each epoch and the parameters at the end of each epoch:
-one sync per call.
+The host builds the batch indices of a block (the shuffle), makes one compiled call
+(``training/step.py``), and reads back per-step losses, the parameters recorded before every
+``record_every``-th step of each epoch and the parameters at the end of each epoch: one sync per
+call.
 """
 
 from __future__ import annotations
@@ -11,248 +11,17 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from data.loaders import Loader
 from training.devices import replicate
-
-Params = Any  # a pytree of arrays, e.g. {"W": (d,), "b": ()}
-ApplyFn = Callable[[Params, jax.Array], jax.Array]
-
-
-def mse(pred: jax.Array, y: jax.Array, weight: jax.Array | None = None) -> jax.Array:
-    """Mean squared error ``sum_i w_i (pred_i - y_i)^2 / sum_i w_i``.
-
-    Without weights this is ``sum((pred - y)**2) / n``. A weight of 0 marks a padding row of a
-    short last batch, so that batch's loss and gradient are its own mean over its real rows.
-    """
-    r = pred - y
-    if weight is None:
-        return jnp.sum(r * r) / y.shape[0]
-    return jnp.sum(weight * r * r) / jnp.sum(weight)
-
-
-@dataclass(frozen=True)
-class CallSpec:
-    """The static shape of one compiled call: ``epochs`` epochs of ``steps`` steps each."""
-
-    epochs: int
-    steps: int
-    full_batch: bool
-    masked: bool  # some batch in the block is short: weight its rows
-    record_every: int  # record the parameters before every k-th step of each epoch
-    tol: float  # full batch: stop when the gradient's norm falls below tol
-    divergence_factor: float  # full batch: a loss above factor * the first loss diverges
-    rows: bool = False  # per-sample steps feed the model one row (features,), not (1, features)
-
-
-class CallResult(NamedTuple):
-    params: Params  # after the last applied step
-    opt_state: Any
-    losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step (full
-    # batch: NaN after the step it stopped at, which were skipped)
-    recorded: Params  # (records, ...): parameters before steps 0, k, 2k, ... of each epoch
-    epoch_params: Params  # (epochs, ...): parameters at the end of each epoch
-    taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
-    diverged: jax.Array  # full batch: a loss was non-finite or exploded
-    ref_loss: jax.Array  # the run's first loss, the reference for divergence
-
-
-class Carry(NamedTuple):
-    params: Params
-    opt_state: Any
-    taken: jax.Array
-    done: jax.Array
-    diverged: jax.Array
-    ref_loss: jax.Array
-
-
-def record_positions(spec: CallSpec) -> np.ndarray:
-    """Which steps of a call (0-based, within the call) have recorded parameters: every k-th
-    step of each epoch, counted from its first step (full batch: of the whole call)."""
-    if spec.full_batch:
-        return np.arange(0, spec.epochs * spec.steps, spec.record_every)
-    per_epoch = np.arange(0, spec.steps, spec.record_every)
-    return (np.arange(spec.epochs)[:, None] * spec.steps + per_epoch[None, :]).reshape(-1)
-
-
-def make_train_call(
-    apply_fn: ApplyFn, tx: optax.GradientTransformation, spec: CallSpec, mesh=None, objective=None
-):
-    """Build ``call(params, opt_state, X, y, w, idx, counts, ref_loss)``.
-
-    ``w`` weights the rows of a full batch (``None``: all count), ``idx`` holds
-    ``(epochs, steps, batch)`` row indices (``None`` for full batch) and ``counts`` the real
-    rows of each batch (read when ``spec.masked``); ``ref_loss`` is NaN on a
-    run's first call. Full batch is one scan over ``epochs`` steps of all rows; otherwise a scan
-    over epochs, each gathering its shuffled batches once and scanning over them.
-
-    Mini-batch and per-sample steps do nothing but the update (every extra op in the loop body
-    costs as much as the arithmetic on a CPU); their non-finite losses are found after the
-    loop.
-    Full-batch steps also stop at an exact fit, at ``tol``, or on divergence, keeping the
-    parameters of the stopping step; the call's later steps compute nothing.
-    ``objective(params, pred, y, w)`` is the loss (``training/objectives.py``); None: ``mse``.
-    """
-    k = spec.record_every
-
-    def loss_fn(params, x, y, w):
-        if objective is not None:
-            return objective(params, apply_fn(params, x), y, w)
-        if spec.rows:  # one row: (f(x) - y)^2, the same value with no reductions to run
-            r = apply_fn(params, x) - y
-            return r * r
-        return mse(apply_fn(params, x), y, w)
-
-    def sgd_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(c.params, *batch)
-        updates, opt_state = tx.update(grads, c.opt_state, c.params)
-        return c._replace(params=optax.apply_updates(c.params, updates), opt_state=opt_state), loss
-
-    def full_batch_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
-        # A call runs up to FULL_BATCH_ROWS_PER_CALL rows of steps; one that stops early (tol,
-        # an exact fit, divergence) skips the gradients of its remaining steps instead of
-        # computing and discarding them (a 3,000 x 270 file converged at step 102 of a call of
-        # 55,924 steps: 10 s of a 15 s fit). The host reads no loss past the stopping step.
-        return jax.lax.cond(c.done, idle_step, live_step, c, batch)
-
-    def idle_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
-        return c, jnp.full((), jnp.nan, batch[1].dtype)
-
-    def live_step(c: Carry, batch) -> tuple[Carry, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(c.params, *batch)
-        ref = jnp.where(jnp.isnan(c.ref_loss), loss, c.ref_loss)
-        bad = ~jnp.isfinite(loss) | (loss > spec.divergence_factor * ref)
-        stop = bad | (loss == 0)  # the walkthrough stops at an exact fit
-        if spec.tol > 0:  # the gradient, not the loss: near the minimum a float32 loss stops
-            # changing long before the parameters do
-            stop = stop | (optax.tree.norm(grads) < spec.tol)
-        stay = c.done | stop
-        updates, new_opt = tx.update(grads, c.opt_state, c.params)
-        new_params = optax.apply_updates(c.params, updates)
-        keep = functools.partial(jax.tree.map, lambda old, new: jnp.where(stay, old, new))
-        return Carry(
-            params=keep(c.params, new_params),
-            opt_state=keep(c.opt_state, new_opt),
-            taken=c.taken + jnp.where(stay, 0, 1),
-            done=stay,
-            diverged=c.diverged | (bad & ~c.done),
-            ref_loss=ref,
-        ), loss
-
-    def run_steps(step, c: Carry, batches, length: int):
-        """``length`` steps of ``step``, recording the parameters before every k-th one.
-
-        ``batches(start, stop)`` gives the inputs of steps ``start:stop``; it is asked for whole
-        groups of ``k`` and the rest separately, so no slice of the batches is ever copied. With
-        k > 1 the steps of a group run in an inner scan whose body is only the update."""
-        groups, rest = divmod(length, k)
-        losses, records = [], []
-        if k == 1:
-
-            def recording_step(c, b):
-                before = c.params
-                c, loss = step(c, b)
-                return c, (loss, before)
-
-            c, (loss, before) = jax.lax.scan(recording_step, c, batches(0, length), length=length)
-            return c, loss, before
-        if groups:
-            head = jax.tree.map(
-                lambda a: a.reshape(groups, k, *a.shape[1:]), batches(0, groups * k)
-            )
-
-            def group(c, b):
-                before = c.params
-                c, loss = jax.lax.scan(step, c, b, length=k)
-                return c, (loss, before)
-
-            c, (loss, before) = jax.lax.scan(group, c, head, length=groups)
-            losses.append(loss.reshape(-1))
-            records.append(before)
-        if rest:
-            records.append(jax.tree.map(lambda p: p[None], c.params))
-            c, loss = jax.lax.scan(step, c, batches(groups * k, length), length=rest)
-            losses.append(loss)
-        return c, jnp.concatenate(losses), jax.tree.map(lambda *r: jnp.concatenate(r), *records)
-
-    def call(params, opt_state, X, y, w, idx, counts, ref_loss):
-        c = Carry(
-            params,
-            opt_state,
-            jnp.int32(0),
-            jnp.bool_(False),
-            jnp.bool_(False),
-            jnp.asarray(ref_loss, jnp.float32),
-        )
-        if spec.full_batch:  # w: zero for the padding rows of a sharded X (else None)
-            steps = spec.epochs * spec.steps
-            c, losses, recorded = run_steps(
-                lambda c, _: full_batch_step(c, (X, y, w)), c, lambda a, b: None, steps
-            )
-            epoch_params = jax.tree.map(lambda p: p[None], c.params)
-            return CallResult(
-                c.params,
-                c.opt_state,
-                losses,
-                recorded,
-                epoch_params,
-                c.taken,
-                c.diverged,
-                c.ref_loss,
-            )
-
-        def epoch(c: Carry, block):
-            ix, cnt = block
-
-            def batches(start, stop):  # this epoch's shuffled batches, gathered once
-                i = ix[start:stop]
-                if spec.rows:
-                    return X[i[:, 0]], y[i[:, 0]], None
-                xb, yb, wb = X[i], y[i], None
-                if spec.masked:
-                    wb = (jnp.arange(i.shape[1])[None, :] < cnt[start:stop, None]).astype(y.dtype)
-                if mesh is not None:  # each device trains on its slice of every batch
-                    xb, yb, wb = jax.tree.map(
-                        lambda a: jax.lax.with_sharding_constraint(
-                            a, NamedSharding(mesh, PartitionSpec(None, "data"))
-                        ),
-                        (xb, yb, wb),
-                    )
-                return xb, yb, wb
-
-            c, losses, recorded = run_steps(sgd_step, c, batches, spec.steps)
-            return c, (losses, recorded, c.params)
-
-        c, (losses, recorded, epoch_params) = jax.lax.scan(epoch, c, (idx, counts))
-        recorded = jax.tree.map(lambda r: r.reshape(-1, *r.shape[2:]), recorded)
-        # The steps run before the first non-finite loss. Besides telling the host where a run
-        # diverged, this pass over all of the call's losses is work the CPU client can see: it
-        # runs a call it costs under 1000 flops (a loop counts once) inline in the caller,
-        # which would serialize the device with the host's shuffle of the next blocks.
-        finite = jnp.isfinite(losses.reshape(-1))
-        ok = jnp.all(finite)
-        taken = jnp.where(ok, finite.size, jnp.argmin(finite)).astype(jnp.int32)
-        return CallResult(
-            c.params,
-            c.opt_state,
-            losses.reshape(-1),
-            recorded,
-            epoch_params,
-            taken,
-            ~ok,
-            c.ref_loss,
-        )
-
-    return jax.jit(call)
+from training.step import ApplyFn, CallResult, CallSpec, make_train_call
+from training.step import mse as mse
+from training.step import record_positions as record_positions
 
 
 @dataclass(frozen=True)
