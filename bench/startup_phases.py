@@ -10,11 +10,12 @@ the steadier number):
 
 - ``imports``: interpreter start to Hydra calling ``main`` (``train.py``'s own imports, Hydra's
   config composition);
-- ``setup`` (``training.run.setup``: data, model, optimizer, the step size);
+- ``setup`` (``training.build.build``, as ``training.run`` calls it: data, model, optimizer,
+  the step size);
 - ``fit`` (``training.run.fit``) and, apart, its compilation (JAX's ``/jax/core/compile/``
   events) and its checkpoint writes (``training.run.save``);
-- ``inference`` (``training.evaluate.linear_inference``), ``plots``
-  (``training.run.draw_plots``), the rest of ``evaluate``;
+- ``inference`` (``training.evaluate.linear_inference``, as ``training.report`` calls it), ``plots``
+  (``training.report.draw_plots``), the rest of ``evaluate``;
 - ``close``: TensorBoard's and orbax's ``close``; ``exit``: from the last ``atexit`` handler to
   the process's end (the interpreter's teardown, measured by the parent);
 - ``other``: the remainder of ``train_and_evaluate`` (metrics.json, HPARAMS, run directory).
@@ -57,6 +58,7 @@ def timed(module, name, key):
             add(key, time.perf_counter() - t, time.process_time() - c)
     setattr(module, name, wrapper)
 
+import training.report as report
 import training.run as run
 import training.evaluate as ev
 import training.checkpoint as ck
@@ -68,9 +70,9 @@ def enter(*a, **k):
 tae = run.train_and_evaluate
 run.train_and_evaluate = enter
 for module, name, key in [
-    (run, "setup", "setup"), (run, "fit", "fit"), (run, "save", "checkpoint"),
-    (run, "evaluate", "evaluate"), (run, "draw_plots", "plots"),
-    (run, "linear_inference", "inference"), (ck.Checkpoints, "close", "close"),
+    (run, "build", "setup"), (run, "fit", "fit"), (run, "save", "checkpoint"),
+    (run, "evaluate", "evaluate"), (report, "draw_plots", "plots"),
+    (report, "linear_inference", "inference"), (ck.Checkpoints, "close", "close"),
     (logs.TensorBoardLog, "close", "close"),
 ]:
     if hasattr(module, name):

@@ -11,9 +11,12 @@ compiled calls of the first: same shapes, no recompiling.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -24,16 +27,21 @@ from omegaconf import DictConfig, OmegaConf
 from data.preprocess import fold_rows
 from errors import Interrupted
 from training.devices import padded_rows
+from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
+
+if TYPE_CHECKING:
+    from training.build import Rows
 
 METRICS = ("mse", "rmse", "mae", "r2")
 
 
-def _pad(s, rows: int) -> None:
-    """Pad the session's training rows to ``rows`` with rows of weight 0 (``w`` always set, so
+def _pad(on_device: Rows, rows: int) -> Rows:
+    """The training rows padded to ``rows`` with rows of weight 0 (``w`` always set, so
     every fold's compiled call takes the same arguments). Runs on every process: the rows may
     be sharded over all of them."""
-    sharding = None if s.mesh is None else s.X.sharding
+    X, y = on_device.X, on_device.y
+    sharding = None if on_device.mesh is None else X.sharding
 
     def pad(X, y, w):
         extra = rows - X.shape[0]
@@ -44,17 +52,17 @@ def _pad(s, rows: int) -> None:
             jnp.pad(w, (0, extra)),
         )
 
-    out = None if sharding is None else (sharding, s.y.sharding, s.y.sharding)
-    s.X, s.y, s.w = jax.jit(pad, out_shardings=out)(s.X, s.y, s.w)
+    out = None if sharding is None else (sharding, y.sharding, y.sharding)
+    X, y, w = jax.jit(pad, out_shardings=out)(X, y, on_device.w)
+    return dataclasses.replace(on_device, X=X, y=y, w=w)
 
 
-def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
+def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dict:
     """Train and evaluate ``cfg.data.folds`` folds of the ``n`` rows of the data in
     ``workdir/folds/<i>/``; return
     ``{metric: {"mean", "std", "folds": [...]}}`` of the validation rows' ``mse``, ``rmse``,
-    ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``)."""
-    from training.run import Progressed, evaluate, fit, setup
-
+    ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``). ``fit``: the
+    training loop (``training.run.fit``), passed in so that this module imports no run.py."""
     k = cfg.data.folds
     fold_cfg = OmegaConf.merge(
         cfg,
@@ -69,7 +77,7 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
     splits = fold_rows(n, k, d.val_fraction, d.test_fraction, cfg.seed)
     n_rows = max(len(f["train"]) for f in splits)
     scores: dict[str, list[float]] = {m: [] for m in METRICS}
-    calls = shape = None
+    calls: dict = {}  # the compiled calls of each shape, shared by the folds of that shape
     for i, rows in enumerate(splits):
         fold_dir = workdir / "folds" / str(i)
         # a fold is trained afresh each time, so nothing of an earlier one may stay beside it
@@ -77,49 +85,24 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
             shutil.rmtree(fold_dir)
         if jax.process_count() > 1:  # no process writes the fold before it is gone
             multihost_utils.sync_global_devices(f"cross-validation fold {i}")
-        with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
-            s, params, opt_state = setup(fold_cfg, fold_dir, rows)
         try:
-            # a fold's directory is a run of its own, which predict.py can read
-            from training.run import new_run_id
-
-            s.preprocessing["run_id"] = new_run_id()
-            if s.writes:
-                write_json(fold_dir / "preprocessing.json", s.preprocessing)
-            _pad(s, n_rows if s.mesh is None else padded_rows(s.mesh, n_rows))
-            loader = s.loader  # a full batch's size is its fold's rows: not a shape
-            this = (s.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
-            this += (s.objective,)  # Huber's delta is in each fold's own scaled units
-            if this == shape:  # the same shapes and optimizer schedule as the first fold
-                s.calls = calls
-            s.tb = TensorBoardLog(fold_dir, cfg.logger.tensorboard and s.writes)
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    params, opt_state, at = fit(s, params, opt_state, Progressed())
-                    m = evaluate(s, params, at)
-            except Interrupted as exc:
-                # the folds are trained afresh: the run to continue is the whole one
-                stopped = Interrupted(
-                    f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
-                    f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
-                    "resumes from its checkpoint, the folds are trained again)"
-                )
-                stopped.exit_code = exc.exit_code
-                stopped.at_once = getattr(exc, "at_once", False)
-                raise stopped from None
-            if calls is None:
-                calls, shape = s.calls, this
-            if s.writes:
-                write_json(fold_dir / "metrics.json", m)
-        finally:
-            s.tb.close()
-            s.ckpt.close()
+            m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls, fit)
+        except Interrupted as exc:
+            # the folds are trained afresh: the run to continue is the whole one
+            error = Interrupted(
+                f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
+                f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
+                "resumes from its checkpoint, the folds are trained again)"
+            )
+            error.exit_code = exc.exit_code
+            error.at_once = getattr(exc, "at_once", False)
+            raise error from None
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
         say(
             f"fold {i + 1}/{k} (folds/{i}): {len(rows['train'])} training rows, "
             f"{len(rows['val'])} held out; "
-            f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({at.stopped})"
+            f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({stopped})"
         )
     out = {
         metric: {
@@ -134,3 +117,38 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int) -> dict:
         f"(std {out['rmse']['std']:.3g}), r2 {out['r2']['mean']:.4f} (std {out['r2']['std']:.3g})"
     )
     return out
+
+
+def train_fold(
+    fold_cfg: DictConfig, fold_dir: Path, rows: dict, n_rows: int, calls: dict, fit: Callable
+) -> tuple[dict, str]:
+    """One fold as a run of its own in ``fold_dir`` (which predict.py can read), its training
+    rows padded to ``n_rows``: its metrics and why it stopped. ``calls``: the compiled calls
+    by shape, shared with the other folds."""
+    from training.build import build, new_run_id
+    from training.report import evaluate
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the main run printed the same
+        run, params, opt_state = build(fold_cfg, fold_dir, rows)
+    try:
+        run.out.preprocessing["run_id"] = new_run_id()
+        if run.settings.writes:
+            write_json(fold_dir / "preprocessing.json", run.out.preprocessing)
+        mesh = run.rows.mesh
+        padded = _pad(run.rows, n_rows if mesh is None else padded_rows(mesh, n_rows))
+        tb = TensorBoardLog(fold_dir, fold_cfg.logger.tensorboard and run.settings.writes)
+        run = dataclasses.replace(run, rows=padded, out=dataclasses.replace(run.out, tb=tb))
+        loader = run.settings.loader  # a full batch's size is its fold's rows: not a shape
+        shape = (padded.X.shape, loader.steps_per_epoch, loader.full_batch or loader.batch_size)
+        shape += (run.model.objective,)  # Huber's delta is in each fold's own scaled units
+        with contextlib.redirect_stdout(io.StringIO()):
+            params, opt_state, at = fit(
+                run, params, opt_state, Progressed(), calls.setdefault(shape, {})
+            )
+            m = evaluate(run, params, at)
+        if run.settings.writes:
+            write_json(fold_dir / "metrics.json", m)
+        return m, at.stopped
+    finally:
+        run.out.tb.close()
+        run.out.ckpt.close()

@@ -162,10 +162,3 @@ def _wait_for(coordinator: str, timeout: float) -> None:
                     "trainer.distributed.coordinator"
                 ) from None
             time.sleep(0.5)
-
-
-def replicated(mesh):
-    """The sharding of an output every device (and process) holds whole; None on one device."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    return None if mesh is None else NamedSharding(mesh, PartitionSpec())

@@ -22,10 +22,13 @@ def fmt(value: float) -> str:
 
 
 def flatten_params(params: dict) -> dict[str, np.ndarray]:
-    """A nested parameter dict as ``{"a/b": array}``, keys sorted."""
-    flat = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flat["/".join(str(getattr(k, "key", k)) for k in path)] = np.asarray(leaf)
+    """A nested parameter dict as ``{"a/b": array}``, keys sorted (flax's ``flatten_dict``;
+    the path is joined here, as an ``nnx.List`` layer's key is an int)."""
+    from flax.traverse_util import flatten_dict
+
+    flat = {
+        "/".join(map(str, path)): np.asarray(leaf) for path, leaf in flatten_dict(params).items()
+    }
     return dict(sorted(flat.items()))
 
 

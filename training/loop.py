@@ -145,6 +145,7 @@ class Runner:
         loader: Loader,
         X: jax.Array,
         y: jax.Array,
+        *,
         record_every: int = 1,
         tol: float = 0.0,
         divergence_factor: float = 1e6,

@@ -1,0 +1,339 @@
+"""The end of a run: final metrics per split, the linear model's least-squares report
+(coefficients, the gap to least squares, standard errors) and the plots.
+
+Every process computes what reads the sharded training rows (a collective); process 0 alone
+prints and draws.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental.multihost_utils import process_allgather
+from omegaconf import DictConfig
+
+from training import plots
+from training.build import Rows, Run
+from training.devices import replicate, to_host
+from training.evaluate import (
+    coefficient_gap,
+    coefficients,
+    linear_inference,
+    regression_metrics,
+    residual_moments,
+)
+from training.hooks import Progressed
+from training.logs import fmt, param_columns
+from training.optim import GRADIENT_DESCENT, method_of
+
+SPLITS = ("train", "val", "test")
+CONVERGED_GAP = 1e-3  # the largest relative coefficient gap to least squares of a converged fit
+R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares reached
+
+
+def gathered(fn, *args) -> np.ndarray:
+    """``fn(*args)`` compiled, its output gathered whole from every device and process."""
+    return process_allgather(jax.jit(fn)(*args), tiled=True)
+
+
+def evaluate(run: Run, params, at: Progressed) -> dict:
+    """Final metrics per split in the target's units, then what :func:`final_reports` adds
+    (the linear model's coefficients beside least squares'), the plots and the last line."""
+    names, writes = run.model.names, run.settings.writes
+    final = to_host(params)
+    metrics, predicted = split_metrics(run, params, final, at)
+    for report in final_reports(run):
+        metrics.update(report(run, params, final, metrics, at))
+    if run.settings.cfg.logger.plots:
+        # what the plots need from the sharded rows is a collective: every process computes
+        # it, process 0 draws (a call only process 0 makes waits for the others for ever)
+        needs = plot_inputs(run, final)
+        if writes:
+            split = "val" if "val" in predicted else "train"
+            actual = run.data.y_raw[split]
+            draw_plots(run, final, at, needs, (split, actual, predicted[split]))
+    if writes:
+        shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
+        print(
+            f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
+            f"{fmt(metrics['final_loss'])}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
+        )
+    return metrics
+
+
+def split_metrics(run: Run, params, final: dict, at: Progressed) -> tuple[dict, dict]:
+    """The final loss, parameters and each split's metrics (also to TensorBoard), and each
+    split's predictions in the target's units. ``final``: ``params`` on the host."""
+    data, names, tb, rows = run.data, run.model.names, run.out.tb, run.rows
+    apply_fn = run.model.apply_fn
+    for tag, value in param_columns(final, names).items():
+        tb.scalar(f"params/{tag}", value, at.step)
+    if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
+        tb.histogram("params/W", final["W"], at.step)
+    # the training rows' predictions, gathered from every device and process, padding dropped
+    pred_train = gathered(apply_fn, params, rows.X)[: rows.n]
+    objective = run.model.objective
+    loss = gathered(
+        lambda p, X, y, w: objective(p, apply_fn(p, X), y, w), params, rows.X, rows.y, rows.w
+    )
+    final_loss = float(loss)
+    tb.scalar("train/final_loss", final_loss, at.step)
+    metrics: dict = {
+        "final_loss": final_loss,
+        "params": param_columns(final, names),
+        "steps": at.step,
+        "epochs": at.epoch,
+        "stopped": at.stopped,
+    }
+    predicted = {}  # split -> predictions in the target's units, for the diagnostic plots
+    for split in SPLITS:
+        if len(data.rows[split]) == 0:
+            continue
+        pred = pred_train if split == "train" else np.asarray(apply_fn(final, data.X[split]))
+        predicted[split] = data.to_target_units(pred)
+        metrics[split] = regression_metrics(data.y_raw[split], predicted[split])
+        for k, v in metrics[split].items():
+            tb.scalar(f"metrics/{split}/{k}", v, at.step)
+    return metrics, predicted
+
+
+def final_reports(run: Run) -> list:
+    """The end-of-run hooks, each ``report(run, params, final, metrics, at) -> dict`` of
+    metrics to add: the least-squares report for the linear model only."""
+    return [least_squares_report] if run.model.linear else [no_inference]
+
+
+def no_inference(run: Run, params, final: dict, metrics: dict, at: Progressed) -> dict:
+    """A model other than x @ W + b: no standard errors."""
+    return {
+        "standard_errors": None,
+        "inference": {"note": "standard errors are for the linear model x @ W + b only"},
+    }
+
+
+def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progressed) -> dict:
+    """The linear model's coefficients in the user's units beside least squares' on the same
+    rows, their gap, and the standard errors (:func:`training.evaluate.linear_inference`);
+    printed on process 0 (the table with more than one feature, then one line on whether least
+    squares was reached)."""
+    data, names, rows = run.data, run.model.names, run.rows
+    coefs = coefficients(final["W"], final["b"], data.scaling, names)
+    W_ols, b_ols = rows.ols
+    ols = coefficients(W_ols, b_ols, data.scaling, names)
+    # least squares' weights in the same model, on the same (device) rows
+    p_ols = replicate(
+        rows.mesh, rows.device, {"W": W_ols.astype(np.float32), "b": np.float32(b_ols)}
+    )
+    pred_ols = gathered(run.model.apply_fn, p_ols, rows.X)[: rows.n]
+    ols["r2"] = regression_metrics(data.y_raw["train"], data.to_target_units(pred_ols))["r2"]
+    objective = run.model.objective
+    out = {
+        "coefficients": coefs,
+        "reference": objective.reference_name(),  # what `ols` is: the trained objective's
+        "ols": ols,
+        "ols_gap": {
+            "max_rel_coefficient_diff": coefficient_gap(coefs, ols),
+            "r2_diff": metrics["train"]["r2"] - ols["r2"],
+        },
+    }
+    # every process: the training rows may be sharded over all of them
+    G, H = residual_moments(params["W"], params["b"], rows.X, rows.y, rows.w)
+    converged = out["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
+    out.update(
+        linear_inference(
+            G,
+            H,
+            rows.n,
+            coefs,
+            data.scaling,
+            names,
+            converged=converged,
+            estimator=objective.reference_label(),
+        )
+    )
+    if run.settings.writes:
+        if len(names) > 1:
+            print_coefficients(coefs, ols, {**metrics, **out}, objective.reference_label())
+        # the walkthrough's trace is its own report (and stays as the README prints it)
+        cfg = run.settings.cfg
+        if not (cfg.logger.print_trace and len(names) == 1):
+            ref = objective.reference_name()
+            say_convergence(cfg, {**metrics, **out}, at, run.optimizer.chosen, ref)
+    return out
+
+
+def say_convergence(
+    cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict, ref: str = "least squares"
+) -> None:
+    """One line: whether the linear model reached least squares (``ref``: the reference of
+    the objective trained, ``training/objectives.py``) on the training rows (their R^2 within
+    ``R2_REACHED`` and, on a design of full rank, every coefficient within ``CONVERGED_GAP``
+    relative); if not, a ``warning:`` with the gap and what to change."""
+    r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
+    if not (np.isfinite(r2) and np.isfinite(r2_ols)):
+        return
+    coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    gap = (
+        f"R^2 {r2:.6f} against {ref}'s {r2_ols:.6f}, largest relative coefficient "
+        f"difference {coef:.2e}"
+    )
+    # on a design of full rank the coefficients are unique and must agree too; on a
+    # rank-deficient one only the fit is (the coefficients' gap is along aliased columns)
+    aliased = bool(metrics.get("inference", {}).get("aliased"))
+    if abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP):
+        print(f"reached {ref}: {gap}")
+        return
+    o, tr = cfg.optimizer, cfg.trainer
+    if o.freeze:  # least squares over every parameter is not this model's optimum
+        print(f"{ref} over every parameter, with {', '.join(o.freeze)} frozen: {gap}")
+        return
+    if at.stopped == "converged":
+        tol = (
+            "trainer.tol=0" if cfg.loader.name != "full_batch" else f"trainer.tol={tr.tol / 100:g}"
+        )
+        print(
+            f"warning: stopped by trainer.tol={tr.tol:g} before reaching {ref}: {gap}; "
+            f"rerun with {tol}"
+        )
+        return
+    more = f"trainer.epochs={10 * tr.epochs}"
+    if cfg.loader.name != "full_batch":
+        advice = (
+            f"a constant step on {cfg.loader.name} batches ends in noise around it, of a size "
+            f"in proportion to the step: rerun with loader=full_batch, or with "
+            f"optimizer.lr={o.lr / 10:.3g} {more}"
+        )
+    elif method_of(o) == GRADIENT_DESCENT:
+        advice = (
+            f"rerun with {more}, or with optimizer=nesterov (optimizer.lr=auto and "
+            "optimizer.momentum=auto take both from the data)"
+        )
+    else:
+        auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
+        advice = f"rerun with {more}{auto}"
+    print(f"warning: stopped after {at.epoch} epochs before reaching {ref}: {gap}; {advice}")
+
+
+def plot_inputs(run: Run, final: dict) -> dict:
+    """The device values the plots read, computed on every process: the walkthrough's rows
+    (gathered whole) and the loss surface's two weights and moments."""
+    needs: dict = {}
+    rows, names, cfg = run.rows, run.model.names, run.settings.cfg
+    if len(names) == 1 and cfg.logger.print_trace:  # the walkthrough's plots
+        needs["X"], needs["y"] = (
+            process_allgather(a, tiled=True)[: rows.n] for a in (rows.X, rows.y)
+        )
+    W = final.get("W")
+    if run.model.linear and len(W) >= 2:
+        chosen = list(cfg.logger.plot_weights)
+        unknown = [c for c in chosen if c not in names]
+        if len(chosen) != 2 or unknown:
+            if chosen and run.settings.writes:
+                print(
+                    f"warning: logger.plot_weights={chosen} needs two of {names}; "
+                    "plotting the two largest weights"
+                )
+            chosen = [names[k] for k in np.argsort(-np.abs(W))[:2]]
+        i, j = (names.index(c) for c in chosen)
+        needs["surface"] = (chosen, i, j, surface_moments(rows, final, i, j))
+    return needs
+
+
+def draw_plots(run: Run, final: dict, at: Progressed, needs: dict, diagnostics=None) -> None:
+    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``), from
+    host values only (``needs``: :func:`plot_inputs`), so that process 0 alone can draw.
+    ``diagnostics``: ``(split, actual, predicted)`` in the target's units for the predicted
+    against actual and residual plots."""
+    workdir, curves, tb = run.settings.workdir, run.out.curves, run.out.tb
+    figs = {}
+    if diagnostics is not None:
+        split, actual, pred = diagnostics
+        figs["predicted_vs_actual"], figs["residuals"] = plots.diagnostic_plots(
+            workdir,
+            actual,
+            pred,
+            "validation" if split == "val" else "training",
+            run.out.preprocessing["target"] or "target",
+        )
+    if "X" in needs and curves.trace_W:  # the walkthrough's two plots
+        figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
+            workdir,
+            needs["X"],
+            needs["y"],
+            float(np.ravel(final["b"])[0]),
+            np.concatenate(curves.trace_W),
+            np.concatenate(curves.trace_loss),
+        )
+    if curves.loss.steps:
+        figs["loss_curves"] = plots.loss_curves(workdir, curves.loss, curves.val)
+    W = final.get("W")
+    if "surface" in needs:
+        chosen, i, j, moments = needs["surface"]
+        _, path = curves.W.arrays()
+        path = path[:, [i, j]] if len(path) else np.zeros((0, 2))
+        figs["loss_surface"] = plots.loss_surface(
+            workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
+        )
+    for name in figs:  # each figure was drawn once, into its PNG: TensorBoard gets those bytes
+        tb.png(f"plots/{name}", (workdir / f"{name}.png").read_bytes(), at.step)
+
+
+def surface_moments(rows: Rows, final: dict, i: int, j: int) -> dict:
+    """The six moments of the training rows that give the loss over (W_i, W_j) exactly."""
+
+    def moments(p, X, y, w):
+        r = X @ p["W"] + p["b"] - y
+        wt = jnp.ones_like(y) if w is None else w
+        n = jnp.sum(wt)
+        xi, xj = X[:, i], X[:, j]
+        return {
+            k: jnp.sum(wt * v) / n
+            for k, v in (
+                ("rr", r * r),
+                ("ri", r * xi),
+                ("rj", r * xj),
+                ("ii", xi * xi),
+                ("jj", xj * xj),
+                ("ij", xi * xj),
+            )
+        }
+
+    p = replicate(rows.mesh, rows.device, {k: np.asarray(v, np.float32) for k, v in final.items()})
+    return {k: float(v) for k, v in gathered(moments, p, rows.X, rows.y, rows.w).items()}
+
+
+def print_coefficients(coefs: dict, ols: dict, metrics: dict, ref: str = "least squares") -> None:
+    """The coefficient table: gradient descent beside least squares, with the classical and
+    HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
+    width = max(len(k) for k in coefs)
+    se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
+    print(
+        f"{'coefficient':<{width}}  {'gradient descent':>16}  {ref:>14}  rel diff"
+        f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
+    )
+    for k, v in coefs.items():
+        rel = abs(v - ols[k]) / max(abs(ols[k]), 1e-300)
+        stats = "  (n/a)"
+        if se[k] is not None:
+            stats = (
+                f"  {se[k]['classical']:>10.6g}  {se[k]['hc1']:>10.6g}  "
+                f"{t[k]['classical']:>7.3f}  {pv[k]['classical']:>8.2g}"
+            )
+        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}{stats}")
+    gap = metrics["ols_gap"]
+    print(
+        f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
+        f"R^2 {metrics['train']['r2']:.6f} ({ref} {ols['r2']:.6f})"
+    )
+    info = metrics["inference"]
+    if info["note"] and info["note"].startswith("gradient descent has not converged"):
+        # not converged: the run's one warning line (say_convergence) says what to change
+        print(f"standard errors: {info['note']}")
+    elif info["note"]:
+        print(f"warning: standard errors: {info['note']}")
+    else:
+        print(
+            f"standard errors from {info['n']} training rows, {info['df_resid']} residual "
+            "degrees of freedom; p-values from the t distribution"
+        )
