@@ -37,7 +37,8 @@ from flax import nnx  # noqa: E402
 from data.loaders import make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
-from training.loop import Runner, mse, pipelined, plan_blocks  # noqa: E402
+from training.loop import Runner, pipelined, plan_blocks  # noqa: E402
+from training.objectives import mse  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

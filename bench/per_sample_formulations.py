@@ -41,7 +41,8 @@ from flax import nnx  # noqa: E402
 
 from data.loaders import make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
-from models.linear import LinearRegression, feature_sum  # noqa: E402
+from models.kernels import feature_sum  # noqa: E402
+from models.linear import LinearRegression  # noqa: E402
 from training.loop import Block, Runner  # noqa: E402
 
 LR = 1e-3

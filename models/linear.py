@@ -6,10 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# feature_sum and row_blocked_matvec are re-exported where they were first defined
-from models.kernels import feature_sum as feature_sum
 from models.kernels import matvec
-from models.kernels import row_blocked_matvec as row_blocked_matvec
 
 INITIALISERS = ("constant", "zeros", "normal")
 

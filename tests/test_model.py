@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from models.linear import LinearRegression
-from training.loop import mse
+from training.objectives import mse
 
 
 def test_output_is_x_at_W_plus_b():
@@ -65,7 +65,7 @@ def test_initialisers(init):
 
 @pytest.mark.parametrize("d", [1, 3, 8, 16, 20, 64, 100])
 def test_feature_sum_is_the_sum_to_float32_rounding(d):
-    from models.linear import feature_sum
+    from models.kernels import feature_sum
 
     v = np.random.default_rng(d).standard_normal((5, d)).astype(np.float32)
     exact = v.astype(np.float64).sum(-1)
@@ -88,7 +88,7 @@ def test_a_row_and_a_batch_of_one_give_the_same_value():
 
 @pytest.mark.parametrize("n", [1 << 14, (1 << 14) + 1, 3 * (1 << 14) + 2])  # k = 64, 1, 2
 def test_row_blocks_give_x_at_W_and_its_gradient(n):
-    from models.linear import row_blocked_matvec
+    from models.kernels import row_blocked_matvec
 
     rng = np.random.default_rng(n)
     x = rng.standard_normal((n, 5)).astype(np.float32)

@@ -13,8 +13,8 @@ from conftest import make_config, read_scalars
 from PIL import Image
 
 from training.logs import TensorBoardLog
-from training.loop import CallSpec, make_train_call
 from training.run import train_and_evaluate
+from training.step import CallSpec, make_train_call
 
 
 def linear(p, x):

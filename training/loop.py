@@ -20,8 +20,6 @@ import optax
 from data.loaders import Loader
 from training.devices import replicate
 from training.step import ApplyFn, CallResult, CallSpec, make_train_call
-from training.step import mse as mse
-from training.step import record_positions as record_positions
 
 
 @dataclass(frozen=True)
