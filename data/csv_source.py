@@ -438,14 +438,33 @@ def read_csv(
     (training needs a feature and a target) means the separator is not one we know."""
     path = Path(path).expanduser()
     source = str(path)
+    sample = _read_sample(path, key, source)
+    sep = "\t" if sep in ("tab", "\\t") else sep
+    sep, decimal = _sniff(sample, sep, decimal)
+    header = _read_header(sample, sep, source, key, min_columns)
+    df = _parse_table(path, sep, decimal, source)
+    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
+    if len(df) == 0:
+        raise UserError(f"{source}: has a header but no data rows")
+    df.attrs.update(sep=sep, decimal=decimal)
+    return df, source
+
+
+def _read_sample(path: Path, key: str, source: str) -> str:
+    """The first 64 KiB of the file at ``path``, for :func:`_sniff` and the header; raises
+    :class:`UserError` (naming ``key``) when there is no such file, or when it is empty."""
     if not path.is_file():
         raise UserError(f"{key}={source}: no such file")
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         sample = f.read(65536)
     if not sample.strip():
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
-    sep = "\t" if sep in ("tab", "\\t") else sep
-    sep, decimal = _sniff(sample, sep, decimal)
+    return sample
+
+
+def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int) -> list[str]:
+    """The header row's column names, stripped; raises :class:`UserError` for a name that
+    appears twice or fewer than ``min_columns`` columns (a separator we do not know)."""
     header = next(csv.reader(io.StringIO(sample), delimiter=sep))
     header = [h.strip() for h in header]
     seen: dict[str, int] = {}
@@ -462,10 +481,16 @@ def read_csv(
             f"',' ';' '|' or tabs"
             + (" (set data.sep to the separator it uses)" if key == "data.path" else "")
         )
+    return header
+
+
+def _parse_table(path: Path, sep: str, decimal: str, source: str) -> pd.DataFrame:
+    """pandas' reading of the whole file, every cell a string or a number; raises
+    :class:`UserError` for bytes that are not UTF-8 (naming the line) or a malformed file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
-            df = pd.read_csv(
+            return pd.read_csv(
                 path,
                 sep=sep,
                 decimal=decimal,
@@ -490,11 +515,6 @@ def read_csv(
             ) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
-    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
-    if len(df) == 0:
-        raise UserError(f"{source}: has a header but no data rows")
-    df.attrs.update(sep=sep, decimal=decimal)
-    return df, source
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
