@@ -438,14 +438,33 @@ def read_csv(
     (training needs a feature and a target) means the separator is not one we know."""
     path = Path(path).expanduser()
     source = str(path)
+    sample = _read_sample(path, key, source)
+    sep = "\t" if sep in ("tab", "\\t") else sep
+    sep, decimal = _sniff(sample, sep, decimal)
+    header = _read_header(sample, sep, source, key, min_columns)
+    df = _parse_table(path, sep, decimal, source)
+    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
+    if len(df) == 0:
+        raise UserError(f"{source}: has a header but no data rows")
+    df.attrs.update(sep=sep, decimal=decimal)
+    return df, source
+
+
+def _read_sample(path: Path, key: str, source: str) -> str:
+    """The first 64 KiB of the file at ``path``, for :func:`_sniff` and the header; raises
+    :class:`UserError` (naming ``key``) when there is no such file, or when it is empty."""
     if not path.is_file():
         raise UserError(f"{key}={source}: no such file")
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         sample = f.read(65536)
     if not sample.strip():
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
-    sep = "\t" if sep in ("tab", "\\t") else sep
-    sep, decimal = _sniff(sample, sep, decimal)
+    return sample
+
+
+def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int) -> list[str]:
+    """The header row's column names, stripped; raises :class:`UserError` for a name that
+    appears twice or fewer than ``min_columns`` columns (a separator we do not know)."""
     header = next(csv.reader(io.StringIO(sample), delimiter=sep))
     header = [h.strip() for h in header]
     seen: dict[str, int] = {}
@@ -462,10 +481,16 @@ def read_csv(
             f"',' ';' '|' or tabs"
             + (" (set data.sep to the separator it uses)" if key == "data.path" else "")
         )
+    return header
+
+
+def _parse_table(path: Path, sep: str, decimal: str, source: str) -> pd.DataFrame:
+    """pandas' reading of the whole file, every cell a string or a number; raises
+    :class:`UserError` for bytes that are not UTF-8 (naming the line) or a malformed file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
-            df = pd.read_csv(
+            return pd.read_csv(
                 path,
                 sep=sep,
                 decimal=decimal,
@@ -490,11 +515,6 @@ def read_csv(
             ) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
-    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
-    if len(df) == 0:
-        raise UserError(f"{source}: has a header but no data rows")
-    df.attrs.update(sep=sep, decimal=decimal)
-    return df, source
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
@@ -614,6 +634,76 @@ def _fit_encoding(
     empty target under ``missing=mean``) and their features, float32 (rows, features)."""
     decimal = df.attrs.get("decimal", ".")
     columns = list(df.columns)
+    _check_named_columns(columns, source, target, features, drop, log_features, categorical)
+    opts = dict(
+        decimal=decimal,
+        log_features=set(log_features),
+        dates=dates,
+        max_levels=max_levels,
+        text_columns=text_columns,
+    )
+    codes, auto_dropped, notes = _choose_codes(
+        df, source, target, features, drop, categorical, opts
+    )
+    enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
+    df = _rows_to_keep(df, codes, target, source, missing, decimal, notes)
+    if callable(train_rows):
+        train_rows = train_rows(len(df))
+    train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
+    for c in codes:
+        _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
+    X = enc.transform(df, source, missing, where="the val/test rows")
+    notes += enc.warnings
+    X = _drop_constant(X, enc, train, notes)
+    enc.notes = notes
+    return enc, df, X
+
+
+def _choose_codes(
+    df: pd.DataFrame,
+    source: str,
+    target: str,
+    features: list[str] | None,
+    drop: list[str],
+    categorical: list[str],
+    opts: dict,
+) -> tuple[list[ColumnCode], list[str], list[str]]:
+    """The feature columns' kinds (:func:`_choose_kind`), the columns dropped on their own
+    (nameless index, empty, or dates under ``data.dates=drop``) and a note for each drop.
+    Raises :class:`UserError` when the target is also a feature."""
+    columns = list(df.columns)
+    auto_dropped, notes = ([], []) if features else _nameless_or_empty(df, {target})
+    names = (
+        list(features)
+        if features
+        else [c for c in columns if c != target and c not in drop and c not in auto_dropped]
+    )
+    if target in names:
+        raise UserError(
+            f"{source}: data.target {target!r} is also a feature; remove it from data.features"
+        )
+    codes = []
+    for name in names:
+        code = _choose_kind(df[name], name, source, name in categorical, opts)
+        if code is None:
+            auto_dropped.append(name)
+            notes.append(f"column {name!r} is a date: dropped (data.dates=drop)")
+        else:
+            codes.append(code)
+    return codes, auto_dropped, notes
+
+
+def _check_named_columns(
+    columns: list[str],
+    source: str,
+    target: str,
+    features: list[str] | None,
+    drop: list[str],
+    log_features: list[str],
+    categorical: list[str],
+) -> None:
+    """Every column the config names (``data.drop``, ``data.features``, ``data.log_features``,
+    ``data.categorical``, ``data.target``) is one of ``columns``; else :class:`UserError`."""
     for key, names in (
         ("data.drop", drop),
         ("data.features", features or []),
@@ -630,34 +720,20 @@ def _fit_encoding(
         raise UserError(
             f"{source}: no column {target!r} for data.target; the columns are: {', '.join(columns)}"
         )
-    auto_dropped, notes = ([], []) if features else _nameless_or_empty(df, {target})
-    names = (
-        list(features)
-        if features
-        else [c for c in columns if c != target and c not in drop and c not in auto_dropped]
-    )
-    if target in names:
-        raise UserError(
-            f"{source}: data.target {target!r} is also a feature; remove it from data.features"
-        )
-    opts = dict(
-        decimal=decimal,
-        log_features=set(log_features),
-        dates=dates,
-        max_levels=max_levels,
-        text_columns=text_columns,
-    )
-    codes = []
-    for name in names:
-        code = _choose_kind(df[name], name, source, name in categorical, opts)
-        if code is None:
-            auto_dropped.append(name)
-            notes.append(f"column {name!r} is a date: dropped (data.dates=drop)")
-        else:
-            codes.append(code)
-    enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
 
-    # missing cells: the target's are never filled
+
+def _rows_to_keep(
+    df: pd.DataFrame,
+    codes: list[ColumnCode],
+    target: str,
+    source: str,
+    missing: str,
+    decimal: str,
+    notes: list[str],
+) -> pd.DataFrame:
+    """``df`` less the rows ``data.missing`` leaves out (``drop``: any empty cell of the target
+    or a feature; ``mean``: an empty target, whose cells are never filled), with a note in
+    ``notes``; ``missing=error`` raises :class:`UserError` naming the first empty cell."""
     y_empty = _parse_numbers(df[target], decimal)[1]
     if missing == "drop":
         keep = ~y_empty
@@ -674,44 +750,57 @@ def _fit_encoding(
             f"missing values{'' if missing == 'drop' else ' in the target'}"
         )
         df = df[keep]
-    if callable(train_rows):
-        train_rows = train_rows(len(df))
-    train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
+    return df
 
-    for c in codes:
-        col = df[c.name]
-        if c.kind == "onehot":
-            _fit_levels(c, col, train, min_level_count)
-            if c.pooled:
-                notes.append(
-                    f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "
-                    f"data.min_level_count={min_level_count} times in the training rows "
-                    f"pooled as {OTHER!r} ({', '.join(map(repr, c.pooled[:5]))}"
-                    f"{', ...' if len(c.pooled) > 5 else ''})"
-                )
-        elif c.kind == "date":
-            notes.append(f"column {c.name!r} is a date ({c.date_format}): as a decimal year")
-        elif c.kind == "numeric" and not pd.api.types.is_numeric_dtype(col):
+
+def _fit_column(
+    c: ColumnCode,
+    col: pd.Series,
+    train: np.ndarray,
+    source: str,
+    missing: str,
+    decimal: str,
+    min_level_count: int,
+    notes: list[str],
+) -> None:
+    """Fit column ``c`` on the ``train`` rows of ``col``: a one-hot column's levels, and under
+    ``missing=mean`` a number column's fill (scikit-learn's ``SimpleImputer``); what a user
+    should know goes in ``notes``. Raises :class:`UserError` for a column to fill that has no
+    value in the training rows."""
+    if c.kind == "onehot":
+        _fit_levels(c, col, train, min_level_count)
+        if c.pooled:
             notes.append(
-                f"column {c.name!r} is numbers written as text (thousands separators, currency "
-                f"or percent signs, spaces, NA words): read as numbers"
+                f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "
+                f"data.min_level_count={min_level_count} times in the training rows "
+                f"pooled as {OTHER!r} ({', '.join(map(repr, c.pooled[:5]))}"
+                f"{', ...' if len(c.pooled) > 5 else ''})"
             )
-        if missing == "mean" and c.kind != "onehot":
-            from sklearn.impute import SimpleImputer
+    elif c.kind == "date":
+        notes.append(f"column {c.name!r} is a date ({c.date_format}): as a decimal year")
+    elif c.kind == "numeric" and not pd.api.types.is_numeric_dtype(col):
+        notes.append(
+            f"column {c.name!r} is numbers written as text (thousands separators, currency "
+            f"or percent signs, spaces, NA words): read as numbers"
+        )
+    if missing == "mean" and c.kind != "onehot":
+        from sklearn.impute import SimpleImputer
 
-            raw = _raw_values(col, c, source, decimal)
-            if np.isnan(raw).any():
-                if np.isnan(raw[train]).all():
-                    raise UserError(
-                        f"{source}: column {c.name!r} has no value in the training rows; "
-                        f"add it to data.drop"
-                    )
-                imputer = SimpleImputer(strategy="mean").fit(raw[train].reshape(-1, 1))
-                c.fill = float(imputer.statistics_[0])
+        raw = _raw_values(col, c, source, decimal)
+        if np.isnan(raw).any():
+            if np.isnan(raw[train]).all():
+                raise UserError(
+                    f"{source}: column {c.name!r} has no value in the training rows; "
+                    f"add it to data.drop"
+                )
+            imputer = SimpleImputer(strategy="mean").fit(raw[train].reshape(-1, 1))
+            c.fill = float(imputer.statistics_[0])
 
+
+def _drop_constant(X: np.ndarray, enc: Encoding, train: np.ndarray, notes: list[str]) -> np.ndarray:
+    """``X`` (rows, features) less the encoded columns constant in the ``train`` rows (every
+    column when there are none), each recorded in its code's ``dropped`` and in ``notes``."""
     # every encoded column must vary in the training rows (its scale divides)
-    X = enc.transform(df, source, missing, where="the val/test rows")
-    notes += enc.warnings
     if len(train):
         X_train = X[train]
         constant = X_train.max(axis=0) == X_train.min(axis=0)
@@ -719,15 +808,14 @@ def _fit_encoding(
     else:
         constant = np.ones(X.shape[1], bool)
     names = enc.feature_names
-    for c in codes:
+    for c in enc.columns:
         c.dropped = [o for o in c.all_outputs if constant[names.index(o)]]
         for o in c.dropped:
             value = X[train[0], names.index(o)] if len(train) else np.nan
             notes.append(f"column {o!r} is constant ({value:g}) in the training rows: dropped")
     if constant.any():
         X = X[:, ~constant]
-    enc.notes = notes
-    return enc, df, X
+    return X
 
 
 def fit_encoding(df: pd.DataFrame, source: str, target: str, **options):

@@ -219,7 +219,24 @@ def _number(value: object) -> bool:
 
 
 def validate(cfg: DictConfig) -> None:
-    """Range- and choice-check every key; raises :class:`UserError` naming the first bad one."""
+    """Range- and choice-check every key; raises :class:`UserError` naming the first bad one.
+
+    The choices of every group come first, then each group's ranges in the order data, loader,
+    optimizer, trainer, loss, logger, so the first error reported is the same whichever check
+    finds it.
+    """
+    _validate_choices(cfg)
+    _validate_data(cfg.data)
+    _validate_loader(cfg.loader)
+    _validate_optimizer(cfg.optimizer)
+    _validate_trainer(cfg.trainer)
+    validate_loss(cfg)
+    _validate_logger(cfg.logger)
+
+
+def _validate_choices(cfg: DictConfig) -> None:
+    """Every key that names one of a fixed set (and reads the optimizer's file, filling
+    ``optimizer.family`` and ``optimizer.transform``); raises :class:`UserError`."""
     _choice(cfg, "data.name", tuple(SOURCES))
     _choice(cfg, "data.text_columns", ("onehot", "error"))
     _choice(cfg, "data.dates", ("decimal_year", "drop"))
@@ -236,7 +253,9 @@ def validate(cfg: DictConfig) -> None:
     _choice(cfg, "trainer.device", DEVICES)
     _choice(cfg, "logger.progress", ("auto", "bar", "lines", "off"))
 
-    d, opt, tr, lg = cfg.data, cfg.optimizer, cfg.trainer, cfg.logger
+
+def _validate_data(d: DictConfig) -> None:
+    """The ``data`` group: the source's own keys, then the split fractions and folds."""
     if d.name == "toy":
         _check(
             len(d.xs) == len(d.ys) and len(d.xs) >= 1,
@@ -249,19 +268,7 @@ def validate(cfg: DictConfig) -> None:
         _check(d.n_features >= 1, "data.n_features", d.n_features, "an integer >= 1")
         _check(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
     if d.name == "csv":
-        _check(bool(d.path), "data.path", d.path, "the path of a CSV file")
-        _check(bool(d.target), "data.target", d.target, "the name of the column to predict")
-        _check(
-            d.sep in (None, ",", ";", "\t", "tab", "\\t", "|"),
-            "data.sep",
-            d.sep,
-            "null (detect), ',', ';', tab or '|'",
-        )
-        _check(
-            d.decimal in (None, ".", ","), "data.decimal", d.decimal, "null (detect), '.' or ','"
-        )
-        _check(d.min_level_count >= 1, "data.min_level_count", d.min_level_count, "an integer >= 1")
-        _check(d.max_levels >= 2, "data.max_levels", d.max_levels, "an integer >= 2")
+        _validate_csv(d)
     for key in ("val_fraction", "test_fraction"):
         value = d[key]
         _check(0.0 <= value < 1.0, f"data.{key}", value, "a fraction in [0, 1)")
@@ -274,10 +281,31 @@ def validate(cfg: DictConfig) -> None:
 
     _check(d.folds == 0 or d.folds >= 2, "data.folds", d.folds, "0 (off) or an integer >= 2")
 
-    bs = cfg.loader.batch_size
-    if cfg.loader.name == "mini_batch":
+
+def _validate_csv(d: DictConfig) -> None:
+    """The keys of ``data=csv``: path, target, separator, decimal mark and the level limits."""
+    _check(bool(d.path), "data.path", d.path, "the path of a CSV file")
+    _check(bool(d.target), "data.target", d.target, "the name of the column to predict")
+    _check(
+        d.sep in (None, ",", ";", "\t", "tab", "\\t", "|"),
+        "data.sep",
+        d.sep,
+        "null (detect), ',', ';', tab or '|'",
+    )
+    _check(d.decimal in (None, ".", ","), "data.decimal", d.decimal, "null (detect), '.' or ','")
+    _check(d.min_level_count >= 1, "data.min_level_count", d.min_level_count, "an integer >= 1")
+    _check(d.max_levels >= 2, "data.max_levels", d.max_levels, "an integer >= 2")
+
+
+def _validate_loader(loader: DictConfig) -> None:
+    """The ``loader`` group: a mini-batch loader needs ``batch_size`` >= 1."""
+    bs = loader.batch_size
+    if loader.name == "mini_batch":
         _check(bs is not None and bs >= 1, "loader.batch_size", bs, "an integer >= 1")
 
+
+def _validate_optimizer(opt: DictConfig) -> None:
+    """The ``optimizer`` group's numbers; an integer ``lr`` or ``momentum`` becomes a float."""
     for key in ("lr", "momentum"):  # typed Any: an integer given is still a float, as before
         if _number(opt[key]):
             opt[key] = float(opt[key])
@@ -313,6 +341,9 @@ def validate(cfg: DictConfig) -> None:
         "a number in [0, 1]",
     )
 
+
+def _validate_trainer(tr: DictConfig) -> None:
+    """The ``trainer`` group: epochs, tolerance, steps per call, checkpoints, divergence."""
     _check(
         tr.epochs == "auto" or isinstance(tr.epochs, int) and tr.epochs >= 1,
         "trainer.epochs",
@@ -338,7 +369,10 @@ def validate(cfg: DictConfig) -> None:
     _check(
         tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
     )
-    validate_loss(cfg)
+
+
+def _validate_logger(lg: DictConfig) -> None:
+    """The ``logger`` group: ``every_n_steps`` is auto or an integer >= 1."""
     every = lg.every_n_steps
     _check(
         every == "auto" or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),

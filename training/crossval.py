@@ -62,16 +62,10 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dic
     ``workdir/folds/<i>/``; return
     ``{metric: {"mean", "std", "folds": [...]}}`` of the validation rows' ``mse``, ``rmse``,
     ``mae`` and ``r2`` in the target's units (``std`` over folds with ``ddof=0``). ``fit``: the
-    training loop (``training.run.fit``), passed in so that this module imports no run.py."""
+    training loop (``training.run.fit``), passed in so that this module imports no run.py.
+    Raises :class:`errors.Interrupted` (saying how to resume) when a signal stops a fold."""
     k = cfg.data.folds
-    fold_cfg = OmegaConf.merge(
-        cfg,
-        {
-            "data": {"folds": 0},
-            "logger": {"plots": False, "progress": "off", "print_trace": False},
-            "trainer": {"resume": False, "checkpoint_every": 0},
-        },
-    )
+    fold_cfg = _fold_config(cfg)
     say = print if jax.process_index() == 0 else (lambda *a, **kw: None)
     d = cfg.data
     splits = fold_rows(n, k, d.val_fraction, d.test_fraction, cfg.seed)
@@ -80,23 +74,11 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dic
     calls: dict = {}  # the compiled calls of each shape, shared by the folds of that shape
     for i, rows in enumerate(splits):
         fold_dir = workdir / "folds" / str(i)
-        # a fold is trained afresh each time, so nothing of an earlier one may stay beside it
-        if jax.process_index() == 0 and fold_dir.exists():
-            shutil.rmtree(fold_dir)
-        if jax.process_count() > 1:  # no process writes the fold before it is gone
-            multihost_utils.sync_global_devices(f"cross-validation fold {i}")
+        _clear_fold_dir(fold_dir, i)
         try:
             m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls, fit)
         except Interrupted as exc:
-            # the folds are trained afresh: the run to continue is the whole one
-            error = Interrupted(
-                f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
-                f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
-                "resumes from its checkpoint, the folds are trained again)"
-            )
-            error.exit_code = exc.exit_code
-            error.at_once = getattr(exc, "at_once", False)
-            raise error from None
+            raise _interrupted_in_fold(exc, i, workdir) from None
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
         say(
@@ -104,7 +86,53 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dic
             f"{len(rows['val'])} held out; "
             f"validation rmse {m['val']['rmse']:.6g}, r2 {m['val']['r2']:.4f} ({stopped})"
         )
-    out = {
+    out = _summary(scores)
+    say(
+        f"cross-validation over {k} folds: rmse {out['rmse']['mean']:.6g} "
+        f"(std {out['rmse']['std']:.3g}), r2 {out['r2']['mean']:.4f} (std {out['r2']['std']:.3g})"
+    )
+    return out
+
+
+def _fold_config(cfg: DictConfig) -> DictConfig:
+    """The run's config for one fold: no folds of its own, no plots, progress or trace, trained
+    afresh with a checkpoint only at the end."""
+    return OmegaConf.merge(
+        cfg,
+        {
+            "data": {"folds": 0},
+            "logger": {"plots": False, "progress": "off", "print_trace": False},
+            "trainer": {"resume": False, "checkpoint_every": 0},
+        },
+    )
+
+
+def _clear_fold_dir(fold_dir: Path, i: int) -> None:
+    """Remove fold ``i``'s directory of an earlier run (process 0), all processes waiting."""
+    # a fold is trained afresh each time, so nothing of an earlier one may stay beside it
+    if jax.process_index() == 0 and fold_dir.exists():
+        shutil.rmtree(fold_dir)
+    if jax.process_count() > 1:  # no process writes the fold before it is gone
+        multihost_utils.sync_global_devices(f"cross-validation fold {i}")
+
+
+def _interrupted_in_fold(exc: Interrupted, i: int, workdir: Path) -> Interrupted:
+    """``exc`` (a signal in fold ``i``) as the error to raise: it says to resume the whole run
+    in ``workdir``, with ``exc``'s exit code and ``at_once``."""
+    # the folds are trained afresh: the run to continue is the whole one
+    error = Interrupted(
+        f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
+        f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
+        "resumes from its checkpoint, the folds are trained again)"
+    )
+    error.exit_code = exc.exit_code
+    error.at_once = getattr(exc, "at_once", False)
+    return error
+
+
+def _summary(scores: dict[str, list[float]]) -> dict:
+    """``{metric: {"mean", "std" (ddof=0), "folds"}}`` of each metric's per-fold values."""
+    return {
         metric: {
             "mean": float(np.mean(v)),
             "std": float(np.std(v)),
@@ -112,11 +140,6 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dic
         }
         for metric, v in scores.items()
     }
-    say(
-        f"cross-validation over {k} folds: rmse {out['rmse']['mean']:.6g} "
-        f"(std {out['rmse']['std']:.3g}), r2 {out['r2']['mean']:.4f} (std {out['r2']['std']:.3g})"
-    )
-    return out
 
 
 def train_fold(

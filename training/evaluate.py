@@ -293,6 +293,9 @@ def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list
     return aliased
 
 
+_TABLES = ("standard_errors", "t_statistics", "p_values", "confidence_intervals_95")
+
+
 def linear_inference(
     G: np.ndarray,
     H: np.ndarray,
@@ -306,17 +309,9 @@ def linear_inference(
     """Standard errors, t statistics, two-sided p-values and 95 % confidence intervals of the
     linear model's coefficients ``coefs`` (the user's units, ``intercept`` last).
 
-    ``G`` and ``H`` come from :func:`residual_moments` on the model's (scaled) training rows.
-    With ``p = d + 1`` coefficients and ``(A^T A)^-1 = G^-1`` (Greene, *Econometric Analysis*,
-    eqs. 4-18 and 9-4; White 1980; MacKinnon and White 1985 for HC1):
-
-    - classical: ``s^2 G^-1`` with ``s^2 = RSS / (n - p)``;
-    - HC1: ``n / (n - p) G^-1 H G^-1``.
-
-    Both are mapped to the user's units exactly: the scaled design is ``[X 1] M`` and the
-    target ``y_mean + y_scale y'``, so ``beta = y_scale M beta' (+ y_mean on the intercept)``
-    and ``Cov(beta) = y_scale^2 M Cov(beta') M^T``. Both kinds use the t distribution with
-    ``n - p`` degrees of freedom for p-values and intervals.
+    ``G`` and ``H`` come from :func:`residual_moments` on the model's (scaled) training rows;
+    :func:`_coefficient_covariances` gives the classical and HC1 covariances (its docstring has
+    the formulas and sources) and :func:`_t_table` the numbers from them.
 
     Returns ``standard_errors``, ``t_statistics``, ``p_values`` (each ``name -> {"classical",
     "hc1"}``), ``confidence_intervals_95`` (``name -> {kind: [low, high]}``) and ``inference``
@@ -325,38 +320,65 @@ def linear_inference(
     or Huber fit, ``training/objectives.py``) every value is ``None`` and the note says why; a
     fit that has not converged keeps its numbers and the note says so.
     """
-    # scipy.stats.t's own functions (its sf and ppf call exactly these): scipy.special imports
-    # in about a tenth of scipy.stats' time, which is most of a walkthrough run's inference
-    from scipy.special import stdtr, stdtrit
-
-    d = len(names)
-    p = d + 1
     labels = [*names, "intercept"]
+    p = len(labels)
     info: dict = {"n": int(n), "df_resid": int(n - p), "aliased": [], "note": None}
-    empty = {
-        "standard_errors": {k: None for k in labels},
-        "t_statistics": {k: None for k in labels},
-        "p_values": {k: None for k in labels},
-        "confidence_intervals_95": {k: None for k in labels},
-    }
+    aliased, info["note"] = _inapplicable(G, n, names, estimator)
+    if info["note"] is not None:
+        info["aliased"] = aliased
+        return {**{key: {k: None for k in labels} for key in _TABLES}, "inference": info}
+    cov = _coefficient_covariances(G, H, n, scaling)
+    beta = np.array([coefs[k] for k in labels])
+    out = _t_table(beta, cov, n - p, labels)
+    if not converged:
+        info["note"] = (
+            "gradient descent has not converged (ols_gap), so these are the standard errors "
+            "of coefficients least squares would not give (the run's warning says what to change)"
+        )
+    return {**out, "inference": info}
+
+
+def _inapplicable(
+    G: np.ndarray, n: int, names: list[str], estimator: str
+) -> tuple[list[str], str | None]:
+    """``(aliased, note)``: why least squares' inference does not apply to this fit (``note``
+    is ``None`` when it does): another estimator, an aliased column of ``G`` (``(d + 1, d + 1)``,
+    :func:`aliased_columns`) or ``n <= d + 1`` rows."""
+    p = len(names) + 1
     if estimator != "least squares":  # the formulas below are least squares' own
-        info["note"] = f"least squares' only (loss=mse loss.l2=0); this run fitted {estimator}"
-        return {**empty, "inference": info}
+        return [], f"least squares' only (loss=mse loss.l2=0); this run fitted {estimator}"
     aliased = aliased_columns(G, names)
     if aliased:
-        info["aliased"] = aliased
-        info["note"] = (
+        return aliased, (
             f"rank-deficient design: {', '.join(aliased)} "
             f"{'is a linear combination' if len(aliased) == 1 else 'are linear combinations'} "
             "of the other columns, so the coefficients are not unique; drop "
             f"{'it' if len(aliased) == 1 else 'them'} with data.drop"
         )
-        return {**empty, "inference": info}
     if n <= p:
-        info["note"] = (
-            f"{n} training rows for {p} coefficients leave no residual degrees of freedom"
-        )
-        return {**empty, "inference": info}
+        return [], f"{n} training rows for {p} coefficients leave no residual degrees of freedom"
+    return [], None
+
+
+def _coefficient_covariances(
+    G: np.ndarray, H: np.ndarray, n: int, scaling: Scaling
+) -> dict[str, np.ndarray]:
+    """The classical and HC1 covariances, ``(p, p)`` each with ``p = d + 1`` (``intercept``
+    last), of the least-squares coefficients in the user's units.
+
+    ``G`` and ``H`` (``(p, p)``) come from :func:`residual_moments` on the model's (scaled)
+    training rows; ``n > p``. With ``(A^T A)^-1 = G^-1`` (Greene, *Econometric Analysis*,
+    eqs. 4-18 and 9-4; White 1980; MacKinnon and White 1985 for HC1):
+
+    - classical: ``s^2 G^-1`` with ``s^2 = RSS / (n - p)``;
+    - HC1: ``n / (n - p) G^-1 H G^-1``.
+
+    Both are mapped to the user's units exactly: the scaled design is ``[X 1] M`` and the
+    target ``y_mean + y_scale y'``, so ``beta = y_scale M beta' (+ y_mean on the intercept)``
+    and ``Cov(beta) = y_scale^2 M Cov(beta') M^T``.
+    """
+    p = G.shape[0]
+    d = p - 1
     G_inv = np.linalg.inv(G)
     rss = H[-1, -1]
     cov = {
@@ -368,12 +390,21 @@ def linear_inference(
     M[:d, :d] = np.diag(1.0 / x_scale)
     M[d, :d] = -x_mean / x_scale
     M *= scaling.y_scale
-    beta = np.array([coefs[k] for k in labels])
-    df = n - p
+    return {kind: M @ c @ M.T for kind, c in cov.items()}
+
+
+def _t_table(beta: np.ndarray, cov: dict[str, np.ndarray], df: int, labels: list[str]) -> dict:
+    """Standard errors, t statistics, two-sided p-values and 95 % intervals of ``beta``
+    (``(p,)``, named ``labels``) for each covariance in ``cov`` (``kind -> (p, p)``), from the
+    t distribution with ``df`` degrees of freedom; ``table -> name -> kind -> value``."""
+    # scipy.stats.t's own functions (its sf and ppf call exactly these): scipy.special imports
+    # in about a tenth of scipy.stats' time, which is most of a walkthrough run's inference
+    from scipy.special import stdtr, stdtrit
+
     t_crit = float(stdtrit(df, 0.975))  # the t distribution's 97.5 % quantile
-    out = {key: {k: {} for k in labels} for key in empty}
+    out: dict = {key: {k: {} for k in labels} for key in _TABLES}
     for kind, c in cov.items():
-        se = np.sqrt(np.clip(np.diag(M @ c @ M.T), 0.0, None))
+        se = np.sqrt(np.clip(np.diag(c), 0.0, None))
         t = beta / se
         pv = 2.0 * stdtr(df, -np.abs(t))  # two-sided: twice the upper tail beyond |t|
         for i, k in enumerate(labels):
@@ -384,9 +415,4 @@ def linear_inference(
                 float(beta[i] - t_crit * se[i]),
                 float(beta[i] + t_crit * se[i]),
             ]
-    if not converged:
-        info["note"] = (
-            "gradient descent has not converged (ols_gap), so these are the standard errors "
-            "of coefficients least squares would not give (the run's warning says what to change)"
-        )
-    return {**out, "inference": info}
+    return out

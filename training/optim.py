@@ -155,28 +155,18 @@ def choose_auto(
     """Resolve ``optimizer.lr=auto`` and ``optimizer.momentum=auto`` of ``cfg`` (the optimizer
     group; the caller writes the values back).
 
-    - linear model, full batch, gradient descent / heavy ball / Nesterov: ``tuned_step`` on the
-      Hessian's spectrum over the trainable parameters (``spectrum()``, computed only then).
-      ``sgd`` with ``momentum=auto`` (the general default) is heavy ball there, with Polyak's
-      optimal momentum: it needs about ``sqrt(kappa)`` times fewer steps than plain gradient
-      descent; elsewhere ``sgd``'s ``auto`` momentum is none.
-    - linear model, per-sample or mini-batch: ``lr = 1 / (2 max_i ||a_i||^2)`` over the rows
-      ``a_i`` of ``[X 1]``. One row's loss ``(a.p - y)^2`` has Hessian ``2 a a^T``, so this step
-      moves the row's residual exactly to zero (Kaczmarz's projection) and never past it; a batch's
-      Hessian has ``lambda_max <= 2 max ||a_i||^2``, so every batch is at most half its own
-      stability limit. Momentum (heavy ball or Nesterov): ``DEFAULT_MOMENTUM``.
+    - linear model, full batch, gradient descent / heavy ball / Nesterov: :func:`_spectrum_step`
+      (``spectrum()`` is computed only then). ``sgd`` with ``momentum=auto`` (the general
+      default) is heavy ball there, with Polyak's optimal momentum: it needs about
+      ``sqrt(kappa)`` times fewer steps than plain gradient descent; elsewhere ``sgd``'s
+      ``auto`` momentum is none.
+    - linear model, per-sample or mini-batch: :func:`_row_norm_step` (``row_norm_sq()`` is
+      ``max_i ||a_i||^2`` over the rows of ``[X 1]``). Momentum (heavy ball or Nesterov):
+      ``DEFAULT_MOMENTUM``.
     - Adam and AdamW: ``DEFAULT_LR``; other models: ``DEFAULT_LR_OTHER``.
 
-    The ridge penalty ``(l2 / 2) ||W||^2`` (``training/objectives.py``) is in the spectrum
-    (``hessian_spectrum(..., l2)``: ``l2`` added to every eigenvalue over ``W``) and adds ``l2``
-    to a row's Hessian, so the stochastic step is ``1 / (2 max ||a_i||^2 + l2)`` (``l2`` is the
-    caller's: 0 when ``W`` is frozen). For ``loss=huber`` the spectrum is the squared error's,
-    whose ``L`` bounds the Huber Hessian everywhere; its ``mu`` is the Huber loss's own only
-    while every residual is within ``delta`` and can be near 0 elsewhere (``l2`` over ``W``, 0
-    over ``b``, when no row is). The steps are kept: gradient descent's ``2 / (L + mu)`` is below
-    ``2 / L`` whatever the true ``mu``, and the momentum methods' steps are stable for every
-    curvature in ``(0, L]`` (Jury's conditions hold for each ``lr lam`` in that range), so a
-    smaller true ``mu`` only slows the run (it stops on ``trainer.tol`` all the same).
+    ``l2`` is the ridge penalty's ``(l2 / 2) ||W||^2`` (``training/objectives.py``), the
+    caller's: 0 when ``W`` is frozen.
     """
     lr_auto, m_auto = cfg.lr == "auto", cfg.momentum == "auto"
     method = method_of(cfg)
@@ -188,19 +178,9 @@ def choose_auto(
     if exact:
         spec = spectrum()
         fixed = None if m_auto or method == GRADIENT_DESCENT else momentum_of(cfg)
-        lr, m = tuned_step(method, spec, fixed)
-        chosen["optimizer.lr"] = lr
-        if m_auto and m is not None:
-            chosen["optimizer.momentum"] = m
-        why = (
-            f"Hessian eigenvalues {spec.mu:.4g}..{spec.L:.4g} over the trainable parameters, "
-            f"rank {spec.rank} of {spec.size}; {method}"
-        )
+        chosen, why = _spectrum_step(method, spec, fixed, m_auto)
     elif lr_auto and method is not None and linear:
-        top = row_norm_sq()
-        chosen["optimizer.lr"] = 1.0 / (2.0 * top + l2) if top + l2 > 0 else 1.0
-        ridge = f" + l2), l2={l2:g}" if l2 else ")"
-        why = f"1 / (2 max ||[x 1]||^2{ridge}, largest squared row norm {top:.4g}"
+        chosen, why = _row_norm_step(row_norm_sq(), l2)
     elif lr_auto:
         chosen["optimizer.lr"] = DEFAULT_LR.get(cfg.family, DEFAULT_LR_OTHER)
         why = f"the default of {cfg.name}" + ("" if linear else " for a model other than x W + b")
@@ -213,6 +193,50 @@ def choose_auto(
         why = "optax's customary momentum"
     source = "step size from the data" if why.startswith(("Hessian", "1 /")) else "auto"
     return StepChoice(chosen, f"{source}: {values} ({why})")
+
+
+def _spectrum_step(
+    method: str, spec: Spectrum, fixed: float | None, m_auto: bool
+) -> tuple[dict[str, float], str]:
+    """Full batch, linear model: :func:`tuned_step` on the Hessian's spectrum ``spec`` over the
+    trainable parameters, with the momentum ``fixed`` (None: the optimal one, reported only when
+    ``m_auto``). Returns the chosen config values and the reason.
+
+    The ridge penalty ``(l2 / 2) ||W||^2`` is in the spectrum (``hessian_spectrum(..., l2)``:
+    ``l2`` added to every eigenvalue over ``W``). For ``loss=huber`` the spectrum is the squared
+    error's, whose ``L`` bounds the Huber Hessian everywhere; its ``mu`` is the Huber loss's own
+    only while every residual is within ``delta`` and can be near 0 elsewhere (``l2`` over
+    ``W``, 0 over ``b``, when no row is). The steps are kept: gradient descent's
+    ``2 / (L + mu)`` is below ``2 / L`` whatever the true ``mu``, and the momentum methods'
+    steps are stable for every curvature in ``(0, L]`` (Jury's conditions hold for each
+    ``lr lam`` in that range), so a smaller true ``mu`` only slows the run (it stops on
+    ``trainer.tol`` all the same).
+    """
+    lr, m = tuned_step(method, spec, fixed)
+    chosen = {"optimizer.lr": lr}
+    if m_auto and m is not None:
+        chosen["optimizer.momentum"] = m
+    why = (
+        f"Hessian eigenvalues {spec.mu:.4g}..{spec.L:.4g} over the trainable parameters, "
+        f"rank {spec.rank} of {spec.size}; {method}"
+    )
+    return chosen, why
+
+
+def _row_norm_step(top: float, l2: float) -> tuple[dict[str, float], str]:
+    """Per-sample or mini-batch, linear model: ``lr = 1 / (2 max_i ||a_i||^2 + l2)`` over the
+    rows ``a_i`` of ``[X 1]`` (``top`` is ``max_i ||a_i||^2``; 1 when it and ``l2`` are 0).
+    Returns the chosen config values and the reason.
+
+    One row's loss ``(a.p - y)^2`` has Hessian ``2 a a^T``, so this step moves the row's
+    residual exactly to zero (Kaczmarz's projection) and never past it; a batch's Hessian has
+    ``lambda_max <= 2 max ||a_i||^2``, so every batch is at most half its own stability limit.
+    The ridge penalty ``(l2 / 2) ||W||^2`` adds ``l2`` to a row's Hessian.
+    """
+    lr = 1.0 / (2.0 * top + l2) if top + l2 > 0 else 1.0
+    ridge = f" + l2), l2={l2:g}" if l2 else ")"
+    why = f"1 / (2 max ||[x 1]||^2{ridge}, largest squared row norm {top:.4g}"
+    return {"optimizer.lr": lr}, why
 
 
 def default_epochs(full_batch: bool) -> int:
