@@ -174,8 +174,9 @@ def say_convergence(
     if not (np.isfinite(r2) and np.isfinite(r2_ols)):
         return
     coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    possessive = ref + ("'" if ref.endswith("s") else "'s")  # least squares', the ridge minimum's
     gap = (
-        f"R^2 {r2:.6f} against {ref}'s {r2_ols:.6f}, largest relative coefficient "
+        f"R^2 {r2:.6f} against {possessive} {r2_ols:.6f}, largest relative coefficient "
         f"difference {coef:.2e}"
     )
     # on a design of full rank the coefficients are unique and must agree too; on a
