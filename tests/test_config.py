@@ -100,6 +100,7 @@ def test_the_model_group_is_its_constructors_arguments():
         ("optimizer.momentum=1.5", "optimizer.momentum"),
         ("logger.every_n_steps=0", "logger.every_n_steps"),
         ("data.val_fraction=1.2", "data.val_fraction"),
+        ("loader.batch_size=0", "loader.batch_size"),  # full batch reads none; 0 is still wrong
     ],
 )
 def test_validate_names_the_key(override, key):

@@ -298,9 +298,10 @@ def _validate_csv(d: DictConfig) -> None:
 
 
 def _validate_loader(loader: DictConfig) -> None:
-    """The ``loader`` group: a mini-batch loader needs ``batch_size`` >= 1."""
+    """The ``loader`` group: a mini-batch loader needs ``batch_size`` >= 1; the others read
+    none (a sweep may still set one), but a size below 1 is an error whatever the loader."""
     bs = loader.batch_size
-    if loader.name == "mini_batch":
+    if loader.name == "mini_batch" or bs is not None:
         _check(bs is not None and bs >= 1, "loader.batch_size", bs, "an integer >= 1")
 
 
