@@ -209,11 +209,11 @@ def scan_recording(
     features 50 ns a step against 36 with ``every = 1``, 54 against 41 with ``every = 64``
     (bench/per_sample_formulations.py).
 
-    Otherwise (steps that run op by op anyway, where a record at every step costs more) each step
-    records the parameters before it (``every == 1``), or the steps of a group of ``every`` run in an inner scan whose body is
-    only the step. ``batches(start, stop)`` gives the inputs of steps ``start:stop`` stacked on
-    a leading axis; it is asked for whole groups of ``every`` and the rest separately, so no
-    slice of the batches is ever copied."""
+    Otherwise (steps that run op by op anyway, where a record at every step costs more) each
+    step records the parameters before it (``every == 1``), or the steps of a group of
+    ``every`` run in an inner scan whose body is only the step. ``batches(start, stop)`` gives
+    the inputs of steps ``start:stop`` stacked on a leading axis; it is asked for whole groups
+    of ``every`` and the rest separately, so no slice of the batches is ever copied."""
     if one_scan:
         buf = jax.tree.map(
             lambda p: jnp.zeros((-(-length // every) + 1, *p.shape), p.dtype).at[0].set(p),
