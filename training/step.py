@@ -169,7 +169,7 @@ class CallResult(NamedTuple):
     losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step (full
     # batch: NaN after the step it stopped at, which were skipped)
     recorded: Params  # (records, ...): parameters before steps 0, k, 2k, ... of each epoch
-    # (a shuffled call of one epoch, per-sample or k = 1: one row more, which the host drops)
+    # (a per-sample call of one epoch: one row more, which the host drops)
     epoch_params: Params  # (epochs, ...): parameters at the end of each epoch
     taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
     diverged: jax.Array  # full batch: a loss was non-finite or exploded
@@ -360,9 +360,10 @@ def shuffled_call(
     ran: the host discards them)."""
     step = functools.partial(train_step, apply_fn=apply_fn, tx=tx, objective=objective)
     gather = functools.partial(gather_batches, masked=masked, rows=rows, mesh=mesh)
-    # per-sample steps at any period, mini-batches at k = 1 (a 32-row step at 16 features: 1.5
-    # against 1.6 us; with k > 1 the groups are as fast or faster)
-    one_scan = rows or record_every == 1
+    # per-sample steps at any period; mini-batches keep the records before each step or group:
+    # at k = 1 the buffer measured no faster for 32-row steps (bench/call_time.py: 32-48 ns a
+    # row against 34-45, alternating, on 2 shared cores)
+    one_scan = rows
 
     def call(params, opt_state, X, y, w, idx, counts, ref_loss) -> CallResult:
         del w
