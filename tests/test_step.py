@@ -222,6 +222,46 @@ def test_the_shuffled_call_is_a_python_loop_of_train_step(batch_size, optimizer)
     assert float(out.ref_loss) == 7.0
 
 
+@pytest.mark.parametrize("every", [1, 5, 64])
+def test_per_sample_recording_at_any_period_is_a_python_loop_of_train_step(every):
+    # per-sample steps run as one scan that writes each step's result into row (t + k) // k of
+    # a carried buffer: the rows must be the parameters before steps 0, k, 2k, ... of each
+    # epoch, bit for bit; 70 steps an epoch leave a partial last group for k = 64 and k = 5
+    rng = np.random.default_rng(3)
+    n, epochs = 70, 2
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (X @ np.float32([1.0, -2.0, 0.5, 3.0]) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    apply_fn, params = model(4)
+    tx = optax.sgd(0.02)
+    loader = make_loader("per_sample", 1, True, False, n, seed=0)
+    idx = np.stack([loader.batches(e)[0] for e in range(epochs)])
+    counts = np.ones(idx.shape[:2], np.int32)
+    step = jax.jit(functools.partial(train_step, apply_fn=apply_fn, tx=tx))
+    state, losses, recorded = TrainState(params, tx.init(params)), [], []
+    for e in range(epochs):
+        for s in range(n):
+            if s % every == 0:
+                recorded.append(state.params)
+            i = idx[e, s, 0]
+            state, loss = step(state, (X[i], y[i], None))
+            losses.append(loss)
+    records = len(record_positions(CallSpec(epochs, n, False, False, every, 0.0, 1e6, True)))
+    assert len(recorded) == records == epochs * -(-n // every)
+    want = jax.tree.map(lambda *a: np.stack(a), *recorded)
+
+    call = shuffled_call(apply_fn, tx, steps=n, record_every=every, rows=True)
+    out = call(params, tx.init(params), X, y, None, idx, counts, np.float32(1.0))
+    np.testing.assert_array_equal(np.asarray(out.losses), np.array(losses))
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(out.recorded), want)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(out.params), state.params)
+    # a call of one epoch keeps the buffer's extra last row (the host reads the first rows)
+    one = call(params, tx.init(params), X, y, None, idx[:1], counts[:1], np.float32(1.0))
+    first = jax.tree.map(lambda a: a[: records // epochs], want)
+    got = jax.device_get(one.recorded)
+    assert got["W"].shape[0] == records // epochs + 1
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(lambda a: a[:-1], got), first)
+
+
 def test_the_full_batch_call_is_a_python_loop_of_full_batch_step():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(40, 3)).astype(np.float32)

@@ -169,6 +169,7 @@ class CallResult(NamedTuple):
     losses: jax.Array  # (epochs * steps,): the loss at the parameters before each step (full
     # batch: NaN after the step it stopped at, which were skipped)
     recorded: Params  # (records, ...): parameters before steps 0, k, 2k, ... of each epoch
+    # (a per-sample call of one epoch: one row more, which the host drops)
     epoch_params: Params  # (epochs, ...): parameters at the end of each epoch
     taken: jax.Array  # full batch: steps applied before it stopped (converged or diverged)
     diverged: jax.Array  # full batch: a loss was non-finite or exploded
@@ -190,24 +191,56 @@ def scan_recording(
     batches: Callable[[int, int], Any],
     length: int,
     every: int,
+    *,
+    one_scan: bool = False,
 ) -> tuple[Any, jax.Array, Params]:
     """``length`` steps of ``step`` in ``lax.scan``; returns the final carry, the ``(length,)``
-    losses and the parameters (``carry.params``) before steps ``0, every, 2 every, ...``.
+    losses and the parameters (``carry.params``) before steps ``0, every, 2 every, ...``:
+    ``ceil(length / every)`` rows, one more with ``one_scan`` (see below).
 
-    ``batches(start, stop)`` gives the inputs of steps ``start:stop`` stacked on a leading axis;
-    it is asked for whole groups of ``every`` and the rest separately, so no slice of the batches
-    is ever copied. With ``every > 1`` the steps of a group run in an inner scan whose body is
-    only the step."""
+    ``one_scan``: one scan whose step ``t`` writes the parameters it produced
+    into row ``(t + every) // every`` of a carried buffer whose row 0 holds the first; the last
+    step to write row ``r``, ``t = r every - 1``, leaves there the parameters before step
+    ``r every``, and the steps after the last recorded one write the extra last row (the
+    parameters after step ``length - 1`` or before it: callers drop it). Recording the
+    parameters before a step instead keeps the old ones alive past the update, and XLA then
+    copies the carried parameters every step; a scan of groups of ``every`` steps runs its outer
+    loop op by op. One scan whose body is one per-sample step stays one compiled loop: at 16
+    features 50 ns a step against 36 with ``every = 1``, 54 against 41 with ``every = 64``
+    (bench/per_sample_formulations.py).
+
+    Otherwise (steps that run op by op anyway, where a record at every step costs more) each
+    step records the parameters before it (``every == 1``), or the steps of a group of
+    ``every`` run in an inner scan whose body is only the step. ``batches(start, stop)`` gives
+    the inputs of steps ``start:stop`` stacked on a leading axis; it is asked for whole groups
+    of ``every`` and the rest separately, so no slice of the batches is ever copied."""
+    if one_scan:
+        buf = jax.tree.map(
+            lambda p: jnp.zeros((-(-length // every) + 1, *p.shape), p.dtype).at[0].set(p),
+            carry.params,
+        )
+
+        def recording_step(cbt, b):
+            c, buf, t = cbt
+            c, loss = step(c, b)
+            row = t + 1 if every == 1 else (t + every) // every
+            buf = jax.tree.map(
+                lambda r, p: jax.lax.dynamic_update_index_in_dim(r, p, row, 0), buf, c.params
+            )
+            return (c, buf, t + 1), loss
+
+        (carry, buf, _), losses = jax.lax.scan(
+            recording_step, (carry, buf, jnp.int32(0)), batches(0, length), length=length
+        )
+        return carry, losses, buf
     if every == 1:
 
-        def recording_step(c, b):
+        def recording(c, b):
             before = c.params
             c, loss = step(c, b)
             return c, (loss, before)
 
-        carry, (losses, before) = jax.lax.scan(
-            recording_step, carry, batches(0, length), length=length
-        )
+        carry, (losses, before) = jax.lax.scan(recording, carry, batches(0, length), length=length)
         return carry, losses, before
     groups, rest = divmod(length, every)
     losses, records = [], []
@@ -327,17 +360,25 @@ def shuffled_call(
     ran: the host discards them)."""
     step = functools.partial(train_step, apply_fn=apply_fn, tx=tx, objective=objective)
     gather = functools.partial(gather_batches, masked=masked, rows=rows, mesh=mesh)
+    # per-sample steps at any period; mini-batches keep the records before each step or group:
+    # at k = 1 the buffer measured no faster for 32-row steps (bench/call_time.py: 32-48 ns a
+    # row against 34-45, alternating, on 2 shared cores)
+    one_scan = rows
 
     def call(params, opt_state, X, y, w, idx, counts, ref_loss) -> CallResult:
         del w
 
         def epoch(state: TrainState, block):
             batches = functools.partial(gather, X, y, *block)
-            state, losses, recorded = scan_recording(step, state, batches, steps, record_every)
+            state, losses, recorded = scan_recording(
+                step, state, batches, steps, record_every, one_scan=one_scan
+            )
             return state, (losses, recorded, state.params)
 
         state = TrainState(params, opt_state)
         state, (losses, recorded, epoch_params) = jax.lax.scan(epoch, state, (idx, counts))
+        if one_scan and idx.shape[0] > 1:  # drop each epoch's extra row before joining them
+            recorded = jax.tree.map(lambda r: r[:, : -(-steps // record_every)], recorded)
         recorded = jax.tree.map(lambda r: r.reshape(-1, *r.shape[2:]), recorded)
         # This pass over all of the call's losses also makes the call work the CPU client can
         # see: it runs a call it costs under 1000 flops (a loop counts once) inline in the
