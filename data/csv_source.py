@@ -25,7 +25,11 @@ Each column becomes numbers by one rule, fitted on the training rows once and sa
 The separator (``,`` ``;`` or tab) and the decimal mark (``.`` or ``,``) are detected unless
 ``data.sep`` / ``data.decimal`` say them. pandas parses plain numbers (``decimal=``); columns
 it leaves as text are cleaned, column by column, vectorised: thousands separators (checked to
-stand between groups of three digits), currency and percent signs, spaces.
+stand between groups of three digits), currency and percent signs, spaces. A column's cells
+can overrule the file's decimal mark, with a note: a mark twice in a number (``1,690,557``), or
+after a currency sign before groups of three digits (``$554,549``), is that column's thousands
+separator; a ``;``/tab file's column written only like ``554,549`` is read with the file's
+mark, with a note saying how to have it read as thousands.
 Rows are named by their number among the data rows (1 is the first row under the header).
 """
 
@@ -289,13 +293,14 @@ def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[
     if pd.api.types.is_bool_dtype(col):
         return decimal, None
     if pd.api.types.is_numeric_dtype(col):
+        if sep == ",":  # a ',' file's decimal mark is '.': no ambiguity
+            return decimal, None
         # pandas read every cell with the file's mark; only the values are left to judge
         v = col.to_numpy(dtype=np.float64)
         v = v[np.isfinite(v)]
         thousandths = np.abs(v) * 1000
         if (
-            sep != ","
-            and v.size
+            v.size
             and ((np.abs(v) >= 1) & (np.abs(v) < 1000)).all()
             and (np.abs(thousandths - np.round(thousandths)) < 1e-6 * thousandths).all()
             and (np.round(thousandths) % 10 != 0).all()
@@ -658,7 +663,8 @@ def _choose_kind(
         bad = int(np.flatnonzero(present & np.isnan(values))[0])
         raise UserError(
             f"{source}: column {name!r} row {_row(col, bad)}: {col.iloc[bad]!r} is not a "
-            f"number; {_mark_advice(opts['decimal'])}"
+            f"number; {_mark_advice(opts['decimal'])} (or add it to data.categorical if "
+            f"its values are codes)"
         )
     if name in opts["log_features"]:
         raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")

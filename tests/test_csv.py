@@ -370,3 +370,16 @@ def test_new_rows_need_only_the_columns_the_model_uses(tmp_path):
     (tmp_path / "new.csv").write_text("sqft\n1500\n2100\n")
     X, _ = predict.features(prep, tmp_path / "new.csv", tmp_path)
     np.testing.assert_array_equal(X[:, 0], [5.0, 11.0])  # (sqft - 1000) / 100
+
+
+def test_codes_that_look_like_numbers_can_be_declared_categories(tmp_path):
+    """The advice's other way out: ``data.categorical`` one-hot encodes them."""
+    from data.csv_source import fit_encoding, read_csv
+
+    (tmp_path / "v.csv").write_text("version,price\n1.2.3,1\n1.2.4,2\n1.2.3,3\n1.2.4,4\n")
+    df, source = read_csv(tmp_path / "v.csv")
+    with pytest.raises(UserError, match="'1.2.3' is not a number.*data.categorical"):
+        fit_encoding(df, source, "price")
+    enc, _, X = fit_encoding(df, source, "price", categorical=["version"], min_level_count=1)
+    assert enc.feature_names == ["version_1.2.4"]
+    np.testing.assert_array_equal(X[:, 0], [0, 1, 0, 1])
