@@ -316,12 +316,15 @@ def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[
     fraction = rf"(?:{re.escape(other)}\d*)?"
     repeated = bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}}){{2,}}{fraction}")
     money = text.str.contains(r"[$€£¥]") & bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+")
-    for rule, hits in (("appears twice in", repeated), ("has a currency sign in", money)):
+    for rule, hits in (
+        ("twice in one number", repeated),
+        ("between groups of three digits after a currency sign", money),
+    ):
         if hits.any():
             cell = text[hits].iloc[0]
             return other, (
                 f"column {name!r}: {decimal!r} read as the thousands separator, not the "
-                f"file's decimal mark ({decimal!r} {rule} {cell!r})"
+                f"file's decimal mark ({cell!r} has it {rule})"
             )
     if sep != "," and len(bare) and bare.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
         return decimal, _ambiguous_note(name, str(text.iloc[0]), decimal)
