@@ -37,9 +37,12 @@ def _run_record(run_dir: Path) -> dict:
 
 
 def needed_columns(prep: dict) -> list[str]:
-    """The CSV columns a run reads (before encoding), in the training file's order."""
+    """The CSV columns a run reads (before encoding), in the training file's order: those
+    with an output the model takes (a column constant in the training rows has none)."""
     if prep["encoding"]:
-        return [c["name"] for c in prep["encoding"]["columns"]]
+        from data.csv_source import Encoding
+
+        return [c.name for c in Encoding.from_dict(prep["encoding"]).used_columns]
     return list(prep["feature_names"])  # toy or synthetic data: the columns by feature name
 
 

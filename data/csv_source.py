@@ -25,7 +25,11 @@ Each column becomes numbers by one rule, fitted on the training rows once and sa
 The separator (``,`` ``;`` or tab) and the decimal mark (``.`` or ``,``) are detected unless
 ``data.sep`` / ``data.decimal`` say them. pandas parses plain numbers (``decimal=``); columns
 it leaves as text are cleaned, column by column, vectorised: thousands separators (checked to
-stand between groups of three digits), currency and percent signs, spaces.
+stand between groups of three digits), currency and percent signs, spaces. A column's cells
+can overrule the file's decimal mark, with a note: a mark twice in a number (``1,690,557``), or
+after a currency sign before groups of three digits (``$554,549``), is that column's thousands
+separator; a ``;``/tab file's column written only like ``554,549`` is read with the file's
+mark, with a note saying how to have it read as thousands.
 Rows are named by their number among the data rows (1 is the first row under the header).
 """
 
@@ -82,6 +86,8 @@ class ColumnCode:
     fill: float | None = None
     date_format: str | None = None
     dropped: list[str] = field(default_factory=list)
+    # the column's own decimal mark where its cells contradict the file's (see _column_decimal)
+    decimal: str | None = None
 
     @property
     def all_outputs(self) -> list[str]:
@@ -109,6 +115,12 @@ class Encoding:
     dropped_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    target_decimal: str | None = None  # the target's own mark, as ColumnCode.decimal
+
+    @property
+    def used_columns(self) -> list[ColumnCode]:
+        """The columns with at least one output the model takes (a constant one has none)."""
+        return [c for c in self.columns if c.outputs]
 
     @property
     def feature_names(self) -> list[str]:
@@ -123,6 +135,7 @@ class Encoding:
             "dropped_columns": self.dropped_columns,
             "notes": self.notes,
             "columns": [asdict(c) for c in self.columns],
+            "target_decimal": self.target_decimal,
         }
 
     @classmethod
@@ -135,6 +148,7 @@ class Encoding:
             d.get("decimal", "."),
             list(d.get("dropped_columns", [])),
             list(d.get("notes", [])),
+            target_decimal=d.get("target_decimal"),
         )
 
     def describe(self) -> str:
@@ -162,19 +176,20 @@ class Encoding:
         counts as ``other`` and adds a line to :attr:`warnings`; a word in a numeric column and a
         non-positive value under a log are errors naming the column and row."""
         self.warnings = []
-        for c in self.columns:
+        columns = self.used_columns
+        for c in columns:
             if c.name not in df.columns:
                 raise UserError(
                     f"{source}: no column {c.name!r}; the model needs columns "
-                    f"{', '.join(c.name for c in self.columns)}"
+                    f"{', '.join(c.name for c in columns)}"
                 )
         if missing != "mean":
-            _refuse_missing(df, self.columns, source, missing, self.decimal)
+            _refuse_missing(df, columns, source, missing, self.decimal)
         n = len(df)
         # column by column: Fortran order keeps each column's writes contiguous
         X = np.empty((n, len(self.feature_names)), np.float32, order="F")
         j = 0
-        for c in self.columns:
+        for c in columns:
             for name, values in _encode(df[c.name], c, source, self.decimal, self.warnings, where):
                 if name not in c.dropped:
                     X[:, j] = values
@@ -260,6 +275,85 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     return _per_cell(values, codes, np.nan), _per_cell(na, codes, True)
 
 
+def _other_mark(mark: str) -> str:
+    return "," if mark == "." else "."
+
+
+def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[str, str | None]:
+    """The decimal mark to read column ``col`` with, and a note for the user (or None).
+
+    The file's mark ``decimal`` unless the column's own cells say its character is the
+    thousands separator there: (a) a decimal mark appears once in a number, so a cell with it
+    twice or more between groups of three digits (``1,690,557``) makes it the thousands
+    separator; (b) money has no three-decimal amounts, so a cell with a currency sign whose
+    digits after it are groups of three (``$554,549``) does too. A column read against the
+    file's mark gets a note; so does one still ambiguous in a ``;``/tab file (every value
+    written like ``554,549`` with the file's mark), read with the file's mark."""
+    other = _other_mark(decimal)
+    if pd.api.types.is_bool_dtype(col):
+        return decimal, None
+    if pd.api.types.is_numeric_dtype(col):
+        if sep == ",":  # a ',' file's decimal mark is '.': no ambiguity
+            return decimal, None
+        # pandas read every cell with the file's mark; only the values are left to judge
+        v = col.to_numpy(dtype=np.float64)
+        v = v[np.isfinite(v)]
+        thousandths = np.abs(v) * 1000
+        if (
+            v.size
+            and ((np.abs(v) >= 1) & (np.abs(v) < 1000)).all()
+            and (np.abs(thousandths - np.round(thousandths)) < 1e-6 * thousandths).all()
+            and (np.round(thousandths) % 10 != 0).all()
+        ):
+            example = f"{v[0]:.3f}".replace(".", decimal)
+            return decimal, _ambiguous_note(name, example, decimal)
+        return decimal, None
+    _, texts = _cells(col)
+    text = pd.Series(texts, dtype=object)
+    text = text[~text.isin(NA_TOKENS)]
+    bare = text.str.replace(_DECORATION, "", regex=True)
+    mark = re.escape(decimal)
+    fraction = rf"(?:{re.escape(other)}\d*)?"
+    repeated = bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}}){{2,}}{fraction}")
+    money = text.str.contains(r"[$€£¥]") & bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+")
+    for rule, hits in (
+        ("twice in one number", repeated),
+        ("between groups of three digits after a currency sign", money),
+    ):
+        if hits.any():
+            cell = text[hits].iloc[0]
+            return other, (
+                f"column {name!r}: {decimal!r} read as the thousands separator, not the "
+                f"file's decimal mark ({cell!r} has it {rule})"
+            )
+    if sep != "," and len(bare) and bare.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
+        return decimal, _ambiguous_note(name, str(text.iloc[0]), decimal)
+    return decimal, None
+
+
+def _ambiguous_note(name: str, example: str, decimal: str) -> str:
+    return (
+        f"column {name!r}: every value is written like {example!r}, read with {decimal!r} as "
+        f"the decimal mark; if {decimal!r} separates thousands there, write the numbers "
+        f"without it ({example.replace(decimal, '')}) or with a currency sign"
+    )
+
+
+def _looks_numeric(texts: pd.Series) -> pd.Series:
+    """Which cells are digits, ``.`` and ``,`` (and signs, currency, percent, spaces) only."""
+    bare = texts.astype(str).str.replace(_DECORATION, "", regex=True)
+    return bare.str.fullmatch(r"[+-]?[\d.,]*\d[\d.,]*")
+
+
+def _mark_advice(decimal: str) -> str:
+    return (
+        f"the column is read with {decimal!r} as the decimal mark and "
+        f"{_other_mark(decimal)!r} as the thousands separator; set "
+        f"data.decimal={_other_mark(decimal)!r} if the file writes its decimals with "
+        f"{_other_mark(decimal)!r}, or data.sep if its columns are split wrongly"
+    )
+
+
 def _date_format(texts: np.ndarray) -> str | None:
     """The format every text in ``texts`` is written in, if one of :data:`DATE_FORMATS`."""
     if not len(texts):
@@ -292,9 +386,10 @@ def _numbers(col: pd.Series, name: str, source: str, decimal: str = ".") -> np.n
     values, empty = _parse_numbers(col, decimal)
     bad = np.flatnonzero(np.isnan(values) & ~empty)
     if bad.size:
+        cell = col.iloc[bad[0]]
+        advice = f"; {_mark_advice(decimal)}" if _looks_numeric(pd.Series([cell])).all() else ""
         raise UserError(
-            f"{source}: column {name!r} row {_row(col, bad[0])}: "
-            f"{col.iloc[bad[0]]!r} is not a number"
+            f"{source}: column {name!r} row {_row(col, bad[0])}: {cell!r} is not a number{advice}"
         )
     inf = np.flatnonzero(np.isinf(values))
     if inf.size:
@@ -318,7 +413,7 @@ def _log(values: np.ndarray, col: pd.Series, source: str, fix: str) -> np.ndarra
 
 def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
     if c.kind == "numeric":
-        return _parse_numbers(col, decimal)[1]
+        return _parse_numbers(col, c.decimal or decimal)[1]
     if c.kind == "boolean" and pd.api.types.is_bool_dtype(col):
         return np.zeros(len(col), bool)
     return _cells(col)[0] < 0
@@ -329,7 +424,7 @@ def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.
     if c.kind == "date":
         return _decimal_years(col, c.date_format, source)
     if c.kind == "numeric":
-        return _numbers(col, c.name, source, decimal)
+        return _numbers(col, c.name, source, c.decimal or decimal)
     if pd.api.types.is_bool_dtype(col):
         return col.to_numpy(dtype=np.float64)
     codes, texts = _cells(col)
@@ -566,6 +661,14 @@ def _choose_kind(
         if opts["dates"] == "drop":
             return None
         return ColumnCode(name, "date", date_format=fmt)
+    if _looks_numeric(pd.Series(levels, dtype=object)).all():
+        # numbers in another convention than the file's: a text column would hide that
+        bad = int(np.flatnonzero(present & np.isnan(values))[0])
+        raise UserError(
+            f"{source}: column {name!r} row {_row(col, bad)}: {col.iloc[bad]!r} is not a "
+            f"number; {_mark_advice(opts['decimal'])} (or add it to data.categorical if "
+            f"its values are codes)"
+        )
     if name in opts["log_features"]:
         raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")
     if {str(v).lower() for v in levels} in BOOLEAN_PAIRS:
@@ -637,6 +740,7 @@ def _fit_encoding(
     _check_named_columns(columns, source, target, features, drop, log_features, categorical)
     opts = dict(
         decimal=decimal,
+        sep=df.attrs.get("sep", ","),
         log_features=set(log_features),
         dates=dates,
         max_levels=max_levels,
@@ -646,7 +750,10 @@ def _fit_encoding(
         df, source, target, features, drop, categorical, opts
     )
     enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
-    df = _rows_to_keep(df, codes, target, source, missing, decimal, notes)
+    target_decimal, note = _column_decimal(df[target], target, decimal, opts["sep"])
+    notes += [note] if note else []
+    enc.target_decimal = target_decimal if target_decimal != decimal else None
+    df = _rows_to_keep(df, codes, target, source, missing, decimal, notes, enc.target_decimal)
     if callable(train_rows):
         train_rows = train_rows(len(df))
     train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
@@ -684,7 +791,14 @@ def _choose_codes(
         )
     codes = []
     for name in names:
-        code = _choose_kind(df[name], name, source, name in categorical, opts)
+        decimal, note = _column_decimal(df[name], name, opts["decimal"], opts["sep"])
+        if note:
+            notes.append(note)
+        code = _choose_kind(
+            df[name], name, source, name in categorical, {**opts, "decimal": decimal}
+        )
+        if code is not None and code.kind == "numeric" and decimal != opts["decimal"]:
+            code.decimal = decimal
         if code is None:
             auto_dropped.append(name)
             notes.append(f"column {name!r} is a date: dropped (data.dates=drop)")
@@ -730,11 +844,13 @@ def _rows_to_keep(
     missing: str,
     decimal: str,
     notes: list[str],
+    target_decimal: str | None = None,
 ) -> pd.DataFrame:
     """``df`` less the rows ``data.missing`` leaves out (``drop``: any empty cell of the target
     or a feature; ``mean``: an empty target, whose cells are never filled), with a note in
     ``notes``; ``missing=error`` raises :class:`UserError` naming the first empty cell."""
-    y_empty = _parse_numbers(df[target], decimal)[1]
+    y_code = ColumnCode(target, "numeric", decimal=target_decimal)
+    y_empty = _missing_mask(df[target], y_code, decimal)
     if missing == "drop":
         keep = ~y_empty
         for c in codes:
@@ -742,7 +858,7 @@ def _rows_to_keep(
     elif missing == "mean":
         keep = ~y_empty
     else:
-        _refuse_missing(df, codes + [ColumnCode(target, "numeric")], source, "error", decimal)
+        _refuse_missing(df, codes + [y_code], source, "error", decimal)
         keep = None
     if keep is not None and not keep.all():
         notes.append(
@@ -825,7 +941,7 @@ def fit_encoding(df: pd.DataFrame, source: str, target: str, **options):
 
 
 def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
-    y = _numbers(df[enc.target], enc.target, source, enc.decimal)
+    y = _numbers(df[enc.target], enc.target, source, enc.target_decimal or enc.decimal)
     if enc.log_target:
         _log(y, df[enc.target], source, "set data.log_target=false")  # checked, taken later
     return y

@@ -270,3 +270,117 @@ def test_bad_file_is_one_line_naming_the_problem(bad_file_runs, case):
     assert (run_dir / "metrics.json").read_text() == '{"earlier": true}'
     assert (run_dir / ".hydra" / "config.yaml").read_text() == "earlier: true\n"
     assert sorted(p.name for p in run_dir.iterdir()) == [".hydra", "metrics.json"]
+
+
+# --- numbers whose thousands separator is the file's decimal mark (a newcomer's report) ---
+
+
+def read_semicolon_file(tmp_path, text, **kw):
+    """``(features, target, encoding)`` of a ``;`` file with target ``price``."""
+    from data.csv_source import fit_encoding, read_csv, target_values
+
+    (tmp_path / "f.csv").write_text(text)
+    df, source = read_csv(tmp_path / "f.csv", **kw)
+    enc, rows, X = fit_encoding(df, source, "price")
+    return X, target_values(rows, enc, source), enc
+
+
+PRICES_WITH_MILLIONS = (
+    "lot_acres;floors;price\n1,28;1;$554,549\n2,5;1;$1,690,557\n0,75;1;$320,000\n3,1;1;$900,100\n"
+)
+
+
+@pytest.mark.parametrize("decimal", [None, ","])
+def test_a_mark_twice_in_a_number_is_the_columns_thousands_separator(tmp_path, decimal):
+    X, y, enc = read_semicolon_file(tmp_path, PRICES_WITH_MILLIONS, decimal=decimal)
+    np.testing.assert_array_equal(y, [554549.0, 1690557.0, 320000.0, 900100.0])
+    np.testing.assert_allclose(X[:, 0], [1.28, 2.5, 0.75, 3.1], rtol=1e-7)
+    assert enc.feature_names == ["lot_acres"]  # floors: constant
+    [note] = [n for n in enc.notes if "'price'" in n]
+    assert "',' read as the thousands separator" in note
+    assert "('$1,690,557' has it twice in one number)" in note
+
+
+def test_money_has_no_three_decimal_amounts(tmp_path):
+    text = "lot_acres;price;tax\n1,28;$554,549;1,5\n2,5;$320,000;2,25\n0,75;€412,000;3\n"
+    X, y, enc = read_semicolon_file(tmp_path, text)
+    np.testing.assert_array_equal(y, [554549.0, 320000.0, 412000.0])
+    np.testing.assert_allclose(X, [[1.28, 1.5], [2.5, 2.25], [0.75, 3.0]], rtol=1e-7)
+    assert any("'price'" in n and "currency sign" in n for n in enc.notes)
+
+
+def test_a_number_column_in_another_convention_gets_decimal_advice(tmp_path):
+    with pytest.raises(UserError) as err:
+        read_semicolon_file(tmp_path, PRICES_WITH_MILLIONS, decimal=".")
+    msg = str(err.value)
+    assert "column 'lot_acres' row 1: '1,28' is not a number" in msg
+    assert "data.decimal=','" in msg and "max_levels" not in msg
+    # the advice, followed, is the first test's reading (decimal=",")
+
+
+def test_an_ambiguous_column_is_read_as_the_file_says_with_a_note(tmp_path):
+    X, y, enc = read_semicolon_file(tmp_path, "x;price\n1;554,549\n2;320,123\n3;900,111\n")
+    np.testing.assert_allclose(y, [554.549, 320.123, 900.111], rtol=1e-12)
+    [note] = [n for n in enc.notes if "'price'" in n]
+    assert "write the numbers without it (554549) or with a currency sign" in note
+    # both ways the note offers read the column as thousands
+    for cells in ("554549;320123;900111", "$554,549;$320,123;$900,111"):
+        rows = "".join(f"{i};{c}\n" for i, c in enumerate(cells.split(";"), 1))
+        _, y, enc = read_semicolon_file(tmp_path, "x;price\n" + rows)
+        np.testing.assert_array_equal(y, [554549.0, 320123.0, 900111.0])
+    # a column with a fraction of another length is no ambiguity
+    _, y, enc = read_semicolon_file(tmp_path, "x;price\n1;554,5\n2;320,123\n3;900,111\n")
+    assert not [n for n in enc.notes if "'price'" in n]
+
+
+def test_the_columns_mark_is_saved_for_new_rows(tmp_path):
+    text = "size;x;price\n$1,690,557;1,5;1\n$554,549;2,5;2\n$3.5;3,25;3\n"
+    _, _, enc = read_semicolon_file(tmp_path, text)
+    from data.csv_source import Encoding, read_csv
+
+    again = Encoding.from_dict(json.loads(json.dumps(enc.to_dict())))
+    (tmp_path / "new.csv").write_text("size;x\n$554,549;1,5\n3.5;2\n")
+    df, source = read_csv(tmp_path / "new.csv")
+    np.testing.assert_allclose(again.transform(df, source), [[554549.0, 1.5], [3.5, 2.0]])
+
+
+def test_new_rows_need_only_the_columns_the_model_uses(tmp_path):
+    """A column constant in the training rows (numbers, or text with one level) has no input."""
+    import predict
+    from data.csv_source import fit_encoding, read_csv
+    from data.preprocess import Scaling
+
+    pd.DataFrame(
+        {
+            "sqft": [1400, 1600, 1700, 1875],
+            "floors": [1, 1, 1, 1],
+            "city": ["Seattle"] * 4,
+            "price": [245000, 312000, 279000, 308000],
+        }
+    ).to_csv(tmp_path / "train.csv", index=False)
+    df, source = read_csv(tmp_path / "train.csv")
+    enc, _, _ = fit_encoding(df, source, "price")
+    assert enc.feature_names == ["sqft"]
+    prep = {
+        "encoding": enc.to_dict(),
+        "feature_names": enc.feature_names,
+        "target": "price",
+        "scaling": vars(Scaling([1000.0], [100.0], 0.0, 1.0)),
+    }
+    assert predict.needed_columns(prep) == ["sqft"]
+    (tmp_path / "new.csv").write_text("sqft\n1500\n2100\n")
+    X, _ = predict.features(prep, tmp_path / "new.csv", tmp_path)
+    np.testing.assert_array_equal(X[:, 0], [5.0, 11.0])  # (sqft - 1000) / 100
+
+
+def test_codes_that_look_like_numbers_can_be_declared_categories(tmp_path):
+    """The advice's other way out: ``data.categorical`` one-hot encodes them."""
+    from data.csv_source import fit_encoding, read_csv
+
+    (tmp_path / "v.csv").write_text("version,price\n1.2.3,1\n1.2.4,2\n1.2.3,3\n1.2.4,4\n")
+    df, source = read_csv(tmp_path / "v.csv")
+    with pytest.raises(UserError, match="'1.2.3' is not a number.*data.categorical"):
+        fit_encoding(df, source, "price")
+    enc, _, X = fit_encoding(df, source, "price", categorical=["version"], min_level_count=1)
+    assert enc.feature_names == ["version_1.2.4"]
+    np.testing.assert_array_equal(X[:, 0], [0, 1, 0, 1])

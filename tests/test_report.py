@@ -425,3 +425,18 @@ def test_a_fold_keeps_nothing_of_an_earlier_one(tmp_path):
         trained.append(saved["inference"]["n"])
     assert trained == [245, 246]  # 546 rows less the 55 test rows: 246 and 245 held out
     assert metrics["cv"]["rmse"]["folds"][0] != metrics["cv"]["rmse"]["folds"][1]
+
+
+def test_zero_standard_errors_give_infinite_t_without_a_warning():
+    """An exact fit: every standard error is 0, t is +-inf (nan where beta is 0), p is 0."""
+    import warnings
+
+    from training.evaluate import _t_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = _t_table(np.array([2.0, -1.0, 0.0]), {"hc1": np.zeros((3, 3))}, 5, list("abc"))
+    t = {k: v["hc1"] for k, v in table["t_statistics"].items()}
+    assert t["a"] == math.inf and t["b"] == -math.inf and math.isnan(t["c"])
+    assert table["p_values"]["a"]["hc1"] == 0.0
+    assert table["confidence_intervals_95"]["b"]["hc1"] == [-1.0, -1.0]

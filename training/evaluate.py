@@ -405,7 +405,10 @@ def _t_table(beta: np.ndarray, cov: dict[str, np.ndarray], df: int, labels: list
     out: dict = {key: {k: {} for k in labels} for key in _TABLES}
     for kind, c in cov.items():
         se = np.sqrt(np.clip(np.diag(c), 0.0, None))
-        t = beta / se
+        # an exact fit has standard errors of 0: t is then +-inf (or nan for beta = 0), and
+        # its p-value 0 (nan), which say so; numpy's warning would only leak to the terminal
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = beta / se
         pv = 2.0 * stdtr(df, -np.abs(t))  # two-sided: twice the upper tail beyond |t|
         for i, k in enumerate(labels):
             out["standard_errors"][k][kind] = float(se[i])
