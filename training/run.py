@@ -128,7 +128,8 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
     steps ``full_batch_step``, ``shuffled_call`` steps ``train_step``; ``Runner`` makes the
     shuffle and dispatches): read its result back, update the progress record ``at``, call the
     hooks, check the stopping rules (divergence, convergence, a signal). ``calls``: a cache of
-    compiled calls shared by cross-validation folds of the same shapes. Returns the parameters, optimizer state and progress at the end."""
+    compiled calls shared by cross-validation folds of the same shapes. Returns the parameters,
+    optimizer state and progress at the end."""
     loader, tr = run.settings.loader, run.settings.cfg.trainer
     runner, blocks, traced = plan(run, at, calls)
     hooks = make_hooks(run, traced)
