@@ -269,3 +269,68 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
         cfg = compose("config", overrides=["optimizer.name=lion"])
         with pytest.raises(UserError, match=rf"^{re.escape(str(bad))}: no 'family'"):
             validate(cfg)
+
+
+def _train_as_the_command_line(conf, overrides, workdir):
+    """``python train.py OVERRIDES`` with ``conf`` as the config directory: composed with the
+    Hydra config, which the run reads the command line's overrides from."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            return cfg, train_and_evaluate(cfg, workdir)
+        finally:
+            HydraConfig.instance().cfg = None
+
+
+def _rmsprop_walkthrough(decay: float) -> float:
+    """W after 50 steps of optax.rmsprop(0.01, decay) on the walkthrough's loss from W = 8."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    y = 2 * x - 1
+    tx = optax.rmsprop(0.01, decay=decay)
+    W = jnp.float32(8.0)
+    state = tx.init(W)
+    grad = jax.grad(lambda W: jnp.mean((W * x - 1 - y) ** 2))
+    for _ in range(50):
+        update, state = tx.update(grad(W), state, W)
+        W = optax.apply_updates(W, update)
+    return float(W)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optimizer=rmsprop", "optimizer.transform.decay=0.5"],
+        # another group naming the file: the key is new to the composed transform, so `+`
+        ["optimizer.name=rmsprop", "+optimizer.transform.decay=0.5"],
+    ],
+)
+def test_a_transform_override_reaches_optax(tmp_path, conf_with_new_optimizers, overrides):
+    cfg, metrics = _train_as_the_command_line(
+        conf_with_new_optimizers, [*overrides, "logger.plots=false"], tmp_path / "run"
+    )
+    assert cfg.optimizer.transform.decay == 0.5
+    W = _rmsprop_walkthrough(0.5)
+    assert metrics["params"]["W"] == pytest.approx(W, rel=1e-5)
+    # not the file's 0.8 nor optax's default 0.9: the first step is lr / sqrt(1 - decay)
+    assert abs(W - _rmsprop_walkthrough(0.8)) > 0.02
+    assert abs(W - _rmsprop_walkthrough(0.9)) > 0.02
+
+
+def test_check_overrides_builds_the_transform_with_the_overrides():
+    cfg = make_config("optimizer.name=adam", "+optimizer.transform.b1=0.5")
+    validate(cfg, ["optimizer.name=adam", "+optimizer.transform.b1=0.5"])
+    assert (cfg.optimizer.transform._target_, cfg.optimizer.transform.b1) == ("optax.adam", 0.5)
+    assert cfg.optimizer.transform.b2 == 0.999  # the file's ${..b2}: the group's key

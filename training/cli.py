@@ -144,7 +144,7 @@ def check_overrides(argv: list[str]) -> list[str]:
                 fail(f"bad override: {_one_line(exc)}")
             if not multirun:
                 try:
-                    validate(cfg)
+                    validate(cfg, combo)
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:
