@@ -334,3 +334,57 @@ def test_check_overrides_builds_the_transform_with_the_overrides():
     validate(cfg, ["optimizer.name=adam", "+optimizer.transform.b1=0.5"])
     assert (cfg.optimizer.transform._target_, cfg.optimizer.transform.b1) == ("optax.adam", 0.5)
     assert cfg.optimizer.transform.b2 == 0.999  # the file's ${..b2}: the group's key
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["+optimizer.lrr=0.1"],
+            "bad override +optimizer.lrr=0.1: nothing reads the key 'optimizer.lrr', so the run "
+            "would ignore it; did you mean 'optimizer.lr'?",
+        ),
+        (
+            ["++lr=0.1"],
+            "bad override ++lr=0.1: nothing reads the key 'lr', so the run would ignore it; "
+            "did you mean 'optimizer.lr'?",
+        ),
+        (
+            ["+optimizer.decay=0.5"],
+            "bad override +optimizer.decay=0.5: nothing reads the key 'optimizer.decay', so the "
+            "run would ignore it; did you mean 'optimizer.decay_rate'?",
+        ),
+        # the unknown key's message suggests the nearest key, not `+`, which would be ignored
+        (
+            ["optimizer.lrr=0.1"],
+            "bad override: there is no config key 'optimizer.lrr'; did you mean 'optimizer.lr'?",
+        ),
+        (["zzz=1"], "bad override: there is no config key 'zzz' (the README lists every key)"),
+    ],
+)
+def test_an_added_key_nothing_reads_is_refused(capsys, args, line):
+    from training.cli import check_overrides
+
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["++optimizer.lr=0.1"],  # an existing key: ++ sets it
+        ["optimizer.name=adam", "+optimizer.transform.b1=0.5"],  # optax's argument
+        [
+            "data=synthetic",
+            "model=quadratic",
+            "+model.W_value=2.0",
+        ],  # its constructor's, checked there
+        ["+hydra.job.env_set.FOO=1"],
+    ],
+)
+def test_a_key_the_run_reads_may_be_added(args):
+    from training.cli import check_overrides
+
+    assert check_overrides(args) == args

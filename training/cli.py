@@ -31,10 +31,7 @@ def _one_line(exc: BaseException) -> str:
             )
     unknown = re.match(r"Could not override '([^']+)'", str(exc))
     if unknown:
-        return (
-            f"there is no config key {unknown.group(1)!r} (the README lists every key; "
-            f"'+{unknown.group(1)}=...' adds a new one)"
-        )
+        return f"there is no config key {unknown.group(1)!r}{_closest(unknown.group(1))}"
     parts = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -42,6 +39,67 @@ def _one_line(exc: BaseException) -> str:
         parts.extend(ln for ln in lines if ln not in parts)
         exc = exc.__cause__
     return "; ".join(parts)
+
+
+# keys a `+key=value` may add: each is read where it lands. Hydra's own; optax's constructor's
+# arguments (training/optim.py make_transform passes every key of optimizer.transform); the
+# model's constructor's (models/build.py). A wrong name there fails when the run builds it.
+ADDABLE = ("hydra.", "optimizer.transform.", "model.")
+
+
+def known_keys() -> list[str]:
+    """Every key the run reads: the schema's (training/config.py ``Config``) and those of the
+    model files in ``conf/model/``, dotted (``optimizer.lr``), sorted."""
+    from omegaconf import OmegaConf
+
+    from training.config import Config
+
+    def flat(node, prefix: str) -> set[str]:
+        out = set()
+        for key, value in node.items():
+            out.add(prefix + key)
+            if isinstance(value, dict):
+                out |= flat(value, f"{prefix}{key}.")
+        return out
+
+    keys = flat(OmegaConf.to_container(OmegaConf.structured(Config)), "")
+    for path in (CONF_DIR / "model").glob("*.yaml"):
+        keys |= {f"model.{k}" for k in OmegaConf.load(path)}
+    return sorted(keys)
+
+
+def _closest(key: str) -> str:
+    """``; did you mean 'optimizer.lr'?`` for the existing key nearest ``key``
+    (:func:`difflib.get_close_matches` on the whole dotted key, then on its last part, so
+    ``lr`` finds ``optimizer.lr``), else the README's pointer."""
+    import difflib
+
+    keys = known_keys()
+    near = difflib.get_close_matches(key, keys, n=1)
+    if not near:
+        leaves: dict[str, str] = {}
+        for k in keys:
+            leaves.setdefault(k.rsplit(".", 1)[-1], k)
+        near = [leaves[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], leaves, n=1)]
+    return f"; did you mean {near[0]!r}?" if near else " (the README lists every key)"
+
+
+def refuse_unread_additions(overrides: list[str]) -> None:
+    """A ``+key=value`` or ``++key=value`` adding a key nothing reads is one line naming it:
+    Hydra adds any key, and the run would train as if the line were not there. Config groups
+    (``+experiment=housing``) and the keys of :data:`ADDABLE` are read."""
+    keys = set(known_keys())
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    for arg in overrides:
+        if not arg.startswith("+"):
+            continue
+        key = arg.lstrip("+").split("=", 1)[0].split("@", 1)[0]
+        if key in keys or key in groups or key.startswith(ADDABLE):
+            continue
+        fail(
+            f"bad override {arg}: nothing reads the key {key!r}, so the run would ignore it"
+            f"{_closest(key)}"
+        )
 
 
 def _expand(overrides: list[str]) -> list[list[str]]:
@@ -131,6 +189,7 @@ def check_overrides(argv: list[str]) -> list[str]:
     from training.config import register_schema, validate
 
     register_schema()
+    refuse_unread_additions(overrides)
     try:
         combos = _expand(overrides) if multirun else [overrides]
     except Exception as exc:  # a syntax error in an override
