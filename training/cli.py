@@ -241,15 +241,26 @@ def run_files(path: Path) -> list[str]:
     return sorted({p.name for pattern in RUN_FILES for p in path.glob(pattern)})
 
 
+def run_dir_key() -> str:
+    """The key that chooses where this run writes: ``hydra.sweep.dir`` in a multirun (each
+    run's directory is inside it), else ``hydra.run.dir``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
+
+
 def refuse_another_run(path: Path | None) -> None:
     """Raise :class:`UserError` if ``path`` holds another run: everything in a run directory
-    belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one."""
+    belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one. The
+    advice names the key of :func:`run_dir_key`."""
     found = run_files(path) if path is not None else []
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
         raise UserError(
             f"{path} already holds a run ({shown}); continue it with trainer.resume=true or "
-            "choose another hydra.run.dir"
+            f"choose another {run_dir_key()}"
         )
 
 
@@ -282,7 +293,7 @@ def other_settings(run_dir, key: str, was, now) -> UserError:
     """The one line for a resume whose ``key`` differs from the run in ``run_dir``."""
     return UserError(
         f"{run_dir} holds a run of other settings ({key}: {was!r} there, {now!r} now); "
-        "resume it with its own settings, or start a new run in another hydra.run.dir"
+        f"resume it with its own settings, or start a new run in another {run_dir_key()}"
     )
 
 
@@ -358,7 +369,7 @@ def report_user_errors(multirun: bool = False, run_name: str = ""):
             raise
         fail(
             f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}; free some "
-            "space or choose another hydra.run.dir (earlier checkpoints are left as they were)"
+            f"space or choose another {run_dir_key()} (earlier checkpoints are left as they were)"
         )
 
 
