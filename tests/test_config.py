@@ -388,3 +388,37 @@ def test_a_key_the_run_reads_may_be_added(args):
     from training.cli import check_overrides
 
     assert check_overrides(args) == args
+
+
+def _sweep_subdir(*overrides: str) -> str:
+    """``hydra.sweep.subdir`` as composed, unresolved."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.sweep)["subdir"]
+
+
+def test_optuna_trials_are_numbered_and_a_grids_runs_named():
+    # a trial's overrides (each parameter at full precision, data.path) are too long a name
+    assert _sweep_subdir("hparams_search=optuna") == "${hydra.job.num}"
+    assert _sweep_subdir() == "${hydra:job.override_dirname}"
+
+
+def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):
+    from training.cli import check_overrides
+
+    columns = ",".join(f"column_{i:03d}" for i in range(30))  # 30 * 11 bytes: over 255
+    args = ["-m", "model.W_value=1,2", f"+model.x=[{columns}]", f"hydra.sweep.dir={tmp_path}"]
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: bad override: the sweep's run ")
+    assert "over the file system's 255" in err
+    assert "'hydra.sweep.subdir=${hydra.job.num}'" in err
+    # numbered, the same sweep is accepted
+    assert check_overrides([*args, "hydra.sweep.subdir=${hydra.job.num}"])
+    assert not any(tmp_path.iterdir())  # nothing was made

@@ -183,6 +183,7 @@ def check_overrides(argv: list[str]) -> list[str]:
         for a in argv
         if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
     ]
+    hydra_args = [a for a in argv if not a.startswith("-") and a not in overrides]
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -201,7 +202,9 @@ def check_overrides(argv: list[str]) -> list[str]:
                 cfg = compose("config", overrides=combo)
             except Exception as exc:
                 fail(f"bad override: {_one_line(exc)}")
-            if not multirun:
+            if multirun:
+                refuse_a_name_too_long(combo, hydra_args)
+            else:
                 try:
                     validate(cfg, combo)
                     if _holds_a_run(original):
@@ -214,6 +217,41 @@ def check_overrides(argv: list[str]) -> list[str]:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
     return argv
+
+
+def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
+    """Exit with one line if a sweep's run directory, ``hydra.sweep.dir``/``hydra.sweep.subdir``
+    (by default named after the run's overrides), has a part longer than the file system
+    allows (``NAME_MAX``, 255 bytes on Linux and macOS): Hydra would fail making it with
+    ``OSError: [Errno 36] File name too long`` and a traceback. Called inside the compose API's
+    context; a directory Hydra cannot name before the run (an unknown resolver) is left to it."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = compose("config", overrides=[*combo, *hydra_args], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        path = Path(OmegaConf.select(cfg, "hydra.sweep.dir")) / str(
+            OmegaConf.select(cfg, "hydra.sweep.subdir")
+        )
+    except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
+        return
+    finally:
+        HydraConfig.instance().cfg = None
+    try:
+        limit = os.pathconf(next(p for p in path.absolute().parents if p.is_dir()), "PC_NAME_MAX")
+    except (OSError, ValueError, StopIteration):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            fail(
+                f"bad override: the sweep's run directory {part[:40]}... is a name of "
+                f"{len(os.fsencode(part))} bytes, over the file system's {limit} (hydra.sweep."
+                "subdir names each run after its overrides); number the runs instead with "
+                "'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, which keep the shell "
+                "from reading the $)"
+            )
 
 
 def _run_dir(argv: list[str]) -> Path | None:
