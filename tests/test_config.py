@@ -360,6 +360,11 @@ def test_check_overrides_builds_the_transform_with_the_overrides():
             "bad override: there is no config key 'optimizer.lrr'; did you mean 'optimizer.lr'?",
         ),
         (["zzz=1"], "bad override: there is no config key 'zzz' (the README lists every key)"),
+        (
+            ["optimizer.name=adam", "optimizer.transform.b1=0.5"],
+            "bad override: there is no config key 'optimizer.transform.b1' in the composed "
+            "group; '+optimizer.transform.b1=...' passes it to the constructor",
+        ),
     ],
 )
 def test_an_added_key_nothing_reads_is_refused(capsys, args, line):

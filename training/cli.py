@@ -31,7 +31,13 @@ def _one_line(exc: BaseException) -> str:
             )
     unknown = re.match(r"Could not override '([^']+)'", str(exc))
     if unknown:
-        return f"there is no config key {unknown.group(1)!r}{_closest(unknown.group(1))}"
+        key = unknown.group(1)
+        if key.startswith(ADDABLE):  # an argument of optax's or the model's constructor
+            return (
+                f"there is no config key {key!r} in the composed group; '+{key}=...' "
+                "passes it to the constructor"
+            )
+        return f"there is no config key {key!r}{_closest(key)}"
     parts = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
