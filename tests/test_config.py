@@ -270,3 +270,161 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
         cfg = compose("config", overrides=["optimizer.name=lion"])
         with pytest.raises(UserError, match=rf"^{re.escape(str(bad))}: no 'family'"):
             validate(cfg)
+
+
+def _train_as_the_command_line(conf, overrides, workdir):
+    """``python train.py OVERRIDES`` with ``conf`` as the config directory: composed with the
+    Hydra config, which the run reads the command line's overrides from."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        try:
+            return cfg, train_and_evaluate(cfg, workdir)
+        finally:
+            HydraConfig.instance().cfg = None
+
+
+def _rmsprop_walkthrough(decay: float) -> float:
+    """W after 50 steps of optax.rmsprop(0.01, decay) on the walkthrough's loss from W = 8."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    x = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
+    y = 2 * x - 1
+    tx = optax.rmsprop(0.01, decay=decay)
+    W = jnp.float32(8.0)
+    state = tx.init(W)
+    grad = jax.grad(lambda W: jnp.mean((W * x - 1 - y) ** 2))
+    for _ in range(50):
+        update, state = tx.update(grad(W), state, W)
+        W = optax.apply_updates(W, update)
+    return float(W)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["optimizer=rmsprop", "optimizer.transform.decay=0.5"],
+        # another group naming the file: the key is new to the composed transform, so `+`
+        ["optimizer.name=rmsprop", "+optimizer.transform.decay=0.5"],
+    ],
+)
+def test_a_transform_override_reaches_optax(tmp_path, conf_with_new_optimizers, overrides):
+    cfg, metrics = _train_as_the_command_line(
+        conf_with_new_optimizers, [*overrides, "logger.plots=false"], tmp_path / "run"
+    )
+    assert cfg.optimizer.transform.decay == 0.5
+    W = _rmsprop_walkthrough(0.5)
+    assert metrics["params"]["W"] == pytest.approx(W, rel=1e-5)
+    # not the file's 0.8 nor optax's default 0.9: the first step is lr / sqrt(1 - decay)
+    assert abs(W - _rmsprop_walkthrough(0.8)) > 0.02
+    assert abs(W - _rmsprop_walkthrough(0.9)) > 0.02
+
+
+def test_check_overrides_builds_the_transform_with_the_overrides():
+    cfg = make_config("optimizer.name=adam", "+optimizer.transform.b1=0.5")
+    validate(cfg, ["optimizer.name=adam", "+optimizer.transform.b1=0.5"])
+    assert (cfg.optimizer.transform._target_, cfg.optimizer.transform.b1) == ("optax.adam", 0.5)
+    assert cfg.optimizer.transform.b2 == 0.999  # the file's ${..b2}: the group's key
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["+optimizer.lrr=0.1"],
+            "bad override +optimizer.lrr=0.1: nothing reads the key 'optimizer.lrr', so the run "
+            "would ignore it; did you mean 'optimizer.lr'?",
+        ),
+        (
+            ["++lr=0.1"],
+            "bad override ++lr=0.1: nothing reads the key 'lr', so the run would ignore it; "
+            "did you mean 'optimizer.lr'?",
+        ),
+        (
+            ["+optimizer.decay=0.5"],
+            "bad override +optimizer.decay=0.5: nothing reads the key 'optimizer.decay', so the "
+            "run would ignore it; did you mean 'optimizer.decay_rate'?",
+        ),
+        # the unknown key's message suggests the nearest key, not `+`, which would be ignored
+        (
+            ["optimizer.lrr=0.1"],
+            "bad override: there is no config key 'optimizer.lrr'; did you mean 'optimizer.lr'?",
+        ),
+        (["zzz=1"], "bad override: there is no config key 'zzz' (the README lists every key)"),
+        (
+            ["optimizer.name=adam", "optimizer.transform.b1=0.5"],
+            "bad override: there is no config key 'optimizer.transform.b1' in the composed "
+            "group; '+optimizer.transform.b1=...' passes it to the constructor",
+        ),
+    ],
+)
+def test_an_added_key_nothing_reads_is_refused(capsys, args, line):
+    from training.cli import check_overrides
+
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["++optimizer.lr=0.1"],  # an existing key: ++ sets it
+        ["optimizer.name=adam", "+optimizer.transform.b1=0.5"],  # optax's argument
+        [
+            "data=synthetic",
+            "model=quadratic",
+            "+model.W_value=2.0",
+        ],  # its constructor's, checked there
+        ["+hydra.job.env_set.FOO=1"],
+    ],
+)
+def test_a_key_the_run_reads_may_be_added(args):
+    from training.cli import check_overrides
+
+    assert check_overrides(args) == args
+
+
+def _sweep_subdir(*overrides: str) -> str:
+    """``hydra.sweep.subdir`` as composed, unresolved."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.sweep)["subdir"]
+
+
+def test_optuna_trials_are_numbered_and_a_grids_runs_named():
+    # a trial's overrides (each parameter at full precision, data.path) are too long a name
+    assert _sweep_subdir("hparams_search=optuna") == "${hydra.job.num}"
+    assert _sweep_subdir() == "${hydra:job.override_dirname}"
+
+
+def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):
+    from training.cli import check_overrides
+
+    columns = ",".join(f"column_{i:03d}" for i in range(30))  # 30 * 11 bytes: over 255
+    args = ["-m", "model.W_value=1,2", f"+model.x=[{columns}]", f"hydra.sweep.dir={tmp_path}"]
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: bad override: the sweep's run ")
+    assert "over the file system's 255" in err
+    assert "'hydra.sweep.subdir=${hydra.job.num}'" in err
+    # numbered, the same sweep is accepted
+    assert check_overrides([*args, "hydra.sweep.subdir=${hydra.job.num}"])
+    assert not any(tmp_path.iterdir())  # nothing was made

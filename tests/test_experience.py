@@ -332,3 +332,30 @@ def test_a_model_of_ones_own_trains_logs_and_predicts(tmp_path):
 
     assert df["price"].astype(float).to_numpy()[train] == pytest.approx(price[train])
     assert r2_score(price[train], pred[train]) == pytest.approx(metrics["train"]["r2"], abs=1e-5)
+
+
+def test_a_frozen_weight_converges_on_the_trainable_gradient(tmp_path):
+    """``optimizer.freeze=[W]``: ``trainer.tol`` reads ``b``'s gradient only (``W``'s is not
+    zero at the constrained minimum). With ``W = 8`` held, ``b* = mean(y - 8 x) = -10`` and
+    ``b + 10`` shrinks by ``1 - 2 lr`` a step from ``b = -1``: ``|g_b| = 18 * 0.98^k`` falls
+    below 1e-4 first at ``k = 599`` (float32's rounding of ``b`` near -10 slows the last
+    steps: 602 in numpy's float32, 603 here), not the 5000 epochs of a norm over ``W``'s too.
+    The least-squares standard errors, over every parameter, do not apply; the note says so."""
+    metrics = train_and_evaluate(
+        make_config(
+            "data=toy",
+            "optimizer.freeze=[W]",
+            "trainer.tol=1e-4",
+            "trainer.epochs=5000",
+            "logger.print_trace=false",
+            "logger.plots=false",
+        ),
+        tmp_path,
+    )
+    k = int(np.ceil(np.log(1e-4 / 18) / np.log(0.98)))
+    assert k == 599
+    assert metrics["stopped"] == "converged" and k <= metrics["steps"] <= k + 5
+    assert metrics["params"]["W"] == 8.0
+    assert metrics["params"]["b"] == pytest.approx(-10.0, abs=1e-4)
+    assert set(metrics["standard_errors"].values()) == {None}
+    assert metrics["inference"]["note"].endswith("standard errors need optimizer.freeze=[])")

@@ -134,3 +134,32 @@ def test_a_refused_resume_writes_nothing_not_even_hydras_record(tmp_path):
     line = one_error_line(other)
     assert "holds a run of other settings (seed: 0 there, 3 now)" in line
     assert snapshot(tmp_path) == before  # .hydra/config.yaml and overrides.yaml included
+
+
+@pytest.mark.parametrize(
+    ("mode", "key"), [("MULTIRUN", "hydra.sweep.dir"), ("RUN", "hydra.run.dir")]
+)
+def test_the_advice_names_the_directory_key_of_the_mode(tmp_path, mode, key):
+    """A sweep rerun into the same ``hydra.sweep.dir``: each run's directory is chosen by that
+    key, which the line names (``hydra.run.dir`` does nothing in a multirun)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from training.cli import CONF_DIR, refuse_another_run
+
+    (tmp_path / "metrics.json").write_text("{}")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        HydraConfig.instance().set_config(
+            compose("config", overrides=[f"hydra.mode={mode}"], return_hydra_config=True)
+        )
+    try:
+        with pytest.raises(UserError) as err:
+            refuse_another_run(tmp_path)
+    finally:
+        HydraConfig.instance().cfg = None
+    assert str(err.value) == (
+        f"{tmp_path} already holds a run (metrics.json); continue it with trainer.resume=true "
+        f"or choose another {key}"
+    )

@@ -307,3 +307,21 @@ def test_make_train_call_passes_the_objective_through():
     huber = Objective("huber", delta=1.0)
     # twice Huber's rho: 2 delta |r| - delta^2 for |r| = 2 > delta, r^2 for |r| = 1
     assert float(loss_fn(p, linear, X, y, None, huber)) == (3.0 + 1.0) / 2
+
+
+def test_the_tol_test_reads_the_trainable_parameters_gradient_only():
+    """``optimizer.freeze=[W]``: at the minimum over ``b`` alone the frozen ``W``'s gradient is
+    not zero, so a norm over every gradient never fell below ``tol``. ``L = (b^2 + (2 W +
+    b)^2) / 2`` on ``x = (0, 2)``, ``y = 0``, ``W = 1`` held: ``g_b = 2 (b + 1)``, and lr 1/4
+    halves ``b + 1`` from ``b = 0``: ``g_b = 2^(1-k) < 0.01`` first at ``k = 8``, where
+    ``g_W = 2 (2 + b) = 2 + 2^(1-k)``."""
+    X, y = jnp.array([[0.0], [2.0]]), jnp.zeros(2)
+    p = {"W": jnp.ones(1), "b": jnp.float32(0.0)}
+    labels = {"W": "frozen", "b": "train"}
+    tx = optax.partition({"train": optax.sgd(0.25), "frozen": optax.set_to_zero()}, labels)
+    for frozen, taken in ((("W",), 8), ((), 20)):
+        call = full_batch_call(linear, tx, steps=20, tol=0.01, frozen=frozen)
+        out = call(p, tx.init(p), X, y, None, None, None, np.nan)
+        assert int(out.taken) == taken and not bool(out.diverged)
+        assert float(out.params["W"][0]) == 1.0
+        assert float(out.params["b"]) == -1.0 + 2.0**-taken

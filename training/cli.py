@@ -31,10 +31,13 @@ def _one_line(exc: BaseException) -> str:
             )
     unknown = re.match(r"Could not override '([^']+)'", str(exc))
     if unknown:
-        return (
-            f"there is no config key {unknown.group(1)!r} (the README lists every key; "
-            f"'+{unknown.group(1)}=...' adds a new one)"
-        )
+        key = unknown.group(1)
+        if key.startswith(ADDABLE):  # an argument of optax's or the model's constructor
+            return (
+                f"there is no config key {key!r} in the composed group; '+{key}=...' "
+                "passes it to the constructor"
+            )
+        return f"there is no config key {key!r}{_closest(key)}"
     parts = []
     while exc is not None:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -42,6 +45,67 @@ def _one_line(exc: BaseException) -> str:
         parts.extend(ln for ln in lines if ln not in parts)
         exc = exc.__cause__
     return "; ".join(parts)
+
+
+# keys a `+key=value` may add: each is read where it lands. Hydra's own; optax's constructor's
+# arguments (training/optim.py make_transform passes every key of optimizer.transform); the
+# model's constructor's (models/build.py). A wrong name there fails when the run builds it.
+ADDABLE = ("hydra.", "optimizer.transform.", "model.")
+
+
+def known_keys() -> list[str]:
+    """Every key the run reads: the schema's (training/config.py ``Config``) and those of the
+    model files in ``conf/model/``, dotted (``optimizer.lr``), sorted."""
+    from omegaconf import OmegaConf
+
+    from training.config import Config
+
+    def flat(node, prefix: str) -> set[str]:
+        out = set()
+        for key, value in node.items():
+            out.add(prefix + key)
+            if isinstance(value, dict):
+                out |= flat(value, f"{prefix}{key}.")
+        return out
+
+    keys = flat(OmegaConf.to_container(OmegaConf.structured(Config)), "")
+    for path in (CONF_DIR / "model").glob("*.yaml"):
+        keys |= {f"model.{k}" for k in OmegaConf.load(path)}
+    return sorted(keys)
+
+
+def _closest(key: str) -> str:
+    """``; did you mean 'optimizer.lr'?`` for the existing key nearest ``key``
+    (:func:`difflib.get_close_matches` on the whole dotted key, then on its last part, so
+    ``lr`` finds ``optimizer.lr``), else the README's pointer."""
+    import difflib
+
+    keys = known_keys()
+    near = difflib.get_close_matches(key, keys, n=1)
+    if not near:
+        leaves: dict[str, str] = {}
+        for k in keys:
+            leaves.setdefault(k.rsplit(".", 1)[-1], k)
+        near = [leaves[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], leaves, n=1)]
+    return f"; did you mean {near[0]!r}?" if near else " (the README lists every key)"
+
+
+def refuse_unread_additions(overrides: list[str]) -> None:
+    """A ``+key=value`` or ``++key=value`` adding a key nothing reads is one line naming it:
+    Hydra adds any key, and the run would train as if the line were not there. Config groups
+    (``+experiment=housing``) and the keys of :data:`ADDABLE` are read."""
+    keys = set(known_keys())
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    for arg in overrides:
+        if not arg.startswith("+"):
+            continue
+        key = arg.lstrip("+").split("=", 1)[0].split("@", 1)[0]
+        if key in keys or key in groups or key.startswith(ADDABLE):
+            continue
+        fail(
+            f"bad override {arg}: nothing reads the key {key!r}, so the run would ignore it"
+            f"{_closest(key)}"
+        )
 
 
 def _expand(overrides: list[str]) -> list[list[str]]:
@@ -125,12 +189,14 @@ def check_overrides(argv: list[str]) -> list[str]:
         for a in argv
         if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
     ]
+    hydra_args = [a for a in argv if not a.startswith("-") and a not in overrides]
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from training.config import register_schema, validate
 
     register_schema()
+    refuse_unread_additions(overrides)
     try:
         combos = _expand(overrides) if multirun else [overrides]
     except Exception as exc:  # a syntax error in an override
@@ -142,9 +208,11 @@ def check_overrides(argv: list[str]) -> list[str]:
                 cfg = compose("config", overrides=combo)
             except Exception as exc:
                 fail(f"bad override: {_one_line(exc)}")
-            if not multirun:
+            if multirun:
+                refuse_a_name_too_long(combo, hydra_args)
+            else:
                 try:
-                    validate(cfg)
+                    validate(cfg, combo)
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:
@@ -155,6 +223,41 @@ def check_overrides(argv: list[str]) -> list[str]:
                     fail(str(exc), exc.exit_code)
     GlobalHydra.instance().clear()
     return argv
+
+
+def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
+    """Exit with one line if a sweep's run directory, ``hydra.sweep.dir``/``hydra.sweep.subdir``
+    (by default named after the run's overrides), has a part longer than the file system
+    allows (``NAME_MAX``, 255 bytes on Linux and macOS): Hydra would fail making it with
+    ``OSError: [Errno 36] File name too long`` and a traceback. Called inside the compose API's
+    context; a directory Hydra cannot name before the run (an unknown resolver) is left to it."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    try:
+        cfg = compose("config", overrides=[*combo, *hydra_args], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        path = Path(OmegaConf.select(cfg, "hydra.sweep.dir")) / str(
+            OmegaConf.select(cfg, "hydra.sweep.subdir")
+        )
+    except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
+        return
+    finally:
+        HydraConfig.instance().cfg = None
+    try:
+        limit = os.pathconf(next(p for p in path.absolute().parents if p.is_dir()), "PC_NAME_MAX")
+    except (OSError, ValueError, StopIteration):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            fail(
+                f"bad override: the sweep's run directory {part[:40]}... is a name of "
+                f"{len(os.fsencode(part))} bytes, over the file system's {limit} (hydra.sweep."
+                "subdir names each run after its overrides); number the runs instead with "
+                "'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, which keep the shell "
+                "from reading the $)"
+            )
 
 
 def _run_dir(argv: list[str]) -> Path | None:
@@ -182,15 +285,26 @@ def run_files(path: Path) -> list[str]:
     return sorted({p.name for pattern in RUN_FILES for p in path.glob(pattern)})
 
 
+def run_dir_key() -> str:
+    """The key that chooses where this run writes: ``hydra.sweep.dir`` in a multirun (each
+    run's directory is inside it), else ``hydra.run.dir``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
+
+
 def refuse_another_run(path: Path | None) -> None:
     """Raise :class:`UserError` if ``path`` holds another run: everything in a run directory
-    belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one."""
+    belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one. The
+    advice names the key of :func:`run_dir_key`."""
     found = run_files(path) if path is not None else []
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
         raise UserError(
             f"{path} already holds a run ({shown}); continue it with trainer.resume=true or "
-            "choose another hydra.run.dir"
+            f"choose another {run_dir_key()}"
         )
 
 
@@ -223,7 +337,7 @@ def other_settings(run_dir, key: str, was, now) -> UserError:
     """The one line for a resume whose ``key`` differs from the run in ``run_dir``."""
     return UserError(
         f"{run_dir} holds a run of other settings ({key}: {was!r} there, {now!r} now); "
-        "resume it with its own settings, or start a new run in another hydra.run.dir"
+        f"resume it with its own settings, or start a new run in another {run_dir_key()}"
     )
 
 
@@ -299,7 +413,7 @@ def report_user_errors(multirun: bool = False, run_name: str = ""):
             raise
         fail(
             f"cannot write {exc.filename or 'the run directory'}: {exc.strerror}; free some "
-            "space or choose another hydra.run.dir (earlier checkpoints are left as they were)"
+            f"space or choose another {run_dir_key()} (earlier checkpoints are left as they were)"
         )
 
 

@@ -189,11 +189,15 @@ def optimizer_files() -> dict[str, Path]:
     return found
 
 
-def define_optimizer(opt: DictConfig, path: Path) -> None:
+def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple = ()) -> None:
     """Set ``opt.family`` and ``opt.transform`` to those of ``path``, the file of ``opt.name``:
     ``optimizer.name=nesterov`` on the ``sgd`` group builds Nesterov's method, as
     ``optimizer=nesterov`` does. The transform's ``${..key}`` arguments read ``opt``'s keys.
-    Raises :class:`UserError` when the file lacks either key."""
+
+    ``overrides`` (the command line's ``key=value`` strings) that set ``optimizer.transform``
+    or a key under it are applied over the file's transform, so ``optimizer.transform.decay=0.5``
+    reaches optax whichever group named the file. Raises :class:`UserError` when the file lacks
+    either key."""
     definition = OmegaConf.load(path)
     for key in ("family", "transform"):
         if key not in definition:
@@ -201,7 +205,42 @@ def define_optimizer(opt: DictConfig, path: Path) -> None:
                 f"{path}: no {key!r}; an optimizer file gives family (one of "
                 f"{', '.join(FAMILIES)}) and transform (optax's _target_, _partial_: true)"
             )
-    opt.family, opt.transform = definition.family, definition.transform
+    transform = definition.transform
+    for key, value, delete in transform_overrides(overrides):
+        if delete:
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(transform, parent) if parent else transform
+            if isinstance(node, DictConfig) and leaf in node:
+                del node[leaf]
+        elif key:
+            OmegaConf.update(transform, key, value, merge=True, force_add=True)
+        else:
+            transform = OmegaConf.merge(transform, value)
+    opt.family, opt.transform = definition.family, transform
+
+
+def transform_overrides(overrides: list[str] | tuple) -> list[tuple[str, Any, bool]]:
+    """``(key under optimizer.transform, value, is a deletion)`` for each override of
+    ``optimizer.transform`` or a key under it, in command-line order, as Hydra's override
+    grammar reads them (``+``, ``++`` and ``~`` prefixes included)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    wanted = [o for o in overrides if "optimizer.transform" in o.split("=", 1)[0]]
+    out = []
+    for ov in OverridesParser.create().parse_overrides(wanted):
+        key = ov.key_or_group
+        if key != "optimizer.transform" and not key.startswith("optimizer.transform."):
+            continue
+        out.append((key[len("optimizer.transform.") :], ov.value(), ov.is_delete()))
+    return out
+
+
+def command_line_overrides() -> list[str]:
+    """The running Hydra app's overrides (``hydra.overrides.task``); ``[]`` outside one (the
+    compose API: pass the overrides to :func:`validate` instead)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:
@@ -218,14 +257,17 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     """Range- and choice-check every key; raises :class:`UserError` naming the first bad one.
+
+    ``overrides``: the command line's, whose ``optimizer.transform.*`` values win over the
+    optimizer file's (:func:`define_optimizer`); None reads the running Hydra app's.
 
     The choices of every group come first, then each group's ranges in the order data, loader,
     optimizer, trainer, loss, logger, so the first error reported is the same whichever check
     finds it.
     """
-    _validate_choices(cfg)
+    _validate_choices(cfg, command_line_overrides() if overrides is None else overrides)
     _validate_data(cfg.data)
     _validate_loader(cfg.loader)
     _validate_optimizer(cfg.optimizer)
@@ -234,7 +276,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_logger(cfg.logger)
 
 
-def _validate_choices(cfg: DictConfig) -> None:
+def _validate_choices(cfg: DictConfig, overrides: list[str]) -> None:
     """Every key that names one of a fixed set (and reads the optimizer's file, filling
     ``optimizer.family`` and ``optimizer.transform``); raises :class:`UserError`."""
     _choice(cfg, "data.name", tuple(SOURCES))
@@ -244,7 +286,7 @@ def _validate_choices(cfg: DictConfig) -> None:
     _choice(cfg, "loader.name", LOADERS)
     files = optimizer_files()
     _choice(cfg, "optimizer.name", tuple(files))
-    define_optimizer(cfg.optimizer, files[cfg.optimizer.name])
+    define_optimizer(cfg.optimizer, files[cfg.optimizer.name], overrides)
     _choice(cfg, "optimizer.family", tuple(FAMILIES))
     _choice(cfg, "optimizer.schedule", tuple(SCHEDULES))
     for key in ("model.W_init", "model.b_init"):

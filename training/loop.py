@@ -151,12 +151,13 @@ class Runner:
         mesh=None,
         shard_batches: bool = True,
         objective=None,
+        frozen: tuple[str, ...] = (),
     ) -> None:
         self.loader, self.X, self.y, self.w, self.mesh = loader, X, y, w, mesh
         self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
         batch_mesh = mesh if shard_batches else None  # False: every device trains on a copy
         self.compiled = functools.cache(
-            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh, objective)
+            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh, objective, frozen)
         )
         self.apply_fn, self.rows = apply_fn, None
 

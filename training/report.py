@@ -140,16 +140,16 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     # every process: the training rows may be sharded over all of them
     G, H = residual_moments(params["W"], params["b"], rows.X, rows.y, rows.w)
     converged = out["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
+    estimator = objective.reference_label()
+    frozen = list(run.settings.cfg.optimizer.freeze)
+    if frozen:  # least squares' covariance is over every parameter, not the trainable ones
+        estimator += (
+            f" with {', '.join(frozen)} held by optimizer.freeze (standard errors need "
+            "optimizer.freeze=[])"
+        )
     out.update(
         linear_inference(
-            G,
-            H,
-            rows.n,
-            coefs,
-            data.scaling,
-            names,
-            converged=converged,
-            estimator=objective.reference_label(),
+            G, H, rows.n, coefs, data.scaling, names, converged=converged, estimator=estimator
         )
     )
     if run.settings.writes:

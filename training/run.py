@@ -180,6 +180,7 @@ def plan(run: Run, at: Progressed, calls: dict | None) -> tuple[Runner, list[Blo
         mesh=rows.mesh,
         shard_batches=not rows.copies,
         objective=run.model.objective,
+        frozen=tuple(cfg.optimizer.freeze),  # the tol test reads the trainable gradient only
     )
     if calls is not None:  # a fold of the same shapes: no recompiling
         runner.compiled = calls.setdefault("compiled", runner.compiled)

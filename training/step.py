@@ -104,6 +104,7 @@ def full_batch_step(
     tol: float = 0.0,
     divergence_factor: float = 1e6,
     objective: Objective | None = None,
+    frozen: tuple[str, ...] = (),
 ) -> tuple[Carry, jax.Array]:
     """One gradient-descent step on all rows, unless an earlier one stopped; returns the new
     carry and the loss before the step (NaN for a skipped step).
@@ -114,7 +115,9 @@ def full_batch_step(
       (diverged);
     - ``L == 0`` (an exact fit: the walkthrough stops there);
     - ``||g||_2 < tol`` (``tol > 0``): the gradient, not the loss, since near the minimum a
-      float32 loss stops changing long before the parameters do.
+      float32 loss stops changing long before the parameters do. ``g`` of the trainable
+      parameters only: ``frozen`` names the top-level parameters ``optimizer.freeze`` holds,
+      whose gradient is not zero at the constrained minimum.
 
     A step after the stop computes nothing (``lax.cond``), rather than computing a gradient to
     discard it: a 3,000 x 270 file converged at step 102 of a call of 55,924 steps, whose
@@ -126,7 +129,8 @@ def full_batch_step(
         bad = ~jnp.isfinite(value) | (value > divergence_factor * ref)
         stop = bad | (value == 0)
         if tol > 0:
-            stop = stop | (optax.tree.norm(grads) < tol)
+            trained = {k: g for k, g in grads.items() if k not in frozen} if frozen else grads
+            stop = stop | (optax.tree.norm(trained) < tol)
         # c.done is False whenever this branch runs; spelling it out anyway keeps the fusion XLA
         # chose before, without which Adam's moments differed in the last bit (measured)
         stay = c.done | stop
@@ -273,10 +277,12 @@ def full_batch_call(
     tol: float = 0.0,
     divergence_factor: float = 1e6,
     objective: Objective | None = None,
+    frozen: tuple[str, ...] = (),
 ):
     """``jit(call)``: ``call(params, opt_state, X, y, w, idx, counts, ref_loss)`` runs ``steps``
-    :func:`full_batch_step` on all rows ``X``: ``(n, features)``, ``y``: ``(n,)`` and returns a
-    :class:`CallResult` (``epoch_params`` holds the final parameters once).
+    :func:`full_batch_step` (``frozen``: the parameters held constant) on all rows ``X``:
+    ``(n, features)``, ``y``: ``(n,)`` and returns a :class:`CallResult` (``epoch_params``
+    holds the final parameters once).
 
     ``w``: ``(n,)`` zero for the padding rows of a sharded ``X`` (None: every row counts);
     ``idx`` and ``counts`` are unused (the shuffled call's signature); ``ref_loss`` is the run's
@@ -288,6 +294,7 @@ def full_batch_call(
         tol=tol,
         divergence_factor=divergence_factor,
         objective=objective,
+        frozen=frozen,
     )
 
     def call(params, opt_state, X, y, w, idx, counts, ref_loss) -> CallResult:
@@ -398,9 +405,11 @@ def make_train_call(
     spec: CallSpec,
     mesh: Mesh | None = None,
     objective: Objective | None = None,
+    frozen: tuple[str, ...] = (),
 ):
     """The compiled call ``spec`` describes, ``call(params, opt_state, X, y, w, idx, counts,
-    ref_loss) -> CallResult``: :func:`full_batch_call` of ``epochs * steps`` steps, or
+    ref_loss) -> CallResult``: :func:`full_batch_call` of ``epochs * steps`` steps (``frozen``:
+    the parameters ``optimizer.freeze`` holds, left out of its ``tol`` test), or
     :func:`shuffled_call` (``mesh``: shard every batch's rows over its ``data`` axis)."""
     if spec.full_batch:
         return full_batch_call(
@@ -411,6 +420,7 @@ def make_train_call(
             tol=spec.tol,
             divergence_factor=spec.divergence_factor,
             objective=objective,
+            frozen=frozen,
         )
     return shuffled_call(
         apply_fn,
