@@ -925,6 +925,11 @@ def _drop_constant(X: np.ndarray, enc: Encoding, train: np.ndarray, notes: list[
         constant = np.ones(X.shape[1], bool)
     names = enc.feature_names
     for c in enc.columns:
+        if not c.all_outputs:  # one level and no `other`: only the reference, no column
+            level = c.levels[0] if c.levels else ""
+            notes.append(
+                f"column {c.name!r} has one value ({level!r}) in the training rows: dropped"
+            )
         c.dropped = [o for o in c.all_outputs if constant[names.index(o)]]
         for o in c.dropped:
             value = X[train[0], names.index(o)] if len(train) else np.nan

@@ -221,6 +221,17 @@ def test_a_constant_column_is_dropped_with_a_note_naming_it(tmp_path):
     )
 
 
+def test_a_text_column_of_one_value_is_dropped_with_a_note_naming_it(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("size,city,price\n1,Ames,3\n2,Ames,5\n3,Ames,8\n4,Ames,9\n5,Ames,12\n")
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    assert table.feature_names == ["size"]
+    assert (
+        "column 'city' has one value ('Ames') in the training rows: dropped"
+        in (table.encoding["notes"])
+    )
+
+
 def test_free_text_is_still_an_error_suggesting_data_drop(tmp_path):
     path = tmp_path / "h.csv"
     rows = "".join(f"{i} Main St,{i},{3 * i + 1}\n" for i in range(40))
