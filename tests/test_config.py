@@ -364,7 +364,13 @@ def test_check_overrides_builds_the_transform_with_the_overrides():
         (
             ["optimizer.name=adam", "optimizer.transform.b1=0.5"],
             "bad override: there is no config key 'optimizer.transform.b1' in the composed "
-            "group; '+optimizer.transform.b1=...' passes it to the constructor",
+            "group; '+optimizer.transform.b1=...' passes a new argument to the constructor",
+        ),
+        (  # a misspelt argument of the group's own constructor: its nearest name
+            ["optimizer=adam", "optimizer.transform.b11=0.5"],
+            "bad override: there is no config key 'optimizer.transform.b11' in the composed "
+            "group; did you mean 'optimizer.transform.b1'? ('+optimizer.transform.b11=...' "
+            "passes a new argument to the constructor)",
         ),
     ],
 )

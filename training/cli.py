@@ -33,9 +33,12 @@ def _one_line(exc: BaseException) -> str:
     if unknown:
         key = unknown.group(1)
         if key.startswith(ADDABLE):  # an argument of optax's or the model's constructor
+            near = _closest_argument(key)
             return (
-                f"there is no config key {key!r} in the composed group; '+{key}=...' "
-                "passes it to the constructor"
+                f"there is no config key {key!r} in the composed group"
+                + (f"; did you mean {near!r}? (" if near else "; ")
+                + f"'+{key}=...' passes a new argument to the constructor"
+                + (")" if near else "")
             )
         return f"there is no config key {key!r}{_closest(key)}"
     parts = []
@@ -88,6 +91,30 @@ def _closest(key: str) -> str:
             leaves.setdefault(k.rsplit(".", 1)[-1], k)
         near = [leaves[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], leaves, n=1)]
     return f"; did you mean {near[0]!r}?" if near else " (the README lists every key)"
+
+
+def _closest_argument(key: str) -> str | None:
+    """The constructor argument written in a ``conf/optimizer`` or ``conf/model`` file that is
+    nearest ``key`` (``optimizer.transform.decy`` -> ``optimizer.transform.decay``), if any."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    group, _, rest = key.partition(".")
+    names = set()
+    for path in (CONF_DIR / group).glob("*.yaml"):
+        node = OmegaConf.load(path)
+        if group == "optimizer":
+            node = node.get("transform") or {}
+            names |= {f"optimizer.transform.{k}" for k in node}
+        else:
+            names |= {f"{group}.{k}" for k in node}
+    prefix, _, leaf = key.rpartition(".")
+    leaves = sorted(n.rsplit(".", 1)[-1] for n in names if n.rpartition(".")[0] == prefix)
+    if leaf in leaves:  # another file's argument (optimizer.name=adam on sgd): `+` is right
+        return None
+    near = difflib.get_close_matches(leaf, leaves, n=1)  # the argument's name alone
+    return f"{prefix}.{near[0]}" if near and rest else None
 
 
 def refuse_unread_additions(overrides: list[str]) -> None:
