@@ -869,6 +869,19 @@ def _rows_to_keep(
     return df
 
 
+def _identifier(name: str, values: np.ndarray) -> bool:
+    """Whether a number column is most likely a row's identifier: named ``id``, ``..._id``,
+    ``ParcelID`` and the like, and a different whole number in every one of ``values``."""
+    named = re.search(r"(^|[_\s.-])id$", name, re.I) or re.search(r"[a-z](ID|Id)$", name)
+    values = values[~np.isnan(values)]
+    return bool(
+        named
+        and len(values) > 1
+        and np.all(values == np.round(values))
+        and len(np.unique(values)) == len(values)
+    )
+
+
 def _fit_column(
     c: ColumnCode,
     col: pd.Series,
@@ -898,6 +911,11 @@ def _fit_column(
         notes.append(
             f"column {c.name!r} is numbers written as text (thousands separators, currency "
             f"or percent signs, spaces, NA words): read as numbers"
+        )
+    if c.kind == "numeric" and _identifier(c.name, _raw_values(col, c, source, decimal)[train]):
+        notes.append(
+            f"column {c.name!r} looks like an identifier (a different whole number in every "
+            f"training row) and is used as a number; add it to data.drop to leave it out"
         )
     if missing == "mean" and c.kind != "onehot":
         from sklearn.impute import SimpleImputer

@@ -232,6 +232,36 @@ def test_a_text_column_of_one_value_is_dropped_with_a_note_naming_it(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "ids", "flagged"),
+    [
+        ("ID", "101,102,103,104,105,106", True),
+        ("parcel_id", "7,3,9,1,5,8", True),
+        ("ParcelID", "7,3,9,1,5,8", True),
+        ("ID", "1,1,2,2,3,3", False),  # repeats: a code, not a row's identifier
+        ("rooms", "1,2,3,4,5,6", False),  # distinct whole numbers, but not named as an id
+        ("paid", "1,2,3,4,5,6", False),  # ends in 'id' inside a word
+    ],
+)
+def test_an_identifier_column_gets_a_note_naming_it(tmp_path, name, ids, flagged):
+    rows = zip(ids.split(","), [1.5, 2.0, 3.5, 4.0, 5.5, 6.0], [3, 5, 8, 9, 12, 13], strict=True)
+    path = tmp_path / "h.csv"
+    path.write_text(f"{name},size,price\n" + "".join(f"{i},{s},{p}\n" for i, s, p in rows))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    note = (
+        f"column {name!r} looks like an identifier (a different whole number in every training "
+        "row) and is used as a number; add it to data.drop to leave it out"
+    )
+    assert (note in table.encoding["notes"]) is flagged
+    dropped = load_csv(
+        csv_cfg(
+            path, "price", "data.val_fraction=0", "data.test_fraction=0", f"data.drop=[{name}]"
+        ),
+        0,
+    )
+    assert dropped.feature_names == ["size"]  # the advice, followed, leaves the column out
+
+
 def test_free_text_is_still_an_error_suggesting_data_drop(tmp_path):
     path = tmp_path / "h.csv"
     rows = "".join(f"{i} Main St,{i},{3 * i + 1}\n" for i in range(40))
