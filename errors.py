@@ -27,6 +27,14 @@ class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not a f
     exit_code = 130
 
 
+def bad_target(key: str, target: object, exc: BaseException) -> UserError:
+    """The one-line error for a ``_target_`` that Hydra's ``instantiate`` could not build
+    (a wrong class path, or an argument its constructor refuses): the key, the value and the
+    first line of the cause Hydra wrapped."""
+    cause = exc.__cause__ or exc
+    return UserError(f"bad config value {key}={target!r}: {str(cause).splitlines()[0]}")
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: <message>`` on stderr as one line and exit with status ``code`` (2: a
     config or data error, 3: divergence, 130: interrupted)."""

@@ -6,7 +6,7 @@ from flax import nnx
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from errors import UserError
+from errors import bad_target
 
 
 def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
@@ -19,8 +19,4 @@ def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Modul
     try:
         return instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
     except Exception as exc:  # a wrong class path or argument in conf/model/*.yaml
-        cause = exc.__cause__ or exc
-        raise UserError(
-            f"bad config value model._target_={model_cfg.get('_target_')!r}: "
-            f"{str(cause).splitlines()[0]}"
-        ) from None
+        raise bad_target("model._target_", model_cfg.get("_target_"), exc) from None

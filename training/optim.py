@@ -39,7 +39,7 @@ import optax
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from errors import UserError
+from errors import UserError, bad_target
 from training.stability import Spectrum
 
 GRADIENT_DESCENT, HEAVY_BALL, NESTEROV = "gradient descent", "heavy-ball momentum", "Nesterov"
@@ -293,11 +293,7 @@ def make_transform(
     try:
         return instantiate(cfg.transform)(learning_rate=schedule, **extra)
     except Exception as exc:  # a wrong class path or argument in conf/optimizer/*.yaml
-        cause = exc.__cause__ or exc
-        raise UserError(
-            f"bad config value optimizer.transform._target_={target!r}: "
-            f"{str(cause).splitlines()[0]}"
-        ) from None
+        raise bad_target("optimizer.transform._target_", target, exc) from None
 
 
 def build_optimizer(
