@@ -220,9 +220,6 @@ def test_a_new_optimizer_is_one_yaml_file(tmp_path, conf_with_new_optimizers, se
 
 
 def test_a_new_optimizers_own_argument_reaches_optax(tmp_path, conf_with_new_optimizers):
-    import jax
-    import jax.numpy as jnp
-    import optax
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -231,16 +228,8 @@ def test_a_new_optimizers_own_argument_reaches_optax(tmp_path, conf_with_new_opt
         cfg = compose("config", overrides=["optimizer=rmsprop", "logger.plots=false"])
         metrics = train_and_evaluate(cfg, tmp_path / "run")
     # the same 50 steps of optax.rmsprop(0.01, decay=0.8) on the walkthrough's loss
-    x = jnp.array([-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])
-    y = 2 * x - 1
-    tx = optax.rmsprop(0.01, decay=0.8)
-    W = jnp.float32(8.0)
-    state = tx.init(W)
-    grad = jax.grad(lambda W: jnp.mean((W * x - 1 - y) ** 2))
-    for _ in range(50):
-        update, state = tx.update(grad(W), state, W)
-        W = optax.apply_updates(W, update)
-    assert metrics["params"]["W"] == pytest.approx(float(W), rel=1e-5)
+    W = _rmsprop_walkthrough(0.8)
+    assert metrics["params"]["W"] == pytest.approx(W, rel=1e-5)
     # it moved, and by decay 0.8's steps: the first is lr / sqrt(1 - decay), 0.0224, where
     # optax's default decay 0.9 steps 0.0316
     assert abs(float(W) - 8.0) > 0.4
