@@ -34,7 +34,7 @@ format: $(DEV)
 test: lint
 	$(BIN)/python -m pytest -q
 
-test-fast: lint  # without the end-to-end tests that start train.py/predict.py processes
+test-fast: lint  # the unit tests: without the end-to-end tests (whole runs) marked slow
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(DEV)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import atexit
+import copy
+import functools
 import os
 import re
 import shutil
@@ -37,7 +39,14 @@ register_schema()
 
 
 def make_config(*overrides: str):
-    """The config ``python train.py OVERRIDES`` would run with, composed by Hydra."""
+    """The config ``python train.py OVERRIDES`` would run with, composed by Hydra (a copy of its
+    own: a test may change it)."""
+    return copy.deepcopy(_composed(overrides))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]):
+    # property tests compose the same overrides once per example; Hydra takes ~0.1 s a time
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides))

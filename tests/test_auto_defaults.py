@@ -84,6 +84,7 @@ def test_any_data_but_the_toy_set_starts_from_the_general_defaults(overrides):
         assert (toy.optimizer.lr, toy.trainer.epochs, toy.trainer.tol) == (0.01, 50, 0)
 
 
+@pytest.mark.slow
 def test_eight_row_csv_reaches_least_squares(tmp_path, houses, capsys):
     cfg = make_config("data=csv", f"data.path={houses}", "data.target=price", *QUIET)
     metrics = train_and_evaluate(cfg, tmp_path / "run")
@@ -105,6 +106,7 @@ def test_eight_row_csv_reaches_least_squares(tmp_path, houses, capsys):
     assert "reached least squares" in out and "warning" not in out
 
 
+@pytest.mark.slow
 def test_too_few_epochs_is_one_warning_with_the_gap_and_what_to_change(tmp_path, houses, capsys):
     cfg = make_config(
         "data=csv", f"data.path={houses}", "data.target=price", "trainer.epochs=3", *QUIET
@@ -117,6 +119,7 @@ def test_too_few_epochs_is_one_warning_with_the_gap_and_what_to_change(tmp_path,
     assert "trainer.epochs=30" in warnings[0]
 
 
+@pytest.mark.slow
 def test_walkthrough_bound_is_over_W_alone(tmp_path, capsys):
     # b is frozen: the Hessian over W is 2 sum(x^2) / 6 = 62 / 6, so the bound is 6 / 31
     bound = 2 / (2 * 31 / 6)
@@ -161,6 +164,7 @@ def test_bounds_are_those_of_optax_updates(momentum, nesterov):
     assert not abs(final(1.03 * bound)) < 1e6
 
 
+@pytest.mark.slow
 def test_divergence_names_the_bound_of_the_optimizer_used(tmp_path):
     # Nesterov with momentum 0.9 below the gradient-descent bound 2 / L still diverges: its own
     # bound is 2 (1 + m) / ((1 + 2 m) L), 0.68 of it
@@ -184,6 +188,7 @@ def test_divergence_names_the_bound_of_the_optimizer_used(tmp_path):
     assert "Nesterov" in message and "set optimizer.lr=auto or below that" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
 def test_auto_reaches_minimum_norm_least_squares_on_a_rank_deficient_design(tmp_path, optimizer):
     rng = np.random.default_rng(7)
@@ -220,6 +225,7 @@ def test_auto_reaches_minimum_norm_least_squares_on_a_rank_deficient_design(tmp_
     assert W[0] == pytest.approx(W[1], abs=1e-4)  # the duplicate columns share the weight
 
 
+@pytest.mark.slow
 def test_mini_batch_step_is_from_the_largest_row_norm(tmp_path):
     cfg = make_config(
         "data=synthetic",
@@ -235,6 +241,7 @@ def test_mini_batch_step_is_from_the_largest_row_norm(tmp_path):
     assert metrics["chosen"] == {"optimizer.lr": pytest.approx(1 / (2 * top), rel=1e-5)}
 
 
+@pytest.mark.slow
 def test_stochastic_tol_compares_epochs_from_the_second_on(tmp_path):
     cfg = make_config(
         "data=synthetic", "data.n_samples=100", "loader=per_sample", "trainer.epochs=3", *QUIET
@@ -243,6 +250,7 @@ def test_stochastic_tol_compares_epochs_from_the_second_on(tmp_path):
     assert cfg.trainer.tol > 0 and metrics["epochs"] >= 2
 
 
+@pytest.mark.slow
 def test_adam_auto_is_kingma_and_bas_default(tmp_path):
     cfg = make_config("data=synthetic", "data.n_samples=100", "optimizer=adam", *QUIET)
     cfg.trainer.epochs = 3

@@ -26,6 +26,7 @@ def test_default_config_is_the_walkthrough():
     validate(cfg)
 
 
+@pytest.mark.slow
 def test_overrides_change_the_run(tmp_path):
     # the walkthrough's set-up named explicitly; lr and epochs are the overrides under test
     cfg = make_config(
@@ -195,6 +196,7 @@ def conf_with_new_optimizers(tmp_path):
     return conf
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("select", ["optimizer=lion", "optimizer.name=lion"])
 def test_a_new_optimizer_is_one_yaml_file(tmp_path, conf_with_new_optimizers, select):
     from hydra import compose, initialize_config_dir
@@ -219,6 +221,7 @@ def test_a_new_optimizer_is_one_yaml_file(tmp_path, conf_with_new_optimizers, se
     assert metrics["params"]["b"] == -1.0
 
 
+@pytest.mark.slow
 def test_a_new_optimizers_own_argument_reaches_optax(tmp_path, conf_with_new_optimizers):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -299,6 +302,7 @@ def _rmsprop_walkthrough(decay: float) -> float:
     return float(W)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

@@ -100,6 +100,7 @@ def test_missing_drop_drops_rows(tmp_path):
     np.testing.assert_array_equal(table.y, houses().drop(index=[3, 5, 7]).price.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_missing_mean_fills_with_the_training_rows_mean(tmp_path):
     df = with_gaps(tmp_path)
     metrics = train_and_evaluate(
@@ -129,6 +130,7 @@ def test_missing_mean_fills_with_the_training_rows_mean(tmp_path):
     assert np.isfinite(metrics["val"]["r2"]) and np.isfinite(metrics["ols"]["size"])
 
 
+@pytest.mark.slow
 def test_log_transforms(tmp_path):
     df = houses()
     df.to_csv(tmp_path / "h.csv", index=False)

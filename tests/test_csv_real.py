@@ -112,6 +112,7 @@ def check_encoding(table, expected: pd.DataFrame):
 # -- the small inputs of the issue ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_thousands_separators_make_a_numeric_column(tmp_path):
     (tmp_path / "h.csv").write_text(SQFT)
     table = load_csv(csv_cfg(tmp_path / "h.csv", "price", "data.val_fraction=0"), seed=0)
@@ -123,6 +124,7 @@ def test_thousands_separators_make_a_numeric_column(tmp_path):
     assert metrics["train"]["r2"] == pytest.approx(ref, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_na_and_none_are_levels_not_missing_cells(tmp_path):
     (tmp_path / "h.csv").write_text(AMES_SMALL)
     df = pd.read_csv(tmp_path / "h.csv", keep_default_na=False)
@@ -139,6 +141,7 @@ def test_na_and_none_are_levels_not_missing_cells(tmp_path):
     assert metrics["train"]["r2"] == pytest.approx(ref, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_na_levels_with_the_default_split_and_pooling(tmp_path):
     (tmp_path / "h.csv").write_text(AMES_SMALL)
     df = pd.read_csv(tmp_path / "h.csv", keep_default_na=False)
@@ -151,6 +154,7 @@ def test_na_levels_with_the_default_split_and_pooling(tmp_path):
     assert metrics["train"]["r2"] == pytest.approx(ref, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("header_comma", [True, False])
 def test_index_column_and_trailing_commas_are_dropped(tmp_path, header_comma):
     indexed = tmp_path / "indexed.csv"
@@ -184,6 +188,7 @@ def test_data_drop_accepts_the_names_pandas_gives_nameless_columns(tmp_path):
     assert table.feature_names == ["sqft", "bedrooms"]
 
 
+@pytest.mark.slow
 def test_a_city_seen_only_in_the_test_rows_goes_to_other(tmp_path):
     rows = split_rows(10, 0.1, 0.2, 0)
     rng = np.random.default_rng(0)
@@ -310,6 +315,7 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
     assert table.feature_names == ["size"]
 
 
+@pytest.mark.slow
 def test_no_statistic_comes_from_the_val_or_test_rows(tmp_path):
     n = 60
     rows = split_rows(n, 0.2, 0.2, 7)
@@ -396,6 +402,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_realistic_file_is_encoded_as_built_by_hand(files, name):
     path, df = files[name]
@@ -413,6 +420,7 @@ def test_realistic_file_is_encoded_as_built_by_hand(files, name):
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_realistic_file_trains_to_least_squares(tmp_path, files, name):
     path, df = files[name]
@@ -439,7 +447,7 @@ def test_realistic_file_trains_to_least_squares(tmp_path, files, name):
     percent=st.sampled_from(["", "%"]),
 )
 def test_numbers_written_for_people_read_as_numbers(tmp_path_factory, values, sign, pad, percent):
-    path = tmp_path_factory.mktemp("num") / "h.csv"
+    path = tmp_path_factory.getbasetemp() / "numbers_for_people.csv"  # one path: one config
     cells = [f'"{pad}{"-" if v < 0 else ""}{sign}{abs(v):,}{percent}{pad}"' for v in values]
     path.write_text("price,y\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
     df, _ = read_csv(path)
@@ -468,7 +476,7 @@ def test_numbers_written_for_people_read_as_numbers(tmp_path_factory, values, si
     sep=st.sampled_from([";", "\t"]),
 )
 def test_decimal_commas_are_detected(tmp_path_factory, values, sep):
-    path = tmp_path_factory.mktemp("eu") / "h.csv"
+    path = tmp_path_factory.getbasetemp() / "decimal_commas.csv"
     frame = pd.DataFrame({"a": values, "b": np.arange(len(values)) + 0.5})
     frame.to_csv(path, sep=sep, decimal=",", index=False)
     df, _ = read_csv(path)

@@ -34,6 +34,7 @@ def test_the_experiments_are_the_documented_ones():
     } <= set(EXPERIMENTS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_runs_with_a_tiny_budget(tmp_path, name):
     metrics = train_and_evaluate(make_config(f"experiment={name}", "trainer.epochs=2"), tmp_path)
@@ -85,6 +86,7 @@ def test_optimizer_groups_are_optax_optimizers(name):
             np.testing.assert_allclose(u1[k], u2[k], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("schedule", "reference"),
     [
@@ -122,6 +124,7 @@ TOY_Y = 2 * TOY_X - 1
 W0, B0 = 8.0, 3.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen", ["b", "W"])
 def test_freezing_holds_a_parameter(tmp_path, frozen):
     lr, epochs = 0.01, 20
@@ -165,6 +168,7 @@ def test_freezing_holds_a_parameter(tmp_path, frozen):
     )
 
 
+@pytest.mark.slow
 def test_freezing_holds_a_parameter_that_adamw_would_decay(tmp_path):
     # AdamW shrinks every parameter it updates: a frozen one must get no update at all
     metrics = train_and_evaluate(
@@ -292,6 +296,7 @@ def least_squares_r2(X: np.ndarray, y: np.ndarray) -> float:
     return float(1 - residual @ residual / np.sum((y - y.mean()) ** 2))
 
 
+@pytest.mark.slow
 def test_a_model_of_ones_own_trains_logs_and_predicts(tmp_path):
     import pandas as pd
 
@@ -334,6 +339,7 @@ def test_a_model_of_ones_own_trains_logs_and_predicts(tmp_path):
     assert r2_score(price[train], pred[train]) == pytest.approx(metrics["train"]["r2"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_frozen_weight_converges_on_the_trainable_gradient(tmp_path):
     """``optimizer.freeze=[W]``: ``trainer.tol`` reads ``b``'s gradient only (``W``'s is not
     zero at the constrained minimum). With ``W = 8`` held, ``b* = mean(y - 8 x) = -10`` and

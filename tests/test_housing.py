@@ -40,6 +40,7 @@ def housing_all_rows(tmp_path_factory):
     return workdir, train_and_evaluate(cfg, workdir)
 
 
+@pytest.mark.slow
 def test_learns_the_published_price_equation(housing_all_rows):
     _, metrics = housing_all_rows
     assert metrics["stopped"] == "converged"
@@ -52,6 +53,7 @@ def test_learns_the_published_price_equation(housing_all_rows):
     assert metrics["ols_gap"]["max_rel_coefficient_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_least_squares_reference_is_sklearns(housing_all_rows):
     _, metrics = housing_all_rows
     df = pd.read_csv(HOUSING)
@@ -62,6 +64,7 @@ def test_least_squares_reference_is_sklearns(housing_all_rows):
     assert ols["intercept"] == pytest.approx(sk.intercept_, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_metrics_match_sklearn_on_every_split(tmp_path):
     cfg = make_config("experiment=housing", "seed=3")
     metrics = train_and_evaluate(cfg, tmp_path)
@@ -123,6 +126,7 @@ def test_prediction_round_trips_through_the_saved_run(housing_all_rows, tmp_path
         (lambda df: df.assign(lotsize=[None] + list(df.lotsize[1:])), "column 'lotsize' row 1"),
     ],
 )
+@pytest.mark.slow
 def test_prediction_refuses_unseen_values_and_gaps(housing_all_rows, tmp_path, edit, needle):
     workdir, _ = housing_all_rows
     new = edit(pd.read_csv(HOUSING).drop(columns="price").head(5))

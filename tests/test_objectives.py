@@ -313,6 +313,7 @@ def ridge_on_windsor(l2: float):
     return to_original(beta, stats), names, Z
 
 
+@pytest.mark.slow
 def test_ridge_run_reaches_the_closed_form_ridge(tmp_path, capsys):
     l2 = 0.1
     metrics = train_and_evaluate(make_config(*ALL_ROWS, f"loss.l2={l2}"), tmp_path)
@@ -337,6 +338,7 @@ def test_ridge_run_reaches_the_closed_form_ridge(tmp_path, capsys):
     assert metrics["standard_errors"]["lotsize"] is None  # least squares' formulas only
 
 
+@pytest.mark.slow
 def test_huber_run_reaches_the_float64_minimiser(tmp_path, capsys):
     delta = 10_000.0  # dollars
     metrics = train_and_evaluate(
@@ -361,6 +363,7 @@ def test_huber_run_reaches_the_float64_minimiser(tmp_path, capsys):
     assert "reached the Huber minimum" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_huber_with_log_target_takes_delta_in_log_units(tmp_path):
     metrics = train_and_evaluate(
         make_config(
@@ -375,6 +378,7 @@ def test_huber_with_log_target_takes_delta_in_log_units(tmp_path):
     np.testing.assert_allclose(coefficient_vector(metrics, names), ref, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_auto_step_with_l2_on_mini_batches_is_from_the_row_norms(tmp_path):
     cfg = make_config(
         "data=synthetic",
@@ -393,6 +397,7 @@ def test_auto_step_with_l2_on_mini_batches_is_from_the_row_norms(tmp_path):
     assert metrics["chosen"] == {"optimizer.lr": pytest.approx(1 / (2 * top + 0.5), rel=1e-5)}
 
 
+@pytest.mark.slow
 def test_gradient_descent_bound_with_the_penalty_in_a_run(tmp_path):
     """``sgd`` without momentum at 0.97 of 2 / L (L with the penalty) reaches the ridge minimum;
     at 1.03 it diverges, and the error names that bound."""
@@ -436,6 +441,7 @@ def test_loss_overrides_are_hparams_and_bad_values_exit_2(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: bad config value loss.delta=-1")
 
 
+@pytest.mark.slow
 def test_a_resume_with_another_loss_is_refused(tmp_path):
     base = ("experiment=housing", "trainer.epochs=5", "trainer.tol=0", *QUIET)
     train_and_evaluate(make_config(*base, "loss.l2=0.1"), tmp_path)

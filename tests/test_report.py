@@ -63,6 +63,7 @@ def sm_name(name: str) -> str:
     return "const" if name == "intercept" else name
 
 
+@pytest.mark.slow
 def test_classical_standard_errors_are_the_published_table(housing_all_rows):
     workdir, metrics = housing_all_rows
     assert metrics["inference"]["note"] is None
@@ -73,6 +74,7 @@ def test_classical_standard_errors_are_the_published_table(housing_all_rows):
         assert se[name]["classical"] == pytest.approx(published, rel=1e-3), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cov_type", ["nonrobust", "HC1"])
 def test_standard_errors_t_p_and_intervals_are_statsmodels(housing_all_rows, cov_type):
     _, metrics = housing_all_rows
@@ -126,6 +128,7 @@ def test_aliased_columns_are_named_the_later_of_each_combination():
     assert aliased_columns(A[:, [0, 1, 2, 3, 6]].T @ A[:, [0, 1, 2, 3, 6]], names[:4]) == []
 
 
+@pytest.mark.slow
 def test_a_rank_deficient_design_names_the_aliased_column(tmp_path):
     df = pd.read_csv(HOUSING)
     df["lotsize_sqm"] = df["lotsize"] * 0.09290304  # the same size in square metres
@@ -146,6 +149,7 @@ def test_a_rank_deficient_design_names_the_aliased_column(tmp_path):
     assert all(v is None for v in metrics["standard_errors"].values())
 
 
+@pytest.mark.slow
 def test_a_fit_that_has_not_converged_says_so(tmp_path, capsys):
     cfg = make_config(
         "experiment=housing",
@@ -167,6 +171,7 @@ def test_a_fit_that_has_not_converged_says_so(tmp_path, capsys):
     assert metrics["standard_errors"]["lotsize"]["classical"] > 0
 
 
+@pytest.mark.slow
 def test_a_model_that_is_not_linear_has_no_standard_errors(tmp_path):
     cfg = make_config(
         "experiment=housing",
@@ -203,6 +208,7 @@ def test_diagnostic_plots_draw_the_values_they_are_given(tmp_path):
     assert (tmp_path / "residuals.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("val_fraction", "rows", "split"), [("0.1", 55, "val"), ("0", 546, "train")]
 )
@@ -303,6 +309,7 @@ def housing_cv(tmp_path_factory):
     return workdir, metrics, made
 
 
+@pytest.mark.slow
 def test_cross_validation_agrees_with_scikit_learn(housing_cv):
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import r2_score
@@ -327,6 +334,7 @@ def test_cross_validation_agrees_with_scikit_learn(housing_cv):
         assert cv[metric]["std"] == pytest.approx(np.std(cv[metric]["folds"]))
 
 
+@pytest.mark.slow
 def test_folds_reuse_one_compiled_call(housing_cv):
     _, metrics, made = housing_cv
     # the main run's calls (every step logged for the first 5000, then every 4th: two shapes)
@@ -408,6 +416,7 @@ def test_failed_trials_do_not_stop_the_search(tmp_path):
     assert result["best_value"] == math.inf
 
 
+@pytest.mark.slow
 def test_a_fold_keeps_nothing_of_an_earlier_one(tmp_path):
     stale = tmp_path / "folds" / "1" / "events.out.tfevents.stale"
     stale.parent.mkdir(parents=True)

@@ -51,6 +51,7 @@ def test_a_directory_left_by_a_run_that_failed_before_training_is_used(tmp_path)
     assert "earlier" not in (tmp_path / ".hydra" / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_refuses_a_directory_holding_a_run(tmp_path):
     """The same rule where Hydra has already made the directory (a sweep's job, a caller of
     ``train_and_evaluate``), before the run writes anything."""
@@ -86,6 +87,7 @@ def test_predict_refuses_a_checkpoint_of_another_run(tmp_path):
 QUIET = ("logger.plots=false", "trainer.tol=0", "trainer.epochs=20")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "named"),
     [
@@ -108,6 +110,7 @@ def test_a_resume_with_other_data_or_settings_is_refused(tmp_path, change, named
     )
 
 
+@pytest.mark.slow
 def test_a_resume_that_finds_no_checkpoint_drops_the_earlier_attempts_points(tmp_path):
     from tensorboardX import SummaryWriter
 

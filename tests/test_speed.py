@@ -59,6 +59,7 @@ def test_a_full_batch_call_that_converges_skips_its_remaining_steps(data):
     np.testing.assert_allclose(float(out.params["b"]), coef[3], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_plots_in_tensorboard_are_the_png_files(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -57,6 +57,7 @@ def reference_sgd(X, y, lr, loader, epochs):
     return W, b, np.array(losses), np.array(Ws), np.array(slack)
 
 
+@pytest.mark.slow
 def test_compiled_loop_equals_a_python_loop(tmp_path):
     # 100 rows in batches of 8: 12 full batches and a real batch of 4; 30 epochs = 390 steps
     metrics, steps, losses, W = run(tmp_path, "mb", "loader.batch_size=8", "trainer.epochs=30")
@@ -73,6 +74,7 @@ def test_compiled_loop_equals_a_python_loop(tmp_path):
     np.testing.assert_allclose(W_ref, table.true_params["W"], atol=0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("features", [3, 20])  # one running sum; interleaved partial sums
 def test_per_sample_equals_mini_batch_of_one(tmp_path, features):
     f = f"data.n_features={features}"
@@ -84,6 +86,7 @@ def test_per_sample_equals_mini_batch_of_one(tmp_path, features):
     assert a[0]["params"] == b[0]["params"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [40, 100, 1 << 14])  # multiply-and-sum, one product, row blocks
 def test_mini_batch_of_n_without_shuffle_equals_full_batch(tmp_path, n):
     full = run(tmp_path, "full", f"data.n_samples={n}", "loader=full_batch", "trainer.epochs=25")
@@ -100,6 +103,7 @@ def test_mini_batch_of_n_without_shuffle_equals_full_batch(tmp_path, n):
     np.testing.assert_allclose(full[3], mb[3], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_other_seed_other_shuffle(tmp_path):
     a = run(tmp_path, "a", "loader.batch_size=8", "trainer.epochs=3", "seed=5")
     b = run(tmp_path, "b", "loader.batch_size=8", "trainer.epochs=3", "seed=5")
@@ -109,6 +113,7 @@ def test_same_seed_same_run_other_seed_other_shuffle(tmp_path):
     assert not np.array_equal(a[2], c[2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [3, 5])
 def test_every_n_steps_thins_what_is_written_not_what_is_computed(tmp_path, every):
     full = run(tmp_path, "all", "loader.batch_size=8", "trainer.epochs=4")
@@ -123,6 +128,7 @@ def test_every_n_steps_thins_what_is_written_not_what_is_computed(tmp_path, ever
     assert thin[0]["params"] == full[0]["params"]
 
 
+@pytest.mark.slow
 def test_epoch_cut_into_blocks_of_steps_equals_one_call(tmp_path):
     one = run(tmp_path, "one", "loader=per_sample", "trainer.epochs=2")
     cut = run(
@@ -132,6 +138,7 @@ def test_epoch_cut_into_blocks_of_steps_equals_one_call(tmp_path):
     assert one[0]["params"] == cut[0]["params"]
 
 
+@pytest.mark.slow
 def test_per_sample_rows_change_nothing(tmp_path, monkeypatch):
     # per-sample steps feed the linear model one (features,) row at a time; the same steps on
     # (1, features) batches give the same losses and parameters
@@ -211,6 +218,7 @@ def test_pipelined_calls_equal_calls_made_one_by_one(monkeypatch):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", ["mini_batch", "per_sample"])
 def test_a_shuffled_run_that_diverges_stops_at_its_first_non_finite_loss(tmp_path, loader):
     # found inside the compiled call: the losses before it are logged, none after

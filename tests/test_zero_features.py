@@ -45,6 +45,7 @@ def test_the_issues_id_and_price_file_trains_and_predicts_the_mean(tmp_path):
     np.testing.assert_allclose(out["predicted_price"], [mean, mean], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resuming_a_run_without_features_is_exact(tmp_path):
     """Momentum keeps a zero-size trace of W: the checkpoint round-trips it."""
     args = write_ids_and_prices(tmp_path / "prices.csv")
