@@ -6,7 +6,7 @@
     python bench/loaders.py --memory         # also peak RSS of a real `train.py` run
 
 Every number is one epoch of the same synthetic data in this process. Our loaders run through
-``training.loop.pipelined`` exactly as ``train.py`` runs them (the host shuffle, compiled calls
+``training.run.pipelined`` exactly as ``train.py`` runs them (the host shuffle, compiled calls
 queued ahead, each call's per-step losses and recorded parameters read back; ``--every`` =
 ``logger.every_n_steps``): the mean epoch of a run of ``--epochs`` epochs, best of
 ``--repeats`` runs after a warm-up run (compilation). scikit-learn and numpy: best of
@@ -37,8 +37,10 @@ from flax import nnx  # noqa: E402
 from data.loaders import make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
-from training.loop import Runner, pipelined, plan_blocks  # noqa: E402
+from training.blocks import plan_blocks  # noqa: E402
 from training.objectives import mse  # noqa: E402
+from training.run import pipelined  # noqa: E402
+from training.step import Runner  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:
@@ -167,7 +169,7 @@ def main() -> None:
         "--full-batch-epochs",
         type=int,
         default=100,
-        help="timed full-batch epochs (steps), in calls of training.loop.call_cap steps",
+        help="timed full-batch epochs (steps), in calls of training.blocks.call_cap steps",
     )
     p.add_argument("--naive-steps", type=int, default=20_000)
     p.add_argument("--scaling", action="store_true", help="epoch time at 10^5, 10^6, 10^7 rows")

@@ -6,7 +6,7 @@ Builds the per-sample call of ``bench/loaders.py`` (1,000,000 x 16 float32, ``op
 ``logger.every_n_steps=1``: the parameters before every step, every step's loss) for one block
 of ``--steps`` shuffled rows in several ways: ``record_before`` (the reference: the loop as it
 was, recording the parameters before each step as the scan's output), ``runner``
-(``training.loop.Runner`` as it is in this checkout) and the candidates below. Checks that each
+(``training.step.Runner`` as it is in this checkout) and the candidates below. Checks that each
 returns the same bits as the reference (``numpy.array_equal`` on the final parameters, the
 losses and the recorded parameters; a buffer's extra last row is dropped), and times the
 compiled calls alone (no host shuffle, no read-back) in alternating rounds: median and minimum
@@ -43,7 +43,8 @@ from data.loaders import make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
 from models.kernels import feature_sum  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
-from training.loop import Block, Runner  # noqa: E402
+from training.blocks import Block  # noqa: E402
+from training.step import Runner  # noqa: E402
 
 LR = 1e-3
 
@@ -239,7 +240,7 @@ def main() -> None:
     idx, _ = loader.batches(0, 0, args.steps)
     idx_dev = jax.device_put(idx)
 
-    def runner_call():  # training.loop as it is in this checkout
+    def runner_call():  # training.step.Runner as it is in this checkout
         out = runner(block, params, opt_state, np.float32(np.nan))
         return out.params, out.losses, out.recorded
 

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from data.loaders import make_loader
+from training.blocks import Block, plan_blocks
 from training.hooks import (
     Call,
     Curves,
@@ -21,7 +22,8 @@ from training.hooks import (
     read_back,
     trace,
 )
-from training.loop import Block, Runner, pipelined, plan_blocks
+from training.run import pipelined
+from training.step import Runner
 
 
 def linear(p, x):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from data.loaders import make_loader
 from errors import UserError
-from training.loop import plan_blocks
+from training.blocks import plan_blocks
 
 
 @st.composite

@@ -286,10 +286,10 @@ def test_more_folds_than_rows_outside_the_test_rows_is_refused(n, more, val, tes
 
 @pytest.fixture(scope="module")
 def housing_cv(tmp_path_factory):
-    import training.loop
+    import training.step
 
     made = []
-    real = training.loop.make_train_call
+    real = training.step.make_train_call
 
     def spy(apply_fn, tx, spec, *args, **kwargs):
         made.append((id(tx), spec, real(apply_fn, tx, spec, *args, **kwargs)))
@@ -304,7 +304,7 @@ def housing_cv(tmp_path_factory):
         "logger.plots=false",
     )
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training.loop, "make_train_call", spy)
+        mp.setattr(training.step, "make_train_call", spy)
         metrics = train_and_evaluate(cfg, workdir)
     return workdir, metrics, made
 

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from data.loaders import make_loader
 from errors import Interrupted
-from training.loop import (
+from training.blocks import (
     FULL_BATCH_STEP_COST,
     LOG_POINTS,
     WORK_PER_CALL,

@@ -142,7 +142,7 @@ def test_epoch_cut_into_blocks_of_steps_equals_one_call(tmp_path):
 def test_per_sample_rows_change_nothing(tmp_path, monkeypatch):
     # per-sample steps feed the linear model one (features,) row at a time; the same steps on
     # (1, features) batches give the same losses and parameters
-    from training.loop import Runner
+    from training.step import Runner
 
     rows = run(tmp_path, "rows", "loader=per_sample", "trainer.epochs=3")
     monkeypatch.setattr(Runner, "_takes_rows", lambda self, params: False)
@@ -161,7 +161,8 @@ def test_a_model_that_needs_batches_still_trains_per_sample():
     from flax import nnx
 
     from models.linear import LinearRegression
-    from training.loop import Block, Runner
+    from training.blocks import Block
+    from training.step import Runner
 
     class BatchOnly(LinearRegression):
         def __call__(self, x):
@@ -188,19 +189,22 @@ def test_pipelined_calls_equal_calls_made_one_by_one(monkeypatch):
     import optax
     from flax import nnx
 
-    import training.loop as loop
+    import training.run
     from models.linear import LinearRegression
+    from training.blocks import plan_blocks
+    from training.run import pipelined
+    from training.step import Runner
 
-    monkeypatch.setattr(loop, "ROWS_IN_FLIGHT", 40)  # several calls in flight
+    monkeypatch.setattr(training.run, "ROWS_IN_FLIGHT", 40)  # several calls in flight
     table = synthetic(100, 3, 0.1, seed=3)
     graphdef, state = nnx.split(LinearRegression(3, rngs=nnx.Rngs(0)))
     params = nnx.to_pure_dict(state)
     loader = make_loader("mini_batch", 4, True, False, 100, seed=0)
     tx = optax.sgd(0.05)
-    runner = loop.Runner(
+    runner = Runner(
         lambda p, x: nnx.merge(graphdef, p)(x), tx, loader, *jax.device_put((table.X, table.y))
     )
-    blocks = list(loop.plan_blocks(loader, 0, 4, 5, 0))  # 4 epochs of 25 steps, 5 a call
+    blocks = list(plan_blocks(loader, 0, 4, 5, 0))  # 4 epochs of 25 steps, 5 a call
     assert len(blocks) == 20
     p, s, ref = params, tx.init(params), np.float32(np.nan)
     one_by_one = []
@@ -210,7 +214,7 @@ def test_pipelined_calls_equal_calls_made_one_by_one(monkeypatch):
         one_by_one.append(np.asarray(out.losses))
     got = [
         (b, t, np.asarray(o.losses))
-        for b, t, o in loop.pipelined(runner, blocks, params, tx.init(params))
+        for b, t, o in pipelined(runner, blocks, params, tx.init(params))
     ]
     assert [b for b, _, _ in got] == blocks and [t for _, t, _ in got] == list(range(0, 100, 5))
     np.testing.assert_array_equal(

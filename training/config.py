@@ -129,7 +129,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     tensorboard: bool = True
-    every_n_steps: Any = "auto"  # an integer >= 1, or auto (see training/loop.py log_period)
+    every_n_steps: Any = "auto"  # an integer >= 1, or auto (see training/blocks.py log_period)
     print_trace: bool = False
     plots: bool = True
     plot_weights: list[str] = field(default_factory=list)  # two features; []: the largest two

@@ -21,11 +21,11 @@ import jax
 import numpy as np
 
 from training import plots
+from training.blocks import Block
 from training.devices import to_host
 from training.evaluate import regression_metrics
 from training.logs import Progress, TensorBoardLog, log_steps, print_trace
-from training.loop import Block, Runner
-from training.step import CallResult, record_positions
+from training.step import CallResult, Runner, record_positions
 
 
 @dataclass(frozen=True, kw_only=True)

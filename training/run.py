@@ -3,21 +3,24 @@ evaluate.
 
 ``build`` (``training/build.py``) splits the model once into a graph definition and a pure dict
 of parameters and returns small records: the rows on the device(s), the model, the optimizer,
-the settings and the outputs. ``fit`` runs the compiled calls (``training/loop.py``, which
-wraps the step); after each it reads the call's result back, updates the progress record,
-calls the hooks (``training/hooks.py``: TensorBoard, validation, the progress line, the
-walkthrough's trace, checkpoints) and checks the stopping rules. Calls are queued one ahead, so
-the host shuffles the next block and writes TensorBoard while the device trains. Checkpoints
-are written at call boundaries, which are the same in a resumed run as in an uninterrupted
-one. With several devices or processes the training rows are sharded over a ``data`` mesh
-(``training/devices.py``) and only process 0 writes files other than checkpoints.
+the settings and the outputs. ``fit`` runs the compiled calls (``training/step.py``: the step,
+the call that scans it, and the ``Runner`` that shuffles and dispatches); after each it reads
+the call's result back, updates the progress record, calls the hooks (``training/hooks.py``:
+TensorBoard, validation, the progress line, the walkthrough's trace, checkpoints) and checks the
+stopping rules. Calls are queued ahead (``pipelined``), so the host shuffles the next block and
+writes TensorBoard while the device trains. Checkpoints are written at call boundaries
+(``training/blocks.py`` plans them), which are the same in a resumed run as in an
+uninterrupted one. With several devices or processes the training rows are sharded over a
+``data`` mesh (``training/devices.py``) and only process 0 writes files other than checkpoints.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import math
 import signal
 import time
@@ -28,6 +31,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from errors import DivergenceError, Interrupted, UserError
+from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints
 from training.cli import other_settings, refuse_another_run, run_differences
@@ -47,8 +51,8 @@ from training.hooks import (
     weights_path,
 )
 from training.logs import TensorBoardLog, fmt, write_json
-from training.loop import Block, Runner, log_period, pipelined, plan_blocks
 from training.report import SPLITS, evaluate
+from training.step import Runner
 
 
 def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
@@ -151,6 +155,42 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
     save(run, at, params, opt_state)
     hooks.close()
     return params, opt_state, at
+
+
+ROWS_IN_FLIGHT = 1 << 20  # rows of calls queued ahead of the one being read back, so the
+# host's shuffle of the next epoch overlaps the device's work instead of stalling it
+
+
+def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=None):
+    """Run ``blocks`` in order, yielding ``(block, t, result)`` with ``t`` the block's first
+    global step; stop iterating to stop training.
+
+    Calls are dispatched ahead of the one yielded (at least one, and up to ``ROWS_IN_FLIGHT``
+    rows of shuffled batches) without waiting for them, so the device works through the queue
+    while the host shuffles the next blocks and the caller logs. Calls already queued when the
+    caller stops still run."""
+    ref_loss = np.float32(np.nan) if ref_loss is None else ref_loss
+    queued: collections.deque = collections.deque()  # (block, result) not yet yielded
+
+    def ahead() -> int:  # rows of the calls queued behind the oldest
+        steps = sum(b.epochs * b.steps for b, _ in itertools.islice(queued, 1, None))
+        return steps * runner.loader.batch_size
+
+    def oldest():
+        nonlocal t
+        block, out = queued.popleft()
+        first, t = t, t + block.epochs * block.steps
+        return block, first, out
+
+    for block in blocks:
+        if queued:  # continue from what the last queued call will return
+            last = queued[-1][1]
+            params, opt_state, ref_loss = last.params, last.opt_state, last.ref_loss
+        queued.append((block, runner(block, params, opt_state, ref_loss)))
+        if len(queued) > 1 and ahead() >= ROWS_IN_FLIGHT:
+            yield oldest()
+    while queued:
+        yield oldest()
 
 
 def plan(run: Run, at: Progressed, calls: dict | None) -> tuple[Runner, list[Block], bool]:

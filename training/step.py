@@ -8,11 +8,12 @@ Read top to bottom:
   exact fit, ``tol`` on the gradient's norm, divergence) and nothing computed once stopped;
 - :func:`full_batch_call` and :func:`shuffled_call`: ``lax.scan`` over those steps in one
   ``jax.jit`` call, recording the parameters every ``k`` steps (:func:`scan_recording`);
-- :func:`make_train_call`: the call a :class:`CallSpec` describes, the host's entry point.
+- :func:`make_train_call`: the call a :class:`CallSpec` describes;
+- :class:`Runner`: the host's entry point: a block's batch indices (the shuffle) and its call,
+  dispatched without waiting; ``fit`` (``training/run.py``) reads back a :class:`CallResult`,
+  one sync per call.
 
-Everything here is a pure function of pytrees of arrays. The host (``training/loop.py``) builds
-the batch indices of a block (the shuffle), makes one call, and reads back a :class:`CallResult`:
-one sync per call.
+Everything but the runner is a pure function of pytrees of arrays.
 
 The objective is a seam: every step and builder takes ``objective(params, pred, y, w) ->
 scalar`` (``training/objectives.py``: Huber, the ridge penalty), None for the mean squared error.
@@ -31,6 +32,9 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from data.loaders import Loader
+from training.blocks import Block
+from training.devices import replicate
 from training.objectives import mse
 
 Params = Any  # a pytree of arrays, e.g. {"W": (d,), "b": ()}
@@ -432,3 +436,81 @@ def make_train_call(
         mesh=mesh,
         objective=objective,
     )
+
+
+class Runner:
+    """Queues compiled calls of one loader over device-resident ``X``, ``y``.
+
+    ``runner(block, params, opt_state, ref_loss)`` builds the block's batch indices on the host
+    (the shuffle) and dispatches its compiled call without waiting for it. One function is
+    compiled per distinct block shape. With a ``mesh``, ``X``/``y``/``w`` are sharded by rows
+    and the indices are replicated to every device; with ``shard_batches=False`` the rows are
+    replicated too and every device runs the same steps on its own copy (per-sample SGD on
+    several processes, which must all take part in every call).
+    """
+
+    def __init__(
+        self,
+        apply_fn: ApplyFn,
+        tx: optax.GradientTransformation,
+        loader: Loader,
+        X: jax.Array,
+        y: jax.Array,
+        *,
+        record_every: int = 1,
+        tol: float = 0.0,
+        divergence_factor: float = 1e6,
+        w: jax.Array | None = None,
+        mesh=None,
+        shard_batches: bool = True,
+        objective=None,
+        frozen: tuple[str, ...] = (),
+    ) -> None:
+        self.loader, self.X, self.y, self.w, self.mesh = loader, X, y, w, mesh
+        self.record_every, self.tol, self.divergence_factor = record_every, tol, divergence_factor
+        batch_mesh = mesh if shard_batches else None  # False: every device trains on a copy
+        self.compiled = functools.cache(
+            lambda spec: make_train_call(apply_fn, tx, spec, batch_mesh, objective, frozen)
+        )
+        self.apply_fn, self.rows = apply_fn, None
+
+    def _takes_rows(self, params) -> bool:
+        """Per-sample steps on one device can feed the model a single row, which XLA runs
+        about half again as fast, when the model maps a (features,) row to a scalar."""
+        if self.loader.batch_size != 1 or self.loader.full_batch or self.mesh is not None:
+            return False
+        row = jax.ShapeDtypeStruct(self.X.shape[1:], self.X.dtype)
+        try:
+            return jax.eval_shape(self.apply_fn, params, row).shape == ()
+        except Exception:  # noqa: BLE001 - a model written for batches only
+            return False
+
+    def spec(self, block: Block, counts: np.ndarray | None = None) -> CallSpec:
+        """The static shape of ``block``'s call (``counts``: its batches' real rows)."""
+        short = counts is not None and bool((counts < self.loader.batch_size).any())
+        return CallSpec(
+            block.epochs,
+            block.steps,
+            self.loader.full_batch,
+            masked=short,
+            record_every=block.every or self.record_every,
+            tol=self.tol,
+            divergence_factor=self.divergence_factor,
+            rows=bool(self.rows),
+        )
+
+    def __call__(self, block: Block, params, opt_state, ref_loss) -> CallResult:
+        if self.rows is None:
+            self.rows = self._takes_rows(params)
+        loader = self.loader
+        idx = counts = None
+        if not loader.full_batch:
+            parts = [
+                loader.batches(e, block.start, block.stop)
+                for e in range(block.epoch, block.epoch + block.epochs)
+            ]
+            idx, counts = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
+        spec = self.spec(block, counts)
+        if self.mesh is not None:
+            idx, counts, ref_loss = replicate(self.mesh, None, (idx, counts, np.float32(ref_loss)))
+        return self.compiled(spec)(params, opt_state, self.X, self.y, self.w, idx, counts, ref_loss)
