@@ -178,6 +178,43 @@ def test_checkpoint_hook_skips_a_call_that_stopped_or_diverged():
     assert saved == [(7, "params", "opt_state")]
 
 
+def test_orbax_policy_saves_every_k_epochs_and_forced_steps(tmp_path):
+    """``Checkpoints(every_steps=k)``: orbax's FixedIntervalPolicy writes steps that are
+    multiples of k; a forced save (a run's end, a stop) writes any step; none goes back."""
+    from training.checkpoint import Checkpoints
+
+    ckpt = Checkpoints(tmp_path / "c", keep=10, every_steps=6)  # 2 epochs of 3 steps
+    state = {"params": {"W": np.ones(2, np.float32)}}
+    written = [t for t in range(1, 16) if ckpt.save(t, state, {}, force=False)]
+    assert written == [6, 12]
+    assert ckpt.save(14, state, {}) and not ckpt.save(12, state, {}, force=False)  # behind 14
+    assert ckpt.steps() == [6, 12, 14]
+    assert Checkpoints(tmp_path / "d").save(3, state, {}, force=False) is False  # no interval
+    ckpt.close()
+
+
+@pytest.mark.slow
+def test_a_run_checkpoints_the_epochs_orbax_picks_and_its_end(tmp_path):
+    from conftest import make_config
+
+    from training.checkpoint import Checkpoints
+    from training.run import train_and_evaluate
+
+    cfg = make_config(
+        "experiment=housing_minibatch",  # 437 training rows in batches of 32: 14 steps an epoch
+        "trainer.epochs=5",
+        "trainer.tol=0",
+        "trainer.checkpoint_every=2",
+        "trainer.keep_checkpoints=10",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    train_and_evaluate(cfg, tmp_path)
+    ckpt = Checkpoints(tmp_path / "checkpoints", create=False)
+    assert ckpt.steps() == [2 * 14, 4 * 14, 5 * 14]
+    ckpt.close()
+
+
 def test_epoch_tol_stops_when_the_epochs_mean_loss_changes_by_at_most_tol():
     at = Progressed()
     means = [4.0, 2.0, 1.9]  # changes: none (first epoch), 2.0 / 4.0 = 0.5, 0.1 / 2.0 = 0.05

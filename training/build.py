@@ -161,7 +161,11 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
         plots.preload()
     out = Outputs(
         tb=TensorBoardLog(workdir, False),
-        ckpt=Checkpoints(workdir / "checkpoints", cfg.trainer.keep_checkpoints),
+        ckpt=Checkpoints(
+            workdir / "checkpoints",
+            cfg.trainer.keep_checkpoints,
+            every_steps=cfg.trainer.checkpoint_every * loader.steps_per_epoch,
+        ),
         preprocessing=preprocessing,
         curves=Curves(),
     )

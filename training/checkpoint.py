@@ -60,9 +60,13 @@ class Checkpoints:
     compiles without Python's lock), and the first use waits for it.
     """
 
-    def __init__(self, directory: Path, keep: int = 3, create: bool = True) -> None:
+    def __init__(
+        self, directory: Path, keep: int = 3, create: bool = True, every_steps: int = 0
+    ) -> None:
+        """``every_steps``: the steps (a multiple of them) at which :meth:`save` without
+        ``force`` writes, orbax's ``FixedIntervalPolicy``; 0: only forced saves write."""
         self.directory = Path(directory).absolute()
-        self.keep, self.create = keep, create
+        self.keep, self.create, self.every_steps = keep, create, every_steps
         self._manager = None
         if create:
             try:  # an unwritable run directory is found now, not after training
@@ -83,8 +87,15 @@ class Checkpoints:
             self._importing.join()
             import orbax.checkpoint as ocp
 
+            # orbax decides which steps are saved: every `every_steps`-th, and the forced ones
+            # (the end, a stop); no preemption policy, which would sync every process at every
+            # query: a SIGTERM is our own forced save
+            policy = ocp.checkpoint_managers.FixedIntervalPolicy(max(1, self.every_steps))
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=self.keep, create=self.create, enable_async_checkpointing=False
+                max_to_keep=self.keep,
+                create=self.create,
+                enable_async_checkpointing=False,
+                save_decision_policy=policy,
             )
             try:
                 self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -95,10 +106,15 @@ class Checkpoints:
                 ) from None
         return self._manager
 
-    def save(self, step: int, state: dict, meta: dict) -> None:
-        """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``."""
+    def save(self, step: int, state: dict, meta: dict, force: bool = True) -> bool:
+        """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``;
+        without ``force``, only if orbax's policy (``every_steps``) says so and ``step`` is past
+        the newest checkpoint. Returns whether it saved. Raises UserError for a failed write."""
         manager = self.manager
         import orbax.checkpoint as ocp
+
+        if not force and not (self.every_steps and manager.should_save(step)):
+            return False
 
         items = {k: ocp.args.StandardSave(_placeholders(v)) for k, v in state.items()}
         # the true shapes, zero-size ones included, checked before any restore
@@ -108,6 +124,7 @@ class Checkpoints:
                 step, args=ocp.args.Composite(**items, meta=ocp.args.JsonSave(meta)), force=True
             )
             manager.wait_until_finished()
+            return True
         except OSError as exc:
             raise UserError(
                 f"cannot write the checkpoint of step {step} to {self.directory}: "

@@ -223,9 +223,9 @@ class ProgressLine:
 
 
 def checkpoint(save: Callable[[Any, Any, Any], None]) -> Hook:
-    """``save(at, params, opt_state)`` after the call (registered with ``every``: the
-    checkpoint epochs). A call that diverged is not saved; a run that converged is saved once,
-    after the loop."""
+    """``save(at, params, opt_state)`` after every call (``save`` asks orbax's policy whether
+    the step is a checkpoint step). A call that diverged is not saved; a run that converged is
+    saved once, after the loop."""
 
     def hook(call: Call, at) -> None:
         if not (call.diverged or call.stopped or at.stopped == "converged"):

@@ -262,8 +262,8 @@ def make_hooks(run: Run, traced: bool) -> Hooks:
             hooks.add(
                 ProgressLine(cfg.logger.progress, cfg.trainer.epochs, settings.loader.batch_size)
             )
-    if cfg.trainer.checkpoint_every:
-        hooks.add(checkpoint(functools.partial(save, run)), every=cfg.trainer.checkpoint_every)
+    if cfg.trainer.checkpoint_every:  # orbax's interval policy picks the checkpoint epochs
+        hooks.add(checkpoint(functools.partial(save, run, force=False)))
     return hooks
 
 
@@ -325,8 +325,9 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
     )
 
 
-def save(run: Run, at: Progressed, params, opt_state) -> None:
-    """Checkpoint the state at ``at.step`` (every process takes part; orbax coordinates)."""
+def save(run: Run, at: Progressed, params, opt_state, force: bool = True) -> None:
+    """Checkpoint the state at ``at.step`` (every process takes part; orbax coordinates);
+    without ``force``, only at orbax's interval, every ``trainer.checkpoint_every`` epochs."""
     ckpt = run.out.ckpt
     if at.step in ckpt.steps():
         return
@@ -338,6 +339,7 @@ def save(run: Run, at: Progressed, params, opt_state) -> None:
             "preprocessing": run.out.preprocessing,
             "config": OmegaConf.to_container(run.settings.cfg, resolve=True),
         },
+        force=force,
     )
 
 
