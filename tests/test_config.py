@@ -251,6 +251,29 @@ def test_optimizer_name_builds_the_named_files_optimizer():
     assert cfg.optimizer.family == "adaptive" and cfg.optimizer.transform.b1 == 0.5
 
 
+@pytest.mark.parametrize(
+    ("experiment", "own"),
+    [
+        ("housing", "nesterov"),
+        ("housing_full_batch", "sgd"),
+        ("housing_minibatch", "sgd"),
+        ("housing_sgd", "sgd"),
+    ],
+)
+@pytest.mark.parametrize("first", [True, False])
+def test_an_experiments_optimizer_gives_way_to_the_command_lines(experiment, own, first):
+    """``experiment=housing optimizer=adam`` trains Adam, whichever comes first: an experiment
+    picks its optimizer in its defaults list, which a command line's choice replaces."""
+    cfg = make_config(f"experiment={experiment}")
+    validate(cfg)
+    assert cfg.optimizer.name == own
+    args = [f"experiment={experiment}", "optimizer=adam"]
+    cfg = make_config(*(args if first else args[::-1]))
+    validate(cfg)
+    o = cfg.optimizer
+    assert (o.name, o.family, o.transform._target_) == ("adam", "adaptive", "optax.adam")
+
+
 def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_optimizers):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
