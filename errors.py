@@ -5,7 +5,9 @@ three and import nothing of the project."""
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 
@@ -30,9 +32,86 @@ class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not a f
 def bad_target(key: str, target: object, exc: BaseException) -> UserError:
     """The one-line error for a ``_target_`` that Hydra's ``instantiate`` could not build
     (a wrong class path, or an argument its constructor refuses): the key, the value and the
-    first line of the cause Hydra wrapped."""
+    cause Hydra wrapped, its lines joined."""
     cause = exc.__cause__ or exc
-    return UserError(f"bad config value {key}={target!r}: {str(cause).splitlines()[0]}")
+    text = "; ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+    return UserError(f"bad config value {key}={target!r}: {text}")
+
+
+def locate(key: str, path: object) -> Callable:
+    """The function or class ``path`` (``"optax.adam"``, ``"models.linear.LinearRegression"``)
+    names, the value of config ``key``. Raises :class:`UserError` naming ``key`` with the
+    nearest name that exists (``difflib``) when the module or the attribute is missing, or
+    when the object is not callable."""
+    import importlib
+
+    bad = f"bad config value {key}={path!r}"
+    parts = str(path).split(".")
+    if not isinstance(path, str) or not all(parts):
+        raise UserError(f"{bad}: name a function or class as module.name, e.g. optax.adam")
+    module, i = None, len(parts)
+    while i > 0 and module is None:  # the longest prefix that imports
+        try:
+            module = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            i -= 1
+    if module is None:
+        raise UserError(
+            f"{bad}: no module named {parts[0]!r}; name a function or class importable as "
+            "module.name (is its package installed?)"
+        )
+    obj, where = module, ".".join(parts[:i])
+    for name in parts[i:]:
+        if not hasattr(obj, name):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            near = difflib.get_close_matches(name, public, n=1)
+            hint = f"did you mean {where + '.' + near[0]!r}?" if near else "check the name"
+            raise UserError(f"{bad}: {where} has no {name!r}; {hint}")
+        obj, where = getattr(obj, name), f"{where}.{name}"
+    if not callable(obj):
+        raise UserError(f"{bad}: {where} is not a function or class; name one, as module.name")
+    return obj
+
+
+def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) -> None:
+    """Raise :class:`UserError` naming ``prefix.KEY`` for a key of ``given`` that ``fn``
+    (``target``'s callable) has no parameter for, with the nearest parameter's name, or naming
+    ``target`` when ``fn`` cannot take an argument the run ``supplied`` itself
+    (``learning_rate``, ``in_features``). A ``**kwargs`` parameter takes any name."""
+    import inspect
+
+    try:
+        if inspect.isclass(fn):  # its __init__: a metaclass's __call__ (flax nnx) hides it
+            params = dict(list(inspect.signature(fn.__init__).parameters.items())[1:])
+        else:
+            params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: let it be called
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in supplied:
+        if key not in names:
+            raise UserError(
+                f"bad config value {prefix}._target_={target!r}: it takes no {key!r}, which the "
+                f"run passes; name a callable that takes {', '.join(supplied)}"
+            )
+    own = [n for n in names if n not in supplied]
+    unknown = [k for k in given if k not in names]
+    if len(unknown) == 1:
+        key = unknown[0]
+        near = difflib.get_close_matches(key, own, n=1)
+        hint = f"did you mean {prefix + '.' + near[0]!r}?" if near else f"drop it: ~{prefix}.{key}"
+        raise UserError(
+            f"bad config key {prefix}.{key}: {target} takes no argument {key!r} (it takes "
+            f"{', '.join(own) or 'nothing else'}); {hint}"
+        )
+    if unknown:
+        drop = " ".join(f"~{prefix}.{k}" for k in unknown)
+        raise UserError(
+            f"bad config keys {', '.join(f'{prefix}.{k}' for k in unknown)}: {target} takes none "
+            f"of them (it takes {', '.join(own) or 'nothing else'}); drop them: {drop}"
+        )
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -287,6 +287,85 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
             validate(cfg)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["optimizer.transform._target_=optax.adabeleif"],
+            "bad config value optimizer.transform._target_='optax.adabeleif': optax has no "
+            "'adabeleif'; did you mean 'optax.adabelief'?",
+        ),
+        (
+            ["model._target_=models.linear.LinearRegresion"],
+            "bad config value model._target_='models.linear.LinearRegresion': models.linear has "
+            "no 'LinearRegresion'; did you mean 'models.linear.LinearRegression'?",
+        ),
+        (
+            ["model._target_=modles.linear.LinearRegression"],
+            "bad config value model._target_='modles.linear.LinearRegression': no module named "
+            "'modles'; name a function or class importable as module.name (is its package "
+            "installed?)",
+        ),
+        (
+            ["optimizer=adam", "+optimizer.transform.epss=1e-8"],
+            "bad config key optimizer.transform.epss: optax.adam takes no argument 'epss' (it "
+            "takes b1, b2, eps, eps_root, mu_dtype, nesterov); did you mean "
+            "'optimizer.transform.eps'?",
+        ),
+        (
+            ["optimizer.transform._target_=optax.scale"],
+            "bad config value optimizer.transform._target_='optax.scale': it takes no "
+            "'learning_rate', which the run passes; name a callable that takes learning_rate, "
+            "momentum",
+        ),
+        (
+            ["model._target_=optax.adam"],
+            "bad config value model._target_='optax.adam': it takes no 'in_features', which the "
+            "run passes; name a callable that takes in_features, rngs",
+        ),
+        (
+            ["+model.widht=3"],
+            "bad config key model.widht: models.linear.LinearRegression takes no argument "
+            "'widht' (it takes W_init, W_value, b_init, b_value, init_scale); drop it: "
+            "~model.widht",
+        ),
+        (
+            ["model=quadratic"],  # data=toy sets the walkthrough's initial W and b
+            "bad config keys model.W_init, model.W_value, model.b_init, model.b_value: "
+            "models.polynomial.QuadraticRegression takes none of them (it takes init_scale); "
+            "drop them: ~model.W_init ~model.W_value ~model.b_init ~model.b_value",
+        ),
+    ],
+)
+def test_a_target_or_argument_that_cannot_be_built_is_named_before_any_data(overrides, line):
+    """Checked in ``validate``, before any data is read: the nearest existing name, from the
+    module's own names or the constructor's own parameters."""
+    with pytest.raises(UserError) as err:
+        validate(make_config(*overrides), overrides)
+    assert str(err.value) == line
+    if "drop" in line:  # the advice, followed, is a config that validates
+        followed = [*overrides, *line.rsplit(": ", 1)[1].split()]
+        validate(make_config(*followed), followed)
+
+
+def test_a_key_the_schema_lacks_in_an_optimizer_file_names_the_file(conf_with_new_optimizers):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from training import cli
+
+    bad = conf_with_new_optimizers / "optimizer" / "lion.yaml"
+    bad.write_text(LION.replace("family:", "trust_clip: true\nfamily:"))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException) as exc:
+            compose("config", overrides=["optimizer=lion"])
+    assert cli._compose_failure(exc.value) == (
+        "bad config file conf/optimizer/lion.yaml: optimizer.trust_clip is not a config key; "
+        "an argument of optax's constructor goes under transform:"
+    )
+
+
 def _train_as_the_command_line(conf, overrides, workdir):
     """``python train.py OVERRIDES`` with ``conf`` as the config directory: composed with the
     Hydra config, which the run reads the command line's overrides from."""

@@ -16,6 +16,24 @@ from errors import Interrupted, UserError, fail
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
+def _compose_failure(exc: BaseException) -> str:
+    """The one line for a config Hydra could not compose: a key the schema lacks written in a
+    group's file names the file; anything else is a bad override (:func:`_one_line`)."""
+    pattern = r"In '(\w+)/([^']+)': ConfigKeyError.*?Key '([^']+)' not in"
+    in_file = re.search(pattern, str(exc), re.S)
+    if not in_file:
+        return f"bad override: {_one_line(exc)}"
+    group, name, key = in_file.groups()
+    path = CONF_DIR / group / f"{name}.yaml"
+    where = str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
+    fix = (
+        "an argument of optax's constructor goes under transform:"
+        if group == "optimizer"
+        else "remove it (the README lists every key)"
+    )
+    return f"bad config file {where}: {group}.{key} is not a config key; {fix}"
+
+
 def _one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages, folded into one line."""
     from hydra.errors import MissingConfigException
@@ -234,7 +252,7 @@ def check_overrides(argv: list[str]) -> list[str]:
             try:
                 cfg = compose("config", overrides=combo)
             except Exception as exc:
-                fail(f"bad override: {_one_line(exc)}")
+                fail(_compose_failure(exc))
             if multirun:
                 refuse_a_name_too_long(combo, hydra_args)
             else:

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from data.loaders import LOADERS
 from data.sources import SOURCES
-from errors import UserError
+from errors import UserError, check_arguments, locate
 from models.linear import INITIALISERS
 from training.optim import FAMILIES, SCHEDULES
 
@@ -294,6 +294,24 @@ def _validate_choices(cfg: DictConfig, overrides: list[str]) -> None:
             _choice(cfg, key, INITIALISERS)
     _choice(cfg, "trainer.device", DEVICES)
     _choice(cfg, "logger.progress", ("auto", "bar", "lines", "off"))
+    _validate_targets(cfg)
+
+
+def _validate_targets(cfg: DictConfig) -> None:
+    """The optimizer's and the model's ``_target_`` import, and take the keys beside it and
+    what the run passes (optax's ``learning_rate``, and ``momentum`` for the gradient-descent
+    families; the model's ``in_features`` and ``rngs``): checked before any data is read."""
+    transform = cfg.optimizer.transform
+    target = transform.get("_target_")
+    passed = ("learning_rate",) if FAMILIES[cfg.optimizer.family] is None else None
+    fn = locate("optimizer.transform._target_", target)
+    own = [k for k in transform if not str(k).startswith("_")]
+    check_arguments("optimizer.transform", target, fn, own, passed or ("learning_rate", "momentum"))
+    model = cfg.model
+    target = model.get("_target_")
+    fn = locate("model._target_", target)
+    own = [k for k in model if not str(k).startswith("_")]
+    check_arguments("model", target, fn, own, ("in_features", "rngs"))
 
 
 def _validate_data(d: DictConfig) -> None:
