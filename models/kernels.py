@@ -33,7 +33,8 @@ ROW_BLOCKS = 64  # at most this many row blocks
 def matvec(x: jax.Array, W: jax.Array) -> jax.Array:
     """``x @ W``: ``(n, d) @ (d,) -> (n,)``, or one row ``(d,) @ (d,) -> ()``, by the fastest of
     :func:`feature_sum`, :func:`row_blocked_matvec` and ``x @ W`` for the shape of ``x``."""
-    if x.shape[0] <= SMALL_BATCH:
+    rows = x.shape[0] if x.ndim == 2 else 1  # one row: a per-sample step, as a batch of one
+    if rows <= SMALL_BATCH:
         return feature_sum(x * W)
     if x.ndim == 2 and x.shape[0] >= LARGE_BATCH:
         return row_blocked_matvec(x, W)

@@ -215,6 +215,33 @@ def test_a_run_checkpoints_the_epochs_orbax_picks_and_its_end(tmp_path):
     ckpt.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["housing_minibatch", "housing_full_batch"])
+def test_a_hook_added_with_every_k_runs_at_each_kth_epoch(tmp_path, monkeypatch, experiment):
+    """15 epochs fit in one call; a hook with every=7 still sees epochs 7 and 14: the run's
+    calls end where its hooks run."""
+    from conftest import make_config
+
+    import training.run
+    from training.run import train_and_evaluate
+
+    seen = []
+    make_hooks = training.run.make_hooks
+
+    def with_probe(run, traced):
+        hooks = make_hooks(run, traced)
+        hooks.add(lambda call, at: seen.append((at.epoch, at.step)), every=7)
+        return hooks
+
+    monkeypatch.setattr(training.run, "make_hooks", with_probe)
+    cfg = make_config(
+        f"experiment={experiment}", "trainer.epochs=15", "logger.plots=false", "data.seed=0"
+    )
+    train_and_evaluate(cfg, tmp_path)
+    spe = 14 if experiment == "housing_minibatch" else 1  # 437 training rows, batches of 32
+    assert seen == [(7, 7 * spe), (14, 14 * spe)]
+
+
 def test_epoch_tol_stops_when_the_epochs_mean_loss_changes_by_at_most_tol():
     at = Progressed()
     means = [4.0, 2.0, 1.9]  # changes: none (first epoch), 2.0 / 4.0 = 0.5, 0.1 / 2.0 = 0.05

@@ -90,17 +90,20 @@ def test_unknown_loader_lists_the_choices():
     bs=st.integers(1, 50),
     epochs=st.integers(1, 30),
     max_steps=st.integers(1, 400),
-    every=st.integers(0, 7),
+    periods=st.lists(st.integers(0, 7), min_size=1, max_size=3),
 )
-def test_blocks_cover_every_step_once_and_end_on_checkpoints(n, bs, epochs, max_steps, every):
+def test_blocks_cover_every_step_once_and_end_on_each_period(n, bs, epochs, max_steps, periods):
+    """Calls end on the checkpoint epochs and on those a hook's ``every`` names: none of
+    those epochs ends inside a call."""
     loader = make_loader("mini_batch", bs, True, False, n, 0)
     seen = []
-    for b in plan_blocks(loader, 0, epochs, max_steps, every):
+    end_every = periods[0] if len(periods) == 1 else tuple(periods)
+    for b in plan_blocks(loader, 0, epochs, max_steps, end_every):
         assert b.epochs * b.steps <= max(max_steps, 1) or b.epochs == 1
         assert b.steps <= max_steps
         for e in range(b.epoch, b.epoch + b.epochs):
             seen.extend((e, s) for s in range(b.start, b.stop))
-        if every:  # a checkpoint epoch is never inside a call
+        for every in filter(None, periods):  # such an epoch is never inside a call
             assert not any(m % every == 0 for m in range(b.epoch + 1, b.epoch + b.epochs))
     N = loader.steps_per_epoch
     assert seen == [(e, s) for e in range(epochs) for s in range(N)]

@@ -93,3 +93,23 @@ def test_columns_with_spaces_give_valid_tags_and_no_log_lines(tmp_path):
         "params/W/Exterior_1st_Wd_Sdng",
         "params/W/Year__built_",
     }
+
+
+def test_weights_beyond_tensorflows_buckets_still_make_a_histogram(tmp_path):
+    """A run whose weights grew past 1e20 (a step size too large for per-sample SGD, which
+    ends with a warning, not an error) still writes its histogram: with numpy's bins."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from training.logs import TensorBoardLog
+
+    tb = TensorBoardLog(tmp_path, True)
+    values = np.array([-3e25, 5e24, 2e25])  # none inside the buckets
+    tb.histogram("params/W", values, 7)
+    tb.histogram("params/b", np.array([0.5, 1.5]), 7)
+    tb.writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    acc.Reload()
+    (event,) = acc.Histograms("params/W")
+    assert (event.step, event.histogram_value.min, event.histogram_value.max) == (7, -3e25, 2e25)
+    assert event.histogram_value.num == 3
+    assert acc.Histograms("params/b")[0].histogram_value.num == 2

@@ -75,11 +75,11 @@ def test_compiled_loop_equals_a_python_loop(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("features", [3, 20])  # one running sum; interleaved partial sums
+@pytest.mark.parametrize("features", [3, 20, 100])  # one sum; interleaved; more than 64
 def test_per_sample_equals_mini_batch_of_one(tmp_path, features):
-    f = f"data.n_features={features}"
-    a = run(tmp_path, "ps", "loader=per_sample", "trainer.epochs=3", f)
-    b = run(tmp_path, "mb1", "loader=mini_batch", "loader.batch_size=1", "trainer.epochs=3", f)
+    f = f"data.n_features={features}", f"optimizer.lr={0.05 if features < 100 else 0.005}"
+    a = run(tmp_path, "ps", "loader=per_sample", "trainer.epochs=3", *f)
+    b = run(tmp_path, "mb1", "loader=mini_batch", "loader.batch_size=1", "trainer.epochs=3", *f)
     assert a[1] == b[1] == list(range(300)) and a[3].shape == (301, features)
     np.testing.assert_array_equal(a[2], b[2])
     np.testing.assert_array_equal(a[3], b[3])

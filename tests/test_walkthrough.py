@@ -10,6 +10,8 @@ from conftest import make_config, read_scalars, run_train
 
 from training.run import train_and_evaluate
 
+pytestmark = pytest.mark.slow  # every test here reads a whole run (train_and_evaluate, train.py)
+
 F = np.float32
 W_AFTER_FIRST_3 = [F(7.38), F(6.8240666), F(6.3255796)]
 W_BEFORE_LAST_3 = [F(2.0356295), F(2.0319479), F(2.0286465)]
@@ -71,7 +73,6 @@ def test_loss_curve_matches_the_loss_at_W(walkthrough):
     np.testing.assert_allclose(curve, [186.0, 0.0, 100 * 31 / 6])
 
 
-@pytest.mark.slow
 def test_train_py_prints_the_trace(tmp_path):
     proc = run_train(f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

@@ -78,14 +78,15 @@ def plan_blocks(
     first_epoch: int,
     epochs: int,
     max_steps: int,
-    checkpoint_every: int,
+    end_every: int | tuple[int, ...],
     align: int = 1,
     first_step: int = 0,
     n_features: int = 1,
     dense_epochs: int = 0,
 ):
-    """Cut epochs ``first_epoch .. epochs - 1`` into calls that end on checkpoint epochs (every
-    ``checkpoint_every``; 0: none) and run at most :func:`call_cap` steps.
+    """Cut epochs ``first_epoch .. epochs - 1`` into calls that end on every multiple of each
+    period in ``end_every`` (epochs; 0: none): the checkpoint epochs and the epochs a hook added
+    with ``every=k`` runs at. Each call runs at most :func:`call_cap` steps.
 
     Full batch packs as many epochs as the budget allows into a call. Shuffled loaders take
     several small epochs, or a large epoch cut into blocks of steps whose starts are multiples
@@ -95,11 +96,10 @@ def plan_blocks(
     n_steps = loader.steps_per_epoch
     cap = call_cap(loader, n_features, max_steps)
     per_call = cap // n_steps
+    periods = [k for k in ((end_every,) if isinstance(end_every, int) else end_every) if k]
     e = first_epoch
     while e < epochs:
-        bound = epochs
-        if checkpoint_every:
-            bound = min(epochs, (e // checkpoint_every + 1) * checkpoint_every)
+        bound = min([epochs] + [(e // k + 1) * k for k in periods])
         every = 1 if e < dense_epochs else align
         if e < dense_epochs:
             bound = min(bound, dense_epochs)

@@ -100,12 +100,20 @@ class Hooks:
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def add(self, fn: Hook, every: int | None = None) -> None:
-        """Register ``fn``; a ``close()`` method of ``fn`` is called by :meth:`close`."""
+        """Register ``fn``; a ``close()`` method of ``fn`` is called by :meth:`close`. With
+        ``every=k`` the run's calls end on every k-th epoch (:attr:`periods`), so ``fn`` sees
+        each of them however many epochs a call could hold."""
         if every is not None and every < 1:
             raise ValueError(f"every={every}: a hook runs every k >= 1 epochs, or None")
         self.hooks.append((fn, every))
         if callable(getattr(fn, "close", None)):
             self.closers.append(fn.close)
+
+    @property
+    def periods(self) -> tuple[int, ...]:
+        """The ``every`` of the hooks that have one: the run's calls end on their multiples
+        (``training/blocks.py`` ``plan_blocks``), so each such hook sees its epochs."""
+        return tuple(sorted({every for _, every in self.hooks if every is not None}))
 
     def __call__(self, call: Call, at) -> None:
         for fn, every in self.hooks:

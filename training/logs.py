@@ -98,8 +98,13 @@ class TensorBoardLog:
             self.writer.add_scalar(valid_tag(tag), float(value), step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
-        if self.writer is not None:
-            self.writer.add_histogram(valid_tag(tag), np.asarray(values, np.float64), step)
+        if self.writer is None:
+            return
+        values = np.asarray(values, np.float64)
+        try:
+            self.writer.add_histogram(valid_tag(tag), values, step)
+        except ValueError:  # values beyond TensorFlow's buckets (about 1e20): numpy's bins
+            self.writer.add_histogram(valid_tag(tag), values, step, bins="auto")
 
     def png(self, tag: str, png: bytes, step: int) -> None:
         """An image summary holding the bytes of a PNG file as they are: the figure already

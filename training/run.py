@@ -135,25 +135,28 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
     compiled calls shared by cross-validation folds of the same shapes. Returns the parameters,
     optimizer state and progress at the end."""
     loader, tr = run.settings.loader, run.settings.cfg.trainer
-    runner, blocks, traced = plan(run, at, calls)
+    traced = is_traced(run)
     hooks = make_hooks(run, traced)
+    runner, blocks = plan(run, at, calls, traced, hooks.periods)
     epoch_tol = 0.0 if loader.full_batch else tr.tol  # full batch: tested inside the call
     first = (at.step, np.float32(at.ref_loss))
-    with stop_on_signals(second_signal(run.settings, run.out.ckpt)) as asked:
-        for block, t0, out in pipelined(runner, blocks, params, opt_state, *first):
-            call = read_back(runner, block, t0, out, loader.steps_per_epoch)
-            at.advance(call, loader.steps_per_epoch, epoch_tol)
-            hooks(call, at)
-            if call.diverged:
-                raise divergence(run, t0 + call.taken, call.losses[call.taken])
-            params, opt_state = out.params, out.opt_state
-            if at.stopped == "converged":
-                break
-            if asked:
-                save(run, at, params, opt_state)
-                raise interrupted(run.settings, run.out.ckpt, asked[0], at.step)
-    save(run, at, params, opt_state)
-    hooks.close()
+    try:
+        with stop_on_signals(second_signal(run.settings, run.out.ckpt)) as asked:
+            for block, t0, out in pipelined(runner, blocks, params, opt_state, *first):
+                call = read_back(runner, block, t0, out, loader.steps_per_epoch)
+                at.advance(call, loader.steps_per_epoch, epoch_tol)
+                hooks(call, at)
+                if call.diverged:
+                    raise divergence(run, t0 + call.taken, call.losses[call.taken])
+                params, opt_state = out.params, out.opt_state
+                if at.stopped == "converged":
+                    break
+                if asked:
+                    save(run, at, params, opt_state)
+                    raise interrupted(run.settings, run.out.ckpt, asked[0], at.step)
+        save(run, at, params, opt_state)
+    finally:  # a divergence or a stop also ends the progress line
+        hooks.close()
     return params, opt_state, at
 
 
@@ -193,17 +196,26 @@ def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=No
         yield oldest()
 
 
-def plan(run: Run, at: Progressed, calls: dict | None) -> tuple[Runner, list[Block], bool]:
-    """The runner of the compiled calls and the blocks (calls) from ``at`` to the last epoch,
-    and whether the walkthrough's trace is printed; decided from the config alone, so every
-    process plans the same calls. Raises UserError for a trace that cannot see every step."""
-    cfg, loader, rows = run.settings.cfg, run.settings.loader, run.rows
-    tr, every = cfg.trainer, cfg.logger.every_n_steps
+def is_traced(run: Run) -> bool:
+    """Whether the walkthrough's trace is printed (``logger.print_trace``, one parameter
+    array). Raises UserError for a trace that cannot see every step."""
+    cfg = run.settings.cfg
     traced = cfg.logger.print_trace and len(run.model.names) == 1
-    if traced and every not in (1, "auto"):
+    if traced and cfg.logger.every_n_steps not in (1, "auto"):
         raise UserError(
             "bad config value logger.print_trace=true: the trace needs logger.every_n_steps=1"
         )
+    return traced
+
+
+def plan(
+    run: Run, at: Progressed, calls: dict | None, traced: bool, periods: tuple[int, ...] = ()
+) -> tuple[Runner, list[Block]]:
+    """The runner of the compiled calls and the blocks (calls) from ``at`` to the last epoch,
+    ending on checkpoint epochs and on the multiples of the hooks' ``periods``; decided from
+    the config alone, so every process plans the same calls."""
+    cfg, loader, rows = run.settings.cfg, run.settings.loader, run.rows
+    tr, every = cfg.trainer, cfg.logger.every_n_steps
     # the trace needs every step; `auto` thins only runs of more than LOG_POINTS steps
     spe = loader.steps_per_epoch
     every, dense_epochs = log_period(1 if traced else every, tr.epochs * spe, spe)
@@ -232,13 +244,13 @@ def plan(run: Run, at: Progressed, calls: dict | None) -> tuple[Runner, list[Blo
         at.epoch,
         tr.epochs,
         max_steps,
-        tr.checkpoint_every,
+        (tr.checkpoint_every, *periods),
         align=every,
         first_step=at.epoch_step,
         n_features=int(np.prod(rows.X.shape[1:])),
         dense_epochs=dense_epochs,
     )
-    return runner, blocks, traced
+    return runner, blocks
 
 
 def make_hooks(run: Run, traced: bool) -> Hooks:
@@ -270,7 +282,7 @@ def make_hooks(run: Run, traced: bool) -> Hooks:
 @contextlib.contextmanager
 def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
     """SIGTERM and SIGINT set a flag that the loop reads after each call, so the call in flight
-    (about a second at most, ``training/loop.py`` ``call_cap``) finishes and a checkpoint is
+    (about a second at most, ``training/blocks.py`` ``call_cap``) finishes and a checkpoint is
     written before the run exits. A second SIGINT (Ctrl-C again) raises :class:`Interrupted`
     with the message ``at_once`` and exit status 130 where the run is, without a checkpoint;
     the callers' ``finally`` still flushes TensorBoard."""

@@ -482,7 +482,7 @@ class Runner:
         row = jax.ShapeDtypeStruct(self.X.shape[1:], self.X.dtype)
         try:
             return jax.eval_shape(self.apply_fn, params, row).shape == ()
-        except Exception:  # noqa: BLE001 - a model written for batches only
+        except (TypeError, ValueError, IndexError, AssertionError):  # a model for batches only
             return False
 
     def spec(self, block: Block, counts: np.ndarray | None = None) -> CallSpec:
