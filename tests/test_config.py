@@ -483,11 +483,8 @@ def test_an_added_key_nothing_reads_is_refused(capsys, args, line):
     [
         ["++optimizer.lr=0.1"],  # an existing key: ++ sets it
         ["optimizer.name=adam", "+optimizer.transform.b1=0.5"],  # optax's argument
-        [
-            "data=synthetic",
-            "model=quadratic",
-            "+model.W_value=2.0",
-        ],  # its constructor's, checked there
+        # (a model's constructor argument: +model.KEY, checked against its signature in
+        # test_a_target_or_argument_that_cannot_be_built_is_named_before_any_data)
         ["+hydra.job.env_set.FOO=1"],
     ],
 )
