@@ -291,6 +291,11 @@ class Scalars:
     def scalar(self, tag, value, step):
         self.logged.append((tag, float(value), step))
 
+    def scalars(self, tag_values, steps):  # TensorBoardLog.scalars: one event a step
+        for i, step in enumerate(steps):
+            for tag, values in tag_values.items():
+                self.scalar(tag, values[i], int(step))
+
 
 def test_validation_logs_the_metrics_of_each_epochs_parameters():
     from types import SimpleNamespace

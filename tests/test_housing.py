@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, make_config, run_script, run_train
+from conftest import ROOT, make_config, read_scalars, run_script, run_train
 from sklearn.linear_model import LinearRegression as SkLinear
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
@@ -82,6 +82,15 @@ def test_metrics_match_sklearn_on_every_split(tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["val"]) == {"mse", "rmse", "mae", "r2"}
     assert saved["coefficients"].keys() == saved["ols"].keys() - {"r2"}
+    # TensorBoard's validation curves end on the final parameters' validation metrics, each
+    # logged step of the run once, in order
+    scalars = read_scalars(tmp_path)
+    steps = [step for step, _ in scalars["train/loss"]]
+    for k in ("mse", "rmse", "mae", "r2"):
+        assert [step for step, _ in scalars[f"val/{k}"]][-1] == metrics["steps"]
+        assert scalars[f"val/{k}"][-1][1] == pytest.approx(metrics["val"][k], rel=1e-6)
+    val_steps = [step for step, _ in scalars["val/rmse"]]
+    assert val_steps == sorted(set(val_steps)) and set(val_steps) <= set(steps) | {steps[-1] + 1}
 
 
 def test_split_is_reproducible_and_follows_the_seed():
