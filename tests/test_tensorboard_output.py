@@ -113,3 +113,13 @@ def test_weights_beyond_tensorflows_buckets_still_make_a_histogram(tmp_path):
     assert (event.step, event.histogram_value.min, event.histogram_value.max) == (7, -3e25, 2e25)
     assert event.histogram_value.num == 3
     assert acc.Histograms("params/b")[0].histogram_value.num == 2
+
+
+def test_tensorboard_events_are_checksummed_natively():
+    """tensorboardX checksums each event with the crc32c package when it is installed, and
+    otherwise in pure Python: 1.1 ms for an event of 274 weights, about half of what writing
+    a 274-column run's steps cost. The checksum is CRC-32C either way (RFC 3720's check value)."""
+    from tensorboardX import crc32c
+
+    assert crc32c._crc32c_native is not None
+    assert crc32c.crc32c(b"123456789") == 0xE3069283
