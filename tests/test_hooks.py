@@ -242,6 +242,23 @@ def test_a_hook_added_with_every_k_runs_at_each_kth_epoch(tmp_path, monkeypatch,
     assert seen == [(7, 7 * spe), (14, 14 * spe)]
 
 
+def test_every_process_cuts_its_calls_at_the_periods_of_all(monkeypatch):
+    """Process 0 alone has the writing hooks; the periods the calls are cut at are the union
+    over processes, so the processes' calls still meet (process_allgather, here simulated)."""
+    import jax.experimental.multihost_utils as mh
+
+    import training.run
+
+    other = np.zeros(training.run.MAX_PERIODS, np.int64)
+    other[:2] = [2, 5]  # another process's periods
+    monkeypatch.setattr(training.run.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(mh, "process_allgather", lambda mine: np.stack([mine, other]))
+    assert training.run.periods_of_every_process((3, 5)) == (2, 3, 5)
+    assert training.run.periods_of_every_process(()) == (2, 5)
+    monkeypatch.setattr(training.run.jax, "process_count", lambda: 1)
+    assert training.run.periods_of_every_process((3,)) == (3,)
+
+
 def test_epoch_tol_stops_when_the_epochs_mean_loss_changes_by_at_most_tol():
     at = Progressed()
     means = [4.0, 2.0, 1.9]  # changes: none (first epoch), 2.0 / 4.0 = 0.5, 0.1 / 2.0 = 0.05

@@ -137,7 +137,7 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
     loader, tr = run.settings.loader, run.settings.cfg.trainer
     traced = is_traced(run)
     hooks = make_hooks(run, traced)
-    runner, blocks = plan(run, at, calls, traced, hooks.periods)
+    runner, blocks = plan(run, at, calls, traced, periods_of_every_process(hooks.periods))
     epoch_tol = 0.0 if loader.full_batch else tr.tol  # full batch: tested inside the call
     first = (at.step, np.float32(at.ref_loss))
     try:
@@ -194,6 +194,25 @@ def pipelined(runner: Runner, blocks, params, opt_state, t: int = 0, ref_loss=No
             yield oldest()
     while queued:
         yield oldest()
+
+
+MAX_PERIODS = 8  # hooks with their own `every`, as many as a run may have
+
+
+def periods_of_every_process(periods: tuple[int, ...]) -> tuple[int, ...]:
+    """The hooks' ``every`` periods of all processes together. Writing hooks exist on process 0
+    only, and every process must cut its calls at the same epochs, or the processes' compiled
+    calls would no longer meet; one process: ``periods`` as they are."""
+    if jax.process_count() == 1:
+        return periods
+    if len(periods) > MAX_PERIODS:
+        raise ValueError(f"{len(periods)} hook periods: at most {MAX_PERIODS}")
+    from jax.experimental.multihost_utils import process_allgather
+
+    mine = np.zeros(MAX_PERIODS, np.int64)
+    mine[: len(periods)] = periods
+    every = np.asarray(process_allgather(mine)).reshape(-1)
+    return tuple(sorted({int(k) for k in every if k > 0}))
 
 
 def is_traced(run: Run) -> bool:
