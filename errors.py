@@ -74,10 +74,11 @@ def locate(key: str, path: object) -> Callable:
 
 
 def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) -> None:
-    """Raise :class:`UserError` naming ``prefix.KEY`` for a key of ``given`` that ``fn``
-    (``target``'s callable) has no parameter for, with the nearest parameter's name, or naming
-    ``target`` when ``fn`` cannot take an argument the run ``supplied`` itself
-    (``learning_rate``, ``in_features``). A ``**kwargs`` parameter takes any name."""
+    """Raise :class:`UserError` naming ``prefix.KEY`` for a key of ``given`` (names, or a dict
+    of names and values) that ``fn`` (``target``'s callable) has no parameter for, with the
+    nearest parameter's name, or whose value is not of its default's kind (a boolean, a
+    number), or naming ``target`` when ``fn`` cannot take an argument the run ``supplied``
+    itself (``learning_rate``, ``in_features``). A ``**kwargs`` parameter takes any name."""
     import inspect
 
     try:
@@ -112,6 +113,21 @@ def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) 
             f"bad config keys {', '.join(f'{prefix}.{k}' for k in unknown)}: {target} takes none "
             f"of them (it takes {', '.join(own) or 'nothing else'}); drop them: {drop}"
         )
+    if isinstance(given, dict):
+        for key, value in given.items():
+            _check_type(f"{prefix}.{key}", value, params[key].default)
+
+
+def _check_type(key: str, value: object, default: object) -> None:
+    """A value of the kind its parameter's default is: ``true``/``false`` for a boolean, a
+    number for a number (optax would take ``nesterov='maybe'`` as true)."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise UserError(f"bad config value {key}={value!r}: allowed true or false")
+    elif isinstance(default, (int, float)) and (
+        isinstance(value, bool) or not isinstance(value, (int, float))
+    ):
+        raise UserError(f"bad config value {key}={value!r}: a number, as its default {default}")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

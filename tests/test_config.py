@@ -330,6 +330,30 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
             "~model.widht",
         ),
         (
+            ["optimizer.transform.nesterov=maybe"],  # optax would take the string as true
+            "bad config value optimizer.transform.nesterov='maybe': allowed true or false",
+        ),
+        (
+            ["optimizer=adam", "optimizer.transform.b1=high"],
+            "bad config value optimizer.transform.b1='high': a number, as its default 0.9",
+        ),
+        (
+            ["+optimizer.transform.learning_rate=0.5"],  # the run's own would win, silently
+            "bad config key optimizer.transform.learning_rate: the run passes learning_rate "
+            "itself; drop it: ~optimizer.transform.learning_rate; set optimizer.lr (and "
+            "optimizer.schedule) instead",
+        ),
+        (
+            ["optimizer=momentum", "+optimizer.transform.momentum=0.0"],
+            "bad config key optimizer.transform.momentum: the run passes momentum itself; drop "
+            "it: ~optimizer.transform.momentum; set optimizer.momentum instead",
+        ),
+        (
+            ["+model.in_features=3"],
+            "bad config key model.in_features: the run passes in_features itself; drop it: "
+            "~model.in_features (the run counts the data's columns)",
+        ),
+        (
             ["model=quadratic"],  # data=toy sets the walkthrough's initial W and b
             "bad config keys model.W_init, model.W_value, model.b_init, model.b_value: "
             "models.polynomial.QuadraticRegression takes none of them (it takes init_scale); "
@@ -344,8 +368,77 @@ def test_a_target_or_argument_that_cannot_be_built_is_named_before_any_data(over
         validate(make_config(*overrides), overrides)
     assert str(err.value) == line
     if "drop" in line:  # the advice, followed, is a config that validates
-        followed = [*overrides, *line.rsplit(": ", 1)[1].split()]
+        drop = re.search(r"drop (?:it|them): ((?:~\S+)(?: ~\S+)*)", line).group(1)
+        followed = [*overrides, *drop.rstrip(";").split()]
         validate(make_config(*followed), followed)
+
+
+def test_the_step_size_is_tuned_for_the_method_optax_is_given():
+    """optimizer.transform.nesterov=true makes the momentum group's optax.sgd Nesterov's
+    method: lr=auto and the stability bound are Nesterov's then, not heavy ball's."""
+    from training.optim import HEAVY_BALL, NESTEROV, method_of
+
+    overrides = ["optimizer=momentum", "optimizer.transform.nesterov=true"]
+    cfg = make_config(*overrides)
+    validate(cfg, overrides)
+    assert cfg.optimizer.transform.nesterov is True and method_of(cfg.optimizer) == NESTEROV
+    cfg = make_config("optimizer=momentum")
+    validate(cfg, [])
+    assert method_of(cfg.optimizer) == HEAVY_BALL
+
+
+def test_a_copied_optimizer_file_that_keeps_its_name_is_refused(conf_with_new_optimizers):
+    """A copy of adam.yaml saved as mine.yaml, name: adam left: optimizer=mine would train
+    Adam, whatever the copy's _target_ says."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    mine = conf_with_new_optimizers / "optimizer" / "mine.yaml"
+    adam = (conf_with_new_optimizers / "optimizer" / "adam.yaml").read_text()
+    mine.write_text(adam.replace("optax.adam", "optax.adabelief"))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        cfg = compose("config", overrides=["optimizer=mine"])
+        with pytest.raises(UserError) as err:
+            validate(cfg, [])
+        assert str(err.value) == (
+            f"bad config file {mine}: name: adam, but the file is mine.yaml, and optimizer.name "
+            "picks a file by its file name; set name: mine in it"
+        )
+        mine.write_text(mine.read_text().replace("name: adam", "name: mine"))  # the advice
+        cfg = compose("config", overrides=["optimizer=mine"])
+        validate(cfg, [])
+        assert (cfg.optimizer.name, cfg.optimizer.transform._target_) == ("mine", "optax.adabelief")
+
+
+def test_a_model_must_give_one_prediction_a_row():
+    import jax.numpy as jnp
+
+    from training.build import refuse_other_output_shapes
+
+    params = {"W": jnp.zeros((4, 1))}
+    with pytest.raises(UserError) as err:
+        refuse_other_output_shapes(lambda p, x: x @ p["W"], params, 4, "mine.Wide")
+    assert str(err.value) == (
+        "bad config value model._target_='mine.Wide': it maps 3 rows of 4 features to an output "
+        "of shape (3, 1), not (3,), one prediction a row; return its last axis dropped, e.g. "
+        "y[:, 0]"
+    )
+    refuse_other_output_shapes(lambda p, x: (x @ p["W"])[:, 0], params, 4, "mine.Wide")
+
+
+@pytest.mark.slow
+def test_the_saved_config_records_the_optimizer_that_trains(tmp_path):
+    proc = run_train(
+        "experiment=housing",
+        "optimizer.name=adam",
+        "trainer.epochs=2",
+        "logger.plots=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    opt = OmegaConf.load(tmp_path / ".hydra" / "config.yaml").optimizer
+    assert (opt.name, opt.family, opt.transform._target_) == ("adam", "adaptive", "optax.adam")
 
 
 def test_a_key_the_schema_lacks_in_an_optimizer_file_names_the_file(conf_with_new_optimizers):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -153,6 +154,7 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     def apply_fn(p, x):
         return nnx.merge(graphdef, p)(x)
 
+    refuse_other_output_shapes(apply_fn, params, len(names), cfg.model.get("_target_"))
     linear = is_linear(params, names)
     model = Model(apply_fn=apply_fn, names=names, linear=linear, objective=objective)
     loader = make_run_loader(cfg, rows_on_device)
@@ -263,6 +265,20 @@ def training_rows(
     else:
         ols = objective_minimum(X_train, y_train, objective)
     return Rows(X=X, y=y, w=w, n=n_train, mesh=mesh, device=device, copies=copies, ols=ols)
+
+
+def refuse_other_output_shapes(apply_fn, params, n_features: int, target: str) -> None:
+    """The model must map inputs ``(n, features)`` to predictions ``(n,)``: an ``(n, 1)``
+    output would broadcast against the targets into an ``(n, n)`` loss and train on it.
+    Checked on shapes alone (``jax.eval_shape``, nothing computed). Raises UserError."""
+    x = jax.ShapeDtypeStruct((3, n_features), jnp.float32)
+    shape = tuple(jax.eval_shape(apply_fn, params, x).shape)
+    if shape != (3,):
+        fix = "; return its last axis dropped, e.g. y[:, 0]" if shape == (3, 1) else ""
+        raise UserError(
+            f"bad config value model._target_={target!r}: it maps 3 rows of {n_features} "
+            f"features to an output of shape {shape}, not (3,), one prediction a row{fix}"
+        )
 
 
 def make_run_loader(cfg: DictConfig, rows: Rows) -> Loader:

@@ -189,6 +189,18 @@ def optimizer_files() -> dict[str, Path]:
     return found
 
 
+def refuse_a_misnamed_file(files: dict[str, Path], name: str) -> None:
+    """``optimizer.name`` picks a file by its file name, so a file whose ``name:`` is another
+    (a copy of ``adam.yaml`` saved as ``mine.yaml``) would run that other optimizer: refused
+    when its ``name`` is the one this run asks for."""
+    for stem, path in files.items():
+        if stem != name and OmegaConf.load(path).get("name") == name:
+            raise UserError(
+                f"bad config file {path}: name: {name}, but the file is {stem}.yaml, and "
+                f"optimizer.name picks a file by its file name; set name: {stem} in it"
+            )
+
+
 def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple = ()) -> None:
     """Set ``opt.family`` and ``opt.transform`` to those of ``path``, the file of ``opt.name``:
     ``optimizer.name=nesterov`` on the ``sgd`` group builds Nesterov's method, as
@@ -286,6 +298,7 @@ def _validate_choices(cfg: DictConfig, overrides: list[str]) -> None:
     _choice(cfg, "loader.name", LOADERS)
     files = optimizer_files()
     _choice(cfg, "optimizer.name", tuple(files))
+    refuse_a_misnamed_file(files, cfg.optimizer.name)
     define_optimizer(cfg.optimizer, files[cfg.optimizer.name], overrides)
     _choice(cfg, "optimizer.family", tuple(FAMILIES))
     _choice(cfg, "optimizer.schedule", tuple(SCHEDULES))
@@ -305,13 +318,34 @@ def _validate_targets(cfg: DictConfig) -> None:
     target = transform.get("_target_")
     passed = ("learning_rate",) if FAMILIES[cfg.optimizer.family] is None else None
     fn = locate("optimizer.transform._target_", target)
-    own = [k for k in transform if not str(k).startswith("_")]
+    own = {k: transform[k] for k in transform if not str(k).startswith("_")}
+    _refuse_what_the_run_passes("optimizer.transform", own)
     check_arguments("optimizer.transform", target, fn, own, passed or ("learning_rate", "momentum"))
     model = cfg.model
     target = model.get("_target_")
     fn = locate("model._target_", target)
-    own = [k for k in model if not str(k).startswith("_")]
+    own = {k: model[k] for k in model if not str(k).startswith("_")}
+    _refuse_what_the_run_passes("model", own)
     check_arguments("model", target, fn, own, ("in_features", "rngs"))
+
+
+PASSED_BY_THE_RUN = {  # constructor arguments the run gives, and where each comes from
+    "learning_rate": "; set optimizer.lr (and optimizer.schedule) instead",
+    "momentum": "; set optimizer.momentum instead",
+    "in_features": " (the run counts the data's columns)",
+    "rngs": " (the run makes them from seed)",
+}
+
+
+def _refuse_what_the_run_passes(prefix: str, own: dict) -> None:
+    """A constructor argument the run passes itself, set in the config, would be overridden
+    by the run's own value without a word: refused, naming the key that sets it."""
+    for key, instead in PASSED_BY_THE_RUN.items():
+        if key in own:
+            raise UserError(
+                f"bad config key {prefix}.{key}: the run passes {key} itself; drop it: "
+                f"~{prefix}.{key}{instead}"
+            )
 
 
 def _validate_data(d: DictConfig) -> None:

@@ -77,7 +77,9 @@ def method_of(cfg: DictConfig) -> str | None:
     method = FAMILIES[cfg.family]
     if method == GRADIENT_DESCENT and momentum_of(cfg):
         method = HEAVY_BALL
-    if method == HEAVY_BALL and cfg.nesterov:
+    # what optax is given: the transform's own nesterov (optimizer.transform.nesterov=true)
+    transform = cfg.get("transform") or {}
+    if method == HEAVY_BALL and transform.get("nesterov", cfg.nesterov):
         method = NESTEROV
     return method
 

@@ -65,6 +65,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     if not cfg.trainer.resume:  # before any process writes: no process has connected yet
         refuse_another_run(Path(workdir))
     init_distributed(cfg.trainer.distributed)
+    record_the_config(cfg, Path(workdir))
     t_start = time.perf_counter()
     run, params, opt_state = build(cfg, Path(workdir))
     try:
@@ -81,6 +82,16 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     finally:
         run.out.tb.close()
         run.out.ckpt.close()
+
+
+def record_the_config(cfg: DictConfig, workdir: Path) -> None:
+    """Hydra saves the composed config to ``.hydra/config.yaml`` before the run; ``validate``
+    then sets ``optimizer.family`` and ``optimizer.transform`` from the file ``optimizer.name``
+    names. The saved config is replaced by the validated one (process 0), so it records the
+    optimizer that trains."""
+    saved = workdir / ".hydra" / "config.yaml"
+    if saved.is_file() and jax.process_index() == 0:
+        OmegaConf.save(cfg, saved)
 
 
 def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]:
