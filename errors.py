@@ -82,10 +82,12 @@ def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) 
     import inspect
 
     try:
-        if inspect.isclass(fn):  # its __init__: a metaclass's __call__ (flax nnx) hides it
+        params = inspect.signature(fn).parameters
+        if inspect.isclass(fn) and fn.__init__ is not object.__init__:
+            # its __init__: a metaclass's __call__ (flax nnx) hides it behind *args, **kwargs
             params = dict(list(inspect.signature(fn.__init__).parameters.items())[1:])
-        else:
-            params = inspect.signature(fn).parameters
+            if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params.values()):
+                params = inspect.signature(fn).parameters  # a NamedTuple's: its __new__'s
     except (TypeError, ValueError):  # a builtin without a signature: let it be called
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -96,7 +98,26 @@ def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) 
             raise UserError(
                 f"bad config value {prefix}._target_={target!r}: it takes no {key!r}, which the "
                 f"run passes; name a callable that takes {', '.join(supplied)}"
+                + (
+                    " (an optimizer without momentum: a file with family: adaptive, as "
+                    "optimizer=adam)"
+                    if key == "momentum"
+                    else ""
+                )
             )
+    required = [
+        n
+        for n, p in params.items()
+        if p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and n not in supplied
+        and n not in given
+    ]
+    if required:
+        raise UserError(
+            f"bad config value {prefix}._target_={target!r}: it needs {required[0]!r}, which "
+            f"nothing gives; add it: +{prefix}.{required[0]}=VALUE"
+        )
     own = [n for n in names if n not in supplied]
     unknown = [k for k in given if k not in names]
     if len(unknown) == 1:

@@ -354,6 +354,35 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
             "~model.in_features (the run counts the data's columns)",
         ),
         (
+            ["optimizer.transform._partial_=false"],
+            "bad config value optimizer.transform._partial_=False: allowed true (the run "
+            "passes learning_rate when it builds the optimizer)",
+        ),
+        (
+            ["optimizer.transform._target_=optax.GradientTransformation"],  # a NamedTuple
+            "bad config value optimizer.transform._target_='optax.GradientTransformation': it "
+            "takes no 'learning_rate', which the run passes; name a callable that takes "
+            "learning_rate, momentum",
+        ),
+        (
+            ["optimizer.transform._target_=optax.adam"],  # on the sgd group
+            "bad config value optimizer.transform._target_='optax.adam': it takes no 'momentum', "
+            "which the run passes; name a callable that takes learning_rate, momentum (an "
+            "optimizer without momentum: a file with family: adaptive, as optimizer=adam)",
+        ),
+        (
+            ["optimizer.family=adaptive"],  # the file's family would replace it
+            f"bad override optimizer.family=adaptive: optimizer.family comes from the "
+            f"optimizer's file ({CONF / 'optimizer' / 'sgd.yaml'}); pick another optimizer "
+            "(optimizer=NAME) or write a file for it",
+        ),
+        (
+            ["model._target_=flax.nnx.Linear", "~model.W_init", "~model.W_value"]
+            + ["~model.b_init", "~model.b_value", "~model.init_scale"],
+            "bad config value model._target_='flax.nnx.Linear': it needs 'out_features', which "
+            "nothing gives; add it: +model.out_features=VALUE",
+        ),
+        (
             ["model=quadratic"],  # data=toy sets the walkthrough's initial W and b
             "bad config keys model.W_init, model.W_value, model.b_init, model.b_value: "
             "models.polynomial.QuadraticRegression takes none of them (it takes init_scale); "

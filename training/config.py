@@ -211,6 +211,12 @@ def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple =
     reaches optax whichever group named the file. Raises :class:`UserError` when the file lacks
     either key."""
     definition = OmegaConf.load(path)
+    for override in overrides:  # the file's family replaces it: a silent no-op otherwise
+        if override.lstrip("+~").split("=", 1)[0] == "optimizer.family":
+            raise UserError(
+                f"bad override {override}: optimizer.family comes from the optimizer's file "
+                f"({path}); pick another optimizer (optimizer=NAME) or write a file for it"
+            )
     for key in ("family", "transform"):
         if key not in definition:
             raise UserError(
@@ -316,6 +322,11 @@ def _validate_targets(cfg: DictConfig) -> None:
     families; the model's ``in_features`` and ``rngs``): checked before any data is read."""
     transform = cfg.optimizer.transform
     target = transform.get("_target_")
+    if transform.get("_partial_") is not True:  # the run calls it with learning_rate later
+        raise UserError(
+            f"bad config value optimizer.transform._partial_={transform.get('_partial_')!r}: "
+            "allowed true (the run passes learning_rate when it builds the optimizer)"
+        )
     passed = ("learning_rate",) if FAMILIES[cfg.optimizer.family] is None else None
     fn = locate("optimizer.transform._target_", target)
     own = {k: transform[k] for k in transform if not str(k).startswith("_")}
