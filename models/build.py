@@ -6,7 +6,7 @@ from flax import nnx
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from errors import bad_target
+from errors import UserError, bad_target
 
 
 def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Module:
@@ -17,6 +17,13 @@ def build_model(model_cfg: DictConfig, in_features: int, seed: int) -> nnx.Modul
     :class:`~errors.UserError` naming ``model._target_`` when the class cannot be found or
     refuses an argument (a wrong class path or key in ``conf/model/*.yaml``)."""
     try:
-        return instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
+        model = instantiate(model_cfg, in_features=in_features, rngs=nnx.Rngs(seed))
     except Exception as exc:  # a wrong class path or argument in conf/model/*.yaml
         raise bad_target("model._target_", model_cfg.get("_target_"), exc) from None
+    if not isinstance(model, nnx.Module):  # the run splits it into arrays with nnx.split
+        raise UserError(
+            f"bad config value model._target_={model_cfg.get('_target_')!r}: it built a "
+            f"{type(model).__name__}, not a flax.nnx.Module; subclass nnx.Module, as "
+            "models/linear.py does"
+        )
+    return model

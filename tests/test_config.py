@@ -383,6 +383,12 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
             "nothing gives; add it: +model.out_features=VALUE",
         ),
         (
+            ["optimizer=adam", "optimizer.momentum=0.5"],  # adam is not given the momentum
+            "bad config value optimizer.momentum=0.5: adam (family adaptive) takes no momentum "
+            "from the run; its own arguments go under optimizer.transform "
+            "(+optimizer.transform.momentum=... for rmsprop)",
+        ),
+        (
             ["model=quadratic"],  # data=toy sets the walkthrough's initial W and b
             "bad config keys model.W_init, model.W_value, model.b_init, model.b_value: "
             "models.polynomial.QuadraticRegression takes none of them (it takes init_scale); "
@@ -429,14 +435,16 @@ def test_a_copied_optimizer_file_that_keeps_its_name_is_refused(conf_with_new_op
     with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
         cfg = compose("config", overrides=["optimizer=mine"])
         with pytest.raises(UserError) as err:
-            validate(cfg, [])
+            validate(cfg, [], {"optimizer": "mine"})  # Hydra's choice: the file picked
         assert str(err.value) == (
             f"bad config file {mine}: name: adam, but the file is mine.yaml, and optimizer.name "
             "picks a file by its file name; set name: mine in it"
         )
+        cfg = compose("config", overrides=["optimizer=adam"])  # the original still runs
+        validate(cfg, [], {"optimizer": "adam"})
         mine.write_text(mine.read_text().replace("name: adam", "name: mine"))  # the advice
         cfg = compose("config", overrides=["optimizer=mine"])
-        validate(cfg, [])
+        validate(cfg, [], {"optimizer": "mine"})
         assert (cfg.optimizer.name, cfg.optimizer.transform._target_) == ("mine", "optax.adabelief")
 
 

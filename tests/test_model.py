@@ -105,3 +105,18 @@ def test_row_blocks_give_x_at_W_and_its_gradient(n):
     k = np.gcd(n, 64)
     bound = (n // k + k) * eps * (np.abs(r) @ np.abs(x))
     assert np.all(np.abs(np.asarray(grad) - exact) <= bound)
+
+
+def test_a_model_that_is_not_a_flax_module_is_one_line():
+    from omegaconf import OmegaConf
+
+    from errors import UserError
+    from models.build import build_model
+
+    cfg = OmegaConf.create({"_target_": "collections.OrderedDict"})  # takes any keywords
+    with pytest.raises(UserError) as err:
+        build_model(cfg, 3, 0)
+    assert str(err.value) == (
+        "bad config value model._target_='collections.OrderedDict': it built a OrderedDict, not "
+        "a flax.nnx.Module; subclass nnx.Module, as models/linear.py does"
+    )

@@ -237,6 +237,7 @@ def check_overrides(argv: list[str]) -> list[str]:
     hydra_args = [a for a in argv if not a.startswith("-") and a not in overrides]
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
 
     from training.config import register_schema, validate
 
@@ -250,14 +251,17 @@ def check_overrides(argv: list[str]) -> list[str]:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.islice(combos, 64):
             try:
-                cfg = compose("config", overrides=combo)
+                cfg = compose("config", overrides=combo, return_hydra_config=True)
             except Exception as exc:
                 fail(_compose_failure(exc))
+            choices = dict(cfg.hydra.runtime.choices)  # which file of each group was picked
+            with open_dict(cfg):
+                del cfg["hydra"]
             if multirun:
                 refuse_a_name_too_long(combo, hydra_args)
             else:
                 try:
-                    validate(cfg, combo)
+                    validate(cfg, combo, choices)
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:

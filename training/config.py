@@ -189,16 +189,19 @@ def optimizer_files() -> dict[str, Path]:
     return found
 
 
-def refuse_a_misnamed_file(files: dict[str, Path], name: str) -> None:
-    """``optimizer.name`` picks a file by its file name, so a file whose ``name:`` is another
-    (a copy of ``adam.yaml`` saved as ``mine.yaml``) would run that other optimizer: refused
-    when its ``name`` is the one this run asks for."""
-    for stem, path in files.items():
-        if stem != name and OmegaConf.load(path).get("name") == name:
-            raise UserError(
-                f"bad config file {path}: name: {name}, but the file is {stem}.yaml, and "
-                f"optimizer.name picks a file by its file name; set name: {stem} in it"
-            )
+def refuse_a_misnamed_file(files: dict[str, Path], name: str, chosen: str | None) -> None:
+    """``optimizer.name`` picks a file by its file name, so the chosen group file
+    (``optimizer=mine``) whose ``name:`` is another (a copy of ``adam.yaml`` saved as
+    ``mine.yaml``) would run that other optimizer: refused, unless the command line set
+    ``optimizer.name`` itself."""
+    if chosen not in files:
+        return
+    own = OmegaConf.load(files[chosen]).get("name")
+    if own is not None and own != chosen and name == own:
+        raise UserError(
+            f"bad config file {files[chosen]}: name: {own}, but the file is {chosen}.yaml, and "
+            f"optimizer.name picks a file by its file name; set name: {chosen} in it"
+        )
 
 
 def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple = ()) -> None:
@@ -253,6 +256,16 @@ def transform_overrides(overrides: list[str] | tuple) -> list[tuple[str, Any, bo
     return out
 
 
+def hydra_choices() -> dict:
+    """The running Hydra app's choice in each config group (``optimizer: adam``); ``{}``
+    outside one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    return dict(HydraConfig.get().runtime.choices)
+
+
 def command_line_overrides() -> list[str]:
     """The running Hydra app's overrides (``hydra.overrides.task``); ``[]`` outside one (the
     compose API: pass the overrides to :func:`validate` instead)."""
@@ -275,7 +288,9 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def validate(cfg: DictConfig, overrides: list[str] | None = None) -> None:
+def validate(
+    cfg: DictConfig, overrides: list[str] | None = None, choices: dict | None = None
+) -> None:
     """Range- and choice-check every key; raises :class:`UserError` naming the first bad one.
 
     ``overrides``: the command line's, whose ``optimizer.transform.*`` values win over the
@@ -285,7 +300,10 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     optimizer, trainer, loss, logger, so the first error reported is the same whichever check
     finds it.
     """
-    _validate_choices(cfg, command_line_overrides() if overrides is None else overrides)
+    if choices is None:
+        choices = hydra_choices()
+    overrides = command_line_overrides() if overrides is None else overrides
+    _validate_choices(cfg, overrides, choices.get("optimizer"))
     _validate_data(cfg.data)
     _validate_loader(cfg.loader)
     _validate_optimizer(cfg.optimizer)
@@ -294,7 +312,7 @@ def validate(cfg: DictConfig, overrides: list[str] | None = None) -> None:
     _validate_logger(cfg.logger)
 
 
-def _validate_choices(cfg: DictConfig, overrides: list[str]) -> None:
+def _validate_choices(cfg: DictConfig, overrides: list[str], chosen: str | None = None) -> None:
     """Every key that names one of a fixed set (and reads the optimizer's file, filling
     ``optimizer.family`` and ``optimizer.transform``); raises :class:`UserError`."""
     _choice(cfg, "data.name", tuple(SOURCES))
@@ -303,10 +321,19 @@ def _validate_choices(cfg: DictConfig, overrides: list[str]) -> None:
     _choice(cfg, "data.missing", ("error", "drop", "mean"))
     _choice(cfg, "loader.name", LOADERS)
     files = optimizer_files()
+    refuse_a_misnamed_file(files, cfg.optimizer.name, chosen)
     _choice(cfg, "optimizer.name", tuple(files))
-    refuse_a_misnamed_file(files, cfg.optimizer.name)
     define_optimizer(cfg.optimizer, files[cfg.optimizer.name], overrides)
     _choice(cfg, "optimizer.family", tuple(FAMILIES))
+    if FAMILIES[cfg.optimizer.family] is None and cfg.optimizer.momentum not in (None, "auto"):
+        set_here = any(o.lstrip("+").split("=", 1)[0] == "optimizer.momentum" for o in overrides)
+        if set_here:  # an adaptive optimizer is not given the run's momentum: a silent no-op
+            raise UserError(
+                f"bad config value optimizer.momentum={cfg.optimizer.momentum!r}: "
+                f"{cfg.optimizer.name} (family adaptive) takes no momentum from the run; its own "
+                "arguments go under optimizer.transform (+optimizer.transform.momentum=... for "
+                "rmsprop)"
+            )
     _choice(cfg, "optimizer.schedule", tuple(SCHEDULES))
     for key in ("model.W_init", "model.b_init"):
         if OmegaConf.select(cfg, key) is not None:
@@ -330,13 +357,14 @@ def _validate_targets(cfg: DictConfig) -> None:
     passed = ("learning_rate",) if FAMILIES[cfg.optimizer.family] is None else None
     fn = locate("optimizer.transform._target_", target)
     own = {k: transform[k] for k in transform if not str(k).startswith("_")}
-    _refuse_what_the_run_passes("optimizer.transform", own)
-    check_arguments("optimizer.transform", target, fn, own, passed or ("learning_rate", "momentum"))
+    passed = passed or ("learning_rate", "momentum")
+    _refuse_what_the_run_passes("optimizer.transform", own, passed)
+    check_arguments("optimizer.transform", target, fn, own, passed)
     model = cfg.model
     target = model.get("_target_")
     fn = locate("model._target_", target)
     own = {k: model[k] for k in model if not str(k).startswith("_")}
-    _refuse_what_the_run_passes("model", own)
+    _refuse_what_the_run_passes("model", own, ("in_features", "rngs"))
     check_arguments("model", target, fn, own, ("in_features", "rngs"))
 
 
@@ -348,10 +376,11 @@ PASSED_BY_THE_RUN = {  # constructor arguments the run gives, and where each com
 }
 
 
-def _refuse_what_the_run_passes(prefix: str, own: dict) -> None:
-    """A constructor argument the run passes itself, set in the config, would be overridden
-    by the run's own value without a word: refused, naming the key that sets it."""
-    for key, instead in PASSED_BY_THE_RUN.items():
+def _refuse_what_the_run_passes(prefix: str, own: dict, passed: tuple[str, ...]) -> None:
+    """A constructor argument the run passes itself (``passed``), set in the config, would be
+    overridden by the run's own value without a word: refused, naming the key that sets it."""
+    for key in passed:
+        instead = PASSED_BY_THE_RUN[key]
         if key in own:
             raise UserError(
                 f"bad config key {prefix}.{key}: the run passes {key} itself; drop it: "
