@@ -656,3 +656,48 @@ def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_pa
     # numbered, the same sweep is accepted
     assert check_overrides([*args, "hydra.sweep.subdir=${hydra.job.num}"])
     assert not any(tmp_path.iterdir())  # nothing was made
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["optimizer=adam", "optimizer.b1=high"],
+            "bad config value optimizer.b1='high': allowed a number",
+        ),
+        (["logger.plots=maybe"], "bad config value logger.plots='maybe': allowed true or false"),
+        (
+            ["loader.batch_size=some"],
+            "bad config value loader.batch_size='some': allowed a whole number",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_named_with_what_is_allowed(overrides, line):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from training import cli
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException) as exc:
+            compose("config", overrides=overrides)
+    assert cli._compose_failure(exc.value) == line
+
+
+def test_a_value_of_the_wrong_type_in_a_file_names_the_file(conf_with_new_optimizers):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from training import cli
+
+    (conf_with_new_optimizers / "optimizer" / "lion.yaml").write_text(
+        LION.replace("b1: 0.9", "b1: high")
+    )
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException) as exc:
+            compose("config", overrides=["optimizer=lion"])
+    assert cli._compose_failure(exc.value) == (
+        "bad config file conf/optimizer/lion.yaml: optimizer.b1='high': allowed a number"
+    )

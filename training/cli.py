@@ -19,10 +19,26 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 def _compose_failure(exc: BaseException) -> str:
     """The one line for a config Hydra could not compose: a key the schema lacks written in a
     group's file names the file; anything else is a bad override (:func:`_one_line`)."""
+    text = _one_line(exc)
+    kinds = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false"}
+    typed = re.search(
+        r"Value '([^']*)' of type '\w+' could not be converted to (\w+); full_key: ([\w.]+)", text
+    ) or re.search(r"Value '([^']*)' is not a valid (bool) \(type \w+\); full_key: ([\w.]+)", text)
+    if typed:
+        value, kind, key = typed.groups()
+        kind = "Boolean" if kind == "bool" else kind
+        allowed = f"allowed {kinds.get(kind, kind)}"
+        in_a_file = re.search(r"In '(\w+)/([^']+)'", text)
+        if in_a_file:
+            group, name = in_a_file.groups()
+            path = CONF_DIR / group / f"{name}.yaml"
+            where = str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
+            return f"bad config file {where}: {key}={value!r}: {allowed}"
+        return f"bad config value {key}={value!r}: {allowed}"
     pattern = r"In '(\w+)/([^']+)': ConfigKeyError.*?Key '([^']+)' not in"
     in_file = re.search(pattern, str(exc), re.S)
     if not in_file:
-        return f"bad override: {_one_line(exc)}"
+        return f"bad override: {text}"
     group, name, key = in_file.groups()
     path = CONF_DIR / group / f"{name}.yaml"
     where = str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
