@@ -110,6 +110,12 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
             raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
         step = steps[-1]
         where = ckpt.directory / str(step)
+        if not (run_dir / "metrics.json").is_file():  # written last, once the run finished
+            print(
+                f"note: {run_dir} has no metrics.json, so the run did not finish; predicting "
+                f"with its newest checkpoint, step {step} ({resume} to finish it)",
+                file=sys.stderr,
+            )
         try:
             meta = ckpt.restore_meta(step)
         except Exception as exc:  # orbax's errors for a damaged step: one line

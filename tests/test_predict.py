@@ -125,6 +125,29 @@ def test_a_run_without_a_checkpoint(run, tmp_path):
     assert not (bare / "checkpoints").exists()  # predicting writes nothing into a run
 
 
+def test_a_run_that_did_not_finish_predicts_with_a_note(run, tmp_path):
+    """A run killed after a checkpoint has no metrics.json (written last): its newest
+    checkpoint predicts, and a note says the run did not finish; a finished run's does not."""
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    (cut / "metrics.json").unlink()
+    proc = run_predict(cut, tmp_path / "rows.csv", "-o", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    step = max(int(p.name) for p in (cut / "checkpoints").iterdir() if p.name.isdigit())
+    assert (
+        f"note: {cut} has no metrics.json, so the run did not finish; predicting with its "
+        f"newest checkpoint, step {step} (continue it with train.py trainer.resume=true "
+        f"hydra.run.dir={cut} to finish it)" in proc.stderr
+    )
+    whole = run_predict(run, tmp_path / "rows.csv", "-o", tmp_path / "whole.csv")
+    assert "note:" not in whole.stderr
+    np.testing.assert_array_equal(
+        pd.read_csv(tmp_path / "out.csv")["predicted_price"],
+        pd.read_csv(tmp_path / "whole.csv")["predicted_price"],
+    )
+
+
 def test_a_checkpoint_of_another_shape(run, tmp_path):
     """Another run's checkpoint (two features) under this run's preprocessing.json, its id
     forged to match: the shapes still tell them apart."""
