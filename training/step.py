@@ -204,43 +204,15 @@ def scan_recording(
 ) -> tuple[Any, jax.Array, Params]:
     """``length`` steps of ``step`` in ``lax.scan``; returns the final carry, the ``(length,)``
     losses and the parameters (``carry.params``) before steps ``0, every, 2 every, ...``:
-    ``ceil(length / every)`` rows, one more with ``one_scan`` (see below).
+    ``ceil(length / every)`` rows, one more with ``one_scan`` (:func:`scan_writing_after`).
 
-    ``one_scan``: one scan whose step ``t`` writes the parameters it produced
-    into row ``(t + every) // every`` of a carried buffer whose row 0 holds the first; the last
-    step to write row ``r``, ``t = r every - 1``, leaves there the parameters before step
-    ``r every``, and the steps after the last recorded one write the extra last row (the
-    parameters after step ``length - 1`` or before it: callers drop it). Recording the
-    parameters before a step instead keeps the old ones alive past the update, and XLA then
-    copies the carried parameters every step; a scan of groups of ``every`` steps runs its outer
-    loop op by op. One scan whose body is one per-sample step stays one compiled loop: at 16
-    features 50 ns a step against 36 with ``every = 1``, 54 against 41 with ``every = 64``
-    (bench/per_sample_formulations.py).
-
-    Otherwise (steps that run op by op anyway, where a record at every step costs more) each
-    step records the parameters before it (``every == 1``), or the steps of a group of
-    ``every`` run in an inner scan whose body is only the step. ``batches(start, stop)`` gives
-    the inputs of steps ``start:stop`` stacked on a leading axis; it is asked for whole groups
-    of ``every`` and the rest separately, so no slice of the batches is ever copied."""
+    ``batches(start, stop)`` gives the inputs of steps ``start:stop`` stacked on a leading
+    axis. ``one_scan`` suits steps XLA compiles into one machine-code loop (per-sample);
+    otherwise, for steps that run op by op anyway, where a record at every step costs more,
+    each step records the parameters before it (``every == 1``), or the steps run in groups of
+    ``every`` (:func:`scan_in_groups`)."""
     if one_scan:
-        buf = jax.tree.map(
-            lambda p: jnp.zeros((-(-length // every) + 1, *p.shape), p.dtype).at[0].set(p),
-            carry.params,
-        )
-
-        def recording_step(cbt, b):
-            c, buf, t = cbt
-            c, loss = step(c, b)
-            row = t + 1 if every == 1 else (t + every) // every
-            buf = jax.tree.map(
-                lambda r, p: jax.lax.dynamic_update_index_in_dim(r, p, row, 0), buf, c.params
-            )
-            return (c, buf, t + 1), loss
-
-        (carry, buf, _), losses = jax.lax.scan(
-            recording_step, (carry, buf, jnp.int32(0)), batches(0, length), length=length
-        )
-        return carry, losses, buf
+        return scan_writing_after(step, carry, batches(0, length), length, every)
     if every == 1:
 
         def recording(c, b):
@@ -250,6 +222,46 @@ def scan_recording(
 
         carry, (losses, before) = jax.lax.scan(recording, carry, batches(0, length), length=length)
         return carry, losses, before
+    return scan_in_groups(step, carry, batches, length, every)
+
+
+def scan_writing_after(step, carry, inputs, length: int, every: int):
+    """One scan whose step ``t`` writes the parameters it produced into row
+    ``(t + every) // every`` of a carried buffer whose row 0 holds the first; the last step to
+    write row ``r``, ``t = r every - 1``, leaves there the parameters before step ``r every``,
+    and the steps after the last recorded one write the extra last row (the parameters after
+    step ``length - 1`` or before it: callers drop it).
+
+    Recording the parameters before a step instead keeps the old ones alive past the update,
+    and XLA then copies the carried parameters every step; a scan of groups of ``every`` steps
+    runs its outer loop op by op. One scan whose body is one per-sample step stays one compiled
+    loop: at 16 features 50 ns a step against 36 with ``every = 1``, 54 against 41 with
+    ``every = 64`` (bench/per_sample_formulations.py)."""
+    buf = jax.tree.map(
+        lambda p: jnp.zeros((-(-length // every) + 1, *p.shape), p.dtype).at[0].set(p),
+        carry.params,
+    )
+
+    def recording_step(cbt, b):
+        c, buf, t = cbt
+        c, loss = step(c, b)
+        row = t + 1 if every == 1 else (t + every) // every
+        buf = jax.tree.map(
+            lambda r, p: jax.lax.dynamic_update_index_in_dim(r, p, row, 0), buf, c.params
+        )
+        return (c, buf, t + 1), loss
+
+    (carry, buf, _), losses = jax.lax.scan(
+        recording_step, (carry, buf, jnp.int32(0)), inputs, length=length
+    )
+    return carry, losses, buf
+
+
+def scan_in_groups(step, carry, batches, length: int, every: int):
+    """The steps of each group of ``every`` in an inner scan whose body is only the step, the
+    parameters recorded before each group, and the last ``length % every`` steps apart;
+    ``batches`` is asked for the whole groups and the rest separately, so no slice of the
+    batches is ever copied."""
     groups, rest = divmod(length, every)
     losses, records = [], []
     if groups:
