@@ -5,7 +5,9 @@ Each returns a :class:`Table`: float32 inputs and targets with the names of thei
 
 from __future__ import annotations
 
+import copy
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -123,9 +125,38 @@ def load_table(
     device: jax.Device | None = None,
     rows: tuple[int, int] | None = None,
     seed: int = 0,
+    keep: bool = False,
 ) -> Table:
     """The table named by ``cfg.name`` (a key of :data:`SOURCES`), built from ``cfg``;
     synthetic rows are drawn straight onto ``device`` when one is given, and only the range
     ``rows`` when one is given. ``seed`` splits a CSV's rows as :func:`~data.preprocess.prepare`
-    will, so that its encoding is fitted on the training rows alone."""
-    return SOURCES[cfg.name](cfg, device, rows, seed)
+    will, so that its encoding is fitted on the training rows alone.
+
+    ``keep``: a copy of a CSV table is kept for the next call with the same settings, seed and
+    unchanged file, which takes it instead of reading and encoding the file again (``train.py``
+    reads the file once before Hydra starts, to name a bad file first, and once in the run)."""
+    key = _csv_key(cfg, seed) if cfg.name == "csv" and rows is None else None
+    kept = _KEPT.pop(key, None) if key is not None else None
+    if kept is not None:
+        return kept
+    table = SOURCES[cfg.name](cfg, device, rows, seed)
+    if keep and key is not None:
+        _KEPT.clear()
+        _KEPT[key] = copy.deepcopy(table)  # the caller may change its own
+    return table
+
+
+_KEPT: dict[tuple, Table] = {}  # at most one CSV table, read ahead by load_table(keep=True)
+
+
+def _csv_key(cfg, seed: int) -> tuple | None:
+    """The settings, seed and file (path, size, modification time) a CSV table comes from."""
+    from omegaconf import OmegaConf
+
+    try:
+        path = Path(str(cfg.path)).expanduser()
+        stat = path.stat()
+    except (OSError, TypeError, ValueError):  # no file: nothing kept, the reader says why
+        return None
+    settings = OmegaConf.to_yaml(cfg, resolve=True) if OmegaConf.is_config(cfg) else repr(cfg)
+    return settings, seed, str(path.resolve()), stat.st_size, stat.st_mtime_ns

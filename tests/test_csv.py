@@ -386,3 +386,34 @@ def test_codes_that_look_like_numbers_can_be_declared_categories(tmp_path):
     enc, _, X = fit_encoding(df, source, "price", categorical=["version"], min_level_count=1)
     assert enc.feature_names == ["version_1.2.4"]
     np.testing.assert_array_equal(X[:, 0], [0, 1, 0, 1])
+
+
+def test_a_table_read_ahead_is_taken_once_by_the_same_settings(tmp_path, monkeypatch):
+    """train.py reads a CSV once before Hydra starts (to name a bad file first) and keeps the
+    table: the run's read with the same settings, seed and unchanged file takes it, once; any
+    other read goes to the file."""
+    import os
+
+    import data.csv_source
+    from data.sources import load_table
+
+    path = tmp_path / "h.csv"
+    pd.DataFrame({"sqft": np.arange(20.0) * 10, "price": np.arange(20.0) ** 2}).to_csv(
+        path, index=False
+    )
+    reads = []
+    real = data.csv_source.load_csv
+    monkeypatch.setattr(data.csv_source, "load_csv", lambda *a: reads.append(a) or real(*a))
+    d = make_config("data=csv", f"data.path={path}", "data.target=price").data
+    ahead = load_table(d, seed=3, keep=True)
+    ahead.X[:] = -1  # what the first reader does to its own table stays its own
+    taken = load_table(d, seed=3)
+    assert len(reads) == 1 and taken.feature_names == ["sqft"]
+    np.testing.assert_array_equal(taken.X[:, 0], np.arange(20.0, dtype=np.float32) * 10)
+    load_table(d, seed=3)  # taken once: read again
+    load_table(d, seed=3, keep=True)
+    load_table(d, seed=4)  # another seed: another split, another encoding
+    assert len(reads) == 4
+    os.utime(path, ns=(0, 0))  # the file changed since it was kept
+    load_table(d, seed=3)
+    assert len(reads) == 5

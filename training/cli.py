@@ -446,7 +446,8 @@ def preflight_data(cfg) -> None:
     if cfg.data.name != "csv":
         return
     with contextlib.redirect_stdout(io.StringIO()):  # the run itself reports the encoding
-        prepare_table(load_table(cfg.data), cfg.data, cfg.seed)
+        # kept for the run, which then takes the table instead of reading the file again
+        prepare_table(load_table(cfg.data, seed=cfg.seed, keep=True), cfg.data, cfg.seed)
 
 
 SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory
