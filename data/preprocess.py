@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import jax.numpy as jnp
 import numpy as np
 
 from errors import UserError
@@ -171,7 +170,12 @@ def prepare(
     scaling on the training rows only."""
     if rows is None:
         rows = split_rows(len(y), val_fraction, test_fraction, seed)
-    y_model = (np.log(y) if isinstance(y, np.ndarray) else jnp.log(y)) if log_target else y
+    if log_target and not isinstance(y, np.ndarray):  # synthetic rows drawn on the device
+        import jax.numpy as jnp
+
+        y_model = jnp.log(y)
+    else:
+        y_model = np.log(y) if log_target else y
     if isinstance(X, np.ndarray) and np.isnan(X).any():  # data.missing=mean
         fill = np.nanmean(X[rows["train"]], axis=0)
         X = np.where(np.isnan(X), fill.astype(np.float32), X)

@@ -139,7 +139,9 @@ def load_table(
     kept = _KEPT.pop(key, None) if key is not None else None
     if kept is not None:
         return kept
-    table = SOURCES[cfg.name](cfg, device, rows, seed)
+    table = _read_ahead_result(key) if cfg.name == "csv" else None
+    if table is None:
+        table = SOURCES[cfg.name](cfg, device, rows, seed)
     if keep and key is not None:
         _KEPT.clear()
         _KEPT[key] = copy.deepcopy(table)  # the caller may change its own
@@ -147,6 +149,37 @@ def load_table(
 
 
 _KEPT: dict[tuple, Table] = {}  # at most one CSV table, read ahead by load_table(keep=True)
+_PENDING: dict = {}  # at most one CSV being read in a second process (data/read_ahead.py)
+
+
+def read_ahead(cfg, seed: int = 0) -> None:
+    """Start reading the CSV of the data group ``cfg`` in a second process
+    (:mod:`data.read_ahead`), for the next :func:`load_table` with the same settings and seed;
+    meanwhile this process can import what it needs. Nothing for other sources."""
+    key = _csv_key(cfg, seed) if cfg.name == "csv" else None
+    if key is None or key in _KEPT or key in _PENDING:
+        return
+    from data.read_ahead import start
+
+    reader = start(cfg, seed, key)
+    if reader is not None:
+        _drop_pending()
+        _PENDING[key] = reader
+
+
+def _read_ahead_result(key) -> Table | None:
+    """The table the second process read for ``key`` (None: none was asked for, or it gave
+    none); a read ahead of other settings is stopped. Raises the file's UserError."""
+    reader = _PENDING.pop(key, None) if key is not None else None
+    _drop_pending()
+    return reader.result() if reader is not None else None
+
+
+def _drop_pending() -> None:
+    for reader in _PENDING.values():
+        reader.proc.kill()
+        reader.proc.wait()
+    _PENDING.clear()
 
 
 def _csv_key(cfg, seed: int) -> tuple | None:

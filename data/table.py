@@ -4,9 +4,12 @@ columns (its own module, so that each source imports it and no source imports an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import jax
 import numpy as np
+
+if TYPE_CHECKING:  # a CSV's table is read without JAX (data/read_ahead.py)
+    import jax
 
 
 @dataclass

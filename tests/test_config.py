@@ -383,12 +383,6 @@ def test_an_optimizer_file_without_a_family_is_named(tmp_path, conf_with_new_opt
             "nothing gives; add it: +model.out_features=VALUE",
         ),
         (
-            ["optimizer=adam", "optimizer.momentum=0.5"],  # adam is not given the momentum
-            "bad config value optimizer.momentum=0.5: adam (family adaptive) takes no momentum "
-            "from the run; its own arguments go under optimizer.transform "
-            "(+optimizer.transform.momentum=... for rmsprop)",
-        ),
-        (
             ["model=quadratic"],  # data=toy sets the walkthrough's initial W and b
             "bad config keys model.W_init, model.W_value, model.b_init, model.b_value: "
             "models.polynomial.QuadraticRegression takes none of them (it takes init_scale); "
@@ -700,4 +694,18 @@ def test_a_value_of_the_wrong_type_in_a_file_names_the_file(conf_with_new_optimi
             compose("config", overrides=["optimizer=lion"])
     assert cli._compose_failure(exc.value) == (
         "bad config file conf/optimizer/lion.yaml: optimizer.b1='high': allowed a number"
+    )
+
+
+def test_a_momentum_an_adaptive_optimizer_does_not_use_is_warned_of_once(capsys):
+    """optimizer.momentum is the gradient-descent families' (adam is not given it): set on the
+    command line for adam it is a one-line warning, once however often the run validates; a
+    search space that sets it for every optimizer (a sweep) is not warned of."""
+    overrides = ["optimizer=adam", "optimizer.momentum=0.5"]
+    for _ in range(2):
+        validate(make_config(*overrides), overrides)
+    assert capsys.readouterr().err == (
+        "warning: optimizer.momentum=0.5 is not used: adam (family adaptive) takes no momentum "
+        "from the run; its own arguments go under optimizer.transform "
+        "(+optimizer.transform.momentum=... for rmsprop)\n"
     )

@@ -417,3 +417,44 @@ def test_a_table_read_ahead_is_taken_once_by_the_same_settings(tmp_path, monkeyp
     os.utime(path, ns=(0, 0))  # the file changed since it was kept
     load_table(d, seed=3)
     assert len(reads) == 5
+
+
+def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, monkeypatch):
+    """train.py starts reading the CSV in a second process while it imports JAX: the table it
+    gets back equals the one read here, the file's UserError comes back as the same one line,
+    and a second process that gives nothing leaves the reading to this one."""
+    import sys
+
+    import data.sources
+    from data import read_ahead as ra
+    from data.sources import load_table, read_ahead
+
+    path = tmp_path / "h.csv"
+    path.write_text(
+        "sqft,city,price\n" + "".join(f"{1000 + 37 * i},{'AB'[i % 2]},{i * i}\n" for i in range(30))
+    )
+    d = make_config("data=csv", f"data.path={path}", "data.target=price").data
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sqft,price\n1,2\n3,oops\n5,6\n")
+    wrong = make_config("data=csv", f"data.path={bad}", "data.target=price").data
+    failing = ra.start(wrong, 0, ("bad",))  # both second processes at once
+    read_ahead(d, seed=2)
+    assert len(data.sources._PENDING) == 1
+    ahead = load_table(d, seed=2)
+    here = load_csv(d, 2)
+    assert not data.sources._PENDING
+    np.testing.assert_array_equal(ahead.X, here.X)
+    np.testing.assert_array_equal(ahead.y, here.y)
+    assert (ahead.feature_names, ahead.encoding) == (here.feature_names, here.encoding)
+    with pytest.raises(UserError) as from_there:
+        failing.result()
+    with pytest.raises(UserError) as from_here:
+        load_csv(wrong, 0)
+    assert str(from_there.value) == str(from_here.value)
+    monkeypatch.setattr(sys, "executable", "false")  # a second process that gives nothing
+    read_ahead(d, seed=2)
+    reads = []
+    real = data.sources.SOURCES["csv"]
+    monkeypatch.setitem(data.sources.SOURCES, "csv", lambda *a: reads.append(a) or real(*a))
+    np.testing.assert_array_equal(load_table(d, seed=2).X, here.X)
+    assert len(reads) == 1

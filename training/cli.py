@@ -278,6 +278,11 @@ def check_overrides(argv: list[str]) -> list[str]:
             else:
                 try:
                     validate(cfg, combo, choices)
+                    if cfg.data.name == "csv":  # read and encoded by a second process while
+                        from data.sources import read_ahead  # this one imports JAX
+
+                        read_ahead(cfg.data, cfg.seed)
+                        import training.run  # noqa: F401
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:

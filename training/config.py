@@ -256,6 +256,25 @@ def transform_overrides(overrides: list[str] | tuple) -> list[tuple[str, Any, bo
     return out
 
 
+_WARNED: set[str] = set()  # validate runs twice in train.py: before Hydra, then in the run
+
+
+def warn_once(line: str) -> None:
+    """``line`` on stderr, once per process."""
+    import sys
+
+    if line not in _WARNED:
+        _WARNED.add(line)
+        print(line, file=sys.stderr, flush=True)
+
+
+def in_a_sweep() -> bool:
+    """Whether the running Hydra app is a multirun (a sweep or a search)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+
+
 def hydra_choices() -> dict:
     """The running Hydra app's choice in each config group (``optimizer: adam``); ``{}``
     outside one."""
@@ -327,9 +346,9 @@ def _validate_choices(cfg: DictConfig, overrides: list[str], chosen: str | None 
     _choice(cfg, "optimizer.family", tuple(FAMILIES))
     if FAMILIES[cfg.optimizer.family] is None and cfg.optimizer.momentum not in (None, "auto"):
         set_here = any(o.lstrip("+").split("=", 1)[0] == "optimizer.momentum" for o in overrides)
-        if set_here:  # an adaptive optimizer is not given the run's momentum: a silent no-op
-            raise UserError(
-                f"bad config value optimizer.momentum={cfg.optimizer.momentum!r}: "
+        if set_here and not in_a_sweep():  # a search space sets it for every optimizer
+            warn_once(
+                f"warning: optimizer.momentum={cfg.optimizer.momentum} is not used: "
                 f"{cfg.optimizer.name} (family adaptive) takes no momentum from the run; its own "
                 "arguments go under optimizer.transform (+optimizer.transform.momentum=... for "
                 "rmsprop)"

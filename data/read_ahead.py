@@ -1,0 +1,105 @@
+"""A CSV read and encoded in a second process while this one imports JAX.
+
+Importing pandas and scikit-learn and encoding a 3,000-row file takes about 1.3 s on one core;
+importing JAX, Flax and optax about as long. Both hold Python's lock, so a thread cannot overlap
+them, but a second process can (``bench/time_to_fit.py``): :func:`start` launches
+``python -m data.read_ahead``, which runs :func:`data.csv_source.load_csv` exactly as this
+process would and sends back the :class:`~data.table.Table` (or the :class:`~errors.UserError`
+the file causes) as a pickle on its standard output; :meth:`ReadAhead.result` waits for it.
+
+Anything else that goes wrong in the second process (it cannot start, is killed, runs out of
+memory) gives no result, and the caller reads the file itself, so a read ahead never changes
+what a run does, only when the file is read. Files over :data:`MAX_BYTES` are read in place:
+sending their table through a pipe would cost more than the overlap saves.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+MAX_BYTES = 64 << 20  # larger files are read where they are used
+
+
+class ReadAhead:
+    """The second process reading one CSV; :meth:`result` is its table, once."""
+
+    def __init__(self, key: tuple, proc: subprocess.Popen) -> None:
+        self.key, self.proc = key, proc
+
+    def result(self):
+        """The table, or None when the second process gave none (the caller reads the file).
+        Raises the :class:`~errors.UserError` the file causes, as reading it here would."""
+        try:
+            out = self.proc.stdout.read()
+            self.proc.stdout.close()
+            self.proc.wait()
+        except BaseException:  # Ctrl-C while waiting: the reader goes with us
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        if self.proc.returncode != 0 or not out:
+            return None
+        kind, value = pickle.loads(out)
+        if kind == "error":
+            raise value
+        return value
+
+
+def start(cfg, seed: int, key: tuple) -> ReadAhead | None:
+    """Start reading the CSV of the data group ``cfg`` (split by ``seed``) in a second process;
+    None when the file is missing or over :data:`MAX_BYTES` (read in place then)."""
+    from omegaconf import OmegaConf
+
+    try:
+        if Path(str(cfg.path)).expanduser().stat().st_size > MAX_BYTES:
+            return None
+    except (OSError, TypeError, ValueError):
+        return None
+    settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "data.read_ahead"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        proc.stdin.write(pickle.dumps((settings, seed)))
+        proc.stdin.close()
+    except OSError:
+        return None
+    return ReadAhead(key, proc)
+
+
+def main() -> None:
+    """The second process: the settings and seed arrive pickled on standard input; the table,
+    or the user's error, leaves pickled on standard output (nothing else is written there)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; it kills us
+    from omegaconf import OmegaConf
+
+    from data.csv_source import load_csv
+    from errors import UserError
+
+    settings, seed = pickle.loads(sys.stdin.buffer.read())
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the pickle
+    try:
+        reply = ("table", load_csv(OmegaConf.create(settings), seed))
+    except UserError as exc:
+        reply = ("error", exc)
+    try:
+        out.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        out.close()
+    except BrokenPipeError:  # the run ended, or read the file itself
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
