@@ -15,6 +15,7 @@ sending their table through a pipe would cost more than the overlap saves.
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import subprocess
@@ -22,6 +23,61 @@ import sys
 from pathlib import Path
 
 MAX_BYTES = 64 << 20  # larger files are read where they are used
+
+_KEPT: dict = {}  # at most one CSV table, kept by keep() for the next take() of its key
+_PENDING: dict = {}  # at most one CSV being read in a second process, by its key
+
+
+def csv_key(cfg, seed: int) -> tuple | None:
+    """The settings, seed and file (path, size, modification time) a CSV table comes from;
+    None when there is no such file (the reader says why)."""
+    from omegaconf import OmegaConf
+
+    try:
+        path = Path(str(cfg.path)).expanduser()
+        stat = path.stat()
+    except (OSError, TypeError, ValueError):
+        return None
+    settings = OmegaConf.to_yaml(cfg, resolve=True) if OmegaConf.is_config(cfg) else repr(cfg)
+    return settings, seed, str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def read_ahead(cfg, seed: int = 0) -> None:
+    """Start reading the CSV of the data group ``cfg`` (split by ``seed``) in a second process
+    for the next :func:`take` of its key; meanwhile this process imports what it needs."""
+    key = csv_key(cfg, seed) if cfg.name == "csv" else None
+    if key is None or key in _KEPT or key in _PENDING:
+        return
+    reader = start(cfg, seed, key)
+    if reader is not None:
+        _drop_pending()
+        _PENDING[key] = reader
+
+
+def take(key: tuple | None):
+    """The table kept or read ahead for ``key``, once (None: there is none, or the second
+    process gave none); a read ahead of another key is stopped. Raises the file's UserError."""
+    if key is None:
+        return None
+    kept = _KEPT.pop(key, None)
+    if kept is not None:
+        return kept
+    reader = _PENDING.pop(key, None)
+    _drop_pending()
+    return reader.result() if reader is not None else None
+
+
+def keep(key: tuple, table) -> None:
+    """Keep a copy of ``table`` (the caller may change its own) for the next :func:`take`."""
+    _KEPT.clear()
+    _KEPT[key] = copy.deepcopy(table)
+
+
+def _drop_pending() -> None:
+    for reader in _PENDING.values():
+        reader.proc.kill()
+        reader.proc.wait()
+    _PENDING.clear()
 
 
 class ReadAhead:

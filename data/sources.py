@@ -5,14 +5,13 @@ Each returns a :class:`Table`: float32 inputs and targets with the names of thei
 
 from __future__ import annotations
 
-import copy
 import functools
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data import read_ahead
 from data.table import Table
 
 HOUSE_FEATURES = (
@@ -132,64 +131,13 @@ def load_table(
     ``rows`` when one is given. ``seed`` splits a CSV's rows as :func:`~data.preprocess.prepare`
     will, so that its encoding is fitted on the training rows alone.
 
-    ``keep``: a copy of a CSV table is kept for the next call with the same settings, seed and
-    unchanged file, which takes it instead of reading and encoding the file again (``train.py``
-    reads the file once before Hydra starts, to name a bad file first, and once in the run)."""
-    key = _csv_key(cfg, seed) if cfg.name == "csv" and rows is None else None
-    kept = _KEPT.pop(key, None) if key is not None else None
-    if kept is not None:
-        return kept
-    table = _read_ahead_result(key) if cfg.name == "csv" else None
+    A CSV's table read ahead (:mod:`data.read_ahead`: in a second process, or kept by an earlier
+    call with ``keep``) for the same settings, seed and unchanged file is taken instead of
+    reading the file again; ``keep`` keeps a copy of this one for the next call."""
+    key = read_ahead.csv_key(cfg, seed) if cfg.name == "csv" and rows is None else None
+    table = read_ahead.take(key)
     if table is None:
         table = SOURCES[cfg.name](cfg, device, rows, seed)
     if keep and key is not None:
-        _KEPT.clear()
-        _KEPT[key] = copy.deepcopy(table)  # the caller may change its own
+        read_ahead.keep(key, table)
     return table
-
-
-_KEPT: dict[tuple, Table] = {}  # at most one CSV table, read ahead by load_table(keep=True)
-_PENDING: dict = {}  # at most one CSV being read in a second process (data/read_ahead.py)
-
-
-def read_ahead(cfg, seed: int = 0) -> None:
-    """Start reading the CSV of the data group ``cfg`` in a second process
-    (:mod:`data.read_ahead`), for the next :func:`load_table` with the same settings and seed;
-    meanwhile this process can import what it needs. Nothing for other sources."""
-    key = _csv_key(cfg, seed) if cfg.name == "csv" else None
-    if key is None or key in _KEPT or key in _PENDING:
-        return
-    from data.read_ahead import start
-
-    reader = start(cfg, seed, key)
-    if reader is not None:
-        _drop_pending()
-        _PENDING[key] = reader
-
-
-def _read_ahead_result(key) -> Table | None:
-    """The table the second process read for ``key`` (None: none was asked for, or it gave
-    none); a read ahead of other settings is stopped. Raises the file's UserError."""
-    reader = _PENDING.pop(key, None) if key is not None else None
-    _drop_pending()
-    return reader.result() if reader is not None else None
-
-
-def _drop_pending() -> None:
-    for reader in _PENDING.values():
-        reader.proc.kill()
-        reader.proc.wait()
-    _PENDING.clear()
-
-
-def _csv_key(cfg, seed: int) -> tuple | None:
-    """The settings, seed and file (path, size, modification time) a CSV table comes from."""
-    from omegaconf import OmegaConf
-
-    try:
-        path = Path(str(cfg.path)).expanduser()
-        stat = path.stat()
-    except (OSError, TypeError, ValueError):  # no file: nothing kept, the reader says why
-        return None
-    settings = OmegaConf.to_yaml(cfg, resolve=True) if OmegaConf.is_config(cfg) else repr(cfg)
-    return settings, seed, str(path.resolve()), stat.st_size, stat.st_mtime_ns

@@ -427,7 +427,8 @@ def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, m
 
     import data.sources
     from data import read_ahead as ra
-    from data.sources import load_table, read_ahead
+    from data.read_ahead import read_ahead
+    from data.sources import load_table
 
     path = tmp_path / "h.csv"
     path.write_text(
@@ -439,10 +440,10 @@ def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, m
     wrong = make_config("data=csv", f"data.path={bad}", "data.target=price").data
     failing = ra.start(wrong, 0, ("bad",))  # both second processes at once
     read_ahead(d, seed=2)
-    assert len(data.sources._PENDING) == 1
+    assert len(ra._PENDING) == 1
     ahead = load_table(d, seed=2)
     here = load_csv(d, 2)
-    assert not data.sources._PENDING
+    assert not ra._PENDING
     np.testing.assert_array_equal(ahead.X, here.X)
     np.testing.assert_array_equal(ahead.y, here.y)
     assert (ahead.feature_names, ahead.encoding) == (here.feature_names, here.encoding)

@@ -273,16 +273,17 @@ def check_overrides(argv: list[str]) -> list[str]:
             choices = dict(cfg.hydra.runtime.choices)  # which file of each group was picked
             with open_dict(cfg):
                 del cfg["hydra"]
+            if not multirun and cfg.data.get("name") == "csv":
+                # a second process reads and encodes the file while this one imports JAX
+                # (validate's imports, then the run's); its errors come when the run reads it
+                from data.read_ahead import read_ahead
+
+                read_ahead(cfg.data, cfg.seed)
             if multirun:
                 refuse_a_name_too_long(combo, hydra_args)
             else:
                 try:
                     validate(cfg, combo, choices)
-                    if cfg.data.name == "csv":  # read and encoded by a second process while
-                        from data.sources import read_ahead  # this one imports JAX
-
-                        read_ahead(cfg.data, cfg.seed)
-                        import training.run  # noqa: F401
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:

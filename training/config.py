@@ -16,10 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from data.loaders import LOADERS
-from data.sources import SOURCES
 from errors import UserError, check_arguments, locate
-from models.linear import INITIALISERS
-from training.optim import FAMILIES, SCHEDULES
 
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 
@@ -213,6 +210,8 @@ def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple =
     or a key under it are applied over the file's transform, so ``optimizer.transform.decay=0.5``
     reaches optax whichever group named the file. Raises :class:`UserError` when the file lacks
     either key."""
+    from training.optim import FAMILIES
+
     definition = OmegaConf.load(path)
     for override in overrides:  # the file's family replaces it: a silent no-op otherwise
         if override.lstrip("+~").split("=", 1)[0] == "optimizer.family":
@@ -334,6 +333,12 @@ def validate(
 def _validate_choices(cfg: DictConfig, overrides: list[str], chosen: str | None = None) -> None:
     """Every key that names one of a fixed set (and reads the optimizer's file, filling
     ``optimizer.family`` and ``optimizer.transform``); raises :class:`UserError`."""
+    # the name lists live with what they name (JAX, Flax, optax): imported once composed, so
+    # that composing the config (train.py, before Hydra) imports none of them
+    from data.sources import SOURCES
+    from models.linear import INITIALISERS
+    from training.optim import FAMILIES, SCHEDULES
+
     _choice(cfg, "data.name", tuple(SOURCES))
     _choice(cfg, "data.text_columns", ("onehot", "error"))
     _choice(cfg, "data.dates", ("decimal_year", "drop"))
@@ -366,6 +371,8 @@ def _validate_targets(cfg: DictConfig) -> None:
     """The optimizer's and the model's ``_target_`` import, and take the keys beside it and
     what the run passes (optax's ``learning_rate``, and ``momentum`` for the gradient-descent
     families; the model's ``in_features`` and ``rngs``): checked before any data is read."""
+    from training.optim import FAMILIES
+
     transform = cfg.optimizer.transform
     target = transform.get("_target_")
     if transform.get("_partial_") is not True:  # the run calls it with learning_rate later
