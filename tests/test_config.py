@@ -709,3 +709,23 @@ def test_a_momentum_an_adaptive_optimizer_does_not_use_is_warned_of_once(capsys)
         "from the run; its own arguments go under optimizer.transform "
         "(+optimizer.transform.momentum=... for rmsprop)\n"
     )
+
+
+@pytest.mark.slow
+def test_train_py_refuses_the_copied_file_it_was_given_and_runs_the_original(tmp_path):
+    """Hydra's choice of file reaches the check: `optimizer=mine` (a copy of adam.yaml, on the
+    search path, name: adam kept) is one line naming it; `optimizer=adam` beside it trains."""
+    extra = tmp_path / "conf" / "optimizer"
+    extra.mkdir(parents=True)
+    (extra / "mine.yaml").write_text((CONF / "optimizer" / "adam.yaml").read_text())
+    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    bad, good = concurrently(
+        lambda: run_train("optimizer=mine", search, f"hydra.run.dir={tmp_path / 'bad'}"),
+        lambda: run_train("optimizer=adam", search, f"hydra.run.dir={tmp_path / 'good'}"),
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == (
+        f"error: bad config file {extra / 'mine.yaml'}: name: adam, but the file is mine.yaml, "
+        "and optimizer.name picks a file by its file name; set name: mine in it"
+    )
+    assert good.returncode == 0, good.stderr

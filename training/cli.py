@@ -251,9 +251,9 @@ def check_overrides(argv: list[str]) -> list[str]:
         if not a.startswith("-") and not a.startswith(("hydra.", "hydra/", "+hydra"))
     ]
     hydra_args = [a for a in argv if not a.startswith("-") and a not in overrides]
+    searchpath = [a for a in hydra_args if a.lstrip("+").startswith("hydra.searchpath=")]
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
 
     from training.config import register_schema, validate
 
@@ -266,13 +266,10 @@ def check_overrides(argv: list[str]) -> list[str]:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.islice(combos, 64):
-            try:
-                cfg = compose("config", overrides=combo, return_hydra_config=True)
+            try:  # with the command line's extra config directories, if any
+                cfg = compose("config", overrides=[*combo, *searchpath])
             except Exception as exc:
                 fail(_compose_failure(exc))
-            choices = dict(cfg.hydra.runtime.choices)  # which file of each group was picked
-            with open_dict(cfg):
-                del cfg["hydra"]
             if not multirun and cfg.data.get("name") == "csv":
                 # a second process reads and encodes the file while this one imports JAX
                 # (validate's imports, then the run's); its errors come when the run reads it
@@ -283,7 +280,7 @@ def check_overrides(argv: list[str]) -> list[str]:
                 refuse_a_name_too_long(combo, hydra_args)
             else:
                 try:
-                    validate(cfg, combo, choices)
+                    validate(cfg, combo, {})  # the run checks Hydra's choice of files
                     if _holds_a_run(original):
                         preflight_data(cfg)  # a bad file is named before an occupied directory
                         if not cfg.trainer.resume:
