@@ -15,6 +15,7 @@ sending their table through a pipe would cost more than the overlap saves.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
 import pickle
@@ -80,6 +81,9 @@ def _drop_pending() -> None:
     _PENDING.clear()
 
 
+atexit.register(_drop_pending)  # a run that ends before taking its read ahead stops it
+
+
 class ReadAhead:
     """The second process reading one CSV; :meth:`result` is its table, once."""
 
@@ -117,7 +121,8 @@ def start(cfg, seed: int, key: tuple) -> ReadAhead | None:
         return None
     settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
     root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "data.read_ahead"],
@@ -150,6 +155,8 @@ def main() -> None:
         reply = ("table", load_csv(OmegaConf.create(settings), seed))
     except UserError as exc:
         reply = ("error", exc)
+    except Exception:  # noqa: BLE001 - our bug: the run reads the file itself and reports it
+        os._exit(1)
     try:
         out.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         out.close()
