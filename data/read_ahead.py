@@ -122,7 +122,11 @@ def start(cfg, seed: int, key: tuple) -> ReadAhead | None:
     settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
     root = str(Path(__file__).resolve().parent.parent)
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(paths),
+        "READ_AHEAD_PARENT": str(os.getpid()),
+    }
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "data.read_ahead"],
@@ -142,7 +146,9 @@ def main() -> None:
     or the user's error, leaves pickled on standard output (nothing else is written there)."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; it kills us
+    # Ctrl-C reaches this process with the run's: it leaves, quietly; the run reports the stop
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    _leave_with(int(os.environ.get("READ_AHEAD_PARENT", "0")))
     from omegaconf import OmegaConf
 
     from data.csv_source import load_csv
@@ -161,6 +167,20 @@ def main() -> None:
         out.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         out.close()
     except BrokenPipeError:  # the run ended, or read the file itself
+        os._exit(0)
+
+
+def _leave_with(parent: int) -> None:
+    """Have the kernel end this process when the run ends (Linux's ``PR_SET_PDEATHSIG``), as
+    a SIGTERM or a crash of the run would otherwise leave it reading; elsewhere nothing."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if parent and os.getppid() != parent:  # the run ended before the request was made
         os._exit(0)
 
 
