@@ -47,9 +47,9 @@ def read_ahead(cfg, seed: int = 0) -> None:
     """Start reading the CSV of the data group ``cfg`` (split by ``seed``) in a second process
     for the next :func:`take` of its key; meanwhile this process imports what it needs."""
     key = csv_key(cfg, seed) if cfg.name == "csv" else None
-    if key is None or key in _KEPT or key in _PENDING:
+    if key is None or key in _KEPT or key in _PENDING or key[3] > MAX_BYTES:  # [3]: its size
         return
-    reader = start(cfg, seed, key)
+    reader = start(cfg, seed)
     if reader is not None:
         _drop_pending()
         _PENDING[key] = reader
@@ -87,8 +87,8 @@ atexit.register(_drop_pending)  # a run that ends before taking its read ahead s
 class ReadAhead:
     """The second process reading one CSV; :meth:`result` is its table, once."""
 
-    def __init__(self, key: tuple, proc: subprocess.Popen) -> None:
-        self.key, self.proc = key, proc
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
 
     def result(self):
         """The table, or None when the second process gave none (the caller reads the file).
@@ -109,16 +109,11 @@ class ReadAhead:
         return value
 
 
-def start(cfg, seed: int, key: tuple) -> ReadAhead | None:
+def start(cfg, seed: int) -> ReadAhead | None:
     """Start reading the CSV of the data group ``cfg`` (split by ``seed``) in a second process;
-    None when the file is missing or over :data:`MAX_BYTES` (read in place then)."""
+    None when it cannot be started."""
     from omegaconf import OmegaConf
 
-    try:
-        if Path(str(cfg.path)).expanduser().stat().st_size > MAX_BYTES:
-            return None
-    except (OSError, TypeError, ValueError):
-        return None
     settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
     root = str(Path(__file__).resolve().parent.parent)
     paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -138,7 +133,7 @@ def start(cfg, seed: int, key: tuple) -> ReadAhead | None:
         proc.stdin.close()
     except OSError:
         return None
-    return ReadAhead(key, proc)
+    return ReadAhead(proc)
 
 
 def main() -> None:

@@ -472,19 +472,24 @@ def test_the_saved_config_records_the_optimizer_that_trains(tmp_path):
     assert (opt.name, opt.family, opt.transform._target_) == ("adam", "adaptive", "optax.adam")
 
 
-def test_a_key_the_schema_lacks_in_an_optimizer_file_names_the_file(conf_with_new_optimizers):
+def _line_for_lion_file(conf, text: str) -> str:
+    """train.py's one line when ``optimizer=lion`` composes with ``text`` as lion.yaml."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from training import cli
 
-    bad = conf_with_new_optimizers / "optimizer" / "lion.yaml"
-    bad.write_text(LION.replace("family:", "trust_clip: true\nfamily:"))
+    (conf / "optimizer" / "lion.yaml").write_text(text)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         with pytest.raises(ConfigCompositionException) as exc:
             compose("config", overrides=["optimizer=lion"])
-    assert cli._compose_failure(exc.value) == (
+    return cli._compose_failure(exc.value)
+
+
+def test_a_key_the_schema_lacks_in_an_optimizer_file_names_the_file(conf_with_new_optimizers):
+    lion = LION.replace("family:", "trust_clip: true\nfamily:")
+    assert _line_for_lion_file(conf_with_new_optimizers, lion) == (
         "bad config file conf/optimizer/lion.yaml: optimizer.trust_clip is not a config key; "
         "an argument of optax's constructor goes under transform:"
     )
@@ -680,19 +685,8 @@ def test_a_value_of_the_wrong_type_is_named_with_what_is_allowed(overrides, line
 
 
 def test_a_value_of_the_wrong_type_in_a_file_names_the_file(conf_with_new_optimizers):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from training import cli
-
-    (conf_with_new_optimizers / "optimizer" / "lion.yaml").write_text(
-        LION.replace("b1: 0.9", "b1: high")
-    )
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
-        with pytest.raises(ConfigCompositionException) as exc:
-            compose("config", overrides=["optimizer=lion"])
-    assert cli._compose_failure(exc.value) == (
+    lion = LION.replace("b1: 0.9", "b1: high")
+    assert _line_for_lion_file(conf_with_new_optimizers, lion) == (
         "bad config file conf/optimizer/lion.yaml: optimizer.b1='high': allowed a number"
     )
 

@@ -438,7 +438,7 @@ def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, m
     bad = tmp_path / "bad.csv"
     bad.write_text("sqft,price\n1,2\n3,oops\n5,6\n")
     wrong = make_config("data=csv", f"data.path={bad}", "data.target=price").data
-    failing = ra.start(wrong, 0, ("bad",))  # both second processes at once
+    failing = ra.start(wrong, 0)  # both second processes at once
     read_ahead(d, seed=2)
     assert len(ra._PENDING) == 1
     ahead = load_table(d, seed=2)

@@ -17,37 +17,41 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 def _compose_failure(exc: BaseException) -> str:
-    """The one line for a config Hydra could not compose: a key the schema lacks written in a
-    group's file names the file; anything else is a bad override (:func:`_one_line`)."""
+    """The one line for a config Hydra could not compose: a value of the wrong type names the
+    key (and the group's file it is written in) and what is allowed; a key the schema lacks
+    written in a group's file names the file; anything else is a bad override
+    (:func:`_one_line`)."""
     text = _one_line(exc)
-    kinds = {"Float": "a number", "Integer": "a whole number", "Boolean": "true or false"}
+    kinds = {"Float": "a number", "Integer": "a whole number", "bool": "true or false"}
     typed = re.search(
         r"Value '([^']*)' of type '\w+' could not be converted to (\w+); full_key: ([\w.]+)", text
     ) or re.search(r"Value '([^']*)' is not a valid (bool) \(type \w+\); full_key: ([\w.]+)", text)
     if typed:
         value, kind, key = typed.groups()
-        kind = "Boolean" if kind == "bool" else kind
         allowed = f"allowed {kinds.get(kind, kind)}"
         in_a_file = re.search(r"In '(\w+)/([^']+)'", text)
         if in_a_file:
-            group, name = in_a_file.groups()
-            path = CONF_DIR / group / f"{name}.yaml"
-            where = str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
-            return f"bad config file {where}: {key}={value!r}: {allowed}"
+            return f"bad config file {_group_file(*in_a_file.groups())}: {key}={value!r}: {allowed}"
         return f"bad config value {key}={value!r}: {allowed}"
     pattern = r"In '(\w+)/([^']+)': ConfigKeyError.*?Key '([^']+)' not in"
     in_file = re.search(pattern, str(exc), re.S)
     if not in_file:
         return f"bad override: {text}"
     group, name, key = in_file.groups()
-    path = CONF_DIR / group / f"{name}.yaml"
-    where = str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
+    where = _group_file(group, name)
     fix = (
         "an argument of optax's constructor goes under transform:"
         if group == "optimizer"
         else "remove it (the README lists every key)"
     )
     return f"bad config file {where}: {group}.{key} is not a config key; {fix}"
+
+
+def _group_file(group: str, name: str) -> str:
+    """Where option ``name`` of config group ``group`` is written: this project's file, else
+    (a file on another search path) its name as Hydra gives it."""
+    path = CONF_DIR / group / f"{name}.yaml"
+    return str(path) if path.is_file() else f"conf/{group}/{name}.yaml"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -356,11 +360,9 @@ def run_files(path: Path) -> list[str]:
 def run_dir_key() -> str:
     """The key that chooses where this run writes: ``hydra.sweep.dir`` in a multirun (each
     run's directory is inside it), else ``hydra.run.dir``."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    from training.config import in_a_sweep
 
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    return "hydra.sweep.dir" if in_a_sweep() else "hydra.run.dir"
 
 
 def refuse_another_run(path: Path | None) -> None:

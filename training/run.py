@@ -36,7 +36,7 @@ from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints
 from training.cli import other_settings, refuse_another_run, run_differences
 from training.compilation_cache import enable_compilation_cache
-from training.config import validate
+from training.config import command_line_overrides, validate
 from training.devices import init_distributed
 from training.hooks import (
     Hooks,
@@ -477,16 +477,6 @@ def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
         out[key] = value if OmegaConf.is_config(resolved) or resolved is None else resolved
     out.update(chosen or {})
     return {k: _hparam_value(v) for k, v in out.items()}
-
-
-def command_line_overrides() -> list[str]:
-    """The overrides Hydra composed this run with (a sweep's job: its own values); none when
-    the run was not started by Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return list(HydraConfig.get().overrides.task)
 
 
 def _hparam_value(v) -> bool | int | float | str:
