@@ -73,13 +73,23 @@ def locate(key: str, path: object) -> Callable:
     return obj
 
 
-def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) -> None:
-    """Raise :class:`UserError` naming ``prefix.KEY`` for a key of ``given`` (names, or a dict
-    of names and values) that ``fn`` (``target``'s callable) has no parameter for, with the
-    nearest parameter's name, or whose value is not of its default's kind (a boolean, a
-    number), or naming ``target`` when ``fn`` cannot take an argument the run ``supplied``
-    itself (``learning_rate``, ``in_features``). A ``**kwargs`` parameter takes any name."""
+def check_arguments(
+    prefix: str, target: str, fn: Callable, given: dict, supplied: dict[str, str]
+) -> None:
+    """Raise :class:`UserError` naming ``prefix.KEY`` for a key of ``given`` (names and values)
+    that the run ``supplied`` itself (``learning_rate``, ``in_features``; the value says where
+    the run's comes from), that ``fn`` (``target``'s callable) has no parameter for (with the
+    nearest parameter's name), or whose value is not of its default's kind (a boolean, a
+    number); or naming ``target`` when ``fn`` cannot take a ``supplied`` argument or needs one
+    nothing gives. A ``**kwargs`` parameter takes any name."""
     import inspect
+
+    for key, instead in supplied.items():  # the run's own value would replace it, silently
+        if key in given:
+            raise UserError(
+                f"bad config key {prefix}.{key}: the run passes {key} itself; drop it: "
+                f"~{prefix}.{key}{instead}"
+            )
 
     try:
         params = inspect.signature(fn).parameters
@@ -134,9 +144,8 @@ def check_arguments(prefix: str, target: str, fn: Callable, given, supplied=()) 
             f"bad config keys {', '.join(f'{prefix}.{k}' for k in unknown)}: {target} takes none "
             f"of them (it takes {', '.join(own) or 'nothing else'}); drop them: {drop}"
         )
-    if isinstance(given, dict):
-        for key, value in given.items():
-            _check_type(f"{prefix}.{key}", value, params[key].default)
+    for key, value in given.items():
+        _check_type(f"{prefix}.{key}", value, params[key].default)
 
 
 def _check_type(key: str, value: object, default: object) -> None:

@@ -374,24 +374,15 @@ def _validate_targets(cfg: DictConfig) -> None:
     from training.optim import FAMILIES
 
     transform = cfg.optimizer.transform
-    target = transform.get("_target_")
     if transform.get("_partial_") is not True:  # the run calls it with learning_rate later
         raise UserError(
             f"bad config value optimizer.transform._partial_={transform.get('_partial_')!r}: "
             "allowed true (the run passes learning_rate when it builds the optimizer)"
         )
-    passed = ("learning_rate",) if FAMILIES[cfg.optimizer.family] is None else None
-    fn = locate("optimizer.transform._target_", target)
-    own = {k: transform[k] for k in transform if not str(k).startswith("_")}
-    passed = passed or ("learning_rate", "momentum")
-    _refuse_what_the_run_passes("optimizer.transform", own, passed)
-    check_arguments("optimizer.transform", target, fn, own, passed)
-    model = cfg.model
-    target = model.get("_target_")
-    fn = locate("model._target_", target)
-    own = {k: model[k] for k in model if not str(k).startswith("_")}
-    _refuse_what_the_run_passes("model", own, ("in_features", "rngs"))
-    check_arguments("model", target, fn, own, ("in_features", "rngs"))
+    adaptive = FAMILIES[cfg.optimizer.family] is None  # given no momentum by the run
+    passed = ("learning_rate",) if adaptive else ("learning_rate", "momentum")
+    _check_target("optimizer.transform", transform, passed)
+    _check_target("model", cfg.model, ("in_features", "rngs"))
 
 
 PASSED_BY_THE_RUN = {  # constructor arguments the run gives, and where each comes from
@@ -402,16 +393,13 @@ PASSED_BY_THE_RUN = {  # constructor arguments the run gives, and where each com
 }
 
 
-def _refuse_what_the_run_passes(prefix: str, own: dict, passed: tuple[str, ...]) -> None:
-    """A constructor argument the run passes itself (``passed``), set in the config, would be
-    overridden by the run's own value without a word: refused, naming the key that sets it."""
-    for key in passed:
-        instead = PASSED_BY_THE_RUN[key]
-        if key in own:
-            raise UserError(
-                f"bad config key {prefix}.{key}: the run passes {key} itself; drop it: "
-                f"~{prefix}.{key}{instead}"
-            )
+def _check_target(prefix: str, node: DictConfig, passed: tuple[str, ...]) -> None:
+    """``node._target_`` imports and takes ``node``'s other keys and the arguments the run
+    ``passed`` (:func:`errors.check_arguments`); raises UserError naming ``prefix.KEY``."""
+    target = node.get("_target_")
+    fn = locate(f"{prefix}._target_", target)
+    given = {k: node[k] for k in node if not str(k).startswith("_")}
+    check_arguments(prefix, target, fn, given, {k: PASSED_BY_THE_RUN[k] for k in passed})
 
 
 def _validate_data(d: DictConfig) -> None:
