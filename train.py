@@ -6,6 +6,11 @@ import logging
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":  # a CSV's reader imports pandas meanwhile (data/read_ahead.py)
+    from data.read_ahead import prepare
+
+    prepare(sys.argv[1:])
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd

@@ -15,7 +15,8 @@ the steadier number):
 - ``fit`` (``training.run.fit``) and, apart, its compilation (JAX's ``/jax/core/compile/``
   events) and its checkpoint writes (``training.run.save``);
 - ``inference`` (``training.evaluate.linear_inference``, as ``training.report`` calls it), ``plots``
-  (``training.report.draw_plots``), the rest of ``evaluate``;
+  (``training.report.draw_plots``, which sends the figures' inputs to the plot process, and
+  ``Plots.wait``, the wait for its files), the rest of ``evaluate``;
 - ``close``: TensorBoard's and orbax's ``close``; ``exit``: from the last ``atexit`` handler to
   the process's end (the interpreter's teardown, measured by the parent);
 - ``other``: the remainder of ``train_and_evaluate`` (metrics.json, HPARAMS, run directory).
@@ -63,6 +64,10 @@ import training.run as run
 import training.evaluate as ev
 import training.checkpoint as ck
 import training.logs as logs
+try:
+    from training.plot_process import Plots
+except ImportError:  # --against a checkout that draws in its own process
+    Plots = None
 first = {}
 def enter(*a, **k):
     first.setdefault("main", (time.perf_counter() - t0, time.process_time() - c0))
@@ -71,7 +76,7 @@ tae = run.train_and_evaluate
 run.train_and_evaluate = enter
 for module, name, key in [
     (run, "build", "setup"), (run, "fit", "fit"), (run, "save", "checkpoint"),
-    (run, "evaluate", "evaluate"), (report, "draw_plots", "plots"),
+    (run, "evaluate", "evaluate"), (report, "draw_plots", "plots"), (Plots, "wait", "plots"),
     (report, "linear_inference", "inference"), (ck.Checkpoints, "close", "close"),
     (logs.TensorBoardLog, "close", "close"),
 ]:

@@ -113,6 +113,7 @@ def install():  # once train.py has imported training.run, when it would: no imp
     import jax
     import training.report as report
     import training.run as run
+    from training.plot_process import Plots
 
     jax.monitoring.register_event_duration_secs_listener(compiled)
     # the phases by their names here: `setup` is training.build's `build`, called from run.py
@@ -120,7 +121,8 @@ def install():  # once train.py has imported training.run, when it would: no imp
         ("setup", run, "build"),
         ("fit", run, "fit"),
         ("evaluate", run, "evaluate"),
-        ("draw_plots", report, "draw_plots"),
+        ("draw_plots", report, "draw_plots"),  # sending the plots' inputs
+        ("draw_plots", Plots, "wait"),  # and waiting for the files
     ):
         timed(name, module, attr)
 

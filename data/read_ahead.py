@@ -5,7 +5,7 @@ importing JAX, Flax and optax about as long. Both hold Python's lock, so a threa
 them, but a second process can (``bench/time_to_fit.py``): :func:`start` launches
 ``python -m data.read_ahead``, which runs :func:`data.csv_source.load_csv` exactly as this
 process would and sends back the :class:`~data.table.Table` (or the :class:`~errors.UserError`
-the file causes) as a pickle on its standard output; :meth:`ReadAhead.result` waits for it.
+the file causes) (:mod:`second_process`); :meth:`ReadAhead.result` waits for it.
 
 Anything else that goes wrong in the second process (it cannot start, is killed, runs out of
 memory) gives no result, and the caller reads the file itself, so a read ahead never changes
@@ -18,15 +18,16 @@ from __future__ import annotations
 import atexit
 import copy
 import os
-import pickle
 import subprocess
-import sys
 from pathlib import Path
+
+import second_process
 
 MAX_BYTES = 64 << 20  # larger files are read where they are used
 
 _KEPT: dict = {}  # at most one CSV table, kept by keep() for the next take() of its key
 _PENDING: dict = {}  # at most one CSV being read in a second process, by its key
+_READY: list = []  # at most one second process importing what a read needs, not yet asked
 
 
 def csv_key(cfg, seed: int) -> tuple | None:
@@ -43,11 +44,27 @@ def csv_key(cfg, seed: int) -> tuple | None:
     return settings, seed, str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 
+def prepare(argv: list[str]) -> None:
+    """Start the second process before the config is composed (it imports pandas and
+    scikit-learn, about 1 s of the read's 1.6, then waits for :func:`read_ahead` to say which
+    file to read) if the command line ``argv`` may be a CSV run: it sets ``data=csv`` or
+    ``data.path``, or picks an experiment (whose data may be a CSV). A wrong guess costs the
+    other core a few tenths of a second: :func:`read_ahead` stops it once the config says."""
+    single = not {"-m", "--multirun"} & set(argv)
+    csv = any(a.lstrip("+").startswith(("data=csv", "data.path=", "experiment=")) for a in argv)
+    if single and csv and not _READY:
+        proc = second_process.spawn("data.read_ahead", send_now=False)
+        if proc is not None:
+            _READY.append(proc)
+
+
 def read_ahead(cfg, seed: int = 0) -> None:
     """Start reading the CSV of the data group ``cfg`` (split by ``seed``) in a second process
-    for the next :func:`take` of its key; meanwhile this process imports what it needs."""
+    (the one :func:`prepare` started, if any) for the next :func:`take` of its key; meanwhile
+    this process imports what it needs. Not a CSV: the prepared process is stopped."""
     key = csv_key(cfg, seed) if cfg.name == "csv" else None
     if key is None or key in _KEPT or key in _PENDING or key[3] > MAX_BYTES:  # [3]: its size
+        stop_prepared()
         return
     reader = start(cfg, seed)
     if reader is not None:
@@ -74,10 +91,17 @@ def keep(key: tuple, table) -> None:
     _KEPT[key] = copy.deepcopy(table)
 
 
+def stop_prepared() -> None:
+    """Stop the process :func:`prepare` started, if no read was asked of it."""
+    for proc in _READY:
+        second_process.stop(proc)
+    _READY.clear()
+
+
 def _drop_pending() -> None:
+    stop_prepared()
     for reader in _PENDING.values():
-        reader.proc.kill()
-        reader.proc.wait()
+        second_process.stop(reader.proc)
     _PENDING.clear()
 
 
@@ -93,17 +117,10 @@ class ReadAhead:
     def result(self):
         """The table, or None when the second process gave none (the caller reads the file).
         Raises the :class:`~errors.UserError` the file causes, as reading it here would."""
-        try:
-            out = self.proc.stdout.read()
-            self.proc.stdout.close()
-            self.proc.wait()
-        except BaseException:  # Ctrl-C while waiting: the reader goes with us
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        if self.proc.returncode != 0 or not out:
+        reply = second_process.result(self.proc)
+        if reply is None:
             return None
-        kind, value = pickle.loads(out)
+        kind, value = reply
         if kind == "error":
             raise value
         return value
@@ -115,68 +132,33 @@ def start(cfg, seed: int) -> ReadAhead | None:
     from omegaconf import OmegaConf
 
     settings = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    root = str(Path(__file__).resolve().parent.parent)
-    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(paths),
-        "READ_AHEAD_PARENT": str(os.getpid()),
-    }
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "data.read_ahead"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        proc.stdin.write(pickle.dumps((settings, seed)))
-        proc.stdin.close()
-    except OSError:
-        return None
-    return ReadAhead(proc)
+    if _READY:
+        proc = _READY.pop()
+        if second_process.send(proc, (settings, seed)):
+            return ReadAhead(proc)
+        second_process.stop(proc)
+    proc = second_process.spawn("data.read_ahead", (settings, seed))
+    return ReadAhead(proc) if proc is not None else None
 
 
 def main() -> None:
     """The second process: the settings and seed arrive pickled on standard input; the table,
-    or the user's error, leaves pickled on standard output (nothing else is written there)."""
-    import signal
-
-    # Ctrl-C reaches this process with the run's: it leaves, quietly; the run reports the stop
-    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
-    _leave_with(int(os.environ.get("READ_AHEAD_PARENT", "0")))
+    or the user's error, leaves pickled on standard output."""
+    out = second_process.serve()
+    import sklearn.impute  # noqa: F401 - what the read needs, before it is asked for
     from omegaconf import OmegaConf
 
     from data.csv_source import load_csv
     from errors import UserError
 
-    settings, seed = pickle.loads(sys.stdin.buffer.read())
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print must not corrupt the pickle
+    settings, seed = second_process.request()
     try:
         reply = ("table", load_csv(OmegaConf.create(settings), seed))
     except UserError as exc:
         reply = ("error", exc)
     except Exception:  # noqa: BLE001 - our bug: the run reads the file itself and reports it
         os._exit(1)
-    try:
-        out.write(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
-        out.close()
-    except BrokenPipeError:  # the run ended, or read the file itself
-        os._exit(0)
-
-
-def _leave_with(parent: int) -> None:
-    """Have the kernel end this process when the run ends (Linux's ``PR_SET_PDEATHSIG``), as
-    a SIGTERM or a crash of the run would otherwise leave it reading; elsewhere nothing."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-    except (AttributeError, OSError):
-        return
-    if parent and os.getppid() != parent:  # the run ended before the request was made
-        os._exit(0)
+    second_process.answer(out, reply)
 
 
 if __name__ == "__main__":

@@ -459,3 +459,31 @@ def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, m
     monkeypatch.setitem(data.sources.SOURCES, "csv", lambda *a: reads.append(a) or real(*a))
     np.testing.assert_array_equal(load_table(d, seed=2).X, here.X)
     assert len(reads) == 1
+
+
+def test_a_reader_started_before_the_config_reads_the_file_it_is_then_given(tmp_path):
+    """train.py starts the CSV's second process before Hydra composes the config when the
+    command line may be a CSV run; the read it is then asked for is the table read here, and a
+    config that is no CSV run stops it."""
+    from data import read_ahead as ra
+    from data.sources import load_table
+
+    path = tmp_path / "h.csv"
+    path.write_text(
+        "sqft,city,price\n" + "".join(f"{900 + 7 * i},{'AB'[i % 3 % 2]},{i}\n" for i in range(25))
+    )
+    d = make_config("data=csv", f"data.path={path}", "data.target=price").data
+    for argv in ([], ["-m", "data=csv"], ["optimizer=adam"]):  # no CSV, or a sweep: none
+        ra.prepare(argv)
+        assert not ra._READY
+    ra.prepare(["data=csv", f"data.path={path}"])
+    (proc,) = ra._READY
+    ra.read_ahead(d, seed=1)
+    assert not ra._READY and ra._PENDING[ra.csv_key(d, 1)].proc is proc
+    ahead, here = load_table(d, seed=1), load_csv(d, 1)
+    np.testing.assert_array_equal(ahead.X, here.X)
+    assert (ahead.feature_names, ahead.encoding) == (here.feature_names, here.encoding)
+    ra.prepare(["experiment=seed"])  # an experiment's data may be a CSV; this one's is not
+    (proc,) = ra._READY
+    ra.read_ahead(make_config().data, seed=0)
+    assert proc.poll() is not None and not ra._READY and not ra._PENDING

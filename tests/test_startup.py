@@ -126,3 +126,75 @@ def test_a_repeat_run_compiles_nothing_and_is_bit_identical(tmp_path):
         for d in ("first", "repeat", "off_run")
     ]
     assert params[0] == params[1] == params[2]
+
+
+def _walkthrough_jobs(workdir):
+    """The walkthrough's figures as jobs for :class:`training.plot_process.Plots`."""
+    from training import plots
+
+    X = np.array([[-1.0], [0.0], [1.0], [2.0], [3.0], [4.0]])
+    y = 2 * X[:, 0] - 1
+    W = np.array([10.0, 7.38, 6.8240666, 2.0256863])
+    loss = np.array([((w * X[:, 0] - 1 - y) ** 2).mean() for w in W])
+    train = plots.History()
+    train.add(np.arange(4), loss)
+    return [
+        ("walkthrough_plots", (workdir, X, y, -1.0, W, loss), ("loss_vs_W", "trajectory")),
+        ("loss_curves", (workdir, train, plots.History()), ("loss_curves",)),
+        (
+            "diagnostic_plots",
+            (workdir, y, y + 0.1, "training", "y"),
+            ("predicted_vs_actual", "residuals"),
+        ),
+    ]
+
+
+def test_plots_drawn_in_the_plot_process_are_the_files_drawn_here(tmp_path):
+    """train.py draws its figures in a second process (started before the run imports JAX,
+    forking one process a figure at the end): the files are byte for byte those a run draws in
+    its own process, and Plots.wait returns once they are all written."""
+    from training import plot_process
+
+    there, here = tmp_path / "there", tmp_path / "here"
+    there.mkdir(), here.mkdir()
+    plot_process.start()
+    plotter = plot_process.Plots(True)
+    assert plotter.proc is not None and not plot_process._STARTED  # the run took it
+    plotter.draw(_walkthrough_jobs(there))
+    names = plotter.wait()
+    assert names == ["loss_vs_W", "trajectory", "loss_curves", "predicted_vs_actual", "residuals"]
+    assert plotter.proc is None
+    plot_process.draw_here(_walkthrough_jobs(here))
+    drawn = sorted(p.name for p in there.iterdir())
+    assert drawn == sorted(f"{n}.png" for n in names)
+    for name in drawn:
+        assert (there / name).read_bytes() == (here / name).read_bytes(), name
+
+
+def test_a_plot_process_that_gives_nothing_leaves_the_drawing_to_the_run(tmp_path, monkeypatch):
+    import sys
+
+    from training import plot_process
+
+    monkeypatch.setattr(sys, "executable", "false")  # starts, and exits at once
+    plot_process.start()
+    plotter = plot_process.Plots(True)
+    plotter.draw(_walkthrough_jobs(tmp_path))
+    assert len(plotter.wait()) == 5
+    assert (tmp_path / "trajectory.png").stat().st_size > 0
+    # nothing asked for, or a run that does not draw: a started process is stopped
+    monkeypatch.undo()
+    plot_process.start()
+    proc = plot_process._STARTED[0]
+    plot_process.Plots(False)
+    assert proc.poll() is not None and not plot_process._STARTED
+
+
+def test_our_bug_in_a_figure_drawn_in_the_plot_process_is_raised_by_the_run(tmp_path):
+    from training import plot_process
+
+    plot_process.start()
+    plotter = plot_process.Plots(True)
+    plotter.draw([("loss_curves", (tmp_path, None, None), ("loss_curves",))])
+    with pytest.raises(AttributeError):  # the run draws it again, and fails as it did there
+        plotter.wait()

@@ -27,7 +27,6 @@ from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from errors import UserError
 from models.build import build_model
-from training import plots
 from training.checkpoint import Checkpoints
 from training.devices import local_rows, make_mesh, place_rows, replicate
 from training.evaluate import objective_minimum
@@ -43,6 +42,7 @@ from training.optim import (
     momentum_of,
     stable_bound,
 )
+from training.plot_process import Plots
 from training.stability import hessian_spectrum, max_row_norm_sq, trainable_indices
 
 
@@ -106,6 +106,7 @@ class Outputs:
     ckpt: Checkpoints
     preprocessing: dict  # written to preprocessing.json and into every checkpoint
     curves: Curves
+    plots: Plots
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +148,7 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
     rows_on_device, data, preprocessing, objective = place_data(cfg, device, rows)
+    plotter = Plots(bool(cfg.logger.plots) and jax.process_index() == 0)
     names = preprocessing["feature_names"]
     graphdef, state = nnx.split(build_model(cfg.model, len(names), cfg.seed))
     params = replicate(rows_on_device.mesh, device, nnx.to_pure_dict(state))
@@ -159,8 +161,6 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     model = Model(apply_fn=apply_fn, names=names, linear=linear, objective=objective)
     loader = make_run_loader(cfg, rows_on_device)
     optimizer = make_optimizer(cfg, loader, model, rows_on_device, params)
-    if cfg.logger.plots and jax.process_index() == 0:
-        plots.preload()
     out = Outputs(
         tb=TensorBoardLog(workdir, False),
         ckpt=Checkpoints(
@@ -170,6 +170,7 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
         ),
         preprocessing=preprocessing,
         curves=Curves(),
+        plots=plotter,
     )
     writes = jax.process_index() == 0
     settings = Settings(cfg=cfg, workdir=workdir, loader=loader, writes=writes)

@@ -274,12 +274,19 @@ def check_overrides(argv: list[str]) -> list[str]:
                 cfg = compose("config", overrides=[*combo, *searchpath])
             except Exception as exc:
                 fail(_compose_failure(exc))
-            if not multirun and cfg.data.get("name") == "csv":
-                # a second process reads and encodes the file while this one imports JAX
-                # (validate's imports, then the run's); its errors come when the run reads it
+            if not multirun:
+                # a CSV: a second process reads and encodes the file while this one imports
+                # JAX (validate's imports, then the run's); its errors come when the run reads
+                # it. Not a CSV: the process train.py may have started for it is stopped
                 from data.read_ahead import read_ahead
 
                 read_ahead(cfg.data, cfg.seed)
+            if not multirun and cfg.logger.plots:
+                # and another imports matplotlib, to draw the plots at the end: now, or once
+                # the run has read its CSV (then the read ahead no longer needs the other core)
+                from training.plot_process import start
+
+                start(now=cfg.data.get("name") != "csv")
             if multirun:
                 refuse_a_name_too_long(combo, hydra_args)
             else:

@@ -1,8 +1,9 @@
 """The walkthrough's plots: the loss as a function of W, and the learning trajectory over it.
 
 matplotlib is not imported with this module: it costs about 0.3 s, a run needs it only at its
-end, and ``logger.plots=false`` runs never. A run that will plot starts the import in the
-background (:func:`preload`); else the first plot imports it. The figures are plain
+end, and ``logger.plots=false`` runs never. ``train.py`` draws in a second process that
+imported it meanwhile (``training/plot_process.py``); a run drawing in its own process starts the
+import in the background (:func:`preload`); else the first plot imports it. The figures are plain
 :class:`matplotlib.figure.Figure` objects drawn by Agg, without pyplot: pyplot's figure manager
 and backend selection add import time and nothing a file needs, and a figure that no pyplot
 registry holds is freed with its last reference.
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 ONE_PANEL = {"left": 0.13, "right": 0.975, "bottom": 0.145, "top": 0.91}
 
 
-def _import_matplotlib() -> None:
+def import_matplotlib() -> None:
+    """The parts of matplotlib the figures use (no pyplot)."""
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
@@ -37,7 +39,7 @@ def preload() -> threading.Thread:
     global _importing
     if _importing is None:
         # not a daemon: a run that ends early waits for the import instead of killing it midway
-        _importing = threading.Thread(target=_import_matplotlib)
+        _importing = threading.Thread(target=import_matplotlib)
         _importing.start()
     return _importing
 

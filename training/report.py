@@ -13,7 +13,6 @@ import numpy as np
 from jax.experimental.multihost_utils import process_allgather
 from omegaconf import DictConfig
 
-from training import plots
 from training.build import Rows, Run
 from training.devices import replicate, to_host
 from training.evaluate import (
@@ -38,13 +37,12 @@ def gathered(fn, *args) -> np.ndarray:
 
 
 def evaluate(run: Run, params, at: Progressed) -> dict:
-    """Final metrics per split in the target's units, then what :func:`final_reports` adds
-    (the linear model's coefficients beside least squares'), the plots and the last line."""
+    """Final metrics per split in the target's units, the plots (drawn while the rest is
+    computed: :class:`training.plot_process.Plots`), then what :func:`final_reports` adds (the
+    linear model's coefficients beside least squares') and the last line."""
     names, writes = run.model.names, run.settings.writes
     final = to_host(params)
     metrics, predicted = split_metrics(run, params, final, at)
-    for report in final_reports(run):
-        metrics.update(report(run, params, final, metrics, at))
     if run.settings.cfg.logger.plots:
         # what the plots need from the sharded rows is a collective: every process computes
         # it, process 0 draws (a call only process 0 makes waits for the others for ever)
@@ -52,13 +50,18 @@ def evaluate(run: Run, params, at: Progressed) -> dict:
         if writes:
             split = "val" if "val" in predicted else "train"
             actual = run.data.y_raw[split]
-            draw_plots(run, final, at, needs, (split, actual, predicted[split]))
+            draw_plots(run, final, needs, (split, actual, predicted[split]))
+    for report in final_reports(run):
+        metrics.update(report(run, params, final, metrics, at))
     if writes:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
         print(
             f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
             f"{fmt(metrics['final_loss'])}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
         )
+    workdir = run.settings.workdir
+    for name in run.out.plots.wait():  # each figure drawn once, into its PNG: TensorBoard's too
+        run.out.tb.png(f"plots/{name}", (workdir / f"{name}.png").read_bytes(), at.step)
     return metrics
 
 
@@ -241,43 +244,34 @@ def plot_inputs(run: Run, final: dict) -> dict:
     return needs
 
 
-def draw_plots(run: Run, final: dict, at: Progressed, needs: dict, diagnostics=None) -> None:
-    """PNGs in the run directory, the same figures as TensorBoard images (``plots/*``), from
-    host values only (``needs``: :func:`plot_inputs`), so that process 0 alone can draw.
-    ``diagnostics``: ``(split, actual, predicted)`` in the target's units for the predicted
-    against actual and residual plots."""
-    workdir, curves, tb = run.settings.workdir, run.out.curves, run.out.tb
-    figs = {}
+def draw_plots(run: Run, final: dict, needs: dict, diagnostics=None) -> None:
+    """Start drawing the PNGs in the run directory (:meth:`Plots.draw`; TensorBoard gets the
+    same images, ``plots/*``, once they are written), from host values only (``needs``:
+    :func:`plot_inputs`), so that process 0 alone can draw. ``diagnostics``: ``(split, actual,
+    predicted)`` in the target's units for the predicted against actual and residual plots."""
+    workdir, curves = run.settings.workdir.absolute(), run.out.curves
+    jobs = []
     if diagnostics is not None:
         split, actual, pred = diagnostics
-        figs["predicted_vs_actual"], figs["residuals"] = plots.diagnostic_plots(
-            workdir,
-            actual,
-            pred,
-            "validation" if split == "val" else "training",
-            run.out.preprocessing["target"] or "target",
-        )
+        label = "validation" if split == "val" else "training"
+        target = run.out.preprocessing["target"] or "target"
+        args = (workdir, actual, pred, label, target)
+        jobs.append(("diagnostic_plots", args, ("predicted_vs_actual", "residuals")))
     if "X" in needs and curves.trace_W:  # the walkthrough's two plots
-        figs["loss_vs_W"], figs["trajectory"] = plots.walkthrough_plots(
-            workdir,
-            needs["X"],
-            needs["y"],
-            float(np.ravel(final["b"])[0]),
-            np.concatenate(curves.trace_W),
-            np.concatenate(curves.trace_loss),
-        )
+        b = float(np.ravel(final["b"])[0])
+        trace = (np.concatenate(curves.trace_W), np.concatenate(curves.trace_loss))
+        args = (workdir, needs["X"], needs["y"], b, *trace)
+        jobs.append(("walkthrough_plots", args, ("loss_vs_W", "trajectory")))
     if curves.loss.steps:
-        figs["loss_curves"] = plots.loss_curves(workdir, curves.loss, curves.val)
+        jobs.append(("loss_curves", (workdir, curves.loss, curves.val), ("loss_curves",)))
     W = final.get("W")
     if "surface" in needs:
         chosen, i, j, moments = needs["surface"]
         _, path = curves.W.arrays()
         path = path[:, [i, j]] if len(path) else np.zeros((0, 2))
-        figs["loss_surface"] = plots.loss_surface(
-            workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path
-        )
-    for name in figs:  # each figure was drawn once, into its PNG: TensorBoard gets those bytes
-        tb.png(f"plots/{name}", (workdir / f"{name}.png").read_bytes(), at.step)
+        args = (workdir, moments, (chosen[0], chosen[1]), (float(W[i]), float(W[j])), path)
+        jobs.append(("loss_surface", args, ("loss_surface",)))
+    run.out.plots.draw(jobs)
 
 
 def surface_moments(rows: Rows, final: dict, i: int, j: int) -> dict:

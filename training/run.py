@@ -80,6 +80,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
+        run.out.plots.close()
         run.out.tb.close()
         run.out.ckpt.close()
 

@@ -1,0 +1,120 @@
+"""Work done in a second Python process while the run goes on.
+
+Importing JAX takes a run's first second on one core, and Python's lock keeps a thread from
+doing anything else meanwhile; a second process can use the other core. The project has two:
+the CSV read ahead (``data/read_ahead.py``) and the plots (``training/plot_process.py``). Each is
+``python -m MODULE`` with this project on its path; it gets one pickle on its standard input
+and answers one pickle on its standard output (:func:`serve`, :func:`answer`).
+
+A second process never decides what a run does: when it cannot start, dies, or answers nothing,
+:func:`result` is None and the run does the work itself. It leaves when the run ends (Linux's
+``PR_SET_PDEATHSIG``) and, quietly, on Ctrl-C, which reaches it with the run's.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO
+
+PARENT = "SECOND_PROCESS_PARENT"  # the run's pid, for a child that outlives it while starting
+
+
+def spawn(module: str, request: Any = None, *, send_now: bool = True) -> subprocess.Popen | None:
+    """Start ``python -m module``; with ``send_now``, :func:`send` it ``request`` at once.
+    None when it cannot be started."""
+    root = str(Path(__file__).resolve().parent)
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), PARENT: str(os.getpid())}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+    except OSError:
+        return None
+    if send_now and not send(proc, request):
+        stop(proc)
+        return None
+    return proc
+
+
+def send(proc: subprocess.Popen, request: Any) -> bool:
+    """Give the second process its one request; False when it is gone."""
+    try:
+        proc.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        proc.stdin.close()
+    except (OSError, ValueError):  # a broken pipe: it died; ValueError: already sent
+        return False
+    return True
+
+
+def result(proc: subprocess.Popen) -> Any | None:
+    """The second process's answer, waiting for it; None when it gave none (it failed, was
+    killed, or exited without answering). Ctrl-C while waiting stops it and is raised."""
+    try:
+        out = proc.stdout.read()
+        proc.stdout.close()
+        proc.wait()
+    except BaseException:
+        stop(proc)
+        raise
+    if proc.returncode != 0 or not out:
+        return None
+    return pickle.loads(out)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """End the second process now, whatever it is doing."""
+    proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:  # the request was never read: the pipe is already broken
+                pass
+
+
+def serve() -> BinaryIO:
+    """In the second process, first: leave on Ctrl-C (quietly: the run reports the stop) and
+    when the run ends; returns the stream its answer goes to (the standard output; a stray
+    print from now on goes to the standard error, so it cannot corrupt the pickle)."""
+    import signal
+
+    signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    leave_with(int(os.environ.get(PARENT, "0")))
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    return out
+
+
+def request() -> Any:
+    """In the second process: the request, waiting until the run sends it."""
+    return pickle.loads(sys.stdin.buffer.read())
+
+
+def answer(out: BinaryIO, value: Any) -> None:
+    """In the second process: send ``value`` back; a run that no longer listens is no error."""
+    try:
+        out.write(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        out.close()
+    except BrokenPipeError:  # the run ended, or did the work itself
+        os._exit(0)
+
+
+def leave_with(parent: int) -> None:
+    """Have the kernel end this process when its parent ``parent`` (a pid) ends
+    (``PR_SET_PDEATHSIG``), as a SIGTERM or a crash of the run would otherwise leave it working;
+    elsewhere nothing."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (AttributeError, OSError):
+        return
+    if parent and os.getppid() != parent:  # the parent ended before the request was made
+        os._exit(0)
