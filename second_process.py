@@ -92,8 +92,12 @@ def serve() -> BinaryIO:
 
 
 def request() -> Any:
-    """In the second process: the request, waiting until the run sends it."""
-    return pickle.loads(sys.stdin.buffer.read())
+    """In the second process: the request, waiting until the run sends it; a run that ends
+    without sending one ends this process, quietly."""
+    data = sys.stdin.buffer.read()
+    if not data:
+        os._exit(0)
+    return pickle.loads(data)
 
 
 def answer(out: BinaryIO, value: Any) -> None:

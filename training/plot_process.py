@@ -25,6 +25,7 @@ from training import plots
 Job = tuple[str, tuple, tuple[str, ...]]
 
 _STARTED: list[subprocess.Popen] = []  # at most one, started for the run to come
+_LIVE: list[subprocess.Popen] = []  # every plot process this one started, stopped at its exit
 _WANTED = [False]  # the next run draws in a plot process (train.py's single run)
 
 
@@ -37,6 +38,7 @@ def start(now: bool = True) -> None:
         proc = second_process.spawn("training.plot_process", send_now=False)
         if proc is not None:
             _STARTED.append(proc)
+            _LIVE.append(proc)
 
 
 def _drop_started() -> None:
@@ -45,7 +47,16 @@ def _drop_started() -> None:
     _STARTED.clear()
 
 
-atexit.register(_drop_started)  # a run that ends before drawing stops it
+def _stop_live() -> None:
+    for proc in _LIVE:
+        if proc.poll() is None:
+            second_process.stop(proc)
+    _LIVE.clear()
+
+
+# a run that ends before drawing (an error, a signal) stops its plot process: else, left
+# waiting for the figures on a pipe that closes, it would end with an error of its own
+atexit.register(_stop_live)
 
 
 class Plots:
@@ -127,7 +138,10 @@ def main() -> None:
     our bug while drawing exits non-zero (the run draws itself and reports it)."""
     out = second_process.serve()
     os.nice(5)  # the run's imports, and a CSV's read ahead, go first: the plots come last
-    plots.import_matplotlib()
+    try:
+        plots.import_matplotlib()
+    except Exception:  # noqa: BLE001 - the run draws, and reports it
+        os._exit(1)
     if not draw_at_once(second_process.request()):
         os._exit(1)
     second_process.answer(out, "drawn")
