@@ -38,6 +38,7 @@ from data.loaders import make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
 from training.blocks import plan_blocks  # noqa: E402
+from training.devices import keep_freed_host_memory  # noqa: E402
 from training.objectives import mse  # noqa: E402
 from training.run import pipelined  # noqa: E402
 from training.step import Runner  # noqa: E402
@@ -175,6 +176,11 @@ def main() -> None:
     p.add_argument("--scaling", action="store_true", help="epoch time at 10^5, 10^6, 10^7 rows")
     p.add_argument("--memory", action="store_true", help="peak RSS of a train.py run")
     p.add_argument("--json", action="store_true", help="print one line of JSON")
+    p.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="our loaders without training.devices.keep_freed_host_memory (train.py sets it)",
+    )
     args = p.parse_args()
 
     memory = None
@@ -191,25 +197,30 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "every_n_steps": args.every,
     }
+    # scikit-learn and numpy first, with glibc's malloc as it comes; then ours, as train.py
+    # sets it (training.devices.keep_freed_host_memory)
+    sec = sklearn_epoch(Xh, yh, args.lr, args.repeats)
+    res["sklearn_sgd"] = {"samples_per_s": n / sec, "epoch_s": sec}
+    grad_s = numpy_gradient(Xh, yh, max(args.repeats, 5))
+    res["numpy_gradient"] = {"samples_per_s": n / grad_s, "gradient_s": grad_s}
+    res["keep_freed_host_memory"] = not args.malloc_default
+    if not args.malloc_default:
+        keep_freed_host_memory()
     for name, bs in (("full_batch", None), ("per_sample", 1), ("mini_batch", args.batch_size)):
         epochs = args.full_batch_epochs if name == "full_batch" else args.epochs
         sec = project_epoch(X, y, name, bs or n, args.lr, args.every, epochs, args.repeats)
         res[name] = {"samples_per_s": n / sec, "epoch_s": sec}
     res["mini_batch"]["batch_size"] = args.batch_size
-    sec = sklearn_epoch(Xh, yh, args.lr, args.repeats)
-    res["sklearn_sgd"] = {"samples_per_s": n / sec, "epoch_s": sec}
     res["naive_loop"] = {
         "samples_per_s": naive_loop_rate(X, y, args.lr, args.naive_steps),
         "timed_steps": args.naive_steps,
     }
-    sec = numpy_gradient(Xh, yh, max(args.repeats, 5))
-    res["numpy_gradient"] = {"samples_per_s": n / sec, "gradient_s": sec}
 
     sk = res["sklearn_sgd"]["samples_per_s"]
     res["ratios"] = {
         "per_sample_over_sklearn": res["per_sample"]["samples_per_s"] / sk,
         "mini_batch_over_sklearn": res["mini_batch"]["samples_per_s"] / sk,
-        "full_batch_step_over_numpy_gradient": res["full_batch"]["epoch_s"] / sec,
+        "full_batch_step_over_numpy_gradient": res["full_batch"]["epoch_s"] / grad_s,
     }
     if args.scaling:
         res["scaling"] = {}

@@ -4,12 +4,14 @@ skips its remaining steps, and the plots reach TensorBoard as the PNG files they
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import make_config, read_scalars
+from conftest import ROOT, make_config, read_scalars
 from PIL import Image
 
 from training.logs import TensorBoardLog
@@ -112,3 +114,35 @@ def test_scalars_read_back_as_tensorboardx_add_scalar_writes_them(tmp_path):
     assert set(ours) == {"train/loss", "params/W/Lot_Area", "params/b"} == set(theirs)
     for tag in ours:
         np.testing.assert_array_equal(np.array(ours[tag]), np.array(theirs[tag]))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_host_memory_stays_in_the_process_for_the_next_call():
+    """XLA:CPU allocates each call's buffers afresh; train_and_evaluate has glibc keep freed
+    blocks up to KEPT_FREE_BYTES in its heap (mallopt), where by default a block of 128 kB or
+    more is mapped anew, faulted and zeroed by the kernel page by page, each time."""
+    code = """
+import ctypes, sys
+import numpy as np
+from training.devices import keep_freed_host_memory
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+if sys.argv[1] == "keep":
+    keep_freed_host_memory()
+before = libc.mallinfo2().hblkhd  # bytes in blocks mapped on their own
+block = np.ones((64 << 20) // 8)
+print((libc.mallinfo2().hblkhd - before) >> 20)
+"""
+    mapped = {
+        how: subprocess.run(
+            [sys.executable, "-c", code, how], cwd=ROOT, capture_output=True, text=True
+        )
+        for how in ("keep", "default")
+    }
+    assert [mapped[h].stdout.strip() for h in ("keep", "default")] == ["0", "64"], mapped

@@ -37,7 +37,7 @@ from training.checkpoint import Checkpoints
 from training.cli import other_settings, refuse_another_run, run_differences
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
-from training.devices import init_distributed
+from training.devices import init_distributed, keep_freed_host_memory
 from training.hooks import (
     Hooks,
     Progressed,
@@ -62,6 +62,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     :class:`Interrupted` on SIGINT / SIGTERM."""
     validate(cfg)
     enable_compilation_cache(cfg.trainer.compilation_cache)
+    keep_freed_host_memory()
     if not cfg.trainer.resume:  # before any process writes: no process has connected yet
         refuse_another_run(Path(workdir))
     init_distributed(cfg.trainer.distributed)
