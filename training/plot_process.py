@@ -1,15 +1,18 @@
 """The run's figures, drawn in a second process while the run writes its report.
 
-matplotlib takes about 0.35 s to import and the walkthrough's three figures about 0.2 s to
-draw, all of it holding Python's lock, in a run of 3 s. ``train.py`` starts this process right
-after composing the config (:func:`start`), so matplotlib is imported on the other core while
-the run imports JAX and trains; at the end the run sends the figures' inputs
-(:meth:`Plots.draw`), computes its report, and waits for the files (:meth:`Plots.wait`).
+matplotlib takes about 0.35 s to import and the figures of a run (five PNGs for the
+walkthrough, four for a CSV) 0.3-0.5 s to draw, one after another, all of it holding Python's
+lock, in a run of 3 s. ``train.py`` starts this process right after composing the config
+(:func:`start`; a CSV run once it has read its data, as the CSV's own second process needs the
+other core until then), so matplotlib is imported on the other core while the run imports JAX
+and trains. At the end the run sends the figures' inputs (:meth:`Plots.draw`), this process
+forks one process a figure (:func:`draw_at_once`), and the run computes its report and waits
+for the files (:meth:`Plots.wait`).
 
-Both processes draw with the same functions (``training/plots.py``) from the same host values,
-so the files are the same. A run without that process (``train_and_evaluate`` called in a
-process of one's own, a sweep's runs, a second process that cannot start or fails) draws in
-its own process; a failure there is reported as our bug.
+Both draw with the same functions (``training/plots.py``) from the same host values, so the
+files are the same (tested byte for byte). A run without that process (``train_and_evaluate``
+called in a process of one's own, a sweep's runs, a second process that cannot start or fails)
+draws in its own process; a failure there is reported as our bug.
 """
 
 from __future__ import annotations
@@ -97,13 +100,15 @@ class Plots:
         return names
 
     def close(self) -> None:
-        """Stop the second process, if it is not drawing for us (nothing is lost)."""
+        """Stop the plot process, if any: the run ends (a run that failed before its figures
+        were drawn leaves none half-written by a process that outlives it)."""
         if self.proc is not None:
             second_process.stop(self.proc)
             self.proc, self.sent = None, False
 
 
 def draw_here(jobs: list[Job]) -> None:
+    """Draw ``jobs`` in this process, one after another."""
     for name, args, _ in jobs:
         getattr(plots, name)(*args)
 
