@@ -723,3 +723,24 @@ def test_train_py_refuses_the_copied_file_it_was_given_and_runs_the_original(tmp
         "and optimizer.name picks a file by its file name; set name: mine in it"
     )
     assert good.returncode == 0, good.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "data"),
+    [
+        (["data.path=prices.csv"], "data.path='prices.csv'", "toy"),
+        (["experiment=synthetic", "data.target=price"], "data.target='price'", "synthetic"),
+    ],
+)
+def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, data):
+    """The toy and synthetic data read no file: a CSV named without data=csv trained on the
+    walkthrough's six points, silently. The advice, followed, reads the file."""
+    with pytest.raises(UserError) as exc:
+        validate(make_config(*overrides))
+    assert str(exc.value) == (
+        f"bad config value {key}: only data=csv reads a file, and this run's data is "
+        f"data={data}; add data=csv to the command"
+    )
+    followed = make_config(*overrides, "data=csv", "data.path=x.csv", "data.target=price")
+    validate(followed)
+    assert followed.data.name == "csv"

@@ -250,3 +250,31 @@ def test_full_or_read_only_disk_is_a_clear_error_and_keeps_earlier_checkpoints(
         assert ckpt.restore_meta(10000)["progress"]["epoch"] == 2
     finally:
         ckpt.close()
+
+
+def test_ctrl_c_while_the_report_is_written_is_one_line_and_resumable(tmp_path, monkeypatch):
+    """A SIGINT after the fit (the plots, the least-squares report, metrics.json) stops the
+    run as one in the fit does: Interrupted, status 130, the advice to resume; the resumed
+    run trains nothing more and writes the report."""
+    import training.report
+    import training.run
+    from errors import Interrupted
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    cfg = make_config("trainer.epochs=5")
+    monkeypatch.setattr(training.run, "evaluate", ctrl_c)
+    with pytest.raises(Interrupted) as stop:
+        train_and_evaluate(cfg, tmp_path)
+    assert stop.value.exit_code == 130
+    assert str(stop.value) == (
+        "stopped by SIGINT while writing the report, after step 5; the trained parameters are "
+        f"in {tmp_path / 'checkpoints'}; to write the report, run the same command with "
+        f"trainer.resume=true hydra.run.dir={tmp_path}"
+    )
+    assert not (tmp_path / "metrics.json").exists()
+    monkeypatch.setattr(training.run, "evaluate", training.report.evaluate)
+    metrics = train_and_evaluate(make_config("trainer.epochs=5", "trainer.resume=true"), tmp_path)
+    assert metrics["steps"] == 5 and (tmp_path / "metrics.json").exists()
+    assert metrics["params"] == train_and_evaluate(cfg, tmp_path / "whole")["params"]

@@ -417,6 +417,12 @@ def _validate_data(d: DictConfig) -> None:
         _check(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
     if d.name == "csv":
         _validate_csv(d)
+    elif d.get("path") or d.get("target"):  # else the run would train on other data, silently
+        key = "data.path" if d.get("path") else "data.target"
+        raise UserError(
+            f"bad config value {key}={d.get(key[5:])!r}: only data=csv reads a file, and this "
+            f"run's data is data={d.name}; add data=csv to the command"
+        )
     for key in ("val_fraction", "test_fraction"):
         value = d[key]
         _check(0.0 <= value < 1.0, f"data.{key}", value, "a fraction in [0, 1)")

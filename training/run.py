@@ -72,13 +72,15 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     try:
         run, params, opt_state, at = start(run, params, opt_state)
         params, opt_state, at = fit(run, params, opt_state, at)
-        metrics = evaluate(run, params, at)
+        with interrupted_in_the_report(run, at):
+            metrics = evaluate(run, params, at)
         if cfg.data.folds:
             from training.crossval import cross_validate
 
             n = sum(len(r) for r in run.data.rows.values())
             metrics["cv"] = cross_validate(cfg, run.settings.workdir, n, fit)
-        finish(run, metrics, at, time.perf_counter() - t_start)
+        with interrupted_in_the_report(run, at):
+            finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
         run.out.plots.close()
@@ -354,6 +356,22 @@ def interrupted(settings: Settings, ckpt: Checkpoints, signum: int, step: int) -
     )
     error.exit_code = 128 + signum
     return error
+
+
+@contextlib.contextmanager
+def interrupted_in_the_report(run: Run, at: Progressed):
+    """Ctrl-C after the fit (the report, the plots, metrics.json) ends the run with one line
+    and status 130, as in the fit: the last checkpoint holds the trained parameters."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        error = Interrupted(
+            f"stopped by SIGINT while writing the report, after step {at.step}; the trained "
+            f"parameters are in {run.out.ckpt.directory}; to write the report, run the same "
+            f"command with trainer.resume=true hydra.run.dir={run.settings.workdir}"
+        )
+        error.exit_code = 128 + signal.SIGINT
+        raise error from None
 
 
 def divergence(run: Run, step: int, loss: float) -> DivergenceError:
