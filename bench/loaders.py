@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from data.loaders import make_loader  # noqa: E402
+from data.loaders import _order, make_loader  # noqa: E402
 from data.sources import synthetic  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
 from training.blocks import plan_blocks  # noqa: E402
@@ -211,6 +211,10 @@ def main() -> None:
         sec = project_epoch(X, y, name, bs or n, args.lr, args.every, epochs, args.repeats)
         res[name] = {"samples_per_s": n / sec, "epoch_s": sec}
     res["mini_batch"]["batch_size"] = args.batch_size
+    # the host's half of a shuffled epoch: its permutation (numpy's Fisher-Yates, done while the
+    # device trains on the epoch before; the bench's epochs above included it)
+    shuffles = iter(range(10**6, 10**6 + max(args.repeats, 5)))
+    res["host_shuffle_s"] = best_of(lambda: _order(n, True, 0, next(shuffles)), args.repeats)
     res["naive_loop"] = {
         "samples_per_s": naive_loop_rate(X, y, args.lr, args.naive_steps),
         "timed_steps": args.naive_steps,
@@ -255,6 +259,7 @@ def main() -> None:
         print(f"{label:<28}{rate:>14,.0f}{rate / sk:>11.2f}x")
     r = res["ratios"]
     print(f"full-batch step / numpy gradient time: {r['full_batch_step_over_numpy_gradient']:.2f}")
+    print(f"host shuffle of one epoch: {res['host_shuffle_s'] * 1e3:.1f} ms")
     for m, v in res.get("scaling", {}).items():
         print(
             f"mini_batch epoch at {int(m):>10,} rows: {v['mini_batch_epoch_s']:.3f} s "
