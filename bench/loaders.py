@@ -21,6 +21,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -141,9 +142,10 @@ def peak_rss_of_training(n: int, d: int, loader: str) -> dict:
         "trainer.epochs=2",
         "logger.every_n_steps=100000",
         "logger.tensorboard=false",
-        f"hydra.run.dir={ROOT / 'outputs' / 'bench_memory'}",
     ]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    with tempfile.TemporaryDirectory() as tmp:  # a run directory of its own, each time
+        args.append(f"hydra.run.dir={Path(tmp) / 'run'}")
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
     kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
