@@ -281,9 +281,10 @@ def check_overrides(argv: list[str]) -> list[str]:
                 from data.read_ahead import read_ahead
 
                 read_ahead(cfg.data, cfg.seed)
-            if not multirun and cfg.logger.plots:
-                # and another imports matplotlib, to draw the plots at the end: now, or once
-                # the run has read its CSV (then the read ahead no longer needs the other core)
+            if not multirun and cfg.logger.plots and not cfg.trainer.distributed.process_id:
+                # and another imports matplotlib, to draw the plots at the end (process 0
+                # draws): now, or once the run has read its CSV (then the read ahead no longer
+                # needs the other core)
                 from training.plot_process import start
 
                 start(now=cfg.data.get("name") != "csv")
