@@ -453,3 +453,20 @@ def test_zero_standard_errors_give_infinite_t_without_a_warning():
     assert t["a"] == math.inf and t["b"] == -math.inf and math.isnan(t["c"])
     assert table["p_values"]["a"]["hc1"] == 0.0
     assert table["confidence_intervals_95"]["b"]["hc1"] == [-1.0, -1.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "weights", [["lotsize", "lotsize"], ["lotsize", "nope"], ["lotsize"]], ids=str
+)
+def test_plot_weights_that_are_not_two_different_names_are_warned_of(tmp_path, capsys, weights):
+    """The loss surface needs two different weights: a name twice drew a surface of W_lotsize
+    against itself, silently; such a choice is warned of and the two largest are drawn."""
+    cfg = make_config(
+        "experiment=housing", "trainer.epochs=50", f"logger.plot_weights=[{','.join(weights)}]"
+    )
+    metrics = train_and_evaluate(cfg, tmp_path)
+    out = capsys.readouterr().out
+    names = [k[2:] for k in metrics["params"] if k.startswith("W/")]  # the features' weights
+    assert f"warning: logger.plot_weights={weights} needs two different names of {names}; " in out
+    assert (tmp_path / "loss_surface.png").stat().st_size > 0

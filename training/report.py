@@ -232,11 +232,11 @@ def plot_inputs(run: Run, final: dict) -> dict:
     if run.model.linear and len(W) >= 2:
         chosen = list(cfg.logger.plot_weights)
         unknown = [c for c in chosen if c not in names]
-        if len(chosen) != 2 or unknown:
+        if len(set(chosen)) != 2 or len(chosen) != 2 or unknown:
             if chosen and run.settings.writes:
                 print(
-                    f"warning: logger.plot_weights={chosen} needs two of {names}; "
-                    "plotting the two largest weights"
+                    f"warning: logger.plot_weights={chosen} needs two different names of "
+                    f"{names}; plotting the two largest weights"
                 )
             chosen = [names[k] for k in np.argsort(-np.abs(W))[:2]]
         i, j = (names.index(c) for c in chosen)
