@@ -7,12 +7,14 @@ the CSV read ahead (``data/read_ahead.py``) and the plots (``training/plot_proce
 and answers one pickle on its standard output (:func:`serve`, :func:`answer`).
 
 A second process never decides what a run does: when it cannot start, dies, or answers nothing,
-:func:`result` is None and the run does the work itself. It leaves when the run ends (Linux's
-``PR_SET_PDEATHSIG``) and, quietly, on Ctrl-C, which reaches it with the run's.
+:func:`result` is None and the run does the work itself. It is stopped when the run exits, and
+leaves by itself when the run ends otherwise (Linux's ``PR_SET_PDEATHSIG``) and, quietly, on
+Ctrl-C, which reaches it with the run's.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import subprocess
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 PARENT = "SECOND_PROCESS_PARENT"  # the run's pid, for a child that outlives it while starting
+_SPAWNED: list[subprocess.Popen] = []  # every second process this one started
 
 
 def spawn(module: str, request: Any = None, *, send_now: bool = True) -> subprocess.Popen | None:
@@ -35,6 +38,7 @@ def spawn(module: str, request: Any = None, *, send_now: bool = True) -> subproc
         )
     except OSError:
         return None
+    _SPAWNED.append(proc)
     if send_now and not send(proc, request):
         stop(proc)
         return None
@@ -76,6 +80,18 @@ def stop(proc: subprocess.Popen) -> None:
                 stream.close()
             except OSError:  # the request was never read: the pipe is already broken
                 pass
+
+
+def _stop_spawned() -> None:
+    for proc in _SPAWNED:
+        if proc.poll() is None:
+            stop(proc)
+    _SPAWNED.clear()
+
+
+# a run that ends before it took or asked a second process (an error, a signal) stops it: else,
+# left waiting on a pipe that closes, it would go on importing, or reading, for nothing
+atexit.register(_stop_spawned)
 
 
 def serve() -> BinaryIO:

@@ -15,7 +15,6 @@ sending their table through a pipe would cost more than the overlap saves.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import os
 import subprocess
@@ -103,9 +102,6 @@ def _drop_pending() -> None:
     for reader in _PENDING.values():
         second_process.stop(reader.proc)
     _PENDING.clear()
-
-
-atexit.register(_drop_pending)  # a run that ends before taking its read ahead stops it
 
 
 class ReadAhead:

@@ -214,7 +214,7 @@ def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple =
 
     definition = OmegaConf.load(path)
     for override in overrides:  # the file's family replaces it: a silent no-op otherwise
-        if override.lstrip("+~").split("=", 1)[0] == "optimizer.family":
+        if key_of(override) == "optimizer.family":
             raise UserError(
                 f"bad override {override}: optimizer.family comes from the optimizer's file "
                 f"({path}); pick another optimizer (optimizer=NAME) or write a file for it"
@@ -237,6 +237,12 @@ def define_optimizer(opt: DictConfig, path: Path, overrides: list[str] | tuple =
         else:
             transform = OmegaConf.merge(transform, value)
     opt.family, opt.transform = definition.family, transform
+
+
+def key_of(override: str) -> str:
+    """The key a command-line override sets or deletes: ``optimizer.lr`` of
+    ``++optimizer.lr=0.1``."""
+    return override.lstrip("+~").split("=", 1)[0]
 
 
 def transform_overrides(overrides: list[str] | tuple) -> list[tuple[str, Any, bool]]:
@@ -350,7 +356,7 @@ def _validate_choices(cfg: DictConfig, overrides: list[str], chosen: str | None 
     define_optimizer(cfg.optimizer, files[cfg.optimizer.name], overrides)
     _choice(cfg, "optimizer.family", tuple(FAMILIES))
     if FAMILIES[cfg.optimizer.family] is None and cfg.optimizer.momentum not in (None, "auto"):
-        set_here = any(o.lstrip("+").split("=", 1)[0] == "optimizer.momentum" for o in overrides)
+        set_here = any(key_of(o) == "optimizer.momentum" for o in overrides)
         if set_here and not in_a_sweep():  # a search space sets it for every optimizer
             warn_once(
                 f"warning: optimizer.momentum={cfg.optimizer.momentum} is not used: "

@@ -17,7 +17,6 @@ draws in its own process; a failure there is reported as our bug.
 
 from __future__ import annotations
 
-import atexit
 import os
 import subprocess
 
@@ -28,7 +27,6 @@ from training import plots
 Job = tuple[str, tuple, tuple[str, ...]]
 
 _STARTED: list[subprocess.Popen] = []  # at most one, started for the run to come
-_LIVE: list[subprocess.Popen] = []  # every plot process this one started, stopped at its exit
 _WANTED = [False]  # the next run draws in a plot process (train.py's single run)
 
 
@@ -41,25 +39,12 @@ def start(now: bool = True) -> None:
         proc = second_process.spawn("training.plot_process", send_now=False)
         if proc is not None:
             _STARTED.append(proc)
-            _LIVE.append(proc)
 
 
 def _drop_started() -> None:
     for proc in _STARTED:
         second_process.stop(proc)
     _STARTED.clear()
-
-
-def _stop_live() -> None:
-    for proc in _LIVE:
-        if proc.poll() is None:
-            second_process.stop(proc)
-    _LIVE.clear()
-
-
-# a run that ends before drawing (an error, a signal) stops its plot process: else, left
-# waiting for the figures on a pipe that closes, it would end with an error of its own
-atexit.register(_stop_live)
 
 
 class Plots:
