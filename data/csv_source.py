@@ -152,6 +152,7 @@ class Encoding:
         )
 
     def describe(self) -> str:
+        """Each column's encoding and the notes of the fit, in words (what a run prints)."""
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
@@ -164,7 +165,7 @@ class Encoding:
                 parts.append(f"{c.name}: date as decimal year")
             else:
                 parts.append(f"{c.name}: {'log' if c.log else 'numeric'}")
-        return "; ".join(parts) + "".join(f"\nnote: {n}" for n in self.notes + self.warnings)
+        return "; ".join(parts) + "".join(f"\nnote: {n}" for n in self.notes)
 
     def transform(
         self, df: pd.DataFrame, source: str, missing: str = "error", where: str = "the new rows"
@@ -1000,4 +1001,13 @@ def load_csv(cfg, seed: int = 0) -> Table:
             f"{source}: {len(y)} rows for {len(names)} features; least squares needs "
             f"at least features + 1 = {len(names) + 1} rows"
         )
-    return Table(X, y.astype(np.float32), names, enc.target, source, encoding=enc.to_dict())
+    return Table(
+        X,
+        y.astype(np.float32),
+        names,
+        enc.target,
+        source,
+        encoding=enc.to_dict(),
+        # no feature columns: b alone, the mean-price baseline
+        description=enc.describe() or "no feature columns; the model predicts the mean target",
+    )

@@ -21,3 +21,6 @@ class Table:
     source: str = "data"  # what error messages call it: a file path, or the source's name
     true_params: dict[str, np.ndarray] | None = None  # synthetic data: the rule that made y
     encoding: dict = field(default_factory=dict)  # CSV: how each column became numbers
+    # CSV: the encoding in words, made where the file is read, so a run that takes the table
+    # from the second process (data/read_ahead.py) does not import pandas to describe it
+    description: str = ""

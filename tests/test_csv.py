@@ -419,6 +419,23 @@ def test_a_table_read_ahead_is_taken_once_by_the_same_settings(tmp_path, monkeyp
     assert len(reads) == 5
 
 
+def test_the_encoding_is_described_in_words_where_the_file_is_read(tmp_path):
+    """The line a run prints of its encoding comes with the table (a run given the table by the
+    second process imports no pandas to describe it): each column's rule, the reference level,
+    then the fit's notes; a file of the target alone says the model predicts the mean."""
+    path = tmp_path / "h.csv"
+    rows = [f"{1000 + 37 * i},{'AB'[i % 2]},{'yes' if i % 3 else 'no'},{i * i}" for i in range(30)]
+    path.write_text("sqft,city,garage,price\n" + "\n".join(rows) + "\n")
+    d = make_config("data=csv", f"data.path={path}", "data.target=price").data
+    assert load_csv(d).description == (
+        "sqft: numeric; city: one-hot ['city_B'] (reference 'A'); garage: yes/no as 1/0"
+    )
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id,price\n" + "".join(f"{i},{3 * i + 1}\n" for i in range(10)))
+    d = make_config("data=csv", f"data.path={ids}", "data.target=price", "data.drop=[id]").data
+    assert load_csv(d).description == "no feature columns; the model predicts the mean target"
+
+
 def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, monkeypatch):
     """train.py starts reading the CSV in a second process while it imports JAX: the table it
     gets back equals the one read here, the file's UserError comes back as the same one line,
@@ -446,7 +463,11 @@ def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, m
     assert not ra._PENDING
     np.testing.assert_array_equal(ahead.X, here.X)
     np.testing.assert_array_equal(ahead.y, here.y)
-    assert (ahead.feature_names, ahead.encoding) == (here.feature_names, here.encoding)
+    assert (ahead.feature_names, ahead.encoding, ahead.description) == (
+        here.feature_names,
+        here.encoding,
+        here.description,
+    )
     with pytest.raises(UserError) as from_there:
         failing.result()
     with pytest.raises(UserError) as from_here:

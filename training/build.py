@@ -27,7 +27,7 @@ from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from errors import UserError
 from models.build import build_model
-from training.checkpoint import Checkpoints
+from training.checkpoint import Checkpoints, start_importing_orbax
 from training.devices import local_rows, make_mesh, place_rows, replicate
 from training.evaluate import objective_minimum
 from training.hooks import Curves
@@ -147,6 +147,7 @@ def build(cfg: DictConfig, workdir: Path, rows: dict | None = None) -> tuple[Run
     val / test row indices of a cross-validation fold."""
     workdir.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.trainer.device)
+    start_importing_orbax()  # while the data is read (a CSV: this process waits for it)
     rows_on_device, data, preprocessing, objective = place_data(cfg, device, rows)
     plotter = Plots(bool(cfg.logger.plots) and jax.process_index() == 0)
     names = preprocessing["feature_names"]
@@ -201,13 +202,8 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
             f"process {jax.process_index()}: draws rows {mine[0]}..{mine[1] - 1} of {d.n_samples}"
         )
     table = load_table(d, device if single else None, rows=mine, seed=cfg.seed)
-    if table.encoding:
-        from data.csv_source import Encoding
-
-        described = Encoding.from_dict(table.encoding).describe()
-        # no feature columns: b alone, the mean-price baseline
-        described = described or "no feature columns; the model predicts the mean target"
-        say(f"encoding of {table.source}: {described}")
+    if table.description:
+        say(f"encoding of {table.source}: {table.description}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)
     if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
         from data.preprocess import fold_rows

@@ -14,6 +14,21 @@ from errors import UserError
 log = logging.getLogger(__name__)
 
 
+_IMPORTING: list[threading.Thread] = []  # the one thread importing orbax, once started
+
+
+def start_importing_orbax() -> None:
+    """Import orbax (about 0.5 s of Python) in a background thread, once per process, so that
+    it runs while this process waits (for a CSV read in a second process, for XLA, which
+    compiles without Python's lock) rather than when the first checkpoint is written, often at
+    the end. Not a daemon: a run that ends early waits for the import instead of killing it
+    midway."""
+    if not _IMPORTING:
+        thread = threading.Thread(target=_import_orbax)
+        thread.start()
+        _IMPORTING.append(thread)
+
+
 def _import_orbax() -> None:
     import orbax.checkpoint  # noqa: F401
 
@@ -55,9 +70,8 @@ class Checkpoints:
     optimizer. Orbax writes each step to a temporary directory and renames it when complete, so
     a half-written step is never taken for one.
 
-    orbax takes about 0.2 s to import and a run first needs it at its first checkpoint, often its
-    end: the import starts in a background thread here, while the run compiles and trains (XLA
-    compiles without Python's lock), and the first use waits for it.
+    orbax is imported in a background thread (:func:`start_importing_orbax`, here if the run
+    has not started it earlier), and the first use waits for it.
     """
 
     def __init__(
@@ -76,15 +90,13 @@ class Checkpoints:
                     f"cannot write checkpoints to {self.directory}: {exc.strerror}; "
                     "choose a writable hydra.run.dir"
                 ) from None
-        # not a daemon: a run that ends early waits for the import instead of killing it midway
-        self._importing = threading.Thread(target=_import_orbax)
-        self._importing.start()
+        start_importing_orbax()
 
     @property
     def manager(self):
         """orbax's ``CheckpointManager`` for the directory, made on first use."""
         if self._manager is None:
-            self._importing.join()
+            _IMPORTING[0].join()
             import orbax.checkpoint as ocp
 
             # orbax decides which steps are saved: every `every_steps`-th, and the forced ones
