@@ -919,8 +919,6 @@ def _fit_column(
             f"training row) and is used as a number; add it to data.drop to leave it out"
         )
     if missing == "mean" and c.kind != "onehot":
-        from sklearn.impute import SimpleImputer
-
         raw = _raw_values(col, c, source, decimal)
         if np.isnan(raw).any():
             if np.isnan(raw[train]).all():
@@ -928,6 +926,9 @@ def _fit_column(
                     f"{source}: column {c.name!r} has no value in the training rows; "
                     f"add it to data.drop"
                 )
+            # scikit-learn takes about 1 s to import: only a file with a cell to fill pays it
+            from sklearn.impute import SimpleImputer
+
             imputer = SimpleImputer(strategy="mean").fit(raw[train].reshape(-1, 1))
             c.fill = float(imputer.statistics_[0])
 

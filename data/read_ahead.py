@@ -1,11 +1,12 @@
 """A CSV read and encoded in a second process while this one imports JAX.
 
-Importing pandas and scikit-learn and encoding a 3,000-row file takes about 1.3 s on one core;
-importing JAX, Flax and optax about as long. Both hold Python's lock, so a thread cannot overlap
-them, but a second process can (``bench/time_to_fit.py``): :func:`start` launches
-``python -m data.read_ahead``, which runs :func:`data.csv_source.load_csv` exactly as this
-process would and sends back the :class:`~data.table.Table` (or the :class:`~errors.UserError`
-the file causes) (:mod:`second_process`); :meth:`ReadAhead.result` waits for it.
+Importing pandas and encoding a 3,000-row file takes about 0.6 s on one core (scikit-learn,
+imported for a file with cells to fill, 1 s more); importing JAX, Flax and optax about 1 s.
+Both hold Python's lock, so a thread cannot overlap them, but a second process can
+(``bench/time_to_fit.py``): :func:`start` launches ``python -m data.read_ahead``, which runs
+:func:`data.csv_source.load_csv` exactly as this process would and sends back the
+:class:`~data.table.Table` (or the :class:`~errors.UserError` the file causes)
+(:mod:`second_process`); :meth:`ReadAhead.result` waits for it.
 
 Anything else that goes wrong in the second process (it cannot start, is killed, runs out of
 memory) gives no result, and the caller reads the file itself, so a read ahead never changes
@@ -44,11 +45,11 @@ def csv_key(cfg, seed: int) -> tuple | None:
 
 
 def prepare(argv: list[str]) -> None:
-    """Start the second process before the config is composed (it imports pandas and
-    scikit-learn, about 1 s of the read's 1.6, then waits for :func:`read_ahead` to say which
-    file to read) if the command line ``argv`` may be a CSV run: it sets ``data=csv`` or
-    ``data.path``, or picks an experiment (whose data may be a CSV). A wrong guess costs the
-    other core a few tenths of a second: :func:`read_ahead` stops it once the config says."""
+    """Start the second process before the config is composed (it imports pandas, about
+    0.5 s, then waits for :func:`read_ahead` to say which file to read) if the command line
+    ``argv`` may be a CSV run: it sets ``data=csv`` or ``data.path``, or picks an experiment
+    (whose data may be a CSV). A wrong guess costs the other core a few tenths of a second:
+    :func:`read_ahead` stops it once the config says."""
     single = not {"-m", "--multirun"} & set(argv)
     csv = any(a.lstrip("+").startswith(("data=csv", "data.path=", "experiment=")) for a in argv)
     if single and csv and not _READY:
@@ -141,10 +142,9 @@ def main() -> None:
     """The second process: the settings and seed arrive pickled on standard input; the table,
     or the user's error, leaves pickled on standard output."""
     out = second_process.serve()
-    import sklearn.impute  # noqa: F401 - what the read needs, before it is asked for
     from omegaconf import OmegaConf
 
-    from data.csv_source import load_csv
+    from data.csv_source import load_csv  # pandas: imported before the read is asked for
     from errors import UserError
 
     settings, seed = second_process.request()

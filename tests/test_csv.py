@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import concurrently, make_config, run_train
+from conftest import ROOT, concurrently, make_config, run_train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +130,32 @@ def test_missing_mean_fills_with_the_training_rows_mean(tmp_path):
     assert prep["scaling"]["x_mean"][0] == pytest.approx(train_mean, rel=1e-6)
     assert abs(train_mean - all_mean) > 1e-3  # so the check above tells the two apart
     assert np.isfinite(metrics["val"]["r2"]) and np.isfinite(metrics["ols"]["size"])
+
+
+def test_scikit_learn_is_imported_only_for_a_cell_to_fill(tmp_path):
+    """scikit-learn's import (about 1 s) is paid by a file with a missing number to fill under
+    ``data.missing=mean``, not by every CSV: each file read in a fresh process, whose modules
+    are then listed; the fill itself is scikit-learn's ``SimpleImputer`` mean."""
+    rows = "".join(f"{i},{2 * i + 1}\n" for i in range(20))
+    files = {"clean": "size,price\n" + rows, "gap": "size,price\n" + rows + ",50\n"}
+    script = (
+        "import sys; from conftest import make_config; from data.csv_source import load_csv; "
+        "t = load_csv(make_config('data=csv', f'data.path={sys.argv[1]}', 'data.target=price', "
+        "'data.missing=mean', 'data.val_fraction=0', 'data.test_fraction=0').data); "
+        "print('sklearn' in sys.modules, t.X[-1, 0])"
+    )
+    for name, text in files.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_text(text)
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(path)],
+            cwd=ROOT / "tests",
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert out == (["False", "19.0"] if name == "clean" else ["True", "9.5"]), (name, out)
 
 
 @pytest.mark.slow
