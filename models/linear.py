@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from models.kernels import matvec
@@ -12,12 +13,14 @@ INITIALISERS = ("constant", "zeros", "normal")
 
 
 def _init(
-    kind: str, shape: tuple[int, ...], value: float, scale: float, key: jax.Array
+    kind: str, shape: tuple[int, ...], value: float, scale: float, key: jax.Array | None
 ) -> jax.Array:
+    # constants made by numpy and placed: the values jnp.full gives, without compiling a program
+    # for each (a run's start-up compiles every eager JAX operation it does)
     if kind == "constant":
-        return jnp.full(shape, value, jnp.float32)
+        return jax.device_put(np.full(shape, value, np.float32))
     if kind == "zeros":
-        return jnp.zeros(shape, jnp.float32)
+        return jax.device_put(np.zeros(shape, np.float32))
     if kind == "normal":
         return scale * jax.random.normal(key, shape, jnp.float32)
     raise ValueError(f"unknown initialiser {kind!r}; allowed: {', '.join(INITIALISERS)}")
@@ -42,8 +45,10 @@ class LinearRegression(nnx.Module):
         init_scale: float = 0.01,
     ) -> None:
         self.in_features = in_features
-        self.W = nnx.Param(_init(W_init, (in_features,), W_value, init_scale, rngs.params()))
-        self.b = nnx.Param(_init(b_init, (), b_value, init_scale, rngs.params()))
+        # keys drawn only for a normal initialiser, always two (W's first): the same draws
+        keys = (rngs.params(), rngs.params()) if "normal" in (W_init, b_init) else (None, None)
+        self.W = nnx.Param(_init(W_init, (in_features,), W_value, init_scale, keys[0]))
+        self.b = nnx.Param(_init(b_init, (), b_value, init_scale, keys[1]))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """``(n, in_features) -> (n,)``, or one row ``(in_features,) -> ()``."""

@@ -63,6 +63,26 @@ def test_initialisers(init):
         assert abs(big.std() - 0.5) < 6 * 0.5 / np.sqrt(2 * n)
 
 
+def test_normal_draws_use_the_module_s_two_keys_and_constants_compile_nothing(caplog):
+    """A normal initialiser draws from the first of ``rngs.params()``'s keys for ``W``, the
+    second for ``b``, whichever the other initialiser is (the same draws as ever); constants
+    are placed from numpy: building such a model compiles no program (a run's start-up pays
+    each eager JAX operation's compilation)."""
+    rngs = nnx.Rngs(1)
+    k_W, k_b = rngs.params(), rngs.params()
+    m = LinearRegression(4, rngs=nnx.Rngs(1), W_init="zeros", b_init="normal", init_scale=0.5)
+    np.testing.assert_array_equal(m.b[...], 0.5 * jax.random.normal(k_b, (), jnp.float32))
+    m = LinearRegression(4, rngs=nnx.Rngs(1), W_init="normal", init_scale=0.5)
+    np.testing.assert_array_equal(m.W[...], 0.5 * jax.random.normal(k_W, (4,), jnp.float32))
+    rngs = nnx.Rngs(0)
+    jax.clear_caches()
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        m = LinearRegression(3, rngs=rngs, W_init="constant", W_value=0.1, b_value=-1.0)
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+    assert m.W[...].dtype == np.float32
+    np.testing.assert_array_equal(m.W[...], jnp.full((3,), 0.1, jnp.float32))
+
+
 @pytest.mark.parametrize("d", [1, 3, 8, 16, 20, 64, 100])
 def test_feature_sum_is_the_sum_to_float32_rounding(d):
     from models.kernels import feature_sum
