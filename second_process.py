@@ -20,7 +20,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 PARENT = "SECOND_PROCESS_PARENT"  # the run's pid, for a child that outlives it while starting
 _SPAWNED: list[subprocess.Popen] = []  # every second process this one started
@@ -116,13 +116,17 @@ def request() -> Any:
     return pickle.loads(data)
 
 
-def answer(out: BinaryIO, value: Any) -> None:
-    """In the second process: send ``value`` back; a run that no longer listens is no error."""
+def answer(out: BinaryIO, value: Any) -> NoReturn:
+    """In the second process, last: send ``value`` back and end at once (the run waits for this
+    process to end, and an interpreter's teardown with pandas or matplotlib loaded takes about
+    0.1 s); a run that no longer listens is no error."""
     try:
         out.write(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
         out.close()
     except BrokenPipeError:  # the run ended, or did the work itself
-        os._exit(0)
+        pass
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def leave_with(parent: int) -> None:
