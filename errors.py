@@ -24,9 +24,33 @@ class DivergenceError(UserError):
 
 
 class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not a failure
-    """SIGTERM/SIGINT arrived; a checkpoint was saved and the run can be resumed."""
+    """SIGINT or SIGTERM (the signal's number ``signum``) stopped the run: exit status
+    128 + ``signum``. ``at_once``: a second Ctrl-C, which ends the process without waiting
+    for the library threads."""
 
-    exit_code = 130
+    def __init__(self, message: str, signum: int = 2, at_once: bool = False) -> None:
+        super().__init__(message)
+        self.exit_code, self.at_once = 128 + signum, at_once
+
+
+def stopped_before_the_run(signum: int, workdir: object = None) -> Interrupted:
+    """The error of a run stopped by signal ``signum`` before its first step (importing,
+    composing the config, reading the data, compiling); exit status 128 + the signal's
+    number. ``workdir``: the run directory, once the run may have written to it (an empty
+    checkpoint directory, a TensorBoard file), which a new run would refuse: the advice is
+    then to resume it, which starts from the first step where there is no checkpoint."""
+    import signal
+
+    again = (
+        f"run the same command with trainer.resume=true hydra.run.dir={workdir}"
+        if workdir is not None
+        else "run the command again"
+    )
+    return Interrupted(
+        f"stopped by {signal.Signals(signum).name} before training began (nothing was trained "
+        f"and no checkpoint changed); to start it, {again}",
+        signum,
+    )
 
 
 def bad_target(key: str, target: object, exc: BaseException) -> UserError:

@@ -8,8 +8,9 @@ and answers one pickle on its standard output (:func:`serve`, :func:`answer`).
 
 A second process never decides what a run does: when it cannot start, dies, or answers nothing,
 :func:`result` is None and the run does the work itself. It is stopped when the run exits, and
-leaves by itself when the run ends otherwise (Linux's ``PR_SET_PDEATHSIG``) and, quietly, on
-Ctrl-C, which reaches it with the run's.
+leaves by itself when the run ends otherwise (Linux's ``PR_SET_PDEATHSIG``). It runs in a
+session of its own, so that a Ctrl-C at the terminal reaches the run alone, which decides (a
+Ctrl-C reaching the second process while it imports would print a KeyboardInterrupt traceback).
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ def spawn(module: str, request: Any = None, *, send_now: bool = True) -> subproc
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), PARENT: str(os.getpid())}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-m", module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
         )
     except OSError:
         return None

@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":  # a CSV's reader imports pandas meanwhile (data/read_ahead.py)
+    from training.cli import stop_at_once_until_the_run
+
+    stop_at_once_until_the_run()  # a Ctrl-C while importing: one line, not a traceback
     from data.read_ahead import prepare
 
     prepare(sys.argv[1:])
@@ -16,7 +19,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
-from training.cli import check_overrides, end_sweep, report_user_errors
+from training.cli import (
+    check_overrides,
+    end_sweep,
+    report_user_errors,
+    stop_at_once_until_the_run,
+)
 from training.config import register_schema
 
 register_schema()
@@ -47,6 +55,7 @@ def main(cfg: DictConfig) -> float:
         cfg.data.path = str(Path(get_original_cwd()) / path)
     out = HydraConfig.get().runtime.output_dir
     metrics = None
+    stop_at_once_until_the_run(Path(out))  # a Ctrl-C now: the advice names the directory
     with report_user_errors(multirun, out):
         metrics = train_and_evaluate(cfg, out)
     return objective(metrics)

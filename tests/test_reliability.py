@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -278,3 +279,76 @@ def test_ctrl_c_while_the_report_is_written_is_one_line_and_resumable(tmp_path, 
     metrics = train_and_evaluate(make_config("trainer.epochs=5", "trainer.resume=true"), tmp_path)
     assert metrics["steps"] == 5 and (tmp_path / "metrics.json").exists()
     assert metrics["params"] == train_and_evaluate(cfg, tmp_path / "whole")["params"]
+
+
+def catches(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``sig`` (``/proc``'s SigCgt)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_train_py_imports_is_one_line(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) in the first second, while train.py imports JAX, ends it with one
+    line and 128 + the signal's number, not a KeyboardInterrupt traceback; running the
+    command again, as the line says, trains."""
+    run_dir = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "train.py"), f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Python catches SIGINT by itself, SIGTERM only once train.py's first lines ran
+        while not catches(proc.pid, signal.SIGTERM) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        kill_group(proc)
+    assert proc.returncode == 128 + sig, err
+    assert err.splitlines() == [
+        f"error: stopped by {sig.name} before training began (nothing was trained and no "
+        "checkpoint changed); to start it, run the command again"
+    ], err
+    assert not run_dir.exists()
+    again = run_train(f"hydra.run.dir={run_dir}")
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("where", ["build", "start"])
+def test_ctrl_c_before_the_first_step_is_one_line_whose_advice_trains(tmp_path, monkeypatch, where):
+    """Ctrl-C while the run reads its data and builds (``build``) or opens its logs
+    (``start``): Interrupted, status 130, no step trained, and the command the line gives
+    (the run directory resumed, from the first step: it holds no checkpoint) trains."""
+    import training.run as run_module
+    from errors import Interrupted
+
+    real = getattr(run_module, where)
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)  # what it writes is left as a real Ctrl-C would leave it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, where, interrupted)
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupted) as stop:
+        train_and_evaluate(make_config("logger.plots=false"), run_dir)
+    assert stop.value.exit_code == 130
+    assert str(stop.value) == (
+        "stopped by SIGINT before training began (nothing was trained and no checkpoint "
+        f"changed); to start it, run the same command with trainer.resume=true "
+        f"hydra.run.dir={run_dir}"
+    )
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(run_module, where, real)
+    metrics = train_and_evaluate(make_config("logger.plots=false", "trainer.resume=true"), run_dir)
+    plain = train_and_evaluate(make_config("logger.plots=false"), tmp_path / "plain")
+    assert metrics["params"] == plain["params"] and metrics["steps"] == plain["steps"]

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from errors import Interrupted, UserError, fail
+from errors import Interrupted, UserError, fail, stopped_before_the_run
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -465,6 +465,35 @@ def preflight_data(cfg) -> None:
 
 SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory
 SWEEP_FAILED: list[str] = []  # those that ended with a UserError
+
+
+def stop_at_once_until_the_run(workdir: Path | None = None) -> None:
+    """Until :func:`the_run_begins` (its first step): SIGINT or SIGTERM ends the process at once
+    with one line (:func:`~errors.stopped_before_the_run`; ``workdir``: the run directory, once
+    Hydra has made it) and status 128 + the signal's number. Nothing is trained or
+    checkpointed yet; a KeyboardInterrupt raised in an import instead ends in a traceback, or
+    leaves Python's import lock held and the exit hung on the thread that imports orbax."""
+    import signal
+
+    def stop(signum, frame):
+        error = stopped_before_the_run(signum, workdir)
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        os._exit(error.exit_code)
+
+    stop.until_the_run = True
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, stop)
+
+
+def the_run_begins() -> None:
+    """Python's own handling of SIGINT and SIGTERM again, if :func:`stop_at_once_until_the_run`
+    set it: the run turns a Ctrl-C into its checkpoint and one line (``training.run``). A
+    handler of a caller's own is left as it is."""
+    import signal
+
+    if getattr(signal.getsignal(signal.SIGINT), "until_the_run", False):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -120,14 +120,13 @@ def _interrupted_in_fold(exc: Interrupted, i: int, workdir: Path) -> Interrupted
     """``exc`` (a signal in fold ``i``) as the error to raise: it says to resume the whole run
     in ``workdir``, with ``exc``'s exit code and ``at_once``."""
     # the folds are trained afresh: the run to continue is the whole one
-    error = Interrupted(
+    return Interrupted(
         f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
         f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
-        "resumes from its checkpoint, the folds are trained again)"
+        "resumes from its checkpoint, the folds are trained again)",
+        exc.exit_code - 128,
+        exc.at_once,
     )
-    error.exit_code = exc.exit_code
-    error.at_once = getattr(exc, "at_once", False)
-    return error
 
 
 def _summary(scores: dict[str, list[float]]) -> dict:

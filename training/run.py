@@ -24,17 +24,18 @@ import itertools
 import math
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from errors import DivergenceError, Interrupted, UserError
+from errors import DivergenceError, Interrupted, UserError, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints
-from training.cli import other_settings, refuse_another_run, run_differences
+from training.cli import other_settings, refuse_another_run, run_differences, the_run_begins
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
 from training.devices import init_distributed, keep_freed_host_memory
@@ -60,27 +61,32 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics. Raises
     :class:`UserError` for a config or data the run cannot use, :class:`DivergenceError`,
     :class:`Interrupted` on SIGINT / SIGTERM."""
-    validate(cfg)
-    enable_compilation_cache(cfg.trainer.compilation_cache)
-    keep_freed_host_memory()
-    if not cfg.trainer.resume:  # before any process writes: no process has connected yet
-        refuse_another_run(Path(workdir))
-    init_distributed(cfg.trainer.distributed)
-    record_the_config(cfg, Path(workdir))
-    t_start = time.perf_counter()
-    run, params, opt_state = build(cfg, Path(workdir))
+    before = functools.partial(stopped_before_the_run, signal.SIGINT, Path(workdir))
+    with ctrl_c_says(before):
+        validate(cfg)
+        enable_compilation_cache(cfg.trainer.compilation_cache)
+        keep_freed_host_memory()
+        if not cfg.trainer.resume:  # before any process writes: no process has connected yet
+            refuse_another_run(Path(workdir))
+        init_distributed(cfg.trainer.distributed)
+        record_the_config(cfg, Path(workdir))
+        t_start = time.perf_counter()
+        run, params, opt_state = build(cfg, Path(workdir))
     try:
-        run, params, opt_state, at = start(run, params, opt_state)
-        params, opt_state, at = fit(run, params, opt_state, at)
-        with interrupted_in_the_report(run, at):
-            metrics = evaluate(run, params, at)
-        if cfg.data.folds:
-            from training.crossval import cross_validate
+        with ctrl_c_says(before):
+            run, params, opt_state, at = start(run, params, opt_state)
+        with ctrl_c_says(lambda: in_the_run(run)):  # where the parts below say nothing more
+            the_run_begins()  # train.py's handler until now ended the process at once
+            params, opt_state, at = fit(run, params, opt_state, at)
+            with ctrl_c_says(lambda: in_the_report(run, at)):
+                metrics = evaluate(run, params, at)
+            if cfg.data.folds:
+                from training.crossval import cross_validate
 
-            n = sum(len(r) for r in run.data.rows.values())
-            metrics["cv"] = cross_validate(cfg, run.settings.workdir, n, fit)
-        with interrupted_in_the_report(run, at):
-            finish(run, metrics, at, time.perf_counter() - t_start)
+                n = sum(len(r) for r in run.data.rows.values())
+                metrics["cv"] = cross_validate(cfg, run.settings.workdir, n, fit)
+            with ctrl_c_says(lambda: in_the_report(run, at)):
+                finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
         run.out.plots.close()
@@ -169,7 +175,9 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
                 if asked:
                     save(run, at, params, opt_state)
                     raise interrupted(run.settings, run.out.ckpt, asked[0], at.step)
-        save(run, at, params, opt_state)
+            save(run, at, params, opt_state)
+            if asked:  # during the last call (it may have converged) or the final save
+                raise interrupted(run.settings, run.out.ckpt, asked[0], at.step)
     finally:  # a divergence or a stop also ends the progress line
         hooks.close()
     return params, opt_state, at
@@ -324,9 +332,7 @@ def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
 
     def handler(signum, frame):
         if signum == signal.SIGINT and signal.SIGINT in asked:
-            now = Interrupted(at_once)
-            now.exit_code, now.at_once = 128 + signal.SIGINT, True
-            raise now
+            raise Interrupted(at_once, signal.SIGINT, at_once=True)
         asked.append(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -349,29 +355,44 @@ def second_signal(settings: Settings, ckpt: Checkpoints) -> str:
 def interrupted(settings: Settings, ckpt: Checkpoints, signum: int, step: int) -> Interrupted:
     """The error of a run stopped by ``signum`` at ``step``, its checkpoint saved; exit
     status 128 + the signal's number."""
-    error = Interrupted(
+    return Interrupted(
         f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint "
         f"saved in {ckpt.directory}; to continue, run the same command with "
-        f"trainer.resume=true hydra.run.dir={settings.workdir}"
+        f"trainer.resume=true hydra.run.dir={settings.workdir}",
+        signum,
     )
-    error.exit_code = 128 + signum
-    return error
 
 
 @contextlib.contextmanager
-def interrupted_in_the_report(run: Run, at: Progressed):
-    """Ctrl-C after the fit (the report, the plots, metrics.json) ends the run with one line
-    and status 130, as in the fit: the last checkpoint holds the trained parameters."""
+def ctrl_c_says(message: Callable[[], Interrupted | str]):
+    """A Ctrl-C (KeyboardInterrupt) in the block ends the run as :class:`Interrupted`:
+    ``message()``'s one line (an :class:`Interrupted` of its own, or the text of one) and
+    status 130. For the parts of a run outside the fit's own handler (:func:`stop_on_signals`):
+    before its first step, around the fit, in the report."""
     try:
         yield
     except KeyboardInterrupt:
-        error = Interrupted(
-            f"stopped by SIGINT while writing the report, after step {at.step}; the trained "
-            f"parameters are in {run.out.ckpt.directory}; to write the report, run the same "
-            f"command with trainer.resume=true hydra.run.dir={run.settings.workdir}"
-        )
-        error.exit_code = 128 + signal.SIGINT
-        raise error from None
+        said = message()
+        raise (said if isinstance(said, Interrupted) else Interrupted(said)) from None
+
+
+def in_the_run(run: Run) -> str:
+    """What a Ctrl-C around the fit (planning its calls, closing its progress line) says."""
+    return (
+        f"stopped by SIGINT; to continue from the newest checkpoint in {run.out.ckpt.directory} "
+        f"(if there is none, from the start), run the same command with trainer.resume=true "
+        f"hydra.run.dir={run.settings.workdir}"
+    )
+
+
+def in_the_report(run: Run, at: Progressed) -> str:
+    """What a Ctrl-C after the fit (the report, the plots, metrics.json) says: the last
+    checkpoint holds the trained parameters."""
+    return (
+        f"stopped by SIGINT while writing the report, after step {at.step}; the trained "
+        f"parameters are in {run.out.ckpt.directory}; to write the report, run the same "
+        f"command with trainer.resume=true hydra.run.dir={run.settings.workdir}"
+    )
 
 
 def divergence(run: Run, step: int, loss: float) -> DivergenceError:
