@@ -60,7 +60,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     )
     path = Path(rows_csv).expanduser()
     if not path.is_file():
-        raise UserError(f"{rows_csv}: no such file; give a CSV of rows ({takes})")
+        what = "a directory, not a file" if path.is_dir() else "no such file"
+        raise UserError(f"{rows_csv}: {what}; give a CSV of rows ({takes})")
     enc = prep["encoding"]
     try:  # the new rows' separator and decimal mark are detected from their own file
         df, source = read_csv(path, key="rows", min_columns=1)

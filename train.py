@@ -73,6 +73,10 @@ def exit_now(code: int = 0) -> None:
 
     if sys.gettrace() or sys.getprofile():  # a debugger, coverage or cProfile: it writes last
         return
+    import signal
+
+    # the run is over and its files written: a Ctrl-C now would only break an atexit handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()

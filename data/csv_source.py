@@ -548,9 +548,12 @@ def read_csv(
 
 def _read_sample(path: Path, key: str, source: str) -> str:
     """The first 64 KiB of the file at ``path``, for :func:`_sniff` and the header; raises
-    :class:`UserError` (naming ``key``) when there is no such file, or when it is empty."""
+    :class:`UserError` (naming ``key``) when there is no such file (or a directory), or when
+    it is empty."""
+    if path.is_dir():
+        raise UserError(f"{key}={source}: a directory, not a file; give the path of a CSV file")
     if not path.is_file():
-        raise UserError(f"{key}={source}: no such file")
+        raise UserError(f"{key}={source}: no such file; give the path of a CSV file")
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         sample = f.read(65536)
     if not sample.strip():

@@ -225,7 +225,8 @@ def test_onehot_drops_the_first_level_and_sums_to_one(levels):
 
 
 BAD_FILES = {
-    "missing file": (None, "no such file"),
+    "missing file": (None, "no such file; give the path of a CSV file"),
+    "a directory": ("dir", "a directory, not a file; give the path of a CSV file"),
     "empty file": (b"", "the file is empty"),
     "header only": (b"size,price\n", "has a header but no data rows"),
     "no target": (
@@ -262,7 +263,9 @@ def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess
     content, _ = BAD_FILES[case]
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "bad.csv"
-    if content is not None:
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     # an earlier run in the same directory must survive a failed one
     run_dir = tmp_path / "run"

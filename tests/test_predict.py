@@ -94,17 +94,20 @@ def test_every_missing_column_is_listed(run, tmp_path):
     ("content", "needle"),
     [
         (None, "no such file"),
+        ("dir", "a directory, not a file; give a CSV of rows"),
         (b"", "the file is empty"),
         (b"sqft,bedrooms,age\n", "no data rows"),
         (b"sqft,bedrooms,age\n1500,3,\xff\xfe\n", "not UTF-8"),
         (b"sqft,bedrooms,age\n1500,3,old\n", "column 'age' row 1: 'old' is not a number"),
         (b"sqft,bedrooms,age\n1500,,20\n", "column 'bedrooms' row 1 is empty"),
     ],
-    ids=["missing", "empty", "header-only", "not-utf8", "wrong-type", "gap"],
+    ids=["missing", "directory", "empty", "header-only", "not-utf8", "wrong-type", "gap"],
 )
 def test_a_bad_file_is_one_line_naming_the_run(run, tmp_path, content, needle):
     path = tmp_path / "new.csv"
-    if content is not None:
+    if content == "dir":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     line = one_error_line(run_predict(run, path))
     assert needle in line and str(path) in line and str(run) in line, line
