@@ -253,32 +253,52 @@ def test_full_or_read_only_disk_is_a_clear_error_and_keeps_earlier_checkpoints(
         ckpt.close()
 
 
-def test_ctrl_c_while_the_report_is_written_is_one_line_and_resumable(tmp_path, monkeypatch):
-    """A SIGINT after the fit (the plots, the least-squares report, metrics.json) stops the
-    run as one in the fit does: Interrupted, status 130, the advice to resume; the resumed
-    run trains nothing more and writes the report."""
-    import training.report
+BEFORE_THE_FIRST_STEP = (
+    "stopped by SIGINT before training began (nothing was trained and no checkpoint changed); "
+    "to start it, run the same command with trainer.resume=true hydra.run.dir={run}"
+)
+CTRL_C_OUTSIDE_THE_FIT = {
+    "build": BEFORE_THE_FIRST_STEP,
+    "start": BEFORE_THE_FIRST_STEP,
+    "evaluate": (
+        "stopped by SIGINT while writing the report, after step 5; the trained parameters are "
+        "in {run}/checkpoints; to write the report, run the same command with "
+        "trainer.resume=true hydra.run.dir={run}"
+    ),
+}
+
+
+@pytest.mark.parametrize("where", sorted(CTRL_C_OUTSIDE_THE_FIT))
+def test_ctrl_c_outside_the_fit_is_one_line_whose_advice_finishes_the_run(
+    tmp_path, monkeypatch, where
+):
+    """Ctrl-C while the run reads its data and builds (``build``), opens its logs (``start``)
+    or writes its report (``evaluate``: the plots, least squares, metrics.json) stops it as
+    one in the fit does: Interrupted, status 130, one line; the command it gives (the run
+    directory resumed: from the first step where it holds no checkpoint, else with nothing
+    left to train) ends with the parameters of a run never stopped."""
     import training.run
     from errors import Interrupted
 
-    def ctrl_c(*args):
+    real = getattr(training.run, where)
+
+    def interrupted(*args, **kwargs):
+        if where != "evaluate":  # what it writes is left as a real Ctrl-C would leave it
+            real(*args, **kwargs)
         raise KeyboardInterrupt
 
-    cfg = make_config("trainer.epochs=5")
-    monkeypatch.setattr(training.run, "evaluate", ctrl_c)
+    monkeypatch.setattr(training.run, where, interrupted)
+    run_dir, settings = tmp_path / "run", ("trainer.epochs=5", "logger.plots=false")
     with pytest.raises(Interrupted) as stop:
-        train_and_evaluate(cfg, tmp_path)
+        train_and_evaluate(make_config(*settings), run_dir)
     assert stop.value.exit_code == 130
-    assert str(stop.value) == (
-        "stopped by SIGINT while writing the report, after step 5; the trained parameters are "
-        f"in {tmp_path / 'checkpoints'}; to write the report, run the same command with "
-        f"trainer.resume=true hydra.run.dir={tmp_path}"
-    )
-    assert not (tmp_path / "metrics.json").exists()
-    monkeypatch.setattr(training.run, "evaluate", training.report.evaluate)
-    metrics = train_and_evaluate(make_config("trainer.epochs=5", "trainer.resume=true"), tmp_path)
-    assert metrics["steps"] == 5 and (tmp_path / "metrics.json").exists()
-    assert metrics["params"] == train_and_evaluate(cfg, tmp_path / "whole")["params"]
+    assert str(stop.value) == CTRL_C_OUTSIDE_THE_FIT[where].format(run=run_dir)
+    assert not (run_dir / "metrics.json").exists()
+    monkeypatch.setattr(training.run, where, real)
+    metrics = train_and_evaluate(make_config(*settings, "trainer.resume=true"), run_dir)
+    plain = train_and_evaluate(make_config(*settings), tmp_path / "plain")
+    assert metrics["params"] == plain["params"] and metrics["steps"] == plain["steps"] == 5
+    assert (run_dir / "metrics.json").exists()
 
 
 def catches(pid: int, sig: int) -> bool:
@@ -321,34 +341,3 @@ def test_a_signal_while_train_py_imports_is_one_line(tmp_path, sig):
     assert not run_dir.exists()
     again = run_train(f"hydra.run.dir={run_dir}")
     assert again.returncode == 0, again.stderr
-
-
-@pytest.mark.parametrize("where", ["build", "start"])
-def test_ctrl_c_before_the_first_step_is_one_line_whose_advice_trains(tmp_path, monkeypatch, where):
-    """Ctrl-C while the run reads its data and builds (``build``) or opens its logs
-    (``start``): Interrupted, status 130, no step trained, and the command the line gives
-    (the run directory resumed, from the first step: it holds no checkpoint) trains."""
-    import training.run as run_module
-    from errors import Interrupted
-
-    real = getattr(run_module, where)
-
-    def interrupted(*args, **kwargs):
-        real(*args, **kwargs)  # what it writes is left as a real Ctrl-C would leave it
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(run_module, where, interrupted)
-    run_dir = tmp_path / "run"
-    with pytest.raises(Interrupted) as stop:
-        train_and_evaluate(make_config("logger.plots=false"), run_dir)
-    assert stop.value.exit_code == 130
-    assert str(stop.value) == (
-        "stopped by SIGINT before training began (nothing was trained and no checkpoint "
-        f"changed); to start it, run the same command with trainer.resume=true "
-        f"hydra.run.dir={run_dir}"
-    )
-    assert not (run_dir / "metrics.json").exists()
-    monkeypatch.setattr(run_module, where, real)
-    metrics = train_and_evaluate(make_config("logger.plots=false", "trainer.resume=true"), run_dir)
-    plain = train_and_evaluate(make_config("logger.plots=false"), tmp_path / "plain")
-    assert metrics["params"] == plain["params"] and metrics["steps"] == plain["steps"]
