@@ -118,14 +118,19 @@ class Checkpoints:
                 ) from None
         return self._manager
 
+    def saves_at(self, step: int, force: bool = True) -> bool:
+        """Whether :meth:`save` of ``step`` writes: with ``force``, always; without, if orbax's
+        policy (``every_steps``) says so and ``step`` is past the newest checkpoint."""
+        return force or bool(self.every_steps and self.manager.should_save(step))
+
     def save(self, step: int, state: dict, meta: dict, force: bool = True) -> bool:
-        """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``;
-        without ``force``, only if orbax's policy (``every_steps``) says so and ``step`` is past
-        the newest checkpoint. Returns whether it saved. Raises UserError for a failed write."""
+        """Save each entry of ``state`` (a pytree of arrays) as its own item, with ``meta``,
+        if :meth:`saves_at` ``step``. Returns whether it saved. Raises UserError for a failed
+        write."""
         manager = self.manager
         import orbax.checkpoint as ocp
 
-        if not force and not (self.every_steps and manager.should_save(step)):
+        if not self.saves_at(step, force):
             return False
 
         items = {k: ocp.args.StandardSave(_placeholders(v)) for k, v in state.items()}

@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -127,13 +129,56 @@ class Hooks:
 
 @dataclass
 class Curves:
-    """What the plots draw at the end, gathered as training goes (process 0 only)."""
+    """What the plots draw at the end, gathered as training goes (process 0 only). Saved
+    beside each checkpoint (:meth:`save`, ``curves.npz`` in the run directory) and restored
+    with it (:meth:`restore`), so a resumed run draws the whole run, not the part after it."""
 
     loss: plots.History = field(default_factory=plots.History)
     W: plots.History = field(default_factory=plots.History)  # the weights' path (linear)
     val: plots.History = field(default_factory=plots.History)
     trace_W: list = field(default_factory=list)  # the walkthrough's W before each step
     trace_loss: list = field(default_factory=list)
+
+    FILE = "curves.npz"
+    HISTORIES = ("loss", "W", "val")
+
+    def save(self, workdir: Path) -> None:
+        """Write every history to ``workdir / FILE`` (numpy's ``.npz``), whole or not at all
+        (a temporary file renamed)."""
+        arrays = {}
+        for name in self.HISTORIES:
+            steps, values = getattr(self, name).arrays()
+            arrays[f"{name}_steps"], arrays[f"{name}_values"] = steps, values
+        for name in ("trace_W", "trace_loss"):
+            parts = getattr(self, name)
+            arrays[name] = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        path = Path(workdir) / self.FILE
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(partial, path)
+
+    def restore(self, workdir: Path, step: int) -> bool:
+        """Take the histories of ``workdir / FILE`` before ``step`` (the step a resumed run
+        continues from: a file written for a newer checkpoint, which could not be read, holds
+        more). Returns False, changing nothing, when there is no such file."""
+        path = Path(workdir) / self.FILE
+        if not path.is_file():
+            return False
+        with np.load(path) as saved:
+            for name in self.HISTORIES:
+                steps, values = saved[f"{name}_steps"], saved[f"{name}_values"]
+                # a loss or weights' point is the step's index (0-based), a validation point
+                # the number of steps done
+                before = steps <= step if name == "val" else steps < step
+                history = getattr(self, name)
+                history.steps, history.values = [], []
+                if before.any():
+                    history.add(steps[before], values[before])
+            # the trace holds every step from the first: step t is its entry t
+            self.trace_W = [saved["trace_W"][:step]] if len(saved["trace_W"]) else []
+            self.trace_loss = [saved["trace_loss"][:step]] if len(saved["trace_loss"]) else []
+        return True
 
 
 def tensorboard(tb: TensorBoardLog, names: list[str], lr_at) -> Hook:

@@ -115,6 +115,8 @@ def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]
         params, opt_state, at, run_id = resume(
             out.ckpt, settings, out.preprocessing, params, opt_state
         )
+        if settings.writes and at.step:  # the plots draw the whole run, not the part after it
+            out.curves.restore(settings.workdir, at.step)
     out.preprocessing["run_id"] = run_id or new_run_id()
     if settings.writes:
         write_json(settings.workdir / "preprocessing.json", out.preprocessing)
@@ -412,8 +414,11 @@ def save(run: Run, at: Progressed, params, opt_state, force: bool = True) -> Non
     """Checkpoint the state at ``at.step`` (every process takes part; orbax coordinates);
     without ``force``, only at orbax's interval, every ``trainer.checkpoint_every`` epochs."""
     ckpt = run.out.ckpt
-    if at.step in ckpt.steps():
+    if at.step in ckpt.steps() or not ckpt.saves_at(at.step, force):
         return
+    if run.settings.writes and run.settings.cfg.logger.plots:
+        # first: a checkpoint never lacks the histories a resumed run draws its plots from
+        run.out.curves.save(run.settings.workdir)
     ckpt.save(
         at.step,
         {"params": params, "opt_state": opt_state},
