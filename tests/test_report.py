@@ -94,6 +94,35 @@ def test_standard_errors_t_p_and_intervals_are_statsmodels(housing_all_rows, cov
     assert metrics["standard_errors"]["gasheat"]["hc1"] > 1.3 * VERBEEK_SE["gasheat"]
 
 
+@pytest.mark.parametrize("n", [640, 1000])
+def test_weighted_normal_equations_in_blocks_of_rows_are_the_whole_sums(n):
+    """``[X 1]^T diag(w) [X 1]`` summed over blocks of 64 rows (n = 1000: a last block that
+    starts early, its rows summed before weighing 0) against float64 numpy: the same matrix
+    to float32 rounding; so is the one-pass form the blocks replace on one device above
+    ``ROWS_PER_BLOCK`` rows (where diag(w) X made whole was a copy of X)."""
+    import jax
+
+    from training.evaluate import ROWS_PER_BLOCK, _normal_equations, normal_equations
+
+    def assert_float32_sums(G, X, w):
+        # float32 rounding of each sum: a few units of 2^-24 of the sum of its terms' sizes
+        A = np.column_stack([X.astype(np.float64), np.ones(len(X))])
+        w = w.astype(np.float64)[:, None]
+        size = np.abs(A).T @ (np.abs(A) * w)
+        assert np.all(np.abs(np.asarray(G, np.float64) - A.T @ (A * w)) <= 1e-5 * size)
+
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    w = rng.random(n).astype(np.float32)
+    for block in (64, 0):
+        G, _ = _normal_equations(jax.device_put(X), None, jax.device_put(w), block=block)
+        assert_float32_sums(G, X, w)
+    X_big = np.tile(X, (-(-(ROWS_PER_BLOCK + 1) // n), 1))
+    w_big = np.resize(w, len(X_big))
+    G, _ = normal_equations(jax.device_put(X_big), None, jax.device_put(w_big))
+    assert_float32_sums(G, X_big, w_big)
+
+
 @pytest.mark.parametrize("standardize", [True, False])
 def test_inference_maps_scaled_moments_to_the_users_units(standardize):
     # a log target and a subset of rows, computed without training: the exact least squares
