@@ -55,7 +55,8 @@ def main(cfg: DictConfig) -> float:
         cfg.data.path = str(Path(get_original_cwd()) / path)
     out = HydraConfig.get().runtime.output_dir
     metrics = None
-    stop_at_once_until_the_run(Path(out))  # a Ctrl-C now: the advice names the directory
+    if not multirun:  # a Ctrl-C now: the advice names the directory (a sweep's is its command)
+        stop_at_once_until_the_run(Path(out))
     with report_user_errors(multirun, out):
         metrics = train_and_evaluate(cfg, out)
     return objective(metrics)
