@@ -292,6 +292,24 @@ def bad_file_runs(tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
+def test_a_file_refused_while_the_run_builds_is_one_line(tmp_path):
+    """Into a new directory the file is first read while the run builds, after it started
+    importing orbax in the background: the error is still the one line (the exit used to
+    print the import thread's traceback, "can't register atexit after shutdown")."""
+    path = tmp_path / "gaps.csv"
+    path.write_text("area,price\n1,2\n,4\n3,5\n4,7\n5,9\n6,1\n")
+    proc = run_train(
+        "data=csv", f"data.path={path}", "data.target=price", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: {path}: missing values in column 'area' (1 cell); set data.missing=drop to "
+        "drop those rows or data.missing=mean to fill them with the training rows' mean (an "
+        "empty text cell becomes a level of its own)"
+    ], proc.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_FILES))
 def test_bad_file_is_one_line_naming_the_problem(bad_file_runs, case):
     _, needle = BAD_FILES[case]

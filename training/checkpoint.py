@@ -30,7 +30,13 @@ def start_importing_orbax() -> None:
 
 
 def _import_orbax() -> None:
-    import orbax.checkpoint  # noqa: F401
+    try:
+        import orbax.checkpoint  # noqa: F401
+    except Exception:  # noqa: BLE001
+        # a run that ends before its first checkpoint (a bad CSV) exits while this runs, and
+        # Python refuses the import's late atexit registrations; any other failure recurs,
+        # with its traceback, where the run imports orbax to use it
+        return
 
 
 def _placeholders(tree):
