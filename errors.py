@@ -33,6 +33,16 @@ class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not a f
         self.exit_code, self.at_once = 128 + signum, at_once
 
 
+class Stop(KeyboardInterrupt):
+    """SIGINT or SIGTERM (``signum``) raised where a ``train.py`` run has no handler of its own
+    (around the fit, in the report): a KeyboardInterrupt, which the run turns into its
+    :class:`Interrupted` line."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
 def stopped_before_the_run(signum: int, workdir: object = None) -> Interrupted:
     """The error of a run stopped by signal ``signum`` before its first step (importing,
     composing the config, reading the data, compiling); exit status 128 + the signal's

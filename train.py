@@ -76,8 +76,9 @@ def exit_now(code: int = 0) -> None:
         return
     import signal
 
-    # the run is over and its files written: a Ctrl-C now would only break an atexit handler
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # the run is over and its files written: a signal now would only break an atexit handler
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()

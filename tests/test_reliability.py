@@ -257,42 +257,46 @@ BEFORE_THE_FIRST_STEP = (
     "stopped by SIGINT before training began (nothing was trained and no checkpoint changed); "
     "to start it, run the same command with trainer.resume=true hydra.run.dir={run}"
 )
+IN_THE_REPORT = (
+    "stopped by {sig} while writing the report, after step 5; the trained parameters are "
+    "in {run}/checkpoints; to write the report, run the same command with "
+    "trainer.resume=true hydra.run.dir={run}"
+)
 CTRL_C_OUTSIDE_THE_FIT = {
-    "build": BEFORE_THE_FIRST_STEP,
-    "start": BEFORE_THE_FIRST_STEP,
-    "evaluate": (
-        "stopped by SIGINT while writing the report, after step 5; the trained parameters are "
-        "in {run}/checkpoints; to write the report, run the same command with "
-        "trainer.resume=true hydra.run.dir={run}"
-    ),
+    ("build", signal.SIGINT): BEFORE_THE_FIRST_STEP,
+    ("start", signal.SIGINT): BEFORE_THE_FIRST_STEP,
+    ("evaluate", signal.SIGINT): IN_THE_REPORT,
+    ("evaluate", signal.SIGTERM): IN_THE_REPORT,
 }
 
 
-@pytest.mark.parametrize("where", sorted(CTRL_C_OUTSIDE_THE_FIT))
+@pytest.mark.parametrize(("where", "sig"), sorted(CTRL_C_OUTSIDE_THE_FIT))
 def test_ctrl_c_outside_the_fit_is_one_line_whose_advice_finishes_the_run(
-    tmp_path, monkeypatch, where
+    tmp_path, monkeypatch, where, sig
 ):
     """Ctrl-C while the run reads its data and builds (``build``), opens its logs (``start``)
-    or writes its report (``evaluate``: the plots, least squares, metrics.json) stops it as
-    one in the fit does: Interrupted, status 130, one line; the command it gives (the run
-    directory resumed: from the first step where it holds no checkpoint, else with nothing
-    left to train) ends with the parameters of a run never stopped."""
+    or writes its report (``evaluate``: the plots, least squares, metrics.json), and SIGTERM in
+    the report (train.py raises it as :class:`errors.Stop`, a KeyboardInterrupt; it used to
+    kill the run silently there), stop it as one in the fit does: Interrupted, status 128 + the
+    signal, one line; the command it gives (the run directory resumed: from the first step
+    where it holds no checkpoint, else with nothing left to train) ends with the parameters of
+    a run never stopped."""
     import training.run
-    from errors import Interrupted
+    from errors import Interrupted, Stop
 
     real = getattr(training.run, where)
 
     def interrupted(*args, **kwargs):
         if where != "evaluate":  # what it writes is left as a real Ctrl-C would leave it
             real(*args, **kwargs)
-        raise KeyboardInterrupt
+        raise Stop(sig) if sig == signal.SIGTERM else KeyboardInterrupt
 
     monkeypatch.setattr(training.run, where, interrupted)
     run_dir, settings = tmp_path / "run", ("trainer.epochs=5", "logger.plots=false")
     with pytest.raises(Interrupted) as stop:
         train_and_evaluate(make_config(*settings), run_dir)
-    assert stop.value.exit_code == 130
-    assert str(stop.value) == CTRL_C_OUTSIDE_THE_FIT[where].format(run=run_dir)
+    assert stop.value.exit_code == 128 + sig
+    assert str(stop.value) == CTRL_C_OUTSIDE_THE_FIT[where, sig].format(run=run_dir, sig=sig.name)
     assert not (run_dir / "metrics.json").exists()
     monkeypatch.setattr(training.run, where, real)
     metrics = train_and_evaluate(make_config(*settings, "trainer.resume=true"), run_dir)
@@ -363,3 +367,62 @@ def test_a_resumed_run_draws_the_plots_of_the_whole_run(tmp_path, settings):
     for name in pngs:
         drawn = (tmp_path / "resumed" / name).read_bytes()
         assert drawn == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_the_run_s_handler_raises_each_signal_and_defers_one_in_a_gc_callback():
+    """Once train.py's run trains, SIGINT and SIGTERM raise :class:`errors.Stop` naming the
+    signal; one that arrives inside a garbage collector's callback (JAX has one), where
+    Python would print the exception as ignored and lose it, is raised after the callback,
+    and one lost elsewhere (a weak reference's callback) is sent again until caught."""
+    import gc
+    import weakref
+
+    from errors import Stop
+    from training.cli import stop_at_once_until_the_run, stop_caught, the_run_begins
+
+    class Anything:
+        pass
+
+    fired = []
+
+    def callback(phase, info):
+        if phase == "start" and not fired:
+            fired.append(phase)
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # Python runs the handler here, inside the callback
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop_at_once_until_the_run()
+        the_run_begins()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with pytest.raises(Stop) as stop:
+                os.kill(os.getpid(), sig)
+                time.sleep(1)
+            stop_caught()
+            assert stop.value.signum == sig
+        gc.callbacks.append(callback)
+        with pytest.raises(Stop) as stop:
+            gc.collect()
+            assert fired  # the signal came inside the callback, and was not raised there
+            time.sleep(2)
+        stop_caught()
+        assert stop.value.signum == signal.SIGINT
+
+        def lost(ref):  # Python prints what is raised here as ignored
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))
+
+        thing = Anything()
+        ref = weakref.ref(thing, lost)
+        with pytest.raises(Stop) as stop:
+            del thing  # the callback runs, and the Stop raised in it is lost
+            assert ref() is None
+            time.sleep(2)
+        stop_caught()
+        assert stop.value.signum == signal.SIGTERM
+    finally:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        for s, handler in old.items():
+            signal.signal(s, handler)

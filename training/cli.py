@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from errors import Interrupted, UserError, fail, stopped_before_the_run
+from errors import Interrupted, Stop, UserError, fail, stopped_before_the_run
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -486,14 +486,58 @@ def stop_at_once_until_the_run(workdir: Path | None = None) -> None:
 
 
 def the_run_begins() -> None:
-    """Python's own handling of SIGINT and SIGTERM again, if :func:`stop_at_once_until_the_run`
-    set it: the run turns a Ctrl-C into its checkpoint and one line (``training.run``). A
-    handler of a caller's own is left as it is."""
+    """If :func:`stop_at_once_until_the_run` set it: SIGINT and SIGTERM raise
+    :class:`~errors.Stop` (a KeyboardInterrupt), which the run turns into its checkpoint and
+    one line (``training.run``); the fit sets its own handler meanwhile. A handler of a
+    caller's own is left as it is."""
     import signal
 
     if getattr(signal.getsignal(signal.SIGINT), "until_the_run", False):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, _raise_stop)
+
+
+_UNCAUGHT: list[object] = []  # a token for each Stop raised that the run has not caught yet
+
+
+def _raise_stop(signum: int, frame) -> None:
+    """Raise :class:`~errors.Stop` where the main thread is. Python loses an exception raised
+    inside a garbage collector's callback (JAX has one) or a weak reference's, printing it as
+    ignored: in a collector's callback the signal is sent again 10 ms later instead of raised;
+    otherwise it is sent again 0.2 s later if the run has not caught it by then
+    (:func:`stop_caught`)."""
+    import gc
+
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    f = frame
+    while f is not None:
+        if f.f_code in callbacks:
+            _send_again(signum, 0.01, None)
+            return
+        f = f.f_back
+    token = object()
+    _UNCAUGHT.append(token)
+    _send_again(signum, 0.2, token)
+    raise Stop(signum)
+
+
+def _send_again(signum: int, delay: float, token: object | None) -> None:
+    """Send ``signum`` to this process after ``delay`` seconds: always (``token`` None), or
+    while the Stop raised with ``token`` is not caught."""
+    import threading
+
+    def send() -> None:
+        if token is None or token in _UNCAUGHT:
+            os.kill(os.getpid(), signum)
+
+    timer = threading.Timer(delay, send)
+    timer.daemon = True
+    timer.start()
+
+
+def stop_caught() -> None:
+    """The run caught the :class:`~errors.Stop` raised: it is not sent again."""
+    _UNCAUGHT.clear()
 
 
 @contextlib.contextmanager

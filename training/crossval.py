@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data.preprocess import fold_rows
 from errors import Interrupted
+from training.cli import stop_caught
 from training.devices import padded_rows
 from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
@@ -77,7 +78,8 @@ def cross_validate(cfg: DictConfig, workdir: Path, n: int, fit: Callable) -> dic
         _clear_fold_dir(fold_dir, i)
         try:
             m, stopped = train_fold(fold_cfg, fold_dir, rows, n_rows, calls, fit)
-        except Interrupted as exc:
+        except (Interrupted, KeyboardInterrupt) as exc:  # in the fold's fit, or around it
+            stop_caught()
             raise _interrupted_in_fold(exc, i, workdir) from None
         for metric in METRICS:
             scores[metric].append(m["val"][metric])
@@ -116,16 +118,19 @@ def _clear_fold_dir(fold_dir: Path, i: int) -> None:
         multihost_utils.sync_global_devices(f"cross-validation fold {i}")
 
 
-def _interrupted_in_fold(exc: Interrupted, i: int, workdir: Path) -> Interrupted:
-    """``exc`` (a signal in fold ``i``) as the error to raise: it says to resume the whole run
-    in ``workdir``, with ``exc``'s exit code and ``at_once``."""
+def _interrupted_in_fold(
+    exc: Interrupted | KeyboardInterrupt, i: int, workdir: Path
+) -> Interrupted:
+    """``exc`` (a signal in fold ``i``: the fold's fit stopped, or a KeyboardInterrupt around
+    it, :class:`~errors.Stop` naming its signal) as the error to raise: it says to resume the
+    whole run in ``workdir``, with the signal's exit code and ``exc``'s ``at_once``."""
     # the folds are trained afresh: the run to continue is the whole one
     return Interrupted(
         f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
         f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
         "resumes from its checkpoint, the folds are trained again)",
-        exc.exit_code - 128,
-        exc.at_once,
+        exc.exit_code - 128 if isinstance(exc, Interrupted) else getattr(exc, "signum", 2),
+        getattr(exc, "at_once", False),
     )
 
 

@@ -35,7 +35,13 @@ from errors import DivergenceError, Interrupted, UserError, stopped_before_the_r
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints
-from training.cli import other_settings, refuse_another_run, run_differences, the_run_begins
+from training.cli import (
+    other_settings,
+    refuse_another_run,
+    run_differences,
+    stop_caught,
+    the_run_begins,
+)
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
 from training.devices import init_distributed, keep_freed_host_memory
@@ -61,7 +67,10 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     preprocessing and ``metrics.json`` to ``workdir``. Returns the metrics. Raises
     :class:`UserError` for a config or data the run cannot use, :class:`DivergenceError`,
     :class:`Interrupted` on SIGINT / SIGTERM."""
-    before = functools.partial(stopped_before_the_run, signal.SIGINT, Path(workdir))
+
+    def before(signum: int) -> Interrupted:
+        return stopped_before_the_run(signum, Path(workdir))
+
     with ctrl_c_says(before):
         validate(cfg)
         enable_compilation_cache(cfg.trainer.compilation_cache)
@@ -75,17 +84,17 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     try:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
-        with ctrl_c_says(lambda: in_the_run(run)):  # where the parts below say nothing more
+        with ctrl_c_says(lambda signum: in_the_run(run, signum)):  # where below says no more
             the_run_begins()  # train.py's handler until now ended the process at once
             params, opt_state, at = fit(run, params, opt_state, at)
-            with ctrl_c_says(lambda: in_the_report(run, at)):
+            with ctrl_c_says(lambda signum: in_the_report(run, at, signum)):
                 metrics = evaluate(run, params, at)
             if cfg.data.folds:
                 from training.crossval import cross_validate
 
                 n = sum(len(r) for r in run.data.rows.values())
                 metrics["cv"] = cross_validate(cfg, run.settings.workdir, n, fit)
-            with ctrl_c_says(lambda: in_the_report(run, at)):
+            with ctrl_c_says(lambda signum: in_the_report(run, at, signum)):
                 finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
@@ -366,34 +375,39 @@ def interrupted(settings: Settings, ckpt: Checkpoints, signum: int, step: int) -
 
 
 @contextlib.contextmanager
-def ctrl_c_says(message: Callable[[], Interrupted | str]):
-    """A Ctrl-C (KeyboardInterrupt) in the block ends the run as :class:`Interrupted`:
-    ``message()``'s one line (an :class:`Interrupted` of its own, or the text of one) and
-    status 130. For the parts of a run outside the fit's own handler (:func:`stop_on_signals`):
-    before its first step, around the fit, in the report."""
+def ctrl_c_says(message: Callable[[int], Interrupted | str]):
+    """A Ctrl-C in the block (a KeyboardInterrupt; :class:`~errors.Stop` says which signal,
+    SIGTERM too in a ``train.py`` run) ends the run as :class:`Interrupted`:
+    ``message(signum)``'s one line (an :class:`Interrupted` of its own, or its text) and
+    status 128 + the signal's number. For the parts of a run outside the fit's own handler
+    (:func:`stop_on_signals`): before its first step, around the fit, in the report."""
     try:
         yield
-    except KeyboardInterrupt:
-        said = message()
-        raise (said if isinstance(said, Interrupted) else Interrupted(said)) from None
+    except KeyboardInterrupt as exc:
+        stop_caught()
+        signum = getattr(exc, "signum", signal.SIGINT)
+        said = message(signum)
+        raise (said if isinstance(said, Interrupted) else Interrupted(said, signum)) from None
 
 
-def in_the_run(run: Run) -> str:
-    """What a Ctrl-C around the fit (planning its calls, closing its progress line) says."""
+def in_the_run(run: Run, signum: int) -> str:
+    """What a stop around the fit (planning its calls, closing its progress line, setting up a
+    cross-validation fold) says."""
     return (
-        f"stopped by SIGINT; to continue from the newest checkpoint in {run.out.ckpt.directory} "
-        f"(if there is none, from the start), run the same command with trainer.resume=true "
-        f"hydra.run.dir={run.settings.workdir}"
+        f"stopped by {signal.Signals(signum).name}; to continue from the newest checkpoint in "
+        f"{run.out.ckpt.directory} (if there is none, from the start), run the same command "
+        f"with trainer.resume=true hydra.run.dir={run.settings.workdir}"
     )
 
 
-def in_the_report(run: Run, at: Progressed) -> str:
-    """What a Ctrl-C after the fit (the report, the plots, metrics.json) says: the last
+def in_the_report(run: Run, at: Progressed, signum: int) -> str:
+    """What a stop after the fit (the report, the plots, metrics.json) says: the last
     checkpoint holds the trained parameters."""
     return (
-        f"stopped by SIGINT while writing the report, after step {at.step}; the trained "
-        f"parameters are in {run.out.ckpt.directory}; to write the report, run the same "
-        f"command with trainer.resume=true hydra.run.dir={run.settings.workdir}"
+        f"stopped by {signal.Signals(signum).name} while writing the report, after step "
+        f"{at.step}; the trained parameters are in {run.out.ckpt.directory}; to write the "
+        f"report, run the same command with trainer.resume=true "
+        f"hydra.run.dir={run.settings.workdir}"
     )
 
 
