@@ -6,6 +6,7 @@ three and import nothing of the project."""
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -43,22 +44,62 @@ class Stop(KeyboardInterrupt):
         self.signum = signum
 
 
-def stopped_before_the_run(signum: int, workdir: object = None) -> Interrupted:
+_SHELL_SAFE = re.compile(r"[\w@%+=:,./~-]+")
+_HYDRA_SAFE = re.compile(r"[\w@%+:./~-]+")  # read unquoted by Hydra's grammar (a comma: a sweep)
+
+
+def hydra_quoted(key: str, value: str) -> str:
+    """``key='value'``: Hydra's quoted form, which reads any character as part of the string."""
+    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+
+
+def hydra_value(key: str, value: object) -> str:
+    """The override ``key=value`` as a shell word Hydra reads back as ``value``: quoted for
+    Hydra where its grammar needs it (a sweep's directory ``lr=0.01``, a space), then for the
+    shell."""
+    text = str(value)
+    override = f"{key}={text}" if _HYDRA_SAFE.fullmatch(text) else hydra_quoted(key, text)
+    return shell_word(override)
+
+
+def shell_word(arg: str) -> str:
+    """``arg`` as a shell reads it back: as it is, in double quotes, or ``shlex``-quoted."""
+    import shlex
+
+    if _SHELL_SAFE.fullmatch(arg):
+        return arg
+    return f'"{arg}"' if not set(arg) & set('"$`\\!') else shlex.quote(arg)
+
+
+def resume_command(workdir: object, overrides: list[str]) -> str:
+    """``PYTHON train.py OVERRIDES trainer.resume=true hydra.run.dir=W``: the command that
+    continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task``, or
+    its ``.hydra/overrides.yaml``), whatever command started it (a sweep's ``-m``). PYTHON is
+    this interpreter, relative to the working directory when inside it."""
+    from pathlib import Path
+
+    replaced = ("trainer.resume", "hydra.run.dir")
+    keep = [a for a in overrides if a.lstrip("+~").split("=")[0] not in replaced]
+    python = Path(sys.executable)
+    try:
+        python = python.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    words = [shell_word(w) for w in (str(python), "train.py", *keep, "trainer.resume=true")]
+    return " ".join([*words, hydra_value("hydra.run.dir", workdir)])
+
+
+def stopped_before_the_run(signum: int, resume: str | None = None) -> Interrupted:
     """The error of a run stopped by signal ``signum`` before its first step (importing,
     composing the config, reading the data, compiling); exit status 128 + the signal's
-    number. ``workdir``: the run directory, once the run may have written to it (an empty
-    checkpoint directory, a TensorBoard file), which a new run would refuse: the advice is
-    then to resume it, which starts from the first step where there is no checkpoint."""
+    number. ``resume``: how to resume the run (``training.cli.resume_advice``), once it may
+    have written to its directory (an empty checkpoint directory, a TensorBoard file), which a
+    new run would refuse; resuming starts from the first step where there is no checkpoint."""
     import signal
 
-    again = (
-        f"run the same command with trainer.resume=true hydra.run.dir={workdir}"
-        if workdir is not None
-        else "run the command again"
-    )
     return Interrupted(
         f"stopped by {signal.Signals(signum).name} before training began (nothing was trained "
-        f"and no checkpoint changed); to start it, {again}",
+        f"and no checkpoint changed); to start it, {resume or 'run the command again'}",
         signum,
     )
 

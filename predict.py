@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from errors import UserError, fail
+from errors import UserError, fail, resume_command
 
 
 def _run_record(run_dir: Path) -> dict:
@@ -34,6 +34,17 @@ def _run_record(run_dir: Path) -> dict:
         return json.loads(prep_path.read_text())
     except (ValueError, OSError) as exc:
         raise UserError(f"{prep_path}: cannot be read ({exc}); train the run again") from None
+
+
+def run_overrides(run_dir: Path) -> list[str]:
+    """The overrides the run in ``run_dir`` was made with (Hydra's ``.hydra/overrides.yaml``,
+    a YAML list of strings); ``[]`` when it has none."""
+    from omegaconf import OmegaConf
+
+    try:
+        return [str(a) for a in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+    except Exception:  # noqa: BLE001 - no such file, or not Hydra's: advice without overrides
+        return []
 
 
 def needed_columns(prep: dict) -> list[str]:
@@ -101,7 +112,7 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     from models import build_model
     from training.checkpoint import Checkpoints, ShapeMismatchError
 
-    resume = f"continue it with train.py trainer.resume=true hydra.run.dir={run_dir}"
+    resume = f"continue it with {resume_command(run_dir, run_overrides(run_dir))}"
     if not (run_dir / "checkpoints").is_dir():
         raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
     ckpt = Checkpoints(run_dir / "checkpoints", create=False)

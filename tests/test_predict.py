@@ -4,7 +4,9 @@ every mismatch between the new rows and the run (issue 12, item 4)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -138,11 +140,19 @@ def test_a_run_that_did_not_finish_predicts_with_a_note(run, tmp_path):
     proc = run_predict(cut, tmp_path / "rows.csv", "-o", tmp_path / "out.csv")
     assert proc.returncode == 0, proc.stderr
     step = max(int(p.name) for p in (cut / "checkpoints").iterdir() if p.name.isdigit())
-    assert (
-        f"note: {cut} has no metrics.json, so the run did not finish; predicting with its "
-        f"newest checkpoint, step {step} (continue it with train.py trainer.resume=true "
-        f"hydra.run.dir={cut} to finish it)" in proc.stderr
+    note = re.fullmatch(
+        rf"note: {re.escape(str(cut))} has no metrics.json, so the run did not finish; "
+        rf"predicting with its newest checkpoint, step {step} \(continue it with (.*) to "
+        r"finish it\)",
+        proc.stderr.splitlines()[0],
     )
+    assert note, proc.stderr
+    # the advice, followed as written: the run's own overrides (another file than the
+    # walkthrough's) and the resume
+    finished = subprocess.run(note.group(1), shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "trainer.resume=true" in note.group(1) and (cut / "metrics.json").is_file()
+    (cut / "metrics.json").unlink()
     whole = run_predict(run, tmp_path / "rows.csv", "-o", tmp_path / "whole.csv")
     assert "note:" not in whole.stderr
     np.testing.assert_array_equal(

@@ -426,3 +426,31 @@ def test_the_run_s_handler_raises_each_signal_and_defers_one_in_a_gc_callback():
             gc.callbacks.remove(callback)
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def test_the_resume_command_of_a_sweep_s_run_resumes_that_run(tmp_path):
+    """A sweep's run is continued by its own overrides without ``-m`` (the sweep's command
+    would start a new sweep), its directory (``optimizer.lr=0.02,trainer.epochs=3``: Hydra
+    reads an unquoted ``=`` as an error, a comma as a sweep) in Hydra's quotes inside the
+    shell's: what a stop in a sweep's run, and predict.py for a run that did not finish,
+    advise, followed as written."""
+    from errors import resume_command
+    from predict import run_overrides
+
+    sweep = tmp_path / "sweep"
+    proc = run_train("-m", "optimizer.lr=0.01,0.02", "trainer.epochs=3", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr
+    job = sweep / "optimizer.lr=0.02,trainer.epochs=3"  # Hydra's name: a sweep's list
+    before = json.loads((job / "metrics.json").read_text())
+    (job / "metrics.json").unlink()
+    command = resume_command(job, run_overrides(job))
+    assert command.endswith(
+        f"train.py optimizer.lr=0.02 trainer.epochs=3 trainer.resume=true \"hydra.run.dir='{job}'\""
+    ), command
+    again = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((job / "metrics.json").read_text())["params"] == before["params"]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [
+        "optimizer.lr=0.01,trainer.epochs=3",
+        "optimizer.lr=0.02,trainer.epochs=3",
+    ]

@@ -11,7 +11,16 @@ import re
 import sys
 from pathlib import Path
 
-from errors import Interrupted, Stop, UserError, fail, stopped_before_the_run
+from errors import (
+    Interrupted,
+    Stop,
+    UserError,
+    fail,
+    hydra_quoted,
+    hydra_value,
+    resume_command,
+    stopped_before_the_run,
+)
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -192,11 +201,6 @@ def _expand(overrides: list[str]) -> list[list[str]]:
     return combos if combos else [[]]
 
 
-def _quoted(key: str, value: str) -> str:
-    """``key='value'``: Hydra's quoted form, which reads any character as part of the string."""
-    return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
-
-
 def quote_for_hydra(argv: list[str]) -> list[str]:
     """``argv`` with each ``key=~/...`` value quoted for Hydra (its grammar rejects an unquoted
     ``~``, and the README writes ``data.path=~/data/my_houses.csv``; the CSV reader expands the
@@ -219,13 +223,13 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             out.append(arg)
             continue
         key, value = arg.split("=", 1)
-        if value.startswith("~") and "," not in value and parses(_quoted(key, value)):
-            out.append(_quoted(key, value))
+        if value.startswith("~") and "," not in value and parses(hydra_quoted(key, value)):
+            out.append(hydra_quoted(key, value))
             continue
         fail(
             f"bad override {arg}: Hydra cannot read the value of {key} unquoted (it reserves "
             f"characters such as = ( ) [ ] , ' and spaces around them); quote it for Hydra "
-            f'inside the shell\'s quotes: "{_quoted(key, value)}"'
+            f'inside the shell\'s quotes: "{hydra_quoted(key, value)}"'
         )
     return out
 
@@ -467,6 +471,18 @@ SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override
 SWEEP_FAILED: list[str] = []  # those that ended with a UserError
 
 
+def resume_advice(workdir: Path) -> str:
+    """How to continue the run in ``workdir``, as a command to type: ``run the same command
+    with trainer.resume=true hydra.run.dir=W`` for a single run; for a sweep's run, which the
+    sweep's command (``-m`` and all) would not resume, :func:`~errors.resume_command` with the
+    run's own overrides."""
+    from training.config import command_line_overrides, in_a_sweep
+
+    if in_a_sweep():
+        return "run " + resume_command(workdir, command_line_overrides())
+    return f"run the same command with trainer.resume=true {hydra_value('hydra.run.dir', workdir)}"
+
+
 def stop_at_once_until_the_run(workdir: Path | None = None) -> None:
     """Until :func:`the_run_begins` (its first step): SIGINT or SIGTERM ends the process at once
     with one line (:func:`~errors.stopped_before_the_run`; ``workdir``: the run directory, once
@@ -476,7 +492,7 @@ def stop_at_once_until_the_run(workdir: Path | None = None) -> None:
     import signal
 
     def stop(signum, frame):
-        error = stopped_before_the_run(signum, workdir)
+        error = stopped_before_the_run(signum, resume_advice(workdir) if workdir else None)
         print(f"error: {error}", file=sys.stderr, flush=True)
         os._exit(error.exit_code)
 

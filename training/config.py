@@ -277,7 +277,8 @@ def in_a_sweep() -> bool:
     """Whether the running Hydra app is a multirun (a sweep or a search)."""
     from hydra.core.hydra_config import HydraConfig
 
-    return HydraConfig.initialized() and HydraConfig.get().mode.name == "MULTIRUN"
+    mode = HydraConfig.get().mode if HydraConfig.initialized() else None
+    return getattr(mode, "name", None) == "MULTIRUN"  # None: the compose API's config
 
 
 def hydra_choices() -> dict:

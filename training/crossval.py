@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from data.preprocess import fold_rows
 from errors import Interrupted
-from training.cli import stop_caught
+from training.cli import resume_advice, stop_caught
 from training.devices import padded_rows
 from training.hooks import Progressed
 from training.logs import TensorBoardLog, write_json
@@ -126,9 +126,9 @@ def _interrupted_in_fold(
     whole run in ``workdir``, with the signal's exit code and ``exc``'s ``at_once``."""
     # the folds are trained afresh: the run to continue is the whole one
     return Interrupted(
-        f"stopped by a signal in cross-validation fold {i}; to finish, run the same "
-        f"command with trainer.resume=true hydra.run.dir={workdir} (the main run "
-        "resumes from its checkpoint, the folds are trained again)",
+        f"stopped by a signal in cross-validation fold {i}; to finish, "
+        f"{resume_advice(workdir)} (the main run resumes from its checkpoint, the folds are "
+        "trained again)",
         exc.exit_code - 128 if isinstance(exc, Interrupted) else getattr(exc, "signum", 2),
         getattr(exc, "at_once", False),
     )

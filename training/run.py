@@ -38,6 +38,7 @@ from training.checkpoint import Checkpoints
 from training.cli import (
     other_settings,
     refuse_another_run,
+    resume_advice,
     run_differences,
     stop_caught,
     the_run_begins,
@@ -69,7 +70,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     :class:`Interrupted` on SIGINT / SIGTERM."""
 
     def before(signum: int) -> Interrupted:
-        return stopped_before_the_run(signum, Path(workdir))
+        return stopped_before_the_run(signum, resume_advice(Path(workdir)))
 
     with ctrl_c_says(before):
         validate(cfg)
@@ -358,8 +359,8 @@ def second_signal(settings: Settings, ckpt: Checkpoints) -> str:
     """What a second Ctrl-C says: stopped without a checkpoint, and how to continue."""
     return (
         "stopped at once by a second SIGINT, without a checkpoint; to continue from the newest "
-        f"checkpoint in {ckpt.directory} (if there is none, from the start), run the same "
-        f"command with trainer.resume=true hydra.run.dir={settings.workdir}"
+        f"checkpoint in {ckpt.directory} (if there is none, from the start), "
+        f"{resume_advice(settings.workdir)}"
     )
 
 
@@ -368,8 +369,7 @@ def interrupted(settings: Settings, ckpt: Checkpoints, signum: int, step: int) -
     status 128 + the signal's number."""
     return Interrupted(
         f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint "
-        f"saved in {ckpt.directory}; to continue, run the same command with "
-        f"trainer.resume=true hydra.run.dir={settings.workdir}",
+        f"saved in {ckpt.directory}; to continue, {resume_advice(settings.workdir)}",
         signum,
     )
 
@@ -395,8 +395,8 @@ def in_the_run(run: Run, signum: int) -> str:
     cross-validation fold) says."""
     return (
         f"stopped by {signal.Signals(signum).name}; to continue from the newest checkpoint in "
-        f"{run.out.ckpt.directory} (if there is none, from the start), run the same command "
-        f"with trainer.resume=true hydra.run.dir={run.settings.workdir}"
+        f"{run.out.ckpt.directory} (if there is none, from the start), "
+        f"{resume_advice(run.settings.workdir)}"
     )
 
 
@@ -406,8 +406,7 @@ def in_the_report(run: Run, at: Progressed, signum: int) -> str:
     return (
         f"stopped by {signal.Signals(signum).name} while writing the report, after step "
         f"{at.step}; the trained parameters are in {run.out.ckpt.directory}; to write the "
-        f"report, run the same command with trainer.resume=true "
-        f"hydra.run.dir={run.settings.workdir}"
+        f"report, {resume_advice(run.settings.workdir)}"
     )
 
 
