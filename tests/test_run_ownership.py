@@ -41,10 +41,12 @@ def test_a_second_run_into_the_same_directory_is_refused_before_writing(tmp_path
 @pytest.mark.slow
 def test_a_directory_left_by_a_run_that_failed_before_training_is_used(tmp_path):
     """Hydra's ``.hydra/`` and ``train.log`` of a run that failed before training (a sweep's
-    bad value, a bad file) are no run."""
+    bad value, a bad file), and the empty ``checkpoints/`` of one stopped while it built, are
+    no run."""
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "config.yaml").write_text("earlier: true\n")
     (tmp_path / "train.log").write_text("")
+    (tmp_path / "checkpoints").mkdir()
     proc = run_train("experiment=housing", "trainer.epochs=3", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "metrics.json").is_file()

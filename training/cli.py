@@ -363,10 +363,12 @@ RUN_FILES = ("checkpoints", "metrics.json", "preprocessing.json", "events.out.tf
 
 
 def run_files(path: Path) -> list[str]:
-    """The files in ``path`` that belong to a run which trained there (sorted names)."""
+    """The files in ``path`` that belong to a run which trained there (sorted names); an empty
+    ``checkpoints`` directory (made by a run stopped before its first checkpoint) is none."""
     if not path.is_dir():
         return []
-    return sorted({p.name for pattern in RUN_FILES for p in path.glob(pattern)})
+    found = {p for pattern in RUN_FILES for p in path.glob(pattern)}
+    return sorted(p.name for p in found if not (p.is_dir() and not any(p.iterdir())))
 
 
 def run_dir_key() -> str:
