@@ -152,7 +152,8 @@ class Encoding:
         )
 
     def describe(self) -> str:
-        """Each column's encoding and the notes of the fit, in words (what a run prints)."""
+        """Each column's encoding, the target's, and the notes of the fit, in words (what a run
+        prints)."""
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
@@ -162,9 +163,12 @@ class Encoding:
             elif c.kind == "boolean":
                 parts.append(f"{c.name}: yes/no as 1/0")
             elif c.kind == "date":
-                parts.append(f"{c.name}: date as decimal year")
+                parts.append(f"{c.name}: date as decimal year{_filled(c)}")
             else:
-                parts.append(f"{c.name}: {'log' if c.log else 'numeric'}")
+                parts.append(f"{c.name}: {'log' if c.log else 'numeric'}{_filled(c)}")
+        if not self.used_columns:  # no feature columns: b alone, the mean-price baseline
+            parts = ["no feature columns, the model predicts the mean target", *parts]
+        parts.append(f"target {self.target}: {'log' if self.log_target else 'numeric'}")
         return "; ".join(parts) + "".join(f"\nnote: {n}" for n in self.notes)
 
     def transform(
@@ -196,6 +200,10 @@ class Encoding:
                     X[:, j] = values
                     j += 1
         return X
+
+
+def _filled(c: ColumnCode) -> str:
+    return "" if c.fill is None else f", missing cells filled with {c.fill:.6g} (training mean)"
 
 
 def _row(col: pd.Series, position: int) -> int:
@@ -1012,6 +1020,5 @@ def load_csv(cfg, seed: int = 0) -> Table:
         enc.target,
         source,
         encoding=enc.to_dict(),
-        # no feature columns: b alone, the mean-price baseline
-        description=enc.describe() or "no feature columns; the model predicts the mean target",
+        description=enc.describe(),
     )

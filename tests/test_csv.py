@@ -477,12 +477,30 @@ def test_the_encoding_is_described_in_words_where_the_file_is_read(tmp_path):
     path.write_text("sqft,city,garage,price\n" + "\n".join(rows) + "\n")
     d = make_config("data=csv", f"data.path={path}", "data.target=price").data
     assert load_csv(d).description == (
-        "sqft: numeric; city: one-hot ['city_B'] (reference 'A'); garage: yes/no as 1/0"
+        "sqft: numeric; city: one-hot ['city_B'] (reference 'A'); garage: yes/no as 1/0; "
+        "target price: numeric"
+    )
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("sqft,price\n" + "".join(f"{'' if i == 3 else i},{i + 1}\n" for i in range(9)))
+    d = make_config(
+        "data=csv",
+        f"data.path={gaps}",
+        "data.target=price",
+        "data.log_target=true",
+        "data.missing=mean",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+    ).data
+    mean = np.mean([i for i in range(9) if i != 3])  # 4.16667
+    assert load_csv(d).description == (
+        f"sqft: numeric, missing cells filled with {mean:.6g} (training mean); target price: log"
     )
     ids = tmp_path / "ids.csv"
     ids.write_text("id,price\n" + "".join(f"{i},{3 * i + 1}\n" for i in range(10)))
     d = make_config("data=csv", f"data.path={ids}", "data.target=price", "data.drop=[id]").data
-    assert load_csv(d).description == "no feature columns; the model predicts the mean target"
+    assert load_csv(d).description == (
+        "no feature columns, the model predicts the mean target; target price: numeric"
+    )
 
 
 def test_a_csv_read_ahead_in_a_second_process_is_the_table_read_here(tmp_path, monkeypatch):
