@@ -349,8 +349,17 @@ def test_a_signal_while_train_py_imports_is_one_line(tmp_path, sig):
 
 @pytest.mark.parametrize(
     "settings",
-    [(), ("experiment=housing", "loader=mini_batch", "optimizer=sgd", "optimizer.lr=0.01")],
-    ids=["walkthrough", "housing"],
+    [
+        (),
+        ("experiment=housing", "loader=mini_batch", "optimizer=sgd", "optimizer.lr=0.01"),
+        # full batch with validation rows: the resumed call logs its first step again
+        (
+            "data=csv",
+            f"data.path={ROOT / 'data/housing/windsor_house_prices.csv'}",
+            "data.target=price",
+        ),
+    ],
+    ids=["walkthrough", "housing", "csv"],
 )
 def test_a_resumed_run_draws_the_plots_of_the_whole_run(tmp_path, settings):
     """A run stopped after 20 epochs and resumed to 50 draws the same PNGs, byte for byte, as
@@ -454,3 +463,30 @@ def test_the_resume_command_of_a_sweep_s_run_resumes_that_run(tmp_path):
         "optimizer.lr=0.01,trainer.epochs=3",
         "optimizer.lr=0.02,trainer.epochs=3",
     ]
+
+
+def test_a_run_stopped_in_its_report_then_resumed_draws_the_plots_of_one_run(tmp_path, monkeypatch):
+    """Full batch with validation rows, stopped while the report is written and resumed as
+    the stop says: the resumed call logs again the step it resumes at, which the restored
+    histories hold (the validation curve's last point was drawn twice, a darker marker)."""
+    import training.report
+    import training.run
+    from errors import Interrupted
+
+    settings = ("data=csv", f"data.path={ROOT / 'data/housing/windsor_house_prices.csv'}")
+    settings += ("data.target=price",)
+    train_and_evaluate(make_config(*settings), tmp_path / "whole")
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.run, "evaluate", ctrl_c)
+    with pytest.raises(Interrupted):
+        train_and_evaluate(make_config(*settings), tmp_path / "resumed")
+    monkeypatch.setattr(training.run, "evaluate", training.report.evaluate)
+    train_and_evaluate(make_config(*settings, "trainer.resume=true"), tmp_path / "resumed")
+    pngs = sorted(p.name for p in (tmp_path / "whole").glob("*.png"))
+    assert "loss_curves.png" in pngs
+    for name in pngs:
+        drawn = (tmp_path / "resumed" / name).read_bytes()
+        assert drawn == (tmp_path / "whole" / name).read_bytes(), name

@@ -168,9 +168,9 @@ class Curves:
         with np.load(path) as saved:
             for name in self.HISTORIES:
                 steps, values = saved[f"{name}_steps"], saved[f"{name}_values"]
-                # a loss or weights' point is the step's index (0-based), a validation point
-                # the number of steps done
-                before = steps <= step if name == "val" else steps < step
+                # a point of `step` itself, logged again by the resumed run, is drawn once
+                # (plots.History.add); the trace's entries are the steps before `step`
+                before = steps <= step
                 history = getattr(self, name)
                 history.steps, history.values = [], []
                 if before.any():

@@ -105,8 +105,14 @@ class History:
         self.values: list[np.ndarray] = []
 
     def add(self, steps: np.ndarray, values: np.ndarray) -> None:
-        self.steps.append(np.asarray(steps))
-        self.values.append(np.asarray(values))
+        """Append the points ``(steps[i], values[i])`` past the last step held: a resumed run
+        logs again the step it resumes at, which its restored history holds already."""
+        steps, values = np.asarray(steps), np.asarray(values)
+        if self.steps and len(self.steps[-1]) and len(steps):
+            new = steps > self.steps[-1][-1]
+            steps, values = steps[new], values[new]
+        self.steps.append(steps)
+        self.values.append(values)
         if sum(len(s) for s in self.steps) > self.limit:
             steps, values = self.arrays()
             self.steps, self.values = [steps[::2]], [values[::2]]
