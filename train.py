@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from training.cli import (
     check_overrides,
     end_sweep,
+    python_signal_handling,
     report_user_errors,
     stop_at_once_until_the_run,
 )
@@ -55,7 +56,9 @@ def main(cfg: DictConfig) -> float:
         cfg.data.path = str(Path(get_original_cwd()) / path)
     out = HydraConfig.get().runtime.output_dir
     metrics = None
-    if not multirun:  # a Ctrl-C now: the advice names the directory (a sweep's is its command)
+    if multirun:  # each run of a sweep as Python handles signals, the first included
+        python_signal_handling()
+    else:  # a Ctrl-C now: the advice names the directory
         stop_at_once_until_the_run(Path(out))
     with report_user_errors(multirun, out):
         metrics = train_and_evaluate(cfg, out)

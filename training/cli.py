@@ -524,19 +524,50 @@ def _raise_stop(signum: int, frame) -> None:
     ignored: in a collector's callback the signal is sent again 10 ms later instead of raised;
     otherwise it is sent again 0.2 s later if the run has not caught it by then
     (:func:`stop_caught`)."""
-    import gc
-
-    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
-    f = frame
-    while f is not None:
-        if f.f_code in callbacks:
-            _send_again(signum, 0.01, None)
-            return
-        f = f.f_back
+    if _in_a_callback(frame):
+        _send_again(signum, 0.01, None)
+        return
     token = object()
     _UNCAUGHT.append(token)
     _send_again(signum, 0.2, token)
     raise Stop(signum)
+
+
+def _in_a_callback(frame) -> bool:
+    """Whether ``frame`` or a caller is a garbage collector's callback, a weak reference's
+    (Python's ``weakref`` module) or a ``__del__``: code whose exceptions Python prints as
+    ignored."""
+    import gc
+
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        code = frame.f_code
+        if (
+            code in callbacks
+            or code.co_name == "__del__"
+            or Path(code.co_filename).name in ("weakref.py", "_weakrefset.py")
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def the_run_ends() -> None:
+    """Once a ``train.py`` run has written its files (or is closing them after a stop), a
+    signal is ignored: raised inside a library's close it would end in a traceback."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is _raise_stop:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+
+def python_signal_handling() -> None:
+    """Python's own SIGINT and SIGTERM handling (a sweep's runs, one after another)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _send_again(signum: int, delay: float, token: object | None) -> None:

@@ -42,6 +42,7 @@ from training.cli import (
     run_differences,
     stop_caught,
     the_run_begins,
+    the_run_ends,
 )
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
@@ -99,6 +100,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
                 finish(run, metrics, at, time.perf_counter() - t_start)
         return metrics
     finally:
+        the_run_ends()  # the files are written, or a stop closes them: no signal breaks that
         run.out.plots.close()
         run.out.tb.close()
         run.out.ckpt.close()
