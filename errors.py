@@ -71,22 +71,29 @@ def shell_word(arg: str) -> str:
     return f'"{arg}"' if not set(arg) & set('"$`\\!') else shlex.quote(arg)
 
 
-def resume_command(workdir: object, overrides: list[str]) -> str:
+def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:
     """``PYTHON train.py OVERRIDES trainer.resume=true hydra.run.dir=W``: the command that
     continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task``, or
-    its ``.hydra/overrides.yaml``), whatever command started it (a sweep's ``-m``). PYTHON is
-    this interpreter, relative to the working directory when inside it."""
+    its ``.hydra/overrides.yaml``), whatever command started it (a sweep's ``-m``). ``cwd``:
+    the directory the run was started from (its relative paths mean that one), prefixed as
+    ``cd CWD &&`` when it is not the working directory. PYTHON (this interpreter) and train.py
+    are written relative to the directory the command runs in when inside it."""
     from pathlib import Path
+
+    here = Path.cwd() if cwd is None else Path(str(cwd))
+    train = Path(__file__).resolve().parent / "train.py"
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.relative_to(here))
+        except ValueError:
+            return str(path)
 
     replaced = ("trainer.resume", "hydra.run.dir")
     keep = [a for a in overrides if a.lstrip("+~").split("=")[0] not in replaced]
-    python = Path(sys.executable)
-    try:
-        python = python.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    words = [shell_word(w) for w in (str(python), "train.py", *keep, "trainer.resume=true")]
-    return " ".join([*words, hydra_value("hydra.run.dir", workdir)])
+    words = [shown(Path(sys.executable)), shown(train), *keep, "trainer.resume=true"]
+    command = " ".join([*map(shell_word, words), hydra_value("hydra.run.dir", workdir)])
+    return command if here == Path.cwd() else f"cd {shell_word(str(here))} && {command}"
 
 
 def stopped_before_the_run(signum: int, resume: str | None = None) -> Interrupted:

@@ -36,15 +36,21 @@ def _run_record(run_dir: Path) -> dict:
         raise UserError(f"{prep_path}: cannot be read ({exc}); train the run again") from None
 
 
-def run_overrides(run_dir: Path) -> list[str]:
-    """The overrides the run in ``run_dir`` was made with (Hydra's ``.hydra/overrides.yaml``,
-    a YAML list of strings); ``[]`` when it has none."""
+def run_overrides(run_dir: Path) -> tuple[list[str], str | None]:
+    """The overrides the run in ``run_dir`` was made with and the directory it was started
+    from (Hydra's ``.hydra/overrides.yaml`` and ``hydra.runtime.cwd`` in ``.hydra/hydra.yaml``);
+    ``[]`` and None where they are not there."""
     from omegaconf import OmegaConf
 
     try:
-        return [str(a) for a in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+        overrides = [str(a) for a in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
     except Exception:  # noqa: BLE001 - no such file, or not Hydra's: advice without overrides
-        return []
+        overrides = []
+    try:
+        cwd = str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+    except Exception:  # noqa: BLE001 - as above: the command is run where predict.py is
+        cwd = None
+    return overrides, cwd
 
 
 def needed_columns(prep: dict) -> list[str]:
@@ -112,7 +118,7 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     from models import build_model
     from training.checkpoint import Checkpoints, ShapeMismatchError
 
-    resume = f"continue it with {resume_command(run_dir, run_overrides(run_dir))}"
+    resume = f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
     if not (run_dir / "checkpoints").is_dir():
         raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
     ckpt = Checkpoints(run_dir / "checkpoints", create=False)

@@ -147,9 +147,13 @@ def test_a_run_that_did_not_finish_predicts_with_a_note(run, tmp_path):
         proc.stderr.splitlines()[0],
     )
     assert note, proc.stderr
-    # the advice, followed as written: the run's own overrides (another file than the
-    # walkthrough's) and the resume
-    finished = subprocess.run(note.group(1), shell=True, cwd=ROOT, capture_output=True, text=True)
+    # the advice, followed as written, where predict.py ran: the run's own overrides (another
+    # file than the walkthrough's), from the directory the run was started in, and the resume
+    elsewhere = run_script("predict.py", cut, tmp_path / "rows.csv", cwd=tmp_path)
+    command = elsewhere.stderr.splitlines()[0].split("(continue it with ")[1]
+    command = command.removesuffix(" to finish it)")
+    assert command == f"cd {ROOT} && {note.group(1)}", command
+    finished = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     assert "trainer.resume=true" in note.group(1) and (cut / "metrics.json").is_file()
     (cut / "metrics.json").unlink()

@@ -452,7 +452,7 @@ def test_the_resume_command_of_a_sweep_s_run_resumes_that_run(tmp_path):
     job = sweep / "optimizer.lr=0.02,trainer.epochs=3"  # Hydra's name: a sweep's list
     before = json.loads((job / "metrics.json").read_text())
     (job / "metrics.json").unlink()
-    command = resume_command(job, run_overrides(job))
+    command = resume_command(job, *run_overrides(job))
     assert command.endswith(
         f"train.py optimizer.lr=0.02 trainer.epochs=3 trainer.resume=true \"hydra.run.dir='{job}'\""
     ), command

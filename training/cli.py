@@ -481,7 +481,10 @@ def resume_advice(workdir: Path) -> str:
     from training.config import command_line_overrides, in_a_sweep
 
     if in_a_sweep():
-        return "run " + resume_command(workdir, command_line_overrides())
+        from hydra.core.hydra_config import HydraConfig
+
+        cwd = HydraConfig.get().runtime.cwd  # the sweep's directory: its paths are relative to it
+        return "run " + resume_command(workdir, command_line_overrides(), cwd)
     return f"run the same command with trainer.resume=true {hydra_value('hydra.run.dir', workdir)}"
 
 
