@@ -378,6 +378,9 @@ def test_a_resumed_run_draws_the_plots_of_the_whole_run(tmp_path, settings):
         assert drawn == (tmp_path / "whole" / name).read_bytes(), name
 
 
+# the Stop raised in the test's own weak reference callback is lost, as the test means it to
+# be, and pytest reports what Python printed of it
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_the_run_s_handler_raises_each_signal_and_defers_one_in_a_gc_callback():
     """Once train.py's run trains, SIGINT and SIGTERM raise :class:`errors.Stop` naming the
     signal; one that arrives inside a garbage collector's callback (JAX has one), where
