@@ -499,3 +499,24 @@ def test_plot_weights_that_are_not_two_different_names_are_warned_of(tmp_path, c
     names = [k[2:] for k in metrics["params"] if k.startswith("W/")]  # the features' weights
     assert f"warning: logger.plot_weights={weights} needs two different names of {names}; " in out
     assert (tmp_path / "loss_surface.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("sig", [2, 15])
+def test_a_stop_in_a_fold_names_its_signal_and_the_whole_run_to_resume(sig, tmp_path):
+    """A signal in fold i (the fold's fit stopped, or one raised around it as errors.Stop):
+    the line names the signal and the fold, says to resume the whole run, and keeps the exit
+    status 128 + the signal and whether it was a second Ctrl-C."""
+    import signal
+
+    from errors import Interrupted, Stop
+    from training.crossval import _interrupted_in_fold
+
+    name = signal.Signals(sig).name
+    for exc, at_once in ((Stop(sig), False), (Interrupted("in the fit", sig, at_once=True), True)):
+        error = _interrupted_in_fold(exc, 3, tmp_path)
+        assert str(error) == (
+            f"stopped by {name} in cross-validation fold 3; to finish, run the same command "
+            f"with trainer.resume=true hydra.run.dir={tmp_path} (the main run resumes from its "
+            "checkpoint, the folds are trained again)"
+        )
+        assert (error.exit_code, error.at_once) == (128 + sig, at_once)

@@ -124,12 +124,15 @@ def _interrupted_in_fold(
     """``exc`` (a signal in fold ``i``: the fold's fit stopped, or a KeyboardInterrupt around
     it, :class:`~errors.Stop` naming its signal) as the error to raise: it says to resume the
     whole run in ``workdir``, with the signal's exit code and ``exc``'s ``at_once``."""
+    import signal
+
+    signum = exc.exit_code - 128 if isinstance(exc, Interrupted) else getattr(exc, "signum", 2)
     # the folds are trained afresh: the run to continue is the whole one
     return Interrupted(
-        f"stopped by a signal in cross-validation fold {i}; to finish, "
+        f"stopped by {signal.Signals(signum).name} in cross-validation fold {i}; to finish, "
         f"{resume_advice(workdir)} (the main run resumes from its checkpoint, the folds are "
         "trained again)",
-        exc.exit_code - 128 if isinstance(exc, Interrupted) else getattr(exc, "signum", 2),
+        signum,
         getattr(exc, "at_once", False),
     )
 
