@@ -345,7 +345,9 @@ def stop_on_signals(at_once: str = "stopped by a second SIGINT"):
     asked: list[int] = []
 
     def handler(signum, frame):
-        if signum == signal.SIGINT and signal.SIGINT in asked:
+        # not inside a checkpoint's write (raised in orbax's event loop, it broke that loop's
+        # thread): the run stops once the checkpoint is written, as after a first Ctrl-C
+        if signum == signal.SIGINT and signal.SIGINT in asked and not _WRITING_CHECKPOINT:
             raise Interrupted(at_once, signal.SIGINT, at_once=True)
         asked.append(signum)
 
@@ -425,6 +427,9 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
     )
 
 
+_WRITING_CHECKPOINT: list[bool] = []  # non-empty while save() writes a checkpoint
+
+
 def save(run: Run, at: Progressed, params, opt_state, force: bool = True) -> None:
     """Checkpoint the state at ``at.step`` (every process takes part; orbax coordinates);
     without ``force``, only at orbax's interval, every ``trainer.checkpoint_every`` epochs."""
@@ -434,7 +439,15 @@ def save(run: Run, at: Progressed, params, opt_state, force: bool = True) -> Non
     if run.settings.writes and run.settings.cfg.logger.plots:
         # first: a checkpoint never lacks the histories a resumed run draws its plots from
         run.out.curves.save(run.settings.workdir)
-    ckpt.save(
+    _WRITING_CHECKPOINT.append(True)
+    try:
+        _write_checkpoint(run, at, params, opt_state, force)
+    finally:
+        _WRITING_CHECKPOINT.clear()
+
+
+def _write_checkpoint(run: Run, at: Progressed, params, opt_state, force: bool) -> None:
+    run.out.ckpt.save(
         at.step,
         {"params": params, "opt_state": opt_state},
         {
