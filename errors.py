@@ -31,7 +31,7 @@ class Interrupted(Exception):  # noqa: N818 - a stop the user asked for, not a f
 
     def __init__(self, message: str, signum: int = 2, at_once: bool = False) -> None:
         super().__init__(message)
-        self.exit_code, self.at_once = 128 + signum, at_once
+        self.signum, self.exit_code, self.at_once = signum, 128 + signum, at_once
 
 
 class Stop(KeyboardInterrupt):

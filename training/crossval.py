@@ -122,11 +122,12 @@ def _interrupted_in_fold(
     exc: Interrupted | KeyboardInterrupt, i: int, workdir: Path
 ) -> Interrupted:
     """``exc`` (a signal in fold ``i``: the fold's fit stopped, or a KeyboardInterrupt around
-    it, :class:`~errors.Stop` naming its signal) as the error to raise: it says to resume the
-    whole run in ``workdir``, with the signal's exit code and ``exc``'s ``at_once``."""
+    it, :class:`~errors.Stop` naming its signal; a bare one is SIGINT) as the error to raise:
+    it says to resume the whole run in ``workdir``, with the signal's exit code and ``exc``'s
+    ``at_once``."""
     import signal
 
-    signum = exc.exit_code - 128 if isinstance(exc, Interrupted) else getattr(exc, "signum", 2)
+    signum = getattr(exc, "signum", signal.SIGINT)
     # the folds are trained afresh: the run to continue is the whole one
     return Interrupted(
         f"stopped by {signal.Signals(signum).name} in cross-validation fold {i}; to finish, "

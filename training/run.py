@@ -441,22 +441,18 @@ def save(run: Run, at: Progressed, params, opt_state, force: bool = True) -> Non
         run.out.curves.save(run.settings.workdir)
     _WRITING_CHECKPOINT.append(True)
     try:
-        _write_checkpoint(run, at, params, opt_state, force)
+        ckpt.save(
+            at.step,
+            {"params": params, "opt_state": opt_state},
+            {
+                "progress": at.meta(),
+                "preprocessing": run.out.preprocessing,
+                "config": OmegaConf.to_container(run.settings.cfg, resolve=True),
+            },
+            force=force,
+        )
     finally:
         _WRITING_CHECKPOINT.clear()
-
-
-def _write_checkpoint(run: Run, at: Progressed, params, opt_state, force: bool) -> None:
-    run.out.ckpt.save(
-        at.step,
-        {"params": params, "opt_state": opt_state},
-        {
-            "progress": at.meta(),
-            "preprocessing": run.out.preprocessing,
-            "config": OmegaConf.to_container(run.settings.cfg, resolve=True),
-        },
-        force=force,
-    )
 
 
 def resume(ckpt: Checkpoints, settings: Settings, preprocessing: dict, params, opt_state):
