@@ -24,6 +24,7 @@ from training.cli import (
     end_sweep,
     python_signal_handling,
     report_user_errors,
+    run_composed,
     stop_at_once_until_the_run,
 )
 from training.config import register_schema
@@ -31,7 +32,6 @@ from training.config import register_schema
 register_schema()
 
 
-@hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """Train; return the objective a sweeper minimises: the validation RMSE in the target's
     units (with ``data.folds``, the folds' mean), infinity for a run that failed or has no
@@ -65,6 +65,11 @@ def main(cfg: DictConfig) -> float:
     return objective(metrics)
 
 
+# a sweep, and Hydra's own flags (--help, --cfg, ...); a single run is composed once, by
+# check_overrides, and run by run_composed as Hydra runs one
+hydra_main = hydra.main(config_path="conf", config_name="config", version_base="1.3")(main)
+
+
 def exit_now(code: int = 0) -> None:
     """End the process once every file is written, as a normal exit does (wait for the
     threads that are not daemons, run the ``atexit`` handlers: logging's flush, jax's and
@@ -92,7 +97,11 @@ def exit_now(code: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = check_overrides(sys.argv[1:])
-    main()
+    checked = check_overrides(sys.argv[1:])
+    if checked.run is None:
+        sys.argv[1:] = checked.argv
+        hydra_main()
+    else:
+        run_composed(main, checked.run)
     end_sweep()
     exit_now()

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, concurrently, run_train
+from conftest import CONF, ROOT, concurrently, run_train
 
 # libraries only some runs need, each imported when first used: the plots at a run's end,
 # checkpoints at its first save, the CSV readers for data=csv
@@ -198,3 +198,54 @@ def test_our_bug_in_a_figure_drawn_in_the_plot_process_is_raised_by_the_run(tmp_
     plotter.draw([("loss_curves", (tmp_path, None, None), ("loss_curves",))])
     with pytest.raises(AttributeError):  # the run draws it again, and fails as it did there
         plotter.wait()
+
+
+HYDRA_MAIN_AND_OURS = """
+import sys
+sys.path.insert(0, {root!r})
+import hydra
+from hydra._internal.hydra import Hydra
+from hydra.core.hydra_config import HydraConfig
+from training.cli import check_overrides, run_composed
+
+composed = []
+compose_config = Hydra.compose_config
+Hydra.compose_config = lambda self, *a, **k: composed.append(1) or compose_config(self, *a, **k)
+
+def task(cfg):
+    print(HydraConfig.get().mode.name, HydraConfig.get().job.name, cfg.optimizer.lr)
+    return 0.0
+
+args = ["optimizer.lr=0.05", "logger.plots=false"]
+run_composed(task, check_overrides([*args, "hydra.run.dir={ours}"]).run)
+print(len(composed))
+composed.clear()
+sys.argv = ["train.py", *args, "hydra.run.dir={theirs}"]
+hydra.main(config_path={conf!r}, config_name="config", version_base="1.3")(task)()
+print(len(composed))
+"""
+
+
+def test_a_single_run_is_composed_once_and_run_as_hydra_main_runs_it(tmp_path):
+    # hydra.main composes a run's config twice (for its mode, then to run it), after train.py
+    # composed it to check it: run_composed runs the config train.py composed
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    script = tmp_path / "train.py"  # Hydra names the job after the file: train
+    code = HYDRA_MAIN_AND_OURS.format(root=str(ROOT), conf=str(CONF), ours=ours, theirs=theirs)
+    script.write_text(code)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n") == ["RUN train 0.05", "1", "RUN train 0.05", "2", ""]
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        mine = (ours / ".hydra" / name).read_text().replace(str(ours), "DIR")
+        assert mine == (theirs / ".hydra" / name).read_text().replace(str(theirs), "DIR"), name
+
+
+def test_a_config_that_asks_for_a_sweep_is_run_as_one():
+    # conf/hparams_search/optuna.yaml sets hydra.mode=MULTIRUN: hydra.main sweeps without -m
+    from training.cli import check_overrides
+
+    checked = check_overrides(["hparams_search=optuna", "hydra.sweeper.n_trials=2"])
+    assert checked == (["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2"], None)

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from errors import (
     Interrupted,
@@ -21,6 +22,9 @@ from errors import (
     resume_command,
     stopped_before_the_run,
 )
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -234,16 +238,27 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
     return out
 
 
-def check_overrides(argv: list[str]) -> list[str]:
-    """Compose the config once before Hydra runs, so a bad override is one line, exit 2.
+class Checked(NamedTuple):
+    """What :func:`check_overrides` found: ``argv`` as Hydra should read it, and for a single
+    run the config it composed, Hydra's node included (``None`` for Hydra's own flags and for a
+    sweep, which ``hydra.main`` composes and runs)."""
 
-    A single run is also range-checked here, before any data is read. In a sweep each run checks
-    its own values, so one bad value fails that run only. Returns ``argv`` as Hydra should read
-    it (:func:`quote_for_hydra`).
+    argv: list[str]
+    run: DictConfig | None
+
+
+def check_overrides(argv: list[str]) -> Checked:
+    """Compose the config once before anything is written, so a bad override is one line,
+    exit 2.
+
+    A single run is composed in full, as ``hydra.main`` would (:func:`run_composed` runs it from
+    that config), and range-checked here, before any data is read. In a sweep each run checks
+    its own values, so one bad value fails that run only. ``argv`` comes back as Hydra should
+    read it (:func:`quote_for_hydra`).
     """
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return argv  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
+        return Checked(argv, None)  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
     for arg in argv:  # the policy this key held before it became a list of columns
         key, _, value = arg.partition("=")
         if key == "data.categorical" and value in ("onehot", "error"):
@@ -263,50 +278,124 @@ def check_overrides(argv: list[str]) -> list[str]:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from training.config import register_schema, validate
+    from training.config import register_schema
 
     register_schema()
     refuse_unread_additions(overrides)
+    if not multirun:
+        run = _compose_the_run([*overrides, *hydra_args])
+        if run.hydra.mode is not None and run.hydra.mode.name == "MULTIRUN":
+            return check_overrides(["-m", *original])  # a config asks for a sweep
+        _check_the_run(run, overrides, original)
+        return Checked(argv, run)
     try:
-        combos = _expand(overrides) if multirun else [overrides]
+        combos = _expand(overrides)
     except Exception as exc:  # a syntax error in an override
         fail(f"bad override: {_one_line(exc)}")
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.islice(combos, 64):
             try:  # with the command line's extra config directories, if any
-                cfg = compose("config", overrides=[*combo, *searchpath])
+                compose("config", overrides=[*combo, *searchpath])
             except Exception as exc:
                 fail(_compose_failure(exc))
-            if not multirun:
-                # a CSV: a second process reads and encodes the file while this one imports
-                # JAX (validate's imports, then the run's); its errors come when the run reads
-                # it. Not a CSV: the process train.py may have started for it is stopped
-                from data.read_ahead import read_ahead
-
-                read_ahead(cfg.data, cfg.seed)
-            if not multirun and cfg.logger.plots and not cfg.trainer.distributed.process_id:
-                # and another imports matplotlib, to draw the plots at the end (process 0
-                # draws): now, or once the run has read its CSV (then the read ahead no longer
-                # needs the other core)
-                from training.plot_process import start
-
-                start(now=cfg.data.get("name") != "csv")
-            if multirun:
-                refuse_a_name_too_long(combo, hydra_args)
-            else:
-                try:
-                    validate(cfg, combo, {})  # the run checks Hydra's choice of files
-                    if _holds_a_run(original):
-                        preflight_data(cfg)  # a bad file is named before an occupied directory
-                        if not cfg.trainer.resume:
-                            refuse_another_run(_run_dir(original))
-                        else:
-                            refuse_other_settings(cfg, _run_dir(original))
-                except UserError as exc:
-                    fail(str(exc), exc.exit_code)
+            refuse_a_name_too_long(combo, hydra_args)
     GlobalHydra.instance().clear()
-    return argv
+    return Checked(argv, None)
+
+
+def _compose_the_run(overrides: list[str]) -> DictConfig:
+    """The single run's config, Hydra's node included, composed as ``hydra.main`` composes it
+    (the job named ``train``, after train.py); a config Hydra cannot compose is one line, exit
+    2. Hydra stays initialised for :func:`run_composed`."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    GlobalHydra.instance().clear()
+    initialize_config_dir(config_dir=str(CONF_DIR), job_name="train", version_base="1.3")
+    try:
+        return GlobalHydra.instance().hydra.compose_config(
+            "config", overrides, run_mode=RunMode.RUN, with_log_configuration=False
+        )
+    except Exception as exc:
+        fail(_compose_failure(exc))
+
+
+def _check_the_run(run: DictConfig, overrides: list[str], original: list[str]) -> None:
+    """Start a single run's second processes and check it before Hydra makes its directory:
+    its values and files (:func:`training.config.validate`, on a copy: validating fills the
+    optimizer's keys, which the run does again), its CSV, and that the directory holds no other
+    run (or, resumed, the same run). Each refusal is one line and exits."""
+    import copy
+
+    from omegaconf import open_dict
+
+    from training.config import validate
+
+    cfg = copy.deepcopy(run)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    # a CSV: a second process reads and encodes the file while this one imports JAX
+    # (validate's imports, then the run's); its errors come when the run reads it. Not a
+    # CSV: the process train.py may have started for it is stopped
+    from data.read_ahead import read_ahead
+
+    read_ahead(cfg.data, cfg.seed)
+    if cfg.logger.plots and not cfg.trainer.distributed.process_id:
+        # and another imports matplotlib, to draw the plots at the end (process 0 draws):
+        # now, or once the run has read its CSV (then the read ahead no longer needs the
+        # other core)
+        from training.plot_process import start
+
+        start(now=cfg.data.get("name") != "csv")
+    try:
+        validate(cfg, overrides, {})  # the run checks Hydra's choice of files
+        if _holds_a_run(original):
+            preflight_data(cfg)  # a bad file is named before an occupied directory
+            if not cfg.trainer.resume:
+                refuse_another_run(_run_dir(original))
+            else:
+                refuse_other_settings(cfg, _run_dir(original))
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def run_composed(task, run: DictConfig) -> None:
+    """Run ``task`` on the single run's config that :func:`check_overrides` composed, as
+    ``hydra.main`` runs one (its ``Hydra.run``: the logging, the run directory and its
+    ``.hydra/`` files, callbacks, our bug's traceback), without composing the config twice
+    more (to find the mode, then to run: about 0.15 s of a 2 s walkthrough)."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.utils import run_and_report
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import read_write
+
+    with read_write(run.hydra):
+        run.hydra.mode = RunMode.RUN
+        run.hydra.overrides.hydra.append("hydra.mode=RUN")  # as hydra.main records it
+    configure_log(run.hydra.hydra_logging, run.hydra.verbose)
+    callbacks = Callbacks(run)
+
+    def hydra_run() -> None:
+        callbacks.on_run_start(config=run, config_name="config")
+        context = HydraContext(GlobalHydra.instance().config_loader(), callbacks)
+        ret = run_job(
+            hydra_context=context,
+            task_function=task,
+            config=run,
+            job_dir_key="hydra.run.dir",
+            job_subdir_key=None,
+        )
+        callbacks.on_run_end(config=run, config_name="config", job_return=ret)
+        _ = ret.return_value  # the task's exception, if it raised one
+
+    try:
+        run_and_report(hydra_run)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
