@@ -140,3 +140,25 @@ def test_a_model_that_is_not_a_flax_module_is_one_line():
         "bad config value model._target_='collections.OrderedDict': it built a OrderedDict, not "
         "a flax.nnx.Module; subclass nnx.Module, as models/linear.py does"
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42, 123456789, 2**31 - 1, -1, -(2**31), 2**31, 2**40])
+def test_rngs_from_a_seed_hold_the_key_of_jax_random_key(seed):
+    from models.build import rngs_from_seed
+
+    # (2**31 and 2**40, outside 32 bits, are nnx.Rngs(seed) itself)
+    ours, theirs = rngs_from_seed(seed), nnx.Rngs(seed)
+    for _ in range(2):  # the same stream: each call's key, then a draw from it
+        k1, k2 = ours.params(), theirs.params()
+        np.testing.assert_array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
+        np.testing.assert_array_equal(jax.random.normal(k1, (3,)), jax.random.normal(k2, (3,)))
+
+
+def test_rngs_from_a_seed_compile_only_the_stream_s_counter(caplog):
+    from models.build import rngs_from_seed
+
+    jax.clear_caches()
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        rngs_from_seed(7)
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert len(compiled) <= 1 and all("convert_element_type" in m for m in compiled)

@@ -172,11 +172,12 @@ def refuse_unread_additions(overrides: list[str]) -> None:
     """A ``+key=value`` or ``++key=value`` adding a key nothing reads is one line naming it:
     Hydra adds any key, and the run would train as if the line were not there. Config groups
     (``+experiment=housing``) and the keys of :data:`ADDABLE` are read."""
+    added = [arg for arg in overrides if arg.startswith("+")]
+    if not added:
+        return
     keys = set(known_keys())
     groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
-    for arg in overrides:
-        if not arg.startswith("+"):
-            continue
+    for arg in added:
         key = arg.lstrip("+").split("=", 1)[0].split("@", 1)[0]
         if key in keys or key in groups or key.startswith(ADDABLE):
             continue

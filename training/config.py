@@ -155,6 +155,8 @@ def register_schema() -> None:
     """Register :class:`Config` as ``config_schema`` and the ``${project:PATH}`` resolver: PATH
     inside this project, absolute, so that a file shipped with it (the Windsor CSV of
     ``experiment=housing``) is found whatever directory the command runs from."""
+    if "config_schema.yaml" in ConfigStore.instance().repo:
+        return  # once a process: storing the schema converts the dataclass again
     ConfigStore.instance().store(name="config_schema", node=Config)
     OmegaConf.register_new_resolver("project", lambda path: str(PROJECT / path), replace=True)
 
