@@ -168,3 +168,25 @@ def test_the_advice_names_the_directory_key_of_the_mode(tmp_path, mode, key):
         f"{tmp_path} already holds a run (metrics.json); continue it with trainer.resume=true "
         f"or choose another {key}"
     )
+
+
+@pytest.mark.parametrize("named", ["{dir}/${{seed}}", "~/${{data.name}}"])
+def test_a_run_directory_named_through_the_config_is_checked_before_hydra_writes(
+    tmp_path, monkeypatch, capsys, named
+):
+    # Hydra resolves hydra.run.dir (an interpolation, Hydra's ${now:...}); `~` is the home
+    # directory. A refused run wrote its .hydra/ over the earlier run's record before
+    from training.cli import check_overrides
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    held = tmp_path / ("0" if "seed" in named else "toy")
+    (held / ".hydra").mkdir(parents=True)
+    (held / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.01\n")
+    (held / "metrics.json").write_text("{}")
+    before = snapshot(held)
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides([f"hydra.run.dir={named.format(dir=tmp_path)}", "optimizer.lr=0.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {held} already holds a run (metrics.json)")
+    assert snapshot(held) == before

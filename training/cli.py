@@ -209,8 +209,9 @@ def _expand(overrides: list[str]) -> list[list[str]]:
 def quote_for_hydra(argv: list[str]) -> list[str]:
     """``argv`` with each ``key=~/...`` value quoted for Hydra (its grammar rejects an unquoted
     ``~``, and the README writes ``data.path=~/data/my_houses.csv``; the CSV reader expands the
-    ``~``). Any other value Hydra's grammar rejects (``=``, ``(``, ...) is a one-line error naming
-    the key and showing the quoted form that works, inside the shell's own quotes."""
+    ``~``, and in ``hydra.run.dir`` and ``hydra.sweep.dir`` it is expanded here). Any other
+    value Hydra's grammar rejects (``=``, ``(``, ...) is a one-line error naming the key and
+    showing the quoted form that works, inside the shell's own quotes."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -228,7 +229,10 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             out.append(arg)
             continue
         key, value = arg.split("=", 1)
-        if value.startswith("~") and "," not in value and parses(hydra_quoted(key, value)):
+        tilde = value.startswith("~")
+        if tilde and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
+            value = os.path.expanduser(value)  # Hydra would make a directory named ~
+        if tilde and "," not in value and parses(hydra_quoted(key, value)):
             out.append(hydra_quoted(key, value))
             continue
         fail(
@@ -287,7 +291,7 @@ def check_overrides(argv: list[str]) -> Checked:
         run = _compose_the_run([*overrides, *hydra_args])
         if run.hydra.mode is not None and run.hydra.mode.name == "MULTIRUN":
             return check_overrides(["-m", *original])  # a config asks for a sweep
-        _check_the_run(run, overrides, original)
+        _check_the_run(run, overrides)
         return Checked(argv, run)
     try:
         combos = _expand(overrides)
@@ -323,7 +327,7 @@ def _compose_the_run(overrides: list[str]) -> DictConfig:
         fail(_compose_failure(exc))
 
 
-def _check_the_run(run: DictConfig, overrides: list[str], original: list[str]) -> None:
+def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
     """Start a single run's second processes and check it before Hydra makes its directory:
     its values and files (:func:`training.config.validate`, on a copy: validating fills the
     optimizer's keys, which the run does again), its CSV, and that the directory holds no other
@@ -352,14 +356,30 @@ def _check_the_run(run: DictConfig, overrides: list[str], original: list[str]) -
         start(now=cfg.data.get("name") != "csv")
     try:
         validate(cfg, overrides, {})  # the run checks Hydra's choice of files
-        if _holds_a_run(original):
+        run_dir = _run_directory(run)
+        if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
             preflight_data(cfg)  # a bad file is named before an occupied directory
             if not cfg.trainer.resume:
-                refuse_another_run(_run_dir(original))
+                refuse_another_run(run_dir)
             else:
-                refuse_other_settings(cfg, _run_dir(original))
+                refuse_other_settings(cfg, run_dir)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
+
+
+def _run_directory(run: DictConfig) -> Path | None:
+    """The directory Hydra will make for the single run: ``hydra.run.dir`` resolved as Hydra's
+    ``run_job`` resolves it (its ``${now:...}`` is cached in ``run``, so the run gets the same
+    one; ``${hydra:...}`` reads Hydra's config, set here as ``run_job`` sets it). None where it
+    cannot be resolved before the run (an unknown resolver), which Hydra then reports."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    try:
+        HydraConfig.instance().set_config(run)
+        return Path(str(OmegaConf.select(run, "hydra.run.dir")))
+    except Exception:  # noqa: BLE001 - Hydra's own error, when it runs
+        return None
 
 
 def run_composed(task, run: DictConfig) -> None:
@@ -432,20 +452,6 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
                 "'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, which keep the shell "
                 "from reading the $)"
             )
-
-
-def _run_dir(argv: list[str]) -> Path | None:
-    """The directory ``hydra.run.dir=...`` names, if the command line names one."""
-    for arg in argv:
-        if arg.startswith("hydra.run.dir="):
-            return Path(arg.split("=", 1)[1]).expanduser()
-    return None
-
-
-def _holds_a_run(argv: list[str]) -> bool:
-    """Whether ``hydra.run.dir=...`` names a directory that already holds files."""
-    path = _run_dir(argv)
-    return path is not None and path.is_dir() and any(path.iterdir())
 
 
 # what a run that reached its data leaves; `.hydra/` alone is a run that failed before it
