@@ -67,7 +67,9 @@ def main(cfg: DictConfig) -> float:
 
 # a sweep, and Hydra's own flags (--help, --cfg, ...); a single run is composed once, by
 # check_overrides, and run by run_composed as Hydra runs one
-hydra_main = hydra.main(config_path="conf", config_name="config", version_base="1.3")(main)
+# (conf/ beside this file, the file a symbolic link points to included)
+CONF = str(Path(__file__).resolve().parent / "conf")
+hydra_main = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(main)
 
 
 def exit_now(code: int = 0) -> None:
@@ -97,7 +99,7 @@ def exit_now(code: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    checked = check_overrides(sys.argv[1:])
+    checked = check_overrides(sys.argv[1:], job=Path(__file__).stem)
     if checked.run is None:
         sys.argv[1:] = checked.argv
         hydra_main()

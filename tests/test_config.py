@@ -744,3 +744,108 @@ def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, da
     followed = make_config(*overrides, "data=csv", "data.path=x.csv", "data.target=price")
     validate(followed)
     assert followed.data.name == "csv"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (  # Hydra's own keys: the nearest, not the + of a constructor argument
+            ["hydra.run.dirr=x"],
+            "bad override: there is no config key 'hydra.run.dirr'; did you mean 'hydra.run.dir'?",
+        ),
+        (
+            ["optimizer={a:1}"],
+            "bad override: optimizer is a config group: choose one of its files (optimizer=NAME "
+            "for conf/optimizer/NAME.yaml) or set one of its keys (optimizer.KEY=VALUE)",
+        ),
+        (
+            ["trainer.epochs=${oops}"],
+            "bad override: Interpolation key 'oops' not found; full_key: trainer.epochs",
+        ),
+        (
+            ["trainer.epochs=${oc.env:NO_SUCH_VARIABLE_HERE}"],
+            "bad override: KeyError raised while resolving interpolation: \"Environment "
+            "variable 'NO_SUCH_VARIABLE_HERE' not found\"; full_key: trainer.epochs",
+        ),
+        (
+            ["hydra.run.dir=${nope.key}"],
+            "bad config value hydra.run.dir: Interpolation key 'nope.key' not found; full_key: "
+            "hydra.run.dir",
+        ),
+        (  # set for a sweep's runs only
+            ["hydra.run.dir=runs/${hydra.job.id}"],
+            "bad config value hydra.run.dir: MissingMandatoryValue while resolving "
+            "interpolation: Missing mandatory value: hydra.job.id; full_key: hydra.run.dir",
+        ),
+        (
+            ["hydra.run.dir=${now:}"],
+            "bad config value hydra.run.dir: TypeError raised while resolving interpolation: "
+            "setup_globals.<locals>.<lambda>() missing 1 required positional argument: "
+            "'pattern'; full_key: hydra.run.dir",
+        ),
+        (
+            ["hydra.run.dir=''"],
+            "bad config value hydra.run.dir='': it is empty; name a directory for the run",
+        ),
+    ],
+)
+def test_a_single_run_s_override_that_cannot_be_used_is_one_line(capsys, args, line):
+    from training.cli import check_overrides
+
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
+def test_a_run_directory_that_is_a_file_or_cannot_be_made_is_one_line(
+    capsys, tmp_path, monkeypatch
+):
+    from training.cli import check_overrides, run_composed
+
+    # Hydra's logging, configured by the run, would write to this test's captured streams
+    monkeypatch.setattr("hydra.core.utils.configure_log", lambda *args: None)
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides([f"hydra.run.dir={tmp_path / 'afile'}"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: bad config value hydra.run.dir='{tmp_path / 'afile'}': it is not a "
+        "directory; name a directory for the run\n"
+    )
+    # a directory below a file: Hydra's own makedirs fails, before the run starts
+    below = tmp_path / "afile" / "run"
+    checked = check_overrides([f"hydra.run.dir={below}", "logger.plots=false"])
+    with pytest.raises(SystemExit) as exit_:
+        run_composed(lambda cfg: pytest.fail("the run started"), checked.run)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: cannot write the run directory {below}: Not a directory; choose another "
+        "hydra.run.dir"
+    )
+
+
+def test_hydra_mode_multirun_with_a_sweep_s_values_is_a_sweep():
+    from training.cli import check_overrides
+
+    args = ["hydra.mode=MULTIRUN", "trainer.epochs=2,3"]
+    assert check_overrides(args) == (["-m", *args], None)
+    # a value list in a single run is still Hydra's ambiguity, in one line
+    with pytest.raises(SystemExit):
+        check_overrides(["trainer.epochs=2,3"])
+
+
+def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tmp_path):
+    from training.cli import check_overrides
+
+    extra = tmp_path / "conf" / "optimizer"
+    extra.mkdir(parents=True)
+    (extra / "lion.yaml").write_text(
+        "name: lion\nlr: 1.0e-4\nfreeze: []\nschedule: constant\nfamily: adaptive\n"
+        "transform:\n  _target_: optax.lion\n  _partial_: true\n"
+    )
+    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    checked = check_overrides([search, "optimizer=lion", "logger.plots=false"], job="mine")
+    assert checked.run.optimizer.transform._target_ == "optax.lion"
+    assert checked.run.hydra.job.name == "mine"  # the script's name, as hydra.main takes it

@@ -216,7 +216,7 @@ def task(cfg):
     print(HydraConfig.get().mode.name, HydraConfig.get().job.name, cfg.optimizer.lr)
     return 0.0
 
-args = ["optimizer.lr=0.05", "logger.plots=false"]
+args = {args!r}
 run_composed(task, check_overrides([*args, "hydra.run.dir={ours}"]).run)
 print(len(composed))
 composed.clear()
@@ -226,12 +226,16 @@ print(len(composed))
 """
 
 
-def test_a_single_run_is_composed_once_and_run_as_hydra_main_runs_it(tmp_path):
+@pytest.mark.parametrize("given", [[], ["hydra.mode=RUN"], ["hydra.job.chdir=true"]])
+def test_a_single_run_is_composed_once_and_run_as_hydra_main_runs_it(tmp_path, given):
     # hydra.main composes a run's config twice (for its mode, then to run it), after train.py
     # composed it to check it: run_composed runs the config train.py composed
     ours, theirs = tmp_path / "ours", tmp_path / "theirs"
     script = tmp_path / "train.py"  # Hydra names the job after the file: train
-    code = HYDRA_MAIN_AND_OURS.format(root=str(ROOT), conf=str(CONF), ours=ours, theirs=theirs)
+    args = ["optimizer.lr=0.05", "logger.plots=false", *given]
+    code = HYDRA_MAIN_AND_OURS.format(
+        root=str(ROOT), conf=str(CONF), ours=ours, theirs=theirs, args=args
+    )
     script.write_text(code)
     done = subprocess.run(
         [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120

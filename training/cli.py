@@ -83,6 +83,13 @@ def _one_line(exc: BaseException) -> str:
     unknown = re.match(r"Could not override '([^']+)'", str(exc))
     if unknown:
         key = unknown.group(1)
+        if key.startswith("hydra."):
+            return f"there is no config key {key!r}{_closest_hydra_key(key)}"
+        if (CONF_DIR / key).is_dir():
+            return (
+                f"{key} is a config group: choose one of its files ({key}=NAME for "
+                f"conf/{key}/NAME.yaml) or set one of its keys ({key}.KEY=VALUE)"
+            )
         if key.startswith(ADDABLE):  # an argument of optax's or the model's constructor
             near = _closest_argument(key)
             return (
@@ -142,6 +149,27 @@ def _closest(key: str) -> str:
             leaves.setdefault(k.rsplit(".", 1)[-1], k)
         near = [leaves[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], leaves, n=1)]
     return f"; did you mean {near[0]!r}?" if near else " (the README lists every key)"
+
+
+def _closest_hydra_key(key: str) -> str:
+    """``; did you mean 'hydra.run.dir'?`` for the key of Hydra's own config nearest ``key``
+    (Hydra's schema, ``hydra.conf.HydraConf``), else where Hydra's keys are listed."""
+    import difflib
+
+    from hydra.conf import HydraConf
+    from omegaconf import OmegaConf
+
+    def flat(node, prefix: str) -> list[str]:
+        out = []
+        for k, v in node.items():
+            out.append(prefix + k)
+            if isinstance(v, dict):
+                out.extend(flat(v, f"{prefix}{k}."))
+        return out
+
+    keys = flat(OmegaConf.to_container(OmegaConf.structured(HydraConf)), "hydra.")
+    near = difflib.get_close_matches(key, keys, n=1)
+    return f"; did you mean {near[0]!r}?" if near else " (python train.py --cfg hydra shows them)"
 
 
 def _closest_argument(key: str) -> str | None:
@@ -252,14 +280,14 @@ class Checked(NamedTuple):
     run: DictConfig | None
 
 
-def check_overrides(argv: list[str]) -> Checked:
+def check_overrides(argv: list[str], job: str = "train") -> Checked:
     """Compose the config once before anything is written, so a bad override is one line,
     exit 2.
 
-    A single run is composed in full, as ``hydra.main`` would (:func:`run_composed` runs it from
-    that config), and range-checked here, before any data is read. In a sweep each run checks
-    its own values, so one bad value fails that run only. ``argv`` comes back as Hydra should
-    read it (:func:`quote_for_hydra`).
+    A single run is composed in full, as ``hydra.main`` would for the script named ``job``
+    (:func:`run_composed` runs it from that config), and range-checked here, before any data is
+    read. In a sweep each run checks its own values, so one bad value fails that run only.
+    ``argv`` comes back as Hydra should read it (:func:`quote_for_hydra`).
     """
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
@@ -288,9 +316,9 @@ def check_overrides(argv: list[str]) -> Checked:
     register_schema()
     refuse_unread_additions(overrides)
     if not multirun:
-        run = _compose_the_run([*overrides, *hydra_args])
-        if run.hydra.mode is not None and run.hydra.mode.name == "MULTIRUN":
-            return check_overrides(["-m", *original])  # a config asks for a sweep
+        run = _compose_the_run([*overrides, *hydra_args], job)
+        if run is None:  # the config or the command line asks for a sweep (hydra.mode)
+            return check_overrides(["-m", *original], job)
         _check_the_run(run, overrides)
         return Checked(argv, run)
     try:
@@ -309,22 +337,44 @@ def check_overrides(argv: list[str]) -> Checked:
     return Checked(argv, None)
 
 
-def _compose_the_run(overrides: list[str]) -> DictConfig:
+def _compose_the_run(overrides: list[str], job: str) -> DictConfig | None:
     """The single run's config, Hydra's node included, composed as ``hydra.main`` composes it
-    (the job named ``train``, after train.py); a config Hydra cannot compose is one line, exit
-    2. Hydra stays initialised for :func:`run_composed`."""
+    (Hydra's logging configured, the job named ``job``); None if ``hydra.mode`` asks for a
+    sweep, as ``hydra.main`` finds it (a sweep's values, ``a,b``, compose in its mode only). A
+    config Hydra cannot compose is one line, exit 2. Hydra stays initialised for
+    :func:`run_composed`."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
     GlobalHydra.instance().clear()
-    initialize_config_dir(config_dir=str(CONF_DIR), job_name="train", version_base="1.3")
+    initialize_config_dir(config_dir=str(CONF_DIR), job_name=job, version_base="1.3")
+    hydra = GlobalHydra.instance().hydra
     try:
-        return GlobalHydra.instance().hydra.compose_config(
-            "config", overrides, run_mode=RunMode.RUN, with_log_configuration=False
-        )
+        run = hydra.compose_config("config", overrides, run_mode=RunMode.RUN, from_shell=False)
     except Exception as exc:
+        if _asks_for_a_sweep(hydra, overrides):
+            return None
         fail(_compose_failure(exc))
+    return None if run.hydra.mode == RunMode.MULTIRUN else run
+
+
+def _asks_for_a_sweep(hydra, overrides: list[str]) -> bool:
+    """Whether ``hydra.mode`` is ``MULTIRUN`` in the config composed for a sweep, sweep values
+    unchecked (what ``hydra.main`` composes to find the mode)."""
+    from hydra.types import RunMode
+
+    try:
+        cfg = hydra.compose_config(
+            "config",
+            overrides,
+            run_mode=RunMode.MULTIRUN,
+            with_log_configuration=False,
+            validate_sweep_overrides=False,
+        )
+    except Exception:  # noqa: BLE001 - not a sweep: the single run's error is reported
+        return False
+    return cfg.hydra.mode == RunMode.MULTIRUN
 
 
 def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
@@ -334,13 +384,18 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
     run (or, resumed, the same run). Each refusal is one line and exits."""
     import copy
 
+    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
+    from omegaconf.errors import InterpolationResolutionError
 
     from training.config import validate
 
     cfg = copy.deepcopy(run)
     with open_dict(cfg):
         del cfg["hydra"]
+    # as run_job sets it: the command line's config directories (hydra.searchpath) are read,
+    # and hydra.run.dir's ${hydra:...} resolved
+    HydraConfig.instance().set_config(run)
     # a CSV: a second process reads and encodes the file while this one imports JAX
     # (validate's imports, then the run's); its errors come when the run reads it. Not a
     # CSV: the process train.py may have started for it is stopped
@@ -356,8 +411,8 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
         start(now=cfg.data.get("name") != "csv")
     try:
         validate(cfg, overrides, {})  # the run checks Hydra's choice of files
-        run_dir = _run_directory(run)
-        if run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir()):
+        run_dir = run_directory(run)
+        if run_dir.is_dir() and any(run_dir.iterdir()):
             preflight_data(cfg)  # a bad file is named before an occupied directory
             if not cfg.trainer.resume:
                 refuse_another_run(run_dir)
@@ -365,21 +420,30 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
                 refuse_other_settings(cfg, run_dir)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
+    except InterpolationResolutionError as exc:  # ${...} in a value that does not resolve
+        fail(f"bad override: {_one_line(exc)}")
 
 
-def _run_directory(run: DictConfig) -> Path | None:
-    """The directory Hydra will make for the single run: ``hydra.run.dir`` resolved as Hydra's
-    ``run_job`` resolves it (its ``${now:...}`` is cached in ``run``, so the run gets the same
-    one; ``${hydra:...}`` reads Hydra's config, set here as ``run_job`` sets it). None where it
-    cannot be resolved before the run (an unknown resolver), which Hydra then reports."""
-    from hydra.core.hydra_config import HydraConfig
+def run_directory(run: DictConfig) -> Path:
+    """The directory Hydra makes for the single run: ``hydra.run.dir`` resolved as Hydra's
+    ``run_job`` resolves it (with Hydra's config set; its ``${now:...}`` is cached in ``run``,
+    so the run gets the same one). Raises UserError for a name that does not resolve, is
+    empty, or names something other than a directory."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
-        HydraConfig.instance().set_config(run)
-        return Path(str(OmegaConf.select(run, "hydra.run.dir")))
-    except Exception:  # noqa: BLE001 - Hydra's own error, when it runs
-        return None
+        name = str(OmegaConf.select(run, "hydra.run.dir", throw_on_missing=True))
+    except OmegaConfBaseException as exc:
+        raise UserError(f"bad config value hydra.run.dir: {_one_line(exc)}") from None
+    path = Path(name)
+    if not name or (path.exists() and not path.is_dir()):
+        raise UserError(
+            f"bad config value hydra.run.dir={name!r}: "
+            + ("it is empty" if not name else "it is not a directory")
+            + "; name a directory for the run"
+        )
+    return path
 
 
 def run_composed(task, run: DictConfig) -> None:
@@ -394,22 +458,42 @@ def run_composed(task, run: DictConfig) -> None:
     from hydra.types import HydraContext, RunMode
     from omegaconf import read_write
 
-    with read_write(run.hydra):
-        run.hydra.mode = RunMode.RUN
-        run.hydra.overrides.hydra.append("hydra.mode=RUN")  # as hydra.main records it
-    configure_log(run.hydra.hydra_logging, run.hydra.verbose)
+    if run.hydra.verbose:  # Hydra's account of its search path, defaults and config
+        given = [*run.hydra.overrides.task, *run.hydra.overrides.hydra]
+        GlobalHydra.instance().hydra.compose_config(
+            "config", given, run_mode=RunMode.RUN, with_log_configuration=True
+        )
+    else:
+        configure_log(run.hydra.hydra_logging, run.hydra.verbose)
+    if run.hydra.mode is None:  # as hydra.main sets and records it
+        with read_write(run.hydra):
+            run.hydra.mode = RunMode.RUN
+            run.hydra.overrides.hydra.append("hydra.mode=RUN")
     callbacks = Callbacks(run)
+    started = []
+
+    def job(cfg: DictConfig):
+        started.append(True)
+        return task(cfg)
 
     def hydra_run() -> None:
         callbacks.on_run_start(config=run, config_name="config")
         context = HydraContext(GlobalHydra.instance().config_loader(), callbacks)
-        ret = run_job(
-            hydra_context=context,
-            task_function=task,
-            config=run,
-            job_dir_key="hydra.run.dir",
-            job_subdir_key=None,
-        )
+        try:
+            ret = run_job(
+                hydra_context=context,
+                task_function=job,
+                config=run,
+                job_dir_key="hydra.run.dir",
+                job_subdir_key=None,
+            )
+        except OSError as exc:  # Hydra making the directory or writing .hydra/, not the run
+            if started:
+                raise
+            fail(
+                f"cannot write the run directory {exc.filename or run_directory(run)}: "
+                f"{exc.strerror}; choose another hydra.run.dir"
+            )
         callbacks.on_run_end(config=run, config_name="config", job_return=ret)
         _ = ret.return_value  # the task's exception, if it raised one
 
