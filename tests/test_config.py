@@ -764,7 +764,7 @@ def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, da
         ),
         (
             ["trainer.epochs=${oc.env:NO_SUCH_VARIABLE_HERE}"],
-            "bad override: KeyError raised while resolving interpolation: \"Environment "
+            'bad override: KeyError raised while resolving interpolation: "Environment '
             "variable 'NO_SUCH_VARIABLE_HERE' not found\"; full_key: trainer.epochs",
         ),
         (
