@@ -849,3 +849,43 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
     checked = check_overrides([search, "optimizer=lion", "logger.plots=false"], job="mine")
     assert checked.run.optimizer.transform._target_ == "optax.lion"
     assert checked.run.hydra.job.name == "mine"  # the script's name, as hydra.main takes it
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (  # Hydra printed its multi-line error (--cfg) or a traceback (--help)
+            ["--cfg", "job", "trainer.epoch=3"],
+            "bad override: there is no config key 'trainer.epoch'; did you mean 'trainer.epochs'?",
+        ),
+        (
+            ["--help", "trainer.epoch=3"],
+            "bad override: there is no config key 'trainer.epoch'; did you mean 'trainer.epochs'?",
+        ),
+        (
+            ["--hydra-help", "trainer.epochs=7"],
+            "--hydra-help shows Hydra's own help and takes no overrides: drop them",
+        ),
+        (
+            ["-m", "--cfg", "job", "optimizer.lr=0.1,0.2"],
+            "Hydra takes one of --run, --multirun (-m), --cfg, --info and --shell-completion at "
+            "a time; keep one",
+        ),
+    ],
+)
+def test_hydra_s_own_flags_with_an_override_that_cannot_be_used_are_one_line(capsys, args, line):
+    from training.cli import check_overrides
+
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
+@pytest.mark.parametrize(
+    "args", [["--cfg", "job", "trainer.epochs=3"], ["--cfg", "hydra"], ["--info", "defaults"]]
+)
+def test_hydra_s_own_flags_are_left_to_hydra(args):
+    from training.cli import check_overrides
+
+    assert check_overrides(args) == (args, None)

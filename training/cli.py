@@ -291,6 +291,7 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
     """
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        _check_overrides_of_a_flag(argv)
         return Checked(argv, None)  # Hydra's own flags (--help, --cfg, ...): let Hydra answer
     for arg in argv:  # the policy this key held before it became a list of columns
         key, _, value = arg.partition("=")
@@ -335,6 +336,44 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
             refuse_a_name_too_long(combo, hydra_args)
     GlobalHydra.instance().clear()
     return Checked(argv, None)
+
+
+def _check_overrides_of_a_flag(argv: list[str]) -> None:
+    """Hydra's own flags (``--cfg job``, ``--help``, ...) given overrides: one that does not
+    compose is one line, exit 2, as for a run (Hydra printed its multi-line error, or for
+    ``--help`` a traceback). Flags that choose another config (``--config-name``,
+    ``--config-path``, ``--config-dir``) and arguments Hydra's parser refuses are left to
+    Hydra."""
+    from hydra import initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # Hydra says it, when it parses them
+            args = get_args_parser().parse_args(argv)
+    except SystemExit:
+        return
+    given = [args.run, args.multirun, args.cfg, args.info, args.shell_completion]
+    if sum(bool(g) for g in given) > 1:
+        fail(
+            "Hydra takes one of --run, --multirun (-m), --cfg, --info and --shell-completion "
+            "at a time; keep one"
+        )
+    if args.hydra_help and args.overrides:
+        fail("--hydra-help shows Hydra's own help and takes no overrides: drop them")
+    if args.config_path or args.config_name or args.config_dir or not args.overrides:
+        return
+    overrides = quote_for_hydra(args.overrides)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        try:  # a sweep's values (a,b) are checked by each run
+            GlobalHydra.instance().hydra.compose_config(
+                "config", overrides, run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False
+            )
+        except Exception as exc:
+            fail(_compose_failure(exc))
+    GlobalHydra.instance().clear()
 
 
 def _compose_the_run(overrides: list[str], job: str) -> DictConfig | None:
