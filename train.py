@@ -65,9 +65,9 @@ def main(cfg: DictConfig) -> float:
     return objective(metrics)
 
 
-# a sweep, and Hydra's own flags (--help, --cfg, ...); a single run is composed once, by
-# check_overrides, and run by run_composed as Hydra runs one
-# (conf/ beside this file, the file a symbolic link points to included)
+# hydra.main runs a sweep and Hydra's own flags (--help, --cfg, ...), from the conf/ beside
+# this file (a symbolic link's target); a single run is composed once, by check_overrides, and
+# run by run_composed as Hydra runs one
 CONF = str(Path(__file__).resolve().parent / "conf")
 hydra_main = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(main)
 

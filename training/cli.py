@@ -347,7 +347,6 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     from hydra import initialize_config_dir
     from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.types import RunMode
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # Hydra says it, when it parses them
@@ -367,20 +366,29 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     overrides = quote_for_hydra(args.overrides)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:  # a sweep's values (a,b) are checked by each run
-            GlobalHydra.instance().hydra.compose_config(
-                "config", overrides, run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False
-            )
+        try:
+            _compose_as_a_sweep(overrides)
         except Exception as exc:
             fail(_compose_failure(exc))
     GlobalHydra.instance().clear()
 
 
+def _compose_as_a_sweep(overrides: list[str]) -> DictConfig:
+    """The config as the initialised Hydra composes it for a sweep, the sweep's values
+    (``a,b``) unchecked (each run checks its own): what ``hydra.main`` composes to find the
+    mode. Raises Hydra's errors."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    return GlobalHydra.instance().hydra.compose_config(
+        "config", overrides, run_mode=RunMode.MULTIRUN, validate_sweep_overrides=False
+    )
+
+
 def _compose_the_run(overrides: list[str], job: str) -> DictConfig | None:
     """The single run's config, Hydra's node included, composed as ``hydra.main`` composes it
-    (Hydra's logging configured, the job named ``job``); None if ``hydra.mode`` asks for a
-    sweep, as ``hydra.main`` finds it (a sweep's values, ``a,b``, compose in its mode only). A
-    config Hydra cannot compose is one line, exit 2. Hydra stays initialised for
+    (the job named ``job``); None if ``hydra.mode`` asks for a sweep, as ``hydra.main`` finds
+    it. A config Hydra cannot compose is one line, exit 2. Hydra stays initialised for
     :func:`run_composed`."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -392,28 +400,13 @@ def _compose_the_run(overrides: list[str], job: str) -> DictConfig | None:
     try:
         run = hydra.compose_config("config", overrides, run_mode=RunMode.RUN, from_shell=False)
     except Exception as exc:
-        if _asks_for_a_sweep(hydra, overrides):
-            return None
+        try:  # a sweep's values (a,b) compose only as a sweep
+            if _compose_as_a_sweep(overrides).hydra.mode == RunMode.MULTIRUN:
+                return None
+        except Exception:  # noqa: BLE001, S110 - the single run's error is the one to report
+            pass
         fail(_compose_failure(exc))
     return None if run.hydra.mode == RunMode.MULTIRUN else run
-
-
-def _asks_for_a_sweep(hydra, overrides: list[str]) -> bool:
-    """Whether ``hydra.mode`` is ``MULTIRUN`` in the config composed for a sweep, sweep values
-    unchecked (what ``hydra.main`` composes to find the mode)."""
-    from hydra.types import RunMode
-
-    try:
-        cfg = hydra.compose_config(
-            "config",
-            overrides,
-            run_mode=RunMode.MULTIRUN,
-            with_log_configuration=False,
-            validate_sweep_overrides=False,
-        )
-    except Exception:  # noqa: BLE001 - not a sweep: the single run's error is reported
-        return False
-    return cfg.hydra.mode == RunMode.MULTIRUN
 
 
 def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
@@ -511,7 +504,7 @@ def run_composed(task, run: DictConfig) -> None:
     callbacks = Callbacks(run)
     started = []
 
-    def job(cfg: DictConfig):
+    def task_started(cfg: DictConfig):
         started.append(True)
         return task(cfg)
 
@@ -521,7 +514,7 @@ def run_composed(task, run: DictConfig) -> None:
         try:
             ret = run_job(
                 hydra_context=context,
-                task_function=job,
+                task_function=task_started,
                 config=run,
                 job_dir_key="hydra.run.dir",
                 job_subdir_key=None,
