@@ -561,6 +561,16 @@ def test_check_overrides_builds_the_transform_with_the_overrides():
     assert cfg.optimizer.transform.b2 == 0.999  # the file's ${..b2}: the group's key
 
 
+def refusal(capsys, args: list[str]) -> str:
+    """What train.py's check of ``args`` prints as it exits with status 2."""
+    from training.cli import check_overrides
+
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [
@@ -599,12 +609,7 @@ def test_check_overrides_builds_the_transform_with_the_overrides():
     ],
 )
 def test_an_added_key_nothing_reads_is_refused(capsys, args, line):
-    from training.cli import check_overrides
-
-    with pytest.raises(SystemExit) as exit_:
-        check_overrides(args)
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"error: {line}\n"
+    assert refusal(capsys, args) == f"error: {line}\n"
 
 
 @pytest.mark.parametrize(
@@ -790,12 +795,7 @@ def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, da
     ],
 )
 def test_a_single_run_s_override_that_cannot_be_used_is_one_line(capsys, args, line):
-    from training.cli import check_overrides
-
-    with pytest.raises(SystemExit) as exit_:
-        check_overrides(args)
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"error: {line}\n"
+    assert refusal(capsys, args) == f"error: {line}\n"
 
 
 def test_a_run_directory_that_is_a_file_or_cannot_be_made_is_one_line(
@@ -874,12 +874,7 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
     ],
 )
 def test_hydra_s_own_flags_with_an_override_that_cannot_be_used_are_one_line(capsys, args, line):
-    from training.cli import check_overrides
-
-    with pytest.raises(SystemExit) as exit_:
-        check_overrides(args)
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err == f"error: {line}\n"
+    assert refusal(capsys, args) == f"error: {line}\n"
 
 
 @pytest.mark.parametrize(
