@@ -6,6 +6,7 @@ three and import nothing of the project."""
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -73,8 +74,9 @@ def shell_word(arg: str) -> str:
 
 def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:
     """``PYTHON train.py OVERRIDES trainer.resume=true hydra.run.dir=W``: the command that
-    continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task``, or
-    its ``.hydra/overrides.yaml``), whatever command started it (a sweep's ``-m``). ``cwd``:
+    continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task`` and
+    ``hydra.overrides.hydra``, as in its ``.hydra/``), whatever command started it (a sweep's
+    ``-m``). ``cwd``:
     the directory the run was started from (its relative paths mean that one), prefixed as
     ``cd CWD &&`` when it is not the working directory. PYTHON (this interpreter) and train.py
     are written relative to the directory the command runs in when inside it."""
@@ -89,11 +91,21 @@ def resume_command(workdir: object, overrides: list[str], cwd: object = None) ->
         except ValueError:
             return str(path)
 
-    replaced = ("trainer.resume", "hydra.run.dir")
-    keep = [a for a in overrides if a.lstrip("+~").split("=")[0] not in replaced]
+    keep = [a for a in overrides if not _of_another_run(a.lstrip("+~").split("=")[0])]
     words = [shown(Path(sys.executable)), shown(train), *keep, "trainer.resume=true"]
+    # the directory as the command, run in `here`, must name it
+    workdir = shown(Path(os.path.abspath(str(workdir))))
     command = " ".join([*map(shell_word, words), hydra_value("hydra.run.dir", workdir)])
     return command if here == Path.cwd() else f"cd {shell_word(str(here))} && {command}"
+
+
+def _of_another_run(key: str) -> bool:
+    """Whether an override of ``key`` is left out of the command that resumes a run: the two it
+    sets itself, and what made the run one of a sweep (its mode, the sweep's directory, the
+    search that chose its values, which are overrides of their own)."""
+    return key in ("trainer.resume", "hydra.run.dir", "hydra.mode", "hparams_search") or (
+        key.startswith(("hydra.sweep", "hydra/sweeper", "hydra.sweeper", "hydra/launcher"))
+    )
 
 
 def stopped_before_the_run(signum: int, resume: str | None = None) -> Interrupted:

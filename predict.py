@@ -37,9 +37,9 @@ def _run_record(run_dir: Path) -> dict:
 
 
 def run_overrides(run_dir: Path) -> tuple[list[str], str | None]:
-    """The overrides the run in ``run_dir`` was made with and the directory it was started
-    from (Hydra's ``.hydra/overrides.yaml`` and ``hydra.runtime.cwd`` in ``.hydra/hydra.yaml``);
-    ``[]`` and None where they are not there."""
+    """The overrides the run in ``run_dir`` was made with (Hydra's ``.hydra/overrides.yaml``,
+    then Hydra's own from ``.hydra/hydra.yaml``) and the directory it was started from
+    (``hydra.runtime.cwd``); ``[]`` and None where they are not there."""
     from omegaconf import OmegaConf
 
     try:
@@ -47,7 +47,9 @@ def run_overrides(run_dir: Path) -> tuple[list[str], str | None]:
     except Exception:  # noqa: BLE001 - no such file, or not Hydra's: advice without overrides
         overrides = []
     try:
-        cwd = str(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.runtime.cwd)
+        hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
+        cwd = str(hydra.runtime.cwd)
+        overrides += [str(a) for a in hydra.overrides.hydra]  # hydra.job.chdir=true, ...
     except Exception:  # noqa: BLE001 - as above: the command is run where predict.py is
         cwd = None
     return overrides, cwd

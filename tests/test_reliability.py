@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -493,3 +494,36 @@ def test_a_run_stopped_in_its_report_then_resumed_draws_the_plots_of_one_run(tmp
     for name in pngs:
         drawn = (tmp_path / "resumed" / name).read_bytes()
         assert drawn == (tmp_path / "whole" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_predict_s_resume_advice_works_from_another_directory_with_hydra_s_own_overrides(
+    tmp_path,
+):
+    """A run started in one directory with a relative hydra.run.dir and hydra.job.chdir=true,
+    advised from another (predict.py's note for a run that did not finish): the command cds to
+    where the run started, names the run's directory from there and keeps hydra.job.chdir
+    (without it the relative data.path meant another file and the resume was refused; the
+    directory, relative to the wrong place, started a new run)."""
+    from errors import resume_command
+    from predict import run_overrides
+
+    start = tmp_path / "start"
+    start.mkdir()
+    shutil.copy(ROOT / "data/housing/windsor_house_prices.csv", start / "houses.csv")
+    args = ("data=csv", "data.path=houses.csv", "data.target=price", "trainer.epochs=3")
+    args += ("logger.plots=false", "hydra.job.chdir=true", "hydra.run.dir=runs/x")
+    first = run_train(*args, cwd=start)
+    assert first.returncode == 0, first.stderr
+    job = start / "runs" / "x"
+    before = json.loads((job / "metrics.json").read_text())
+    (job / "metrics.json").unlink()  # as if it had stopped after its last checkpoint
+    given = Path(os.path.relpath(job))  # as predict.py is given it, from here
+    command = resume_command(given, *run_overrides(given))
+    assert command.startswith(f"cd {start} && ") and "hydra.job.chdir=true" in command
+    assert command.endswith("trainer.resume=true hydra.run.dir=runs/x"), command
+    again = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "starting from scratch" not in again.stdout
+    assert json.loads((job / "metrics.json").read_text())["params"] == before["params"]
+    assert sorted(p.name for p in start.iterdir()) == ["houses.csv", "runs"]

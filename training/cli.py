@@ -695,8 +695,10 @@ def resume_advice(workdir: Path) -> str:
     if in_a_sweep():
         from hydra.core.hydra_config import HydraConfig
 
-        cwd = HydraConfig.get().runtime.cwd  # the sweep's directory: its paths are relative to it
-        return "run " + resume_command(workdir, command_line_overrides(), cwd)
+        hydra = HydraConfig.get()
+        cwd = hydra.runtime.cwd  # the sweep's directory: its paths are relative to it
+        given = [*command_line_overrides(), *hydra.overrides.hydra]
+        return "run " + resume_command(workdir, given, cwd)
     return f"run the same command with trainer.resume=true {hydra_value('hydra.run.dir', workdir)}"
 
 
