@@ -190,3 +190,22 @@ def test_a_run_directory_named_through_the_config_is_checked_before_hydra_writes
     err = capsys.readouterr().err
     assert err.startswith(f"error: {held} already holds a run (metrics.json)")
     assert snapshot(held) == before
+
+
+def test_a_run_directory_with_a_backslash_is_refused_before_anything_is_written(tmp_path, capsys):
+    # orbax's array writer took the backslash for a separator: the checkpoint's arrays went to
+    # another directory, and a resume found no readable checkpoint and started over
+    from test_config import refusal
+
+    named = tmp_path / "data.target=Sale\\ Price"  # a sweep's run named after its override
+    advice = (
+        f"the run directory {named} has a backslash in its name, which orbax's checkpoints "
+        "cannot hold (their arrays would be written elsewhere); choose a hydra.run.dir without "
+        "one (a sweep names its runs after their overrides, a space as '\\ ': number them with "
+        "'hydra.sweep.subdir=${hydra.job.num}')"
+    )
+    assert refusal(capsys, [f"hydra.run.dir='{named}'"]) == f"error: {advice}\n"
+    with pytest.raises(UserError) as exc:  # a sweep's run: the sweep goes on
+        train_and_evaluate(make_config(), named)
+    assert str(exc.value) == advice
+    assert not any(tmp_path.iterdir())

@@ -65,6 +65,20 @@ def shapes_of(tree) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(a)) for path, a in flat}
 
 
+def refuse_a_backslash(directory: Path) -> None:
+    """Raise :class:`UserError` if ``directory`` has a backslash in its name: orbax's array
+    writer (TensorStore's file store) takes it for a separator and writes a checkpoint's arrays
+    in another directory, and the checkpoint cannot be read back. Hydra puts one before each
+    space of a sweep's override in the run's name (``data.target=Sale\\ Price``)."""
+    if "\\" in str(directory):
+        raise UserError(
+            f"the run directory {directory} has a backslash in its name, which orbax's "
+            "checkpoints cannot hold (their arrays would be written elsewhere); choose a "
+            "hydra.run.dir without one (a sweep names its runs after their overrides, a space "
+            "as '\\ ': number them with 'hydra.sweep.subdir=${hydra.job.num}')"
+        )
+
+
 class ShapeMismatchError(ValueError):
     """A checkpoint holds arrays of other shapes than those asked for."""
 

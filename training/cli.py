@@ -469,6 +469,9 @@ def run_directory(run: DictConfig) -> Path:
     except OmegaConfBaseException as exc:
         raise UserError(f"bad config value hydra.run.dir: {_one_line(exc)}") from None
     path = Path(name)
+    from training.checkpoint import refuse_a_backslash
+
+    refuse_a_backslash(path.absolute())
     if not name or (path.exists() and not path.is_dir()):
         raise UserError(
             f"bad config value hydra.run.dir={name!r}: "

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from errors import DivergenceError, Interrupted, UserError, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
-from training.checkpoint import Checkpoints
+from training.checkpoint import Checkpoints, refuse_a_backslash
 from training.cli import (
     other_settings,
     refuse_another_run,
@@ -77,6 +77,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         validate(cfg)
         enable_compilation_cache(cfg.trainer.compilation_cache)
         keep_freed_host_memory()
+        refuse_a_backslash(Path(workdir).absolute())
         if not cfg.trainer.resume:  # before any process writes: no process has connected yet
             refuse_another_run(Path(workdir))
         init_distributed(cfg.trainer.distributed)
