@@ -862,6 +862,14 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
             ["--help", "trainer.epoch=3"],
             "bad override: there is no config key 'trainer.epoch'; did you mean 'trainer.epochs'?",
         ),
+        (  # Hydra printed a traceback
+            ["--cfg", "job", "--resolve", "trainer.epochs=${oops}"],
+            "bad override: Interpolation key 'oops' not found; full_key: trainer.epochs",
+        ),
+        (
+            ["--cfg", "hydra", "--resolve", "hydra.run.dir=${nope}"],
+            "bad override: Interpolation key 'nope' not found; full_key: hydra.run.dir",
+        ),
         (
             ["--hydra-help", "trainer.epochs=7"],
             "--hydra-help shows Hydra's own help and takes no overrides: drop them",
@@ -878,9 +886,18 @@ def test_hydra_s_own_flags_with_an_override_that_cannot_be_used_are_one_line(cap
 
 
 @pytest.mark.parametrize(
-    "args", [["--cfg", "job", "trainer.epochs=3"], ["--cfg", "hydra"], ["--info", "defaults"]]
+    "args",
+    [
+        ["--cfg", "job", "trainer.epochs=3"],
+        ["--cfg", "job", "--resolve", "optimizer=adam", "optimizer.b1=0.8"],
+        ["--cfg", "hydra"],
+        ["--info", "defaults"],
+    ],
 )
-def test_hydra_s_own_flags_are_left_to_hydra(args):
+def test_hydra_s_own_flags_are_left_to_hydra(args, capsys):
     from training.cli import check_overrides
 
     assert check_overrides(args) == (args, None)
+    assert capsys.readouterr() == ("", "")  # Hydra answers (--version was printed twice)
+    assert check_overrides(["--version"]) == (["--version"], None)
+    assert capsys.readouterr() == ("", "")

@@ -348,8 +348,9 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
 
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):  # Hydra says it, when it parses them
+    quiet = io.StringIO()
+    try:  # Hydra answers --version, and says what its parser refuses, when it parses them
+        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
             args = get_args_parser().parse_args(argv)
     except SystemExit:
         return
@@ -367,10 +368,29 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
-            _compose_as_a_sweep(overrides)
+            cfg = _compose_as_a_sweep(overrides)
         except Exception as exc:
             fail(_compose_failure(exc))
+        if args.resolve:  # --cfg --resolve shows the values: an interpolation that fails
+            _resolved(cfg)
     GlobalHydra.instance().clear()
+
+
+def _resolved(cfg: DictConfig) -> None:
+    """Resolve the job's values of ``cfg`` and its run directories (Hydra sets its runtime
+    keys only for a run); one that does not resolve is one line naming its key, exit 2."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    HydraConfig.instance().set_config(cfg)
+    try:
+        job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        OmegaConf.to_container(job, resolve=True)
+        for key in ("hydra.run.dir", "hydra.sweep.dir"):
+            OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        fail(f"bad override: {_one_line(exc)}")
 
 
 def _compose_as_a_sweep(overrides: list[str]) -> DictConfig:
