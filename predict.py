@@ -24,7 +24,8 @@ def _run_record(run_dir: Path) -> dict:
     """The run's ``preprocessing.json``; a directory train.py did not finish is a UserError."""
     prep_path = run_dir / "preprocessing.json"
     if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such directory; give the directory a train.py run wrote")
+        what = "a file, not a directory" if run_dir.exists() else "no such directory"
+        raise UserError(f"{run_dir}: {what}; give the directory a train.py run wrote")
     if not prep_path.is_file():
         raise UserError(
             f"{run_dir}: not a finished run (no preprocessing.json); give the "
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("rows", help="CSV of new rows: the feature columns, target column optional")
     p.add_argument("-o", "--output", help="where to write (default: print CSV to stdout)")
     args = p.parse_args(argv)
+    out = Path(args.output).expanduser() if args.output else None
+    if out is not None and out.exists() and out.resolve() == Path(args.rows).expanduser().resolve():
+        fail(f"-o {args.output} is the file of new rows itself; write the predictions elsewhere")
     try:
         pred, df, prep = predict(args.run_dir, args.rows)
     except UserError as exc:
@@ -216,8 +220,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     df[f"predicted_{prep['target']}"] = pred
     fmt = {"sep": sep, "decimal": decimal, "index": False}
-    if args.output:
-        df.to_csv(args.output, **fmt)
+    if out is not None:
+        try:
+            df.to_csv(out, **fmt)
+        except OSError as exc:  # a directory, a missing or read-only place, a full disk
+            fail(f"cannot write -o {args.output}: {exc.strerror or exc}; choose another file")
         print(f"wrote {len(df)} predictions to {args.output}", file=sys.stderr)
         return
     try:

@@ -209,3 +209,32 @@ def test_new_rows_may_use_another_separator(run, tmp_path):
     a = float(comma.stdout.splitlines()[1].rsplit(",", 1)[1])
     b = float(semi.stdout.splitlines()[1].rsplit(";", 1)[1].replace(",", "."))
     assert a == b
+
+
+@pytest.mark.parametrize(
+    ("where", "line"),
+    [
+        ("new.csv", "-o {out} is the file of new rows itself; write the predictions elsewhere"),
+        (".", "cannot write -o {out}: Is a directory; choose another file"),
+        (
+            "nowhere/out.csv",
+            "cannot write -o {out}: Cannot save file into a non-existent directory: "
+            "'{out.parent}'; choose another file",
+        ),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_one_line(run, tmp_path, where, line):
+    new = tmp_path / "new.csv"
+    new.write_text("sqft,bedrooms,age\n1500,3,20\n")
+    out = tmp_path / where
+    assert one_error_line(run_predict(run, new, "-o", out)) == "error: " + line.format(out=out)
+    assert new.read_text() == "sqft,bedrooms,age\n1500,3,20\n"  # the rows are left as they were
+
+
+def test_a_file_given_as_the_run_is_named_as_one(tmp_path):
+    (tmp_path / "run").write_text("")
+    line = one_error_line(run_predict(tmp_path / "run", tmp_path / "new.csv"))
+    assert line == (
+        f"error: {tmp_path / 'run'}: a file, not a directory; give the directory a train.py "
+        "run wrote"
+    )
