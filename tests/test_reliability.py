@@ -165,6 +165,11 @@ def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
     assert "\n" not in line and "Traceback" not in proc.stderr
     assert line.startswith("error: training diverged at step ")
     assert "optimizer.lr=10" in line and "largest stable full-batch learning rate" in line
+    # the directory named here holds this run's files: the advice names another one
+    assert line.endswith(
+        f"; set optimizer.lr=auto or below that, in another hydra.run.dir ({tmp_path} keeps "
+        "this run's files)"
+    )
     ckpt = Checkpoints(tmp_path / "checkpoints")
     try:
         assert ckpt.steps(), "the epochs before the divergence were checkpointed"

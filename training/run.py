@@ -422,10 +422,23 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
         advice = f"{bound.what} is {bound.lr:.4g}; set optimizer.lr=auto or below that"
     else:
         advice = f"set optimizer.lr below {lr:.4g}"
+    if _run_dir_named_on_the_command_line():  # the next run would find this one there
+        workdir = run.settings.workdir
+        advice += f", in another hydra.run.dir ({workdir} keeps this run's files)"
     return DivergenceError(
         f"training diverged at step {step}: the loss became {fmt(loss)} with "
         f"optimizer.lr={lr:.4g}; {advice}"
     )
+
+
+def _run_dir_named_on_the_command_line() -> bool:
+    """Whether a single run's directory is ``hydra.run.dir=...`` of the command line (else
+    Hydra names a new one for each run, by the time it starts)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode.name == "MULTIRUN":
+        return False
+    return any(str(o).startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
 
 
 _WRITING_CHECKPOINT: list[bool] = []  # non-empty while save() writes a checkpoint
