@@ -209,3 +209,26 @@ def test_a_run_directory_with_a_backslash_is_refused_before_anything_is_written(
         train_and_evaluate(make_config(), named)
     assert str(exc.value) == advice
     assert not any(tmp_path.iterdir())
+
+
+def test_a_run_directory_another_run_is_writing_is_refused(tmp_path):
+    # two runs started at once into one directory (two runs started in the same second share
+    # the default outputs/<date>/<time>) both passed the check before either wrote, and broke
+    # each other's checkpoints: a run holds its directory's lock while it runs
+    import fcntl
+    import os
+
+    from test_predict import one_error_line
+
+    tmp_path.mkdir(exist_ok=True)
+    lock = os.open(tmp_path / ".run.lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other run holds it
+        line = one_error_line(run_train("logger.plots=false", f"hydra.run.dir={tmp_path}"))
+    finally:
+        os.close(lock)
+    assert line == (
+        f"error: {tmp_path} is in use by another run, started there at the same time; choose "
+        "another hydra.run.dir"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock"]  # nothing written

@@ -501,6 +501,39 @@ def run_directory(run: DictConfig) -> Path:
     return path
 
 
+_HELD: list[int] = []  # the run directory's lock, held until the process ends
+
+
+def hold_the_run_directory(run: DictConfig) -> None:
+    """Lock ``<run dir>/.run.lock`` (``fcntl.flock``: released when the process ends, however
+    it ends) before Hydra writes into the directory, then check again that it holds no other
+    run: two runs started at once into one directory (two runs started in the same second
+    share the default ``outputs/<date>/<time>``) each passed :func:`check_overrides` before
+    either wrote, and broke each other's checkpoints. One line, exit 2, for the second."""
+    import fcntl
+
+    path = run_directory(run)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = os.open(path / ".run.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        fail(f"cannot write the run directory {path}: {exc.strerror}; choose another hydra.run.dir")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        fail(
+            f"{path} is in use by another run, started there at the same time; choose another "
+            "hydra.run.dir"
+        )
+    _HELD.append(lock)
+    if not run.trainer.resume:  # the other run may have ended, leaving its files
+        try:
+            refuse_another_run(path)
+        except UserError as exc:
+            fail(str(exc), exc.exit_code)
+
+
 def run_composed(task, run: DictConfig) -> None:
     """Run ``task`` on the single run's config that :func:`check_overrides` composed, as
     ``hydra.main`` runs one (its ``Hydra.run``: the logging, the run directory and its
@@ -524,6 +557,7 @@ def run_composed(task, run: DictConfig) -> None:
         with read_write(run.hydra):
             run.hydra.mode = RunMode.RUN
             run.hydra.overrides.hydra.append("hydra.mode=RUN")
+    hold_the_run_directory(run)
     callbacks = Callbacks(run)
     started = []
 
