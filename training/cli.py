@@ -509,9 +509,13 @@ def hold_the_run_directory(run: DictConfig) -> None:
     it ends) before Hydra writes into the directory, then check again that it holds no other
     run: two runs started at once into one directory (two runs started in the same second
     share the default ``outputs/<date>/<time>``) each passed :func:`check_overrides` before
-    either wrote, and broke each other's checkpoints. One line, exit 2, for the second."""
+    either wrote, and broke each other's checkpoints. One line, exit 2, for the second. The
+    processes of one run on several processes (``trainer.distributed``) share it, unlocked."""
     import fcntl
 
+    distributed = run.trainer.distributed
+    if distributed.auto or (distributed.num_processes or 1) > 1:
+        return  # every process of one run writes into its directory
     path = run_directory(run)
     try:
         path.mkdir(parents=True, exist_ok=True)
