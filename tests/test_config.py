@@ -901,3 +901,17 @@ def test_hydra_s_own_flags_are_left_to_hydra(args, capsys):
     assert capsys.readouterr() == ("", "")  # Hydra answers (--version was printed twice)
     assert check_overrides(["--version"]) == (["--version"], None)
     assert capsys.readouterr() == ("", "")
+
+
+def test_the_check_leaves_hydra_s_config_as_it_found_it():
+    # it sets Hydra's config to check the run (hydra.searchpath, ${hydra:...}); left set, a
+    # later run in the same process took itself for one of Hydra's (a divergence's advice read
+    # a mode Hydra had not set)
+    from hydra.core.hydra_config import HydraConfig
+
+    from training.cli import check_overrides
+
+    assert not HydraConfig.initialized()
+    assert check_overrides(["logger.plots=false"]).run is not None
+    assert check_overrides(["--cfg", "job", "--resolve", "trainer.epochs=3"]).run is None
+    assert not HydraConfig.initialized()

@@ -391,6 +391,8 @@ def _resolved(cfg: DictConfig) -> None:
             OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         fail(f"bad override: {_one_line(exc)}")
+    finally:
+        HydraConfig.instance().cfg = None
 
 
 def _compose_as_a_sweep(overrides: list[str]) -> DictConfig:
@@ -438,20 +440,29 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
-    from omegaconf.errors import InterpolationResolutionError
-
-    from training.config import validate
 
     cfg = copy.deepcopy(run)
     with open_dict(cfg):
         del cfg["hydra"]
-    # as run_job sets it: the command line's config directories (hydra.searchpath) are read,
-    # and hydra.run.dir's ${hydra:...} resolved
+    # as run_job sets it (it is set again there): the command line's config directories
+    # (hydra.searchpath) are read, and hydra.run.dir's ${hydra:...} resolved
+    before = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(run)
+    try:
+        _check_the_composed_run(run, cfg, overrides)
+    finally:
+        HydraConfig.instance().cfg = before
+
+
+def _check_the_composed_run(run: DictConfig, cfg: DictConfig, overrides: list[str]) -> None:
+    """:func:`_check_the_run`'s checks, with Hydra's config set (``cfg``: the run's own)."""
+    from omegaconf.errors import InterpolationResolutionError
+
     # a CSV: a second process reads and encodes the file while this one imports JAX
     # (validate's imports, then the run's); its errors come when the run reads it. Not a
     # CSV: the process train.py may have started for it is stopped
     from data.read_ahead import read_ahead
+    from training.config import validate
 
     read_ahead(cfg.data, cfg.seed)
     if cfg.logger.plots and not cfg.trainer.distributed.process_id:
@@ -546,6 +557,7 @@ def run_composed(task, run: DictConfig) -> None:
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.utils import run_and_report
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log, run_job
     from hydra.types import HydraContext, RunMode
     from omegaconf import read_write
@@ -561,7 +573,12 @@ def run_composed(task, run: DictConfig) -> None:
         with read_write(run.hydra):
             run.hydra.mode = RunMode.RUN
             run.hydra.overrides.hydra.append("hydra.mode=RUN")
-    hold_the_run_directory(run)
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(run)  # hydra.run.dir's ${hydra:...}, as run_job sets it
+    try:
+        hold_the_run_directory(run)
+    finally:
+        HydraConfig.instance().cfg = before
     callbacks = Callbacks(run)
     started = []
 

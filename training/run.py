@@ -436,7 +436,9 @@ def _run_dir_named_on_the_command_line() -> bool:
     Hydra names a new one for each run, by the time it starts)."""
     from hydra.core.hydra_config import HydraConfig
 
-    if not HydraConfig.initialized() or HydraConfig.get().mode.name == "MULTIRUN":
+    from training.config import in_a_sweep
+
+    if not HydraConfig.initialized() or in_a_sweep():
         return False
     return any(str(o).startswith("hydra.run.dir=") for o in HydraConfig.get().overrides.hydra)
 
