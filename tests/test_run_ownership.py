@@ -232,3 +232,24 @@ def test_a_run_directory_another_run_is_writing_is_refused(tmp_path):
         "another hydra.run.dir"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock"]  # nothing written
+
+
+@pytest.mark.slow
+def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
+    # it said "(the data's encoding: 'its own' there, 'another' now)"
+    import pandas as pd
+
+    houses = pd.read_csv(HOUSING)
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "optimizer.lr=0.1", *QUIET)
+    train_and_evaluate(make_config(*args), tmp_path / "run")
+    houses.loc[4, "driveway"] = "maybe"  # a yes/no column with a third answer: one-hot
+    houses.to_csv(path, index=False)
+    with pytest.raises(UserError) as exc:
+        train_and_evaluate(make_config(*args, "trainer.resume=true"), tmp_path / "run")
+    assert str(exc.value) == (
+        f"{tmp_path / 'run'} holds a run of other data (its encoding.columns[4].kind: 'boolean' "
+        "there, 'onehot' now: the file changed?); resume it with the file it trained on, or "
+        "start a new run in another hydra.run.dir"
+    )

@@ -40,6 +40,7 @@ from training.cli import (
     refuse_another_run,
     resume_advice,
     run_differences,
+    run_dir_key,
     stop_caught,
     the_run_begins,
     the_run_ends,
@@ -515,15 +516,34 @@ def refuse_another_runs_checkpoint(settings: Settings, preprocessing: dict, meta
     differences = run_differences(
         meta.get("config", {}), OmegaConf.to_container(settings.cfg, resolve=True)
     )
-    if not differences and saved_prep != mine_prep:
-        first = next(
-            k
-            for k in sorted(set(saved_prep) | set(mine_prep))
-            if saved_prep.get(k) != mine_prep.get(k)
-        )
-        differences = [(f"the data's {first}", "its own", "another")]
     if differences:
         raise other_settings(settings.workdir, *differences[0])
+    if saved_prep != mine_prep:  # the same settings, another file or another file's contents
+        key, was, now = first_difference(saved_prep, mine_prep)
+        raise UserError(
+            f"{settings.workdir} holds a run of other data (its {key}: {_short(was)} there, "
+            f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
+            f"start a new run in another {run_dir_key()}"
+        )
+
+
+def first_difference(a, b, key: str = "") -> tuple[str, object, object]:
+    """The first place where two JSON-like values differ: its dotted key (list items by
+    index, dict entries by key, in sorted order) and the two values there."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return first_difference(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return first_difference(x, y, f"{key}[{i}]")
+    return key, a, b
+
+
+def _short(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def objective(metrics: dict | None) -> float:
