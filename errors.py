@@ -76,10 +76,10 @@ def resume_command(workdir: object, overrides: list[str], cwd: object = None) ->
     """``PYTHON train.py OVERRIDES trainer.resume=true hydra.run.dir=W``: the command that
     continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task`` and
     ``hydra.overrides.hydra``, as in its ``.hydra/``), whatever command started it (a sweep's
-    ``-m``). ``cwd``:
-    the directory the run was started from (its relative paths mean that one), prefixed as
-    ``cd CWD &&`` when it is not the working directory. PYTHON (this interpreter) and train.py
-    are written relative to the directory the command runs in when inside it."""
+    ``-m``). ``cwd``: the directory the run was started from (its relative paths mean that
+    one), prefixed as ``cd CWD &&`` when it is not the working directory. PYTHON (this
+    interpreter), train.py and the run directory are written relative to the directory the
+    command runs in when inside it."""
     from pathlib import Path
 
     here = Path.cwd() if cwd is None else Path(str(cwd))
