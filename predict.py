@@ -201,8 +201,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-o", "--output", help="where to write (default: print CSV to stdout)")
     args = p.parse_args(argv)
     out = Path(args.output).expanduser() if args.output else None
-    if out is not None and out.exists() and out.resolve() == Path(args.rows).expanduser().resolve():
+    rows, run_dir = Path(args.rows).expanduser(), Path(args.run_dir).expanduser().resolve()
+    if out is not None and out.exists() and rows.exists() and os.path.samefile(out, rows):
         fail(f"-o {args.output} is the file of new rows itself; write the predictions elsewhere")
+    if out is not None and out.resolve().is_relative_to(run_dir):
+        fail(
+            f"-o {args.output} is inside the run directory {args.run_dir}, whose files belong "
+            "to the run; write the predictions elsewhere"
+        )
     try:
         pred, df, prep = predict(args.run_dir, args.rows)
     except UserError as exc:

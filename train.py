@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 from training.cli import (
     check_overrides,
     end_sweep,
+    hold_the_run_directory,
     python_signal_handling,
     report_user_errors,
     run_composed,
@@ -61,7 +63,14 @@ def main(cfg: DictConfig) -> float:
     else:  # a Ctrl-C now: the advice names the directory
         stop_at_once_until_the_run(Path(out))
     with report_user_errors(multirun, out):
-        metrics = train_and_evaluate(cfg, out)
+        # a sweep's run holds its directory while it runs (a single run has since before Hydra
+        # wrote there: run_composed)
+        lock = hold_the_run_directory(Path(out), cfg) if multirun else None
+        try:
+            metrics = train_and_evaluate(cfg, out)
+        finally:
+            if lock is not None:
+                os.close(lock)
     return objective(metrics)
 
 

@@ -4,6 +4,7 @@ every mismatch between the new rows and the run (issue 12, item 4)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -238,3 +239,22 @@ def test_a_file_given_as_the_run_is_named_as_one(tmp_path):
         f"error: {tmp_path / 'run'}: a file, not a directory; give the directory a train.py "
         "run wrote"
     )
+
+
+def test_an_output_onto_the_rows_through_a_link_or_into_the_run_is_refused(run, tmp_path):
+    new = tmp_path / "new.csv"
+    new.write_text("sqft,bedrooms,age\n1500,3,20\n")
+    os.link(new, tmp_path / "hard.csv")  # the same file under another name
+    line = one_error_line(run_predict(run, new, "-o", tmp_path / "hard.csv"))
+    assert line == (
+        f"error: -o {tmp_path / 'hard.csv'} is the file of new rows itself; write the "
+        "predictions elsewhere"
+    )
+    before = (run / "preprocessing.json").read_bytes()
+    line = one_error_line(run_predict(run, new, "-o", run / "preprocessing.json"))
+    assert line == (
+        f"error: -o {run / 'preprocessing.json'} is inside the run directory {run}, whose files "
+        "belong to the run; write the predictions elsewhere"
+    )
+    assert (run / "preprocessing.json").read_bytes() == before
+    assert new.read_text() == "sqft,bedrooms,age\n1500,3,20\n"

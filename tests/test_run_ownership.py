@@ -228,8 +228,8 @@ def test_a_run_directory_another_run_is_writing_is_refused(tmp_path):
     finally:
         os.close(lock)
     assert line == (
-        f"error: {tmp_path} is in use by another run, started there at the same time; choose "
-        "another hydra.run.dir"
+        f"error: {tmp_path} is in use by another run, which has not ended; wait for it, or "
+        "choose another hydra.run.dir"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock"]  # nothing written
 
@@ -249,7 +249,32 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     with pytest.raises(UserError) as exc:
         train_and_evaluate(make_config(*args, "trainer.resume=true"), tmp_path / "run")
     assert str(exc.value) == (
-        f"{tmp_path / 'run'} holds a run of other data (its encoding.columns[4].kind: 'boolean' "
-        "there, 'onehot' now: the file changed?); resume it with the file it trained on, or "
-        "start a new run in another hydra.run.dir"
+        f"{tmp_path / 'run'} holds a run of other data (its encoding.columns['driveway'].kind: "
+        "'boolean' there, 'onehot' now: the file changed?); resume it with the file it trained "
+        "on, or start a new run in another hydra.run.dir"
     )
+
+
+def test_a_sweep_s_run_into_a_directory_another_run_is_writing_fails_alone(tmp_path):
+    # two sweeps started in the same second share multirun/<date>/<time>: one died with
+    # orbax's traceback
+    import fcntl
+    import os
+
+    job = tmp_path / "job"
+    job.mkdir()
+    lock = os.open(job / ".run.lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the other sweep's run holds it
+        proc = run_train(
+            "-m", "logger.plots=false", f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=job"
+        )
+    finally:
+        os.close(lock)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"error: this run failed: {job} is in use by another run, which has not ended; wait for "
+        "it, or choose another hydra.sweep.dir",
+        f"error: 1 of 1 runs failed: {job} (each run's own error is above)",
+    ]
+    assert not (job / "checkpoints").exists()

@@ -512,41 +512,42 @@ def run_directory(run: DictConfig) -> Path:
     return path
 
 
-_HELD: list[int] = []  # the run directory's lock, held until the process ends
-
-
-def hold_the_run_directory(run: DictConfig) -> None:
-    """Lock ``<run dir>/.run.lock`` (``fcntl.flock``: released when the process ends, however
-    it ends) before Hydra writes into the directory, then check again that it holds no other
-    run: two runs started at once into one directory (two runs started in the same second
-    share the default ``outputs/<date>/<time>``) each passed :func:`check_overrides` before
-    either wrote, and broke each other's checkpoints. One line, exit 2, for the second. The
-    processes of one run on several processes (``trainer.distributed``) share it, unlocked."""
+def hold_the_run_directory(path: Path, cfg: DictConfig) -> int | None:
+    """Lock ``path/.run.lock`` (``fcntl.flock``: released when the file is closed or the
+    process ends, however it ends), then check again that ``path`` holds no other run (unless
+    ``cfg`` resumes one). Two runs started at once into one directory (two runs, or two sweeps,
+    started in the same second share the default ``outputs/<date>/<time>``) each passed the
+    check before either wrote, and broke each other's checkpoints. Returns the lock's file
+    descriptor (None for a run on several processes, ``trainer.distributed``, whose processes
+    share the directory). Raises UserError for a directory another run holds or that cannot
+    be written."""
     import fcntl
 
-    distributed = run.trainer.distributed
+    distributed = cfg.trainer.distributed
     if distributed.auto or (distributed.num_processes or 1) > 1:
-        return  # every process of one run writes into its directory
-    path = run_directory(run)
+        return None  # every process of one run writes into its directory
     try:
         path.mkdir(parents=True, exist_ok=True)
         lock = os.open(path / ".run.lock", os.O_CREAT | os.O_RDWR, 0o644)
     except OSError as exc:
-        fail(f"cannot write the run directory {path}: {exc.strerror}; choose another hydra.run.dir")
+        raise UserError(
+            f"cannot write the run directory {path}: {exc.strerror}; choose another {run_dir_key()}"
+        ) from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(lock)
-        fail(
-            f"{path} is in use by another run, started there at the same time; choose another "
-            "hydra.run.dir"
-        )
-    _HELD.append(lock)
-    if not run.trainer.resume:  # the other run may have ended, leaving its files
+        raise UserError(
+            f"{path} is in use by another run, which has not ended; wait for it, or choose "
+            f"another {run_dir_key()}"
+        ) from None
+    if not cfg.trainer.resume:  # the other run may have ended, leaving its files
         try:
             refuse_another_run(path)
-        except UserError as exc:
-            fail(str(exc), exc.exit_code)
+        except UserError:
+            os.close(lock)
+            raise
+    return lock
 
 
 def run_composed(task, run: DictConfig) -> None:
@@ -575,8 +576,10 @@ def run_composed(task, run: DictConfig) -> None:
             run.hydra.overrides.hydra.append("hydra.mode=RUN")
     before = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(run)  # hydra.run.dir's ${hydra:...}, as run_job sets it
-    try:
-        hold_the_run_directory(run)
+    try:  # before Hydra writes there; held until the process ends
+        hold_the_run_directory(run_directory(run), run)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
     finally:
         HydraConfig.instance().cfg = before
     callbacks = Callbacks(run)

@@ -536,8 +536,10 @@ def first_difference(a, b, key: str = "") -> tuple[str, object, object]:
                 return first_difference(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                return first_difference(x, y, f"{key}[{i}]")
+            if x != y:  # an item that has a name (a column) by its name
+                name = x.get("name") if isinstance(x, dict) and isinstance(y, dict) else None
+                at = f"[{name!r}]" if name is not None and name == y.get("name") else f"[{i}]"
+                return first_difference(x, y, key + at)
     return key, a, b
 
 
