@@ -338,6 +338,22 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
     return Checked(argv, None)
 
 
+@contextlib.contextmanager
+def hydra_config_set(cfg: DictConfig):
+    """Hydra's config (``HydraConfig``) set to ``cfg`` within, as Hydra's ``run_job`` sets it
+    for a run (``${hydra:...}`` resolves, the directories of ``hydra.searchpath`` are read),
+    and what it was before restored after: left set, a later run in the same process took
+    itself for one of Hydra's."""
+    from hydra.core.hydra_config import HydraConfig
+
+    before = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = before
+
+
 def _check_overrides_of_a_flag(argv: list[str]) -> None:
     """Hydra's own flags (``--cfg job``, ``--help``, ...) given overrides: one that does not
     compose is one line, exit 2, as for a run (Hydra printed its multi-line error, or for
@@ -379,20 +395,17 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
 def _resolved(cfg: DictConfig) -> None:
     """Resolve the job's values of ``cfg`` and its run directories (Hydra sets its runtime
     keys only for a run); one that does not resolve is one line naming its key, exit 2."""
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    HydraConfig.instance().set_config(cfg)
     try:
-        job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-        OmegaConf.to_container(job, resolve=True)
-        for key in ("hydra.run.dir", "hydra.sweep.dir"):
-            OmegaConf.select(cfg, key, throw_on_missing=True)
+        with hydra_config_set(cfg):
+            job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+            OmegaConf.to_container(job, resolve=True)
+            for key in ("hydra.run.dir", "hydra.sweep.dir"):
+                OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException as exc:
         fail(f"bad override: {_one_line(exc)}")
-    finally:
-        HydraConfig.instance().cfg = None
 
 
 def _compose_as_a_sweep(overrides: list[str]) -> DictConfig:
@@ -435,27 +448,11 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
     """Start a single run's second processes and check it before Hydra makes its directory:
     its values and files (:func:`training.config.validate`, on a copy: validating fills the
     optimizer's keys, which the run does again), its CSV, and that the directory holds no other
-    run (or, resumed, the same run). Each refusal is one line and exits."""
+    run (or, resumed, the same run), with Hydra's config set as the run will have it. Each
+    refusal is one line and exits."""
     import copy
 
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
-
-    cfg = copy.deepcopy(run)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    # as run_job sets it (it is set again there): the command line's config directories
-    # (hydra.searchpath) are read, and hydra.run.dir's ${hydra:...} resolved
-    before = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(run)
-    try:
-        _check_the_composed_run(run, cfg, overrides)
-    finally:
-        HydraConfig.instance().cfg = before
-
-
-def _check_the_composed_run(run: DictConfig, cfg: DictConfig, overrides: list[str]) -> None:
-    """:func:`_check_the_run`'s checks, with Hydra's config set (``cfg``: the run's own)."""
     from omegaconf.errors import InterpolationResolutionError
 
     # a CSV: a second process reads and encodes the file while this one imports JAX
@@ -464,6 +461,9 @@ def _check_the_composed_run(run: DictConfig, cfg: DictConfig, overrides: list[st
     from data.read_ahead import read_ahead
     from training.config import validate
 
+    cfg = copy.deepcopy(run)
+    with open_dict(cfg):
+        del cfg["hydra"]
     read_ahead(cfg.data, cfg.seed)
     if cfg.logger.plots and not cfg.trainer.distributed.process_id:
         # and another imports matplotlib, to draw the plots at the end (process 0 draws):
@@ -473,14 +473,15 @@ def _check_the_composed_run(run: DictConfig, cfg: DictConfig, overrides: list[st
 
         start(now=cfg.data.get("name") != "csv")
     try:
-        validate(cfg, overrides, {})  # the run checks Hydra's choice of files
-        run_dir = run_directory(run)
-        if run_dir.is_dir() and any(run_dir.iterdir()):
-            preflight_data(cfg)  # a bad file is named before an occupied directory
-            if not cfg.trainer.resume:
-                refuse_another_run(run_dir)
-            else:
-                refuse_other_settings(cfg, run_dir)
+        with hydra_config_set(run):
+            validate(cfg, overrides, {})  # the run checks Hydra's choice of files
+            run_dir = run_directory(run)
+            if run_dir.is_dir() and any(run_dir.iterdir()):
+                preflight_data(cfg)  # a bad file is named before an occupied directory
+                if not cfg.trainer.resume:
+                    refuse_another_run(run_dir)
+                else:
+                    refuse_other_settings(cfg, run_dir)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except InterpolationResolutionError as exc:  # ${...} in a value that does not resolve
@@ -495,13 +496,13 @@ def run_directory(run: DictConfig) -> Path:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from training.checkpoint import refuse_a_backslash
+
     try:
         name = str(OmegaConf.select(run, "hydra.run.dir", throw_on_missing=True))
     except OmegaConfBaseException as exc:
         raise UserError(f"bad config value hydra.run.dir: {_one_line(exc)}") from None
     path = Path(name)
-    from training.checkpoint import refuse_a_backslash
-
     refuse_a_backslash(path.absolute())
     if not name or (path.exists() and not path.is_dir()):
         raise UserError(
@@ -510,6 +511,13 @@ def run_directory(run: DictConfig) -> Path:
             + "; name a directory for the run"
         )
     return path
+
+
+def unwritable_run_directory(path: Path, exc: OSError) -> UserError:
+    """The one line for a run directory that cannot be made or written (``exc``)."""
+    return UserError(
+        f"cannot write the run directory {path}: {exc.strerror}; choose another {run_dir_key()}"
+    )
 
 
 def hold_the_run_directory(path: Path, cfg: DictConfig) -> int | None:
@@ -530,9 +538,7 @@ def hold_the_run_directory(path: Path, cfg: DictConfig) -> int | None:
         path.mkdir(parents=True, exist_ok=True)
         lock = os.open(path / ".run.lock", os.O_CREAT | os.O_RDWR, 0o644)
     except OSError as exc:
-        raise UserError(
-            f"cannot write the run directory {path}: {exc.strerror}; choose another {run_dir_key()}"
-        ) from None
+        raise unwritable_run_directory(path, exc) from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -558,7 +564,6 @@ def run_composed(task, run: DictConfig) -> None:
     from hydra._internal.callbacks import Callbacks
     from hydra._internal.utils import run_and_report
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log, run_job
     from hydra.types import HydraContext, RunMode
     from omegaconf import read_write
@@ -574,14 +579,11 @@ def run_composed(task, run: DictConfig) -> None:
         with read_write(run.hydra):
             run.hydra.mode = RunMode.RUN
             run.hydra.overrides.hydra.append("hydra.mode=RUN")
-    before = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(run)  # hydra.run.dir's ${hydra:...}, as run_job sets it
     try:  # before Hydra writes there; held until the process ends
-        hold_the_run_directory(run_directory(run), run)
+        with hydra_config_set(run):  # hydra.run.dir's ${hydra:...}
+            hold_the_run_directory(run_directory(run), run)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
-    finally:
-        HydraConfig.instance().cfg = before
     callbacks = Callbacks(run)
     started = []
 
@@ -603,10 +605,8 @@ def run_composed(task, run: DictConfig) -> None:
         except OSError as exc:  # Hydra making the directory or writing .hydra/, not the run
             if started:
                 raise
-            fail(
-                f"cannot write the run directory {exc.filename or run_directory(run)}: "
-                f"{exc.strerror}; choose another hydra.run.dir"
-            )
+            error = unwritable_run_directory(Path(exc.filename or run_directory(run)), exc)
+            fail(str(error), error.exit_code)
         callbacks.on_run_end(config=run, config_name="config", job_return=ret)
         _ = ret.return_value  # the task's exception, if it raised one
 
@@ -623,19 +623,16 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
     ``OSError: [Errno 36] File name too long`` and a traceback. Called inside the compose API's
     context; a directory Hydra cannot name before the run (an unknown resolver) is left to it."""
     from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     try:
         cfg = compose("config", overrides=[*combo, *hydra_args], return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        path = Path(OmegaConf.select(cfg, "hydra.sweep.dir")) / str(
-            OmegaConf.select(cfg, "hydra.sweep.subdir")
-        )
+        with hydra_config_set(cfg):
+            path = Path(OmegaConf.select(cfg, "hydra.sweep.dir")) / str(
+                OmegaConf.select(cfg, "hydra.sweep.subdir")
+            )
     except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
         return
-    finally:
-        HydraConfig.instance().cfg = None
     try:
         limit = os.pathconf(next(p for p in path.absolute().parents if p.is_dir()), "PC_NAME_MAX")
     except (OSError, ValueError, StopIteration):
