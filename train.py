@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
 from pathlib import Path
 
 if __name__ == "__main__":  # a CSV's reader imports pandas meanwhile (data/read_ahead.py)
+    gc.disable()  # while the modules load: second_process.collect_garbage_from_now_on
     from training.cli import stop_at_once_until_the_run
 
     stop_at_once_until_the_run()  # a Ctrl-C while importing: one line, not a traceback
@@ -20,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig
 
+from second_process import collect_garbage_from_now_on
 from training.cli import (
     check_overrides,
     end_sweep,
@@ -39,6 +42,8 @@ def main(cfg: DictConfig) -> float:
     units (with ``data.folds``, the folds' mean), infinity for a run that failed or has no
     validation rows."""
     from training.run import objective, train_and_evaluate
+
+    collect_garbage_from_now_on()  # the imports are done
 
     # no "Unable to initialize backend" from jax; orbax logs its own bookkeeping through absl
     # at WARNING ("Skipping merge of OCDBT checkpoints"): a failed write raises, which we report

@@ -253,3 +253,35 @@ def test_a_config_that_asks_for_a_sweep_is_run_as_one():
 
     checked = check_overrides(["hparams_search=optuna", "hydra.sweeper.n_trials=2"])
     assert checked == (["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2"], None)
+
+
+def test_collect_garbage_from_now_on_sets_aside_what_is_there_and_turns_collection_on():
+    import gc
+
+    from second_process import collect_garbage_from_now_on
+
+    frozen = gc.get_freeze_count()
+    collect_garbage_from_now_on()  # on already: nothing to do, nothing set aside
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        collect_garbage_from_now_on()
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > max(frozen, 1000)  # the test session's objects
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_train_py_imports_with_the_collector_off_and_trains_with_it_on(tmp_path):
+    # train.py's own process, as `python train.py` runs it: at its end the collector is on and
+    # the objects of the imports were set aside (which happens only when it had been off)
+    done = python(
+        "import atexit, gc, runpy, sys\n"
+        "atexit.register(lambda: print('collector', gc.isenabled(), gc.get_freeze_count()))\n"
+        f"sys.argv = ['train.py', 'hydra.run.dir={tmp_path / 'run'}', 'logger.plots=false']\n"
+        "runpy.run_path('train.py', run_name='__main__')"
+    )
+    assert done.returncode == 0, done.stderr
+    on, frozen = done.stdout.strip().splitlines()[-1].split()[1:]
+    assert on == "True" and int(frozen) > 100_000  # JAX's, Flax's and Hydra's objects
