@@ -131,10 +131,15 @@ def normal_equations(X, y=None, w=None) -> tuple[np.ndarray, np.ndarray | None]:
     sharded over devices and processes are summed by XLA), returned to every process. With
     weights, on one device, over more than :data:`ROWS_PER_BLOCK` rows: in blocks of rows
     (:func:`_weighted_gram_in_blocks`); sharded rows are each device's share already."""
-    one_device = len(getattr(getattr(X, "sharding", None), "device_set", ())) == 1
-    blocked = w is not None and one_device and X.shape[0] > ROWS_PER_BLOCK
-    G, c = to_host(_normal_equations(X, y, w, block=ROWS_PER_BLOCK if blocked else 0))
+    G, c = to_host(_normal_equations(X, y, w, block=_blocked(X) if w is not None else 0))
     return np.asarray(G, np.float64), None if c is None else np.asarray(c, np.float64)
+
+
+def _blocked(X) -> int:
+    """The rows a weighted Gram matrix of ``X`` sums at once: :data:`ROWS_PER_BLOCK` for more
+    rows than that on one device, else 0 (all at once; sharded rows are each device's share)."""
+    one_device = len(getattr(getattr(X, "sharding", None), "device_set", ())) == 1
+    return ROWS_PER_BLOCK if one_device and X.shape[0] > ROWS_PER_BLOCK else 0
 
 
 def least_squares_on_device(X, y, w=None, l2: float = 0.0) -> tuple[np.ndarray, float]:
@@ -280,15 +285,27 @@ def _squared_residuals(W: jax.Array, b: jax.Array, X: jax.Array, y: jax.Array):
     return r * r
 
 
+@functools.partial(jax.jit, static_argnames=("block_g", "block_h"))
+def _residual_moments(W, b, X, y, w, block_g: int, block_h: int):
+    # one program, not one for the residuals and one for each sum: a walkthrough's first run
+    # compiles each (tens of ms apiece)
+    e2 = _squared_residuals(W, b, X, y)
+    G, _ = _normal_equations(X, None, w, block=block_g)
+    H, _ = _normal_equations(X, None, e2 if w is None else w * e2, block=block_h)
+    return G, H
+
+
 def residual_moments(W, b, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
     """``G = A^T diag(w) A`` and ``H = A^T diag(w e^2) A`` with ``A = [X 1]`` and the residuals
     ``e = y - X W - b`` of the linear model on device rows (float32 sums, sharded rows summed by
-    XLA). Every process must call this: each holds only its own rows. ``H[-1, -1]`` is the
-    residual sum of squares."""
-    e2 = _squared_residuals(W, b, X, y)
-    G, _ = normal_equations(X, None, w)
-    H, _ = normal_equations(X, None, e2 if w is None else w * e2)
-    return G, H
+    XLA; weighted sums over many rows on one device in blocks, as :func:`normal_equations`).
+    Every process must call this: each holds only its own rows. ``H[-1, -1]`` is the residual
+    sum of squares."""
+    blocked = _blocked(X)
+    G, H = to_host(
+        _residual_moments(W, b, X, y, w, block_g=blocked if w is not None else 0, block_h=blocked)
+    )
+    return np.asarray(G, np.float64), np.asarray(H, np.float64)
 
 
 def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list[str]:

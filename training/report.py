@@ -7,6 +7,8 @@ prints and draws.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,6 +36,30 @@ R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares re
 def gathered(fn, *args) -> np.ndarray:
     """``fn(*args)`` compiled, its output gathered whole from every device and process."""
     return process_allgather(jax.jit(fn)(*args), tiled=True)
+
+
+def fit_on_training_rows(run: Run, params) -> tuple[np.ndarray, float]:
+    """The model's predictions on the training rows, ``(n,)`` in the scaled target's units,
+    and the objective it trained there, from one compiled program (a walkthrough's first run
+    compiles each of its programs: tens of ms apiece); gathered from every device and process,
+    the padding rows dropped. Every process must call this."""
+    rows = run.rows
+    pred, loss = process_allgather(
+        _predictions_and_loss(run.model.apply_fn, run.model.objective)(
+            params, rows.X, rows.y, rows.w
+        ),
+        tiled=True,
+    )
+    return pred[: rows.n], float(loss)
+
+
+@functools.cache
+def _predictions_and_loss(apply_fn, objective):
+    def fn(p, X, y, w):
+        pred = apply_fn(p, X)
+        return pred, objective(p, pred, y, w)
+
+    return jax.jit(fn)
 
 
 def evaluate(run: Run, params, at: Progressed) -> dict:
@@ -68,19 +94,13 @@ def evaluate(run: Run, params, at: Progressed) -> dict:
 def split_metrics(run: Run, params, final: dict, at: Progressed) -> tuple[dict, dict]:
     """The final loss, parameters and each split's metrics (also to TensorBoard), and each
     split's predictions in the target's units. ``final``: ``params`` on the host."""
-    data, names, tb, rows = run.data, run.model.names, run.out.tb, run.rows
+    data, names, tb = run.data, run.model.names, run.out.tb
     apply_fn = run.model.apply_fn
     for tag, value in param_columns(final, names).items():
         tb.scalar(f"params/{tag}", value, at.step)
     if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
         tb.histogram("params/W", final["W"], at.step)
-    # the training rows' predictions, gathered from every device and process, padding dropped
-    pred_train = gathered(apply_fn, params, rows.X)[: rows.n]
-    objective = run.model.objective
-    loss = gathered(
-        lambda p, X, y, w: objective(p, apply_fn(p, X), y, w), params, rows.X, rows.y, rows.w
-    )
-    final_loss = float(loss)
+    pred_train, final_loss = fit_on_training_rows(run, params)
     tb.scalar("train/final_loss", final_loss, at.step)
     metrics: dict = {
         "final_loss": final_loss,
@@ -128,7 +148,7 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     p_ols = replicate(
         rows.mesh, rows.device, {"W": W_ols.astype(np.float32), "b": np.float32(b_ols)}
     )
-    pred_ols = gathered(run.model.apply_fn, p_ols, rows.X)[: rows.n]
+    pred_ols, _ = fit_on_training_rows(run, p_ols)
     ols["r2"] = regression_metrics(data.y_raw["train"], data.to_target_units(pred_ols))["r2"]
     objective = run.model.objective
     out = {
