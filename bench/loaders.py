@@ -9,8 +9,11 @@ Every number is one epoch of the same synthetic data in this process. Our loader
 ``training.run.pipelined`` exactly as ``train.py`` runs them (the host shuffle, compiled calls
 queued ahead, each call's per-step losses and recorded parameters read back; ``--every`` =
 ``logger.every_n_steps``): the mean epoch of a run of ``--epochs`` epochs, best of
-``--repeats`` runs after a warm-up run (compilation). scikit-learn and numpy: best of
-``--repeats`` after a warm-up.
+``--repeats`` runs after a warm-up run (compilation). scikit-learn's ``SGDRegressor`` is timed
+the same way, a fit of ``--epochs`` epochs (``max_iter``) best of ``--repeats``, in rounds
+alternating with our per-sample and mini-batch runs, so that a host whose speed drifts
+within the minute (a shared 2-core VM) slows both sides of a ratio alike. numpy's gradient:
+best of ``--repeats`` after a warm-up.
 """
 
 from __future__ import annotations
@@ -59,6 +62,13 @@ def project_epoch(
 ):
     """Seconds per epoch of a loader, run as train.py runs it: calls queued ahead, each call's
     losses and recorded parameters read back on the host (shuffles included)."""
+    timed = project_runs(X, y, loader_name, batch_size, lr, every, epochs)
+    return min(timed() for _ in range(repeats))
+
+
+def project_runs(X, y, loader_name: str, batch_size: int, lr: float, every: int, epochs: int):
+    """A function that trains ``epochs`` further epochs of a loader as :func:`project_epoch`
+    does and returns their mean seconds per epoch; compiled before it is returned."""
     n, d = X.shape
     graphdef, state = nnx.split(LinearRegression(d, rngs=nnx.Rngs(0)))
     params = nnx.to_pure_dict(state)
@@ -79,28 +89,41 @@ def project_epoch(
         assert np.isfinite(losses).all()
 
     train(0, epochs)  # compile every block shape the timed runs use
-    return best_of(lambda: train(epochs, epochs), repeats) / epochs
+    done = [epochs]
+
+    def timed() -> float:
+        t = time.perf_counter()
+        train(done[0], epochs)
+        done[0] += epochs
+        return (time.perf_counter() - t) / epochs
+
+    return timed
 
 
-def sklearn_epoch(Xh, yh, lr: float, repeats: int) -> float:
+def sklearn_runs(Xh, yh, lr: float, epochs: int):
+    """A function that fits scikit-learn's per-sample SGD (``SGDRegressor``, constant step
+    ``lr``, shuffled, no penalty, no early stop) for ``epochs`` epochs and returns the mean
+    seconds per epoch; run once before it is returned."""
     from sklearn.linear_model import SGDRegressor
 
-    def fit():
+    def timed() -> float:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # no convergence test: tol=None
+            t = time.perf_counter()
             SGDRegressor(
                 loss="squared_error",
                 penalty=None,
                 learning_rate="constant",
                 eta0=lr,
-                max_iter=1,
+                max_iter=epochs,
                 tol=None,
                 shuffle=True,
                 random_state=0,
             ).fit(Xh, yh)
+            return (time.perf_counter() - t) / epochs
 
-    fit()
-    return best_of(fit, repeats)
+    timed()
+    return timed
 
 
 def naive_loop_rate(X, y, lr: float, steps: int) -> float:
@@ -199,19 +222,30 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "every_n_steps": args.every,
     }
-    # scikit-learn and numpy first, with glibc's malloc as it comes; then ours, as train.py
-    # sets it (training.devices.keep_freed_host_memory)
-    sec = sklearn_epoch(Xh, yh, args.lr, args.repeats)
-    res["sklearn_sgd"] = {"samples_per_s": n / sec, "epoch_s": sec}
+    # numpy first, with glibc's malloc as it comes; then ours, as train.py sets it
+    # (training.devices.keep_freed_host_memory), scikit-learn in the same rounds as ours
     grad_s = numpy_gradient(Xh, yh, max(args.repeats, 5))
     res["numpy_gradient"] = {"samples_per_s": n / grad_s, "gradient_s": grad_s}
     res["keep_freed_host_memory"] = not args.malloc_default
     if not args.malloc_default:
         keep_freed_host_memory()
-    for name, bs in (("full_batch", None), ("per_sample", 1), ("mini_batch", args.batch_size)):
-        epochs = args.full_batch_epochs if name == "full_batch" else args.epochs
-        sec = project_epoch(X, y, name, bs or n, args.lr, args.every, epochs, args.repeats)
-        res[name] = {"samples_per_s": n / sec, "epoch_s": sec}
+    sec = project_epoch(
+        X, y, "full_batch", n, args.lr, args.every, args.full_batch_epochs, args.repeats
+    )
+    res["full_batch"] = {"samples_per_s": n / sec, "epoch_s": sec}
+    runs = {
+        "sklearn_sgd": sklearn_runs(Xh, yh, args.lr, args.epochs),
+        "per_sample": project_runs(X, y, "per_sample", 1, args.lr, args.every, args.epochs),
+        "mini_batch": project_runs(
+            X, y, "mini_batch", args.batch_size, args.lr, args.every, args.epochs
+        ),
+    }
+    rounds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, timed in runs.items():
+            rounds[name].append(timed())
+    for name, times in rounds.items():
+        res[name] = {"samples_per_s": n / min(times), "epoch_s": min(times), "rounds_s": times}
     res["mini_batch"]["batch_size"] = args.batch_size
     # the host's half of a shuffled epoch: its permutation (numpy's Fisher-Yates, done while the
     # device trains on the epoch before; the bench's epochs above included it)

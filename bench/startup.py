@@ -6,6 +6,9 @@ Times, as wall clock from process start to exit and as CPU time (every thread), 
 rounds:
 
 - ``bare``: ``python -c "import jax, flax.nnx, optax, hydra, tensorboardX"``;
+- ``bare_gc_off``: the same imports with Python's garbage collector off, as ``train.py``
+  imports them (``second_process.collect_garbage_from_now_on``): the ratios against it are
+  printed too, so that what the collector alone saves is not counted as the run's own;
 - ``first``: ``python train.py hydra.run.dir=<new dir>`` with an empty compilation cache;
 - ``repeat``: the same command again, the cache holding the first run's programs;
 
@@ -33,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE = "import jax, flax.nnx, optax, hydra, tensorboardX"
+BARE_GC_OFF = "import gc; gc.disable(); " + BARE
 SWEEP = [
     "-m",
     "experiment=housing",
@@ -76,11 +80,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     cache = tmp / "cache"
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
-    times: dict[str, list[float]] = {"bare": [], "first": [], "repeat": []}
+    times: dict[str, list[float]] = {"bare": [], "bare_gc_off": [], "first": [], "repeat": []}
     cpu: dict[str, list[float]] = {k: [] for k in times}
     try:
         for i in range(args.runs):
             times["bare"].append(timed(["-c", BARE], env, cpu["bare"]))
+            times["bare_gc_off"].append(timed(["-c", BARE_GC_OFF], env, cpu["bare_gc_off"]))
             shutil.rmtree(cache, ignore_errors=True)
             for kind in ("first", "repeat"):
                 run = ["train.py", f"hydra.run.dir={tmp}/{kind}{i}"]
@@ -90,6 +95,7 @@ def main() -> None:
         for kind in ("first", "repeat"):
             out[f"{kind}_ratio"] = out[kind] / out["bare"]
             out[f"{kind}_cpu_ratio"] = out[f"{kind}_cpu"] / out["bare_cpu"]
+            out[f"{kind}_ratio_gc_off"] = out[kind] / out["bare_gc_off"]
         out["runs"] = args.runs
         out["all"] = times
         out["all_cpu"] = cpu
@@ -115,15 +121,24 @@ def report(out: dict) -> None:
     print(f"median of {out['runs']} alternating runs: wall clock from start to exit (CPU time)")
     rows = (
         ("bare", f"python -c '{BARE}'"),
+        ("bare_gc_off", "the same, garbage collector off (as train.py imports)"),
         ("first", "python train.py, empty compilation cache"),
         ("repeat", "python train.py, warm compilation cache"),
     )
     for kind, what in rows:
-        ratio = "" if kind == "bare" else f"  {out[kind + '_ratio']:.2f}x"
-        cpu_ratio = "" if kind == "bare" else f"  {out[kind + '_cpu_ratio']:.2f}x"
+        if kind not in out:  # a --json of before the collector's row
+            continue
+        bare = kind.startswith("bare")
+        ratio = "" if bare else f"  {out[kind + '_ratio']:.2f}x"
+        cpu_ratio = "" if bare else f"  {out[kind + '_cpu_ratio']:.2f}x"
         print(
-            f"{kind:<7}{out[kind]:6.2f} s{ratio:>8}   ({out[kind + '_cpu']:5.2f} s CPU{cpu_ratio})"
+            f"{kind:<12}{out[kind]:6.2f} s{ratio:>8}   ({out[kind + '_cpu']:5.2f} s CPU{cpu_ratio})"
             f"   {what}"
+        )
+    if "first_ratio_gc_off" in out:
+        print(
+            f"against the imports with the collector off: {out['first_ratio_gc_off']:.2f}x first, "
+            f"{out['repeat_ratio_gc_off']:.2f}x repeat"
         )
     if "sweep6_first" in out:
         print(
