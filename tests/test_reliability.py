@@ -165,10 +165,11 @@ def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
     assert "\n" not in line and "Traceback" not in proc.stderr
     assert line.startswith("error: training diverged at step ")
     assert "optimizer.lr=10" in line and "largest stable full-batch learning rate" in line
-    # the directory named here holds this run's files: the advice names another one
+    # the directory named here holds this run's files: the advice names another one, free
+    beside = f"{tmp_path}-2"
     assert line.endswith(
-        f"; set optimizer.lr=auto or below that, in another hydra.run.dir ({tmp_path} keeps "
-        "this run's files)"
+        f"; set optimizer.lr=auto or below that, in another run directory such as "
+        f"hydra.run.dir={beside} ({tmp_path} keeps this run's files)"
     )
     ckpt = Checkpoints(tmp_path / "checkpoints")
     try:
@@ -182,6 +183,24 @@ def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
             assert leaves and all(np.isfinite(v).all() for v in leaves)
     finally:
         ckpt.close()
+    # the advice, followed as written, trains
+    again = run_train(
+        "experiment=housing",
+        "optimizer.lr=auto",
+        "trainer.checkpoint_every=1",
+        f"hydra.run.dir={beside}",
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_directory_beside_a_run_is_one_that_does_not_exist(tmp_path):
+    from training.run import directory_beside
+
+    run = tmp_path / "run"
+    assert directory_beside(run) == tmp_path / "run-2"
+    (tmp_path / "run-2").mkdir()
+    (tmp_path / "run-3").write_text("")
+    assert directory_beside(run) == tmp_path / "run-4"
 
 
 def _params():

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from errors import DivergenceError, Interrupted, UserError, stopped_before_the_run
+from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints, refuse_a_backslash
@@ -424,12 +424,22 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
     else:
         advice = f"set optimizer.lr below {lr:.4g}"
     if _run_dir_named_on_the_command_line():  # the next run would find this one there
-        workdir = run.settings.workdir
-        advice += f", in another hydra.run.dir ({workdir} keeps this run's files)"
+        workdir = Path(run.settings.workdir).absolute()
+        beside = hydra_value("hydra.run.dir", directory_beside(workdir))
+        advice += f", in another run directory such as {beside} ({workdir} keeps this run's files)"
     return DivergenceError(
         f"training diverged at step {step}: the loss became {fmt(loss)} with "
         f"optimizer.lr={lr:.4g}; {advice}"
     )
+
+
+def directory_beside(workdir: Path) -> Path:
+    """The first of ``W-2``, ``W-3``, ... beside the run directory ``W`` that does not exist:
+    a directory a new run can be given (``hydra.run.dir``)."""
+    k = 2
+    while Path(f"{workdir}-{k}").exists():
+        k += 1
+    return Path(f"{workdir}-{k}")
 
 
 def _run_dir_named_on_the_command_line() -> bool:
