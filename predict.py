@@ -27,6 +27,16 @@ def _run_record(run_dir: Path) -> dict:
         what = "a file, not a directory" if run_dir.exists() else "no such directory"
         raise UserError(f"{run_dir}: {what}; give the directory a train.py run wrote")
     if not prep_path.is_file():
+        # a run's checkpoints/ or one checkpoint in it: the run is the directory above
+        for run in (run_dir.parent, run_dir.parent.parent):
+            if (
+                run_dir.resolve().is_relative_to((run / "checkpoints").resolve())
+                and (run / "preprocessing.json").is_file()
+            ):
+                raise UserError(
+                    f"{run_dir}: inside the checkpoints of the run in {run}; give the run "
+                    f"directory {run} (predict.py reads its newest checkpoint)"
+                )
         raise UserError(
             f"{run_dir}: not a finished run (no preprocessing.json); give the "
             f"directory a train.py run wrote"

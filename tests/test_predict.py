@@ -121,6 +121,19 @@ def test_a_directory_that_is_not_a_run(tmp_path):
     assert f"{tmp_path}: not a finished run" in line
 
 
+def test_a_checkpoint_given_as_the_run_names_the_run_to_give(run, tmp_path):
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+    newest = max((run / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    for given in (newest, run / "checkpoints"):
+        line = one_error_line(run_predict(given, tmp_path / "rows.csv"))
+        assert line == (
+            f"error: {given}: inside the checkpoints of the run in {run}; give the run "
+            f"directory {run} (predict.py reads its newest checkpoint)"
+        )
+    # followed as written, it predicts
+    assert run_predict(run, tmp_path / "rows.csv").returncode == 0
+
+
 def test_a_run_without_a_checkpoint(run, tmp_path):
     (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
     bare = tmp_path / "bare"
