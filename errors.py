@@ -64,12 +64,16 @@ def hydra_value(key: str, value: object) -> str:
 
 
 def shell_word(arg: str) -> str:
-    """``arg`` as a shell reads it back: as it is, in double quotes, or ``shlex``-quoted."""
+    """``arg`` as a POSIX shell reads it back: as it is, or in double quotes with ``$ ` " \\``
+    escaped (a Hydra interpolation ``${...}`` stays readable), or ``shlex``-quoted when it has
+    a ``!`` (which bash expands inside double quotes)."""
     import shlex
 
     if _SHELL_SAFE.fullmatch(arg):
         return arg
-    return f'"{arg}"' if not set(arg) & set('"$`\\!') else shlex.quote(arg)
+    if "!" in arg:
+        return shlex.quote(arg)
+    return '"' + re.sub(r'([$`"\\])', r"\\\1", arg) + '"'
 
 
 def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:

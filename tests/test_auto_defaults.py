@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -290,15 +292,23 @@ def test_a_tilde_path_reaches_hydra_quoted():
     assert make_config(*argv).data.path == "~/data/my_houses.csv"
 
 
-@pytest.mark.parametrize("value", ["my file (1).csv", "a=b.csv"])
+@pytest.mark.parametrize(
+    "value", ["my file (1).csv", "a=b.csv", "${oc.env:HOME}/x=1.csv", 'it\'s "$1" (!).csv']
+)
 def test_a_value_hydra_cannot_read_names_the_key_and_the_quoted_form(value, capsys):
     with pytest.raises(SystemExit) as exit_:
         quote_for_hydra([f"data.path={value}"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
-    shown = re.search(r'"(data\.path=.*)"$', err).group(1)
     assert "\n" not in err and err.startswith("error: bad override data.path=")
-    assert make_config("data=csv", shown, "data.target=price").data.path == value
+    # the quoted form, as the shell reads what the line shows after "inside the shell's quotes:"
+    shown = err.split("inside the shell's quotes: ", 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout  # as bash reads it: "$" and quotes are the shell's first
+    assert word.startswith("data.path='")
+    expected = value.replace("${oc.env:HOME}", os.environ["HOME"])  # Hydra's quotes resolve it
+    assert make_config("data=csv", word, "data.target=price").data.path == expected
 
 
 def test_the_shipped_housing_file_is_found_from_anywhere():

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from conftest import CONF, concurrently, make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from errors import UserError
@@ -915,3 +917,25 @@ def test_the_check_leaves_hydra_s_config_as_it_found_it():
     assert check_overrides(["logger.plots=false"]).run is not None
     assert check_overrides(["--cfg", "job", "--resolve", "trainer.epochs=3"]).run is None
     assert not HydraConfig.initialized()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_shell_word_is_read_back_by_bash_as_it_was(args):
+    """What the advice in an error quotes (a run directory, an override with ``${...}``) is
+    pasted into a shell: bash reads each word back as it was, ``$``, quotes and ``!`` included."""
+    from errors import shell_word
+
+    line = " ".join(shell_word(a) for a in args)
+    read = subprocess.run(
+        ["bash", "-c", f"printf '%s\\0' {line}"], capture_output=True, check=True
+    ).stdout
+    assert read.decode("utf-8", "surrogateescape").split("\0")[:-1] == args

@@ -20,6 +20,7 @@ from errors import (
     hydra_quoted,
     hydra_value,
     resume_command,
+    shell_word,
     stopped_before_the_run,
 )
 
@@ -265,8 +266,8 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             continue
         fail(
             f"bad override {arg}: Hydra cannot read the value of {key} unquoted (it reserves "
-            f"characters such as = ( ) [ ] , ' and spaces around them); quote it for Hydra "
-            f'inside the shell\'s quotes: "{hydra_quoted(key, value)}"'
+            f"characters such as = ( ) [ ] , ' and spaces around them); quote it for Hydra, "
+            f"inside the shell's quotes: {shell_word(hydra_quoted(key, value))}"
         )
     return out
 
