@@ -939,3 +939,30 @@ def test_a_shell_word_is_read_back_by_bash_as_it_was(args):
         ["bash", "-c", f"printf '%s\\0' {line}"], capture_output=True, check=True
     ).stdout
     assert read.decode("utf-8", "surrogateescape").split("\0")[:-1] == args
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "value"), [("trainer.epochs", "3", 3), ("optimizer.lr", "0.05", 0.05)]
+)
+def test_a_number_from_an_environment_variable_is_refused_with_the_override_that_reads_it(
+    capsys, monkeypatch, key, text, value
+):
+    # oc.env gives text: '3' is no integer. The line shows the override that decodes it, which,
+    # read back by bash as pasted, gives the number
+    monkeypatch.setenv("EPOCHS_OR_LR", text)
+    err = refusal(capsys, [f"{key}=${{oc.env:EPOCHS_OR_LR}}", "hydra.run.dir=unused"]).strip()
+    assert "\n" not in err and err.startswith(f"error: bad config value {key}='{text}': allowed")
+    assert "${oc.env:EPOCHS_OR_LR} gives the text" in err
+    pasted = err.split("read it as one with oc.decode, ", 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {pasted}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert OmegaConf.select(make_config(word), key) == value
+
+
+def test_text_from_an_environment_variable_that_is_no_number_gets_no_decoding_advice(
+    capsys, monkeypatch
+):
+    monkeypatch.setenv("EPOCHS", "many")
+    err = refusal(capsys, ["trainer.epochs=${oc.env:EPOCHS}", "hydra.run.dir=unused"]).strip()
+    assert err == "error: bad config value trainer.epochs='many': allowed an integer >= 1 or auto"

@@ -330,13 +330,52 @@ def validate(
     if choices is None:
         choices = hydra_choices()
     overrides = command_line_overrides() if overrides is None else overrides
-    _validate_choices(cfg, overrides, choices.get("optimizer"))
-    _validate_data(cfg.data)
-    _validate_loader(cfg.loader)
-    _validate_optimizer(cfg.optimizer)
-    _validate_trainer(cfg.trainer)
-    validate_loss(cfg)
-    _validate_logger(cfg.logger)
+    try:
+        _validate_choices(cfg, overrides, choices.get("optimizer"))
+        _validate_data(cfg.data)
+        _validate_loader(cfg.loader)
+        _validate_optimizer(cfg.optimizer)
+        _validate_trainer(cfg.trainer)
+        validate_loss(cfg)
+        _validate_logger(cfg.logger)
+    except UserError as exc:
+        raise _text_of_an_interpolation(cfg, exc) from exc.__cause__
+
+
+def _text_of_an_interpolation(cfg: DictConfig, exc: UserError) -> UserError:
+    """``exc``, a refused value, with the way to read it as a number added when the value is
+    the text of an interpolation (``${oc.env:EPOCHS}``: an environment variable is text, and
+    ``5`` as text is no integer): OmegaConf's ``oc.decode`` reads it as a YAML value, written
+    as the override to paste."""
+    import re
+
+    import yaml
+
+    from errors import hydra_quoted, shell_word
+
+    bad = re.match(r"bad config value ([\w.]+)=", str(exc))
+    if not bad:
+        return exc
+    key = bad.group(1)
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        return exc
+    raw = OmegaConf.to_container(parent, resolve=False)[leaf]
+    value = parent[leaf]
+    if not (OmegaConf.is_interpolation(parent, leaf) and isinstance(value, str)):
+        return exc
+    try:
+        decoded = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return exc
+    if isinstance(decoded, str):
+        return exc
+    decode = shell_word(hydra_quoted(key, f"${{oc.decode:{raw}}}"))
+    return UserError(
+        f"{exc}; {raw} gives the text {value!r}, not a number: read it as one with "
+        f"oc.decode, {decode}"
+    )
 
 
 def _validate_choices(cfg: DictConfig, overrides: list[str], chosen: str | None = None) -> None:
