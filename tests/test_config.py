@@ -881,6 +881,29 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
             "Hydra takes one of --run, --multirun (-m), --cfg, --info and --shell-completion at "
             "a time; keep one",
         ),
+        (  # Hydra printed "Cannot find primary config" and its search path, exit 1
+            ["--config-name", "nope"],
+            f"--config-name nope: {CONF} has no nope.yaml (train.py's config is config.yaml "
+            "there); drop --config-name, or add --config-dir DIR for a directory that holds "
+            "nope.yaml",
+        ),
+        (  # Hydra said "package 'trainer.nope' not found in config", exit 1
+            ["--cfg", "job", "-p", "trainer.nope"],
+            "-p/--package trainer.nope: the job config has no key trainer.nope; give one it has, "
+            "such as trainer.epochs, trainer.tol, trainer.device, trainer.max_steps_per_call, "
+            "trainer.checkpoint_every, trainer.keep_checkpoints, trainer.resume, "
+            "trainer.divergence_factor, trainer.compilation_cache, trainer.distributed",
+        ),
+        (
+            ["--cfg", "job", "-p", "hydra.run"],
+            "-p/--package hydra.run: the job config has no key hydra.run; give one it has, such "
+            "as seed, data, loader, model, optimizer, loss, trainer, logger",
+        ),
+        (  # the key is there, but null
+            ["--cfg", "job", "-p", "data.path"],
+            "-p/--package data.path: data.path is null in the job config, and Hydra prints no "
+            "null node; show the node above it: --cfg job -p data",
+        ),
     ],
 )
 def test_hydra_s_own_flags_with_an_override_that_cannot_be_used_are_one_line(capsys, args, line):
@@ -894,6 +917,9 @@ def test_hydra_s_own_flags_with_an_override_that_cannot_be_used_are_one_line(cap
         ["--cfg", "job", "--resolve", "optimizer=adam", "optimizer.b1=0.8"],
         ["--cfg", "hydra"],
         ["--info", "defaults"],
+        ["--cfg", "job", "-p", "trainer"],
+        ["--cfg", "hydra", "-p", "hydra.run"],
+        ["--config-name", "config", "--cfg", "job", "-p", "data"],
     ],
 )
 def test_hydra_s_own_flags_are_left_to_hydra(args, capsys):

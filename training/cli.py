@@ -379,7 +379,15 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
         )
     if args.hydra_help and args.overrides:
         fail("--hydra-help shows Hydra's own help and takes no overrides: drop them")
-    if args.config_path or args.config_name or args.config_dir or not args.overrides:
+    if args.config_path or args.config_dir:  # another search path: Hydra's to check
+        return
+    if args.config_name and not (CONF_DIR / f"{args.config_name}.yaml").is_file():
+        fail(
+            f"--config-name {args.config_name}: {CONF_DIR} has no {args.config_name}.yaml "
+            "(train.py's config is config.yaml there); drop --config-name, or add "
+            f"--config-dir DIR for a directory that holds {args.config_name}.yaml"
+        )
+    if args.config_name or not (args.overrides or (args.cfg and args.package)):
         return
     overrides = quote_for_hydra(args.overrides)
     GlobalHydra.instance().clear()
@@ -390,7 +398,45 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
             fail(_compose_failure(exc))
         if args.resolve:  # --cfg --resolve shows the values: an interpolation that fails
             _resolved(cfg)
+        if args.cfg and args.package:
+            _refuse_a_missing_package(cfg, args.cfg, args.package)
     GlobalHydra.instance().clear()
+
+
+def _refuse_a_missing_package(cfg: DictConfig, shown: str, package: str) -> None:
+    """``--cfg SHOWN --package PACKAGE`` prints the node PACKAGE of the config SHOWN (``job``:
+    without Hydra's node; ``hydra``: that node alone, named ``hydra.*``; ``all``): a key it does
+    not have, or a null one (which Hydra does not print), is one line saying what to give
+    instead (Hydra said only "not found", exit 1)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if package == "_global_":
+        return
+    node: object = OmegaConf.masked_copy(
+        cfg, [k for k in cfg if (k == "hydra") == (shown == "hydra") or shown == "all"]
+    )
+    found = []  # the keys of the package that exist, outermost first
+    for key in package.split("."):
+        if not isinstance(node, DictConfig) or key not in node:
+            break
+        found.append(key)
+        node = node._get_node(key)  # unresolved: ${...} is printed as written
+    if len(found) == len(package.split(".")):
+        if node._is_none():
+            above = ".".join(found[:-1]) or "_global_"
+            fail(
+                f"-p/--package {package}: {package} is null in the {shown} config, and Hydra "
+                f"prints no null node; show the node above it: --cfg {shown} -p {above}"
+            )
+        return
+    where = ".".join(found)
+    keys = []
+    if isinstance(node, DictConfig):
+        keys = [f"{where}.{k}" if where else str(k) for k in node]
+    fail(
+        f"-p/--package {package}: the {shown} config has no key {package}"
+        + (f"; give one it has, such as {', '.join(keys)}" if keys else "")
+    )
 
 
 def _resolved(cfg: DictConfig) -> None:
