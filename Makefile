@@ -31,11 +31,15 @@ format: $(DEV)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# one pytest worker per core, up to 4 (pytest-xdist), each taking whole files: the end-to-end
+# tests spend most of their time in train.py processes that use about one core and a half
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
+
 test: lint
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: lint  # the unit tests: without the end-to-end tests (whole runs) marked slow
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: $(DEV)
 	$(BIN)/python bench/loaders.py $(ARGS)
