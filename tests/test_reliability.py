@@ -154,12 +154,8 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
 
 
 def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
-    proc = run_train(
-        "experiment=housing",
-        "optimizer.lr=10",
-        "trainer.checkpoint_every=1",
-        f"hydra.run.dir={tmp_path}",
-    )
+    housing = ("experiment=housing", "trainer.checkpoint_every=1")
+    proc = run_train(*housing, "optimizer.lr=10", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 3, proc.stderr
     line = proc.stderr.strip()
     assert "\n" not in line and "Traceback" not in proc.stderr
@@ -184,12 +180,7 @@ def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
     finally:
         ckpt.close()
     # the advice, followed as written, trains
-    again = run_train(
-        "experiment=housing",
-        "optimizer.lr=auto",
-        "trainer.checkpoint_every=1",
-        f"hydra.run.dir={beside}",
-    )
+    again = run_train(*housing, "optimizer.lr=auto", f"hydra.run.dir={beside}")
     assert again.returncode == 0, again.stderr
 
 
