@@ -288,7 +288,9 @@ def _other_mark(mark: str) -> str:
     return "," if mark == "." else "."
 
 
-def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[str, str | None]:
+def _column_decimal(
+    col: pd.Series, name: str, decimal: str, sep: str, path: str | None = None
+) -> tuple[str, str | None]:
     """The decimal mark to read column ``col`` with, and a note for the user (or None).
 
     The file's mark ``decimal`` unless the column's own cells say its character is the
@@ -297,7 +299,8 @@ def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[
     separator; (b) money has no three-decimal amounts, so a cell with a currency sign whose
     digits after it are groups of three (``$554,549``) does too. A column read against the
     file's mark gets a note; so does one still ambiguous in a ``;``/tab file (every value
-    written like ``554,549`` with the file's mark), read with the file's mark."""
+    written like ``554,549`` with the file's mark), read with the file's mark: judged on the
+    cells as the file at ``path`` writes them (``5,850`` and ``5,85`` are both 5.85 once read)."""
     other = _other_mark(decimal)
     if pd.api.types.is_bool_dtype(col):
         return decimal, None
@@ -312,10 +315,11 @@ def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[
             v.size
             and ((np.abs(v) >= 1) & (np.abs(v) < 1000)).all()
             and (np.abs(thousandths - np.round(thousandths)) < 1e-6 * thousandths).all()
-            and (np.round(thousandths) % 10 != 0).all()
         ):
-            example = f"{v[0]:.3f}".replace(".", decimal)
-            return decimal, _ambiguous_note(name, example, decimal)
+            written = _cells_as_written(col, path, sep)
+            mark = re.escape(decimal)
+            if written is not None and written.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
+                return decimal, _ambiguous_note(name, written.iloc[0], decimal)
         return decimal, None
     _, texts = _cells(col)
     text = pd.Series(texts, dtype=object)
@@ -338,6 +342,51 @@ def _column_decimal(col: pd.Series, name: str, decimal: str, sep: str) -> tuple[
     if sep != "," and len(bare) and bare.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
         return decimal, _ambiguous_note(name, str(text.iloc[0]), decimal)
     return decimal, None
+
+
+def _cells_as_written(col: pd.Series, path: str | None, sep: str) -> pd.Series | None:
+    """The non-missing cells of the numeric column ``col`` (a column of the table read from
+    ``path`` with separator ``sep``) as the file writes them, stripped; None when the file
+    cannot be read again as it was."""
+    if path is None or col.name is None:
+        return None
+    try:
+        raw = _table_as_written(path, sep, Path(path).stat().st_mtime_ns)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if raw.shape[0] != len(col) or col.name not in raw.attrs["names"]:
+        return None
+    cells = raw.iloc[:, raw.attrs["names"].index(col.name)]
+    return cells[col.notna().to_numpy()].str.strip()
+
+
+_AS_WRITTEN: dict = {}  # (path, sep, mtime) -> the table of strings, the last one read
+
+
+def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
+    """The file's cells as strings (its columns named as :func:`read_csv` names them, in
+    ``attrs["names"]``), read once per file: only a ``;``/tab file with a numeric column whose
+    every value has at most three decimals asks for it."""
+    key = (path, sep, mtime_ns)
+    if key not in _AS_WRITTEN:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = pd.read_csv(
+                path,
+                sep=sep,
+                dtype=str,
+                skipinitialspace=True,
+                na_values=[""],
+                keep_default_na=False,
+                index_col=False,
+                encoding="utf-8-sig",
+                low_memory=False,
+            )
+        header = next(csv.reader(io.StringIO(_read_sample(Path(path), "", path)), delimiter=sep))
+        raw.attrs["names"] = [h.strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
+        _AS_WRITTEN.clear()
+        _AS_WRITTEN[key] = raw
+    return _AS_WRITTEN[key]
 
 
 def _ambiguous_note(name: str, example: str, decimal: str) -> str:
@@ -550,7 +599,7 @@ def read_csv(
     df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
-    df.attrs.update(sep=sep, decimal=decimal)
+    df.attrs.update(sep=sep, decimal=decimal, path=str(path))
     return df, source
 
 
@@ -762,7 +811,9 @@ def _fit_encoding(
         df, source, target, features, drop, categorical, opts
     )
     enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
-    target_decimal, note = _column_decimal(df[target], target, decimal, opts["sep"])
+    target_decimal, note = _column_decimal(
+        df[target], target, decimal, opts["sep"], df.attrs.get("path")
+    )
     notes += [note] if note else []
     enc.target_decimal = target_decimal if target_decimal != decimal else None
     df = _rows_to_keep(df, codes, target, source, missing, decimal, notes, enc.target_decimal)
@@ -803,7 +854,9 @@ def _choose_codes(
         )
     codes = []
     for name in names:
-        decimal, note = _column_decimal(df[name], name, opts["decimal"], opts["sep"])
+        decimal, note = _column_decimal(
+            df[name], name, opts["decimal"], opts["sep"], df.attrs.get("path")
+        )
         if note:
             notes.append(note)
         code = _choose_kind(

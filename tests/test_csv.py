@@ -384,6 +384,25 @@ def test_an_ambiguous_column_is_read_as_the_file_says_with_a_note(tmp_path):
     assert not [n for n in enc.notes if "'price'" in n]
 
 
+def test_round_thousands_in_a_semicolon_file_get_the_note_too(tmp_path):
+    # lot sizes of the Windsor file written with a thousands comma: '5,850' and '4,000' read as
+    # 5.85 and 4.0, values whose last written digit is 0, had no note (found by a newcomer:
+    # the fit's coefficient, and every prediction on a ',' file, 1000 times off)
+    text = "lot size;price\n5,850;42000\n4,000;38500\n3,060;49500\n6,650;60500\n"
+    X, y, enc = read_semicolon_file(tmp_path, text)
+    np.testing.assert_allclose(X[:, 0], [5.85, 4.0, 3.06, 6.65], rtol=1e-7)  # float32
+    [note] = [n for n in enc.notes if "'lot size'" in n]
+    assert note == (
+        "column 'lot size': every value is written like '5,850', read with ',' as the decimal "
+        "mark; if ',' separates thousands there, write the numbers without it (5850) or with a "
+        "currency sign"
+    )
+    # written with two decimals, or one, the same values are no ambiguity
+    text = "lot size;price\n5,85;42000\n4,0;38500\n3,06;49500\n6,65;60500\n"
+    _, _, enc = read_semicolon_file(tmp_path, text)
+    assert not [n for n in enc.notes if "'lot size'" in n]
+
+
 def test_the_columns_mark_is_saved_for_new_rows(tmp_path):
     text = "size;x;price\n$1,690,557;1,5;1\n$554,549;2,5;2\n$3.5;3,25;3\n"
     _, _, enc = read_semicolon_file(tmp_path, text)
