@@ -520,3 +520,53 @@ def test_a_stop_in_a_fold_names_its_signal_and_the_whole_run_to_resume(sig, tmp_
             "checkpoint, the folds are trained again)"
         )
         assert (error.exit_code, error.at_once) == (128 + sig, at_once)
+
+
+def test_least_squares_on_unscaled_columns_is_least_squares():
+    # data.standardize=false: the lot size (thousands) beside 0/1 columns put every direction
+    # but one under the cutoff, and the reference was a fit of the lot size alone (R^2 0.04);
+    # it is statsmodels' OLS on the same float32 columns
+    from data.csv_source import load_csv
+    from training.evaluate import least_squares
+
+    cfg = make_config("experiment=housing").data
+    table = load_csv(cfg, seed=0)
+    W, b = least_squares(table.X, table.y)
+    ols = sm.OLS(np.asarray(table.y, np.float64), sm.add_constant(table.X.astype(np.float64)))
+    np.testing.assert_allclose([*W, b], [*ols.fit().params[1:], ols.fit().params[0]], rtol=1e-8)
+    names = table.feature_names
+    assert names[0] == "lotsize" and abs(W[0] - 3.546) < 1e-3  # Anglin and Gencay's 3.546
+
+
+@pytest.mark.parametrize(
+    ("given", "advice"),
+    [
+        (
+            ["data.standardize=false"],
+            "rerun with data.standardize=true, which puts every column on one scale",
+        ),
+        (  # optimizer.name on the command line wins over the group: the advice names the key
+            ["optimizer.name=sgd", "optimizer.lr=0.001", "optimizer.momentum=0"],
+            "rerun with trainer.epochs=2000, or with optimizer.name=nesterov (",
+        ),
+    ],
+)
+def test_a_fit_short_of_least_squares_advises_what_reaches_it(capsys, given, advice):
+    from training.config import validate
+    from training.hooks import Progressed
+    from training.report import say_convergence
+
+    cfg = make_config("experiment=housing", "loader=full_batch", "trainer.epochs=200", *given)
+    validate(cfg, list(given), {})  # reads optimizer.name's file, as a run does
+    metrics = {
+        "train": {"r2": 0.57},
+        "ols": {"r2": 0.68},
+        "ols_gap": {"max_rel_coefficient_diff": 11},
+    }
+    say_convergence(cfg, metrics, Progressed(step=200, epoch=200), {})
+    line = capsys.readouterr().out
+    assert line.startswith("warning: stopped after 200 epochs before reaching least squares")
+    assert advice in line
+    if "optimizer.name=nesterov" in advice:  # followed: the run is Nesterov's
+        followed = make_config("experiment=housing", *given, "optimizer.name=nesterov")
+        assert followed.optimizer.name == "nesterov"

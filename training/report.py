@@ -222,7 +222,15 @@ def say_convergence(
         )
         return
     more = f"trainer.epochs={10 * tr.epochs}"
-    if cfg.loader.name != "full_batch":
+    if not cfg.data.get("standardize", True):
+        # columns of different scales (a lot size in thousands beside 0/1 columns) leave the
+        # Hessian eigenvalues far apart: no number of epochs makes up for that
+        advice = (
+            "rerun with data.standardize=true, which puts every column on one scale (left "
+            "unscaled, gradient descent moves along the small columns as slowly as the Hessian's "
+            "smallest eigenvalue against its largest allows)"
+        )
+    elif cfg.loader.name != "full_batch":
         advice = (
             f"a constant step on {cfg.loader.name} batches ends in noise around it, of a size "
             f"in proportion to the step: rerun with loader=full_batch, or with "
@@ -230,7 +238,8 @@ def say_convergence(
         )
     elif method_of(o) == GRADIENT_DESCENT:
         advice = (
-            f"rerun with {more}, or with optimizer=nesterov (optimizer.lr=auto and "
+            # optimizer.name, not the group: a command that sets optimizer.name keeps it
+            f"rerun with {more}, or with optimizer.name=nesterov (optimizer.lr=auto and "
             "optimizer.momentum=auto take both from the data)"
         )
     else:
