@@ -18,6 +18,7 @@ import optax
 import pandas as pd
 import pytest
 from conftest import ROOT, concurrently, make_config, run_train
+from omegaconf import OmegaConf
 
 from data.preprocess import split_rows
 from data.sources import synthetic
@@ -309,6 +310,43 @@ def test_a_value_hydra_cannot_read_names_the_key_and_the_quoted_form(value, caps
     assert word.startswith("data.path='")
     expected = value.replace("${oc.env:HOME}", os.environ["HOME"])  # Hydra's quotes resolve it
     assert make_config("data=csv", word, "data.target=price").data.path == expected
+
+
+def _pasted(err: str, after: str) -> str:
+    """The shell word a one-line error shows after ``after``, as bash reads it pasted."""
+    shown = err.split(after, 1)[1]
+    return subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "key", "value"),
+    [
+        # a list with an item Hydra cannot read bare: its items quoted, not the list (a quoted
+        # list is a string: "str is not a ListConfig")
+        (
+            ["data.features=[Bedrooms,Lot Size (sq ft)]"],
+            "data.features",
+            ["Bedrooms", "Lot Size (sq ft)"],
+        ),
+        (["data.drop=[Owner's ID]"], "data.drop", ["Owner's ID"]),
+        # the shell split an unquoted value at its space: the whole override, quoted
+        (["data.target=Sale", "Price"], "data.target", "Sale Price"),
+        (["data.drop=[House", "ID]", "data.target=price"], "data.drop", ["House ID"]),
+        (["data.drop=[lot", "size", "(sq", "ft)]"], "data.drop", ["lot size (sq ft)"]),
+    ],
+)
+def test_an_override_hydra_or_the_shell_broke_is_shown_whole_and_quoted(argv, key, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        quote_for_hydra(["data=csv", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: bad override ")
+    split = len(argv) > 1 and "=" not in argv[1]
+    word = _pasted(err, "quote the whole override: " if split else "inside the shell's quotes: ")
+    got = OmegaConf.select(make_config("data=csv", "data.target=price", word), key)
+    assert (OmegaConf.to_object(got) if isinstance(value, list) else got) == value
 
 
 def test_the_shipped_housing_file_is_found_from_anywhere():

@@ -252,12 +252,26 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             return False
         return True
 
+    def a_piece(arg: str) -> bool:  # no override of its own: no '=', no flag, no deletion
+        return "=" not in arg and not arg.startswith(("-", "~"))
+
+    for i, arg in enumerate(argv):  # the shell's splitting first: it broke the value before
+        if i and a_piece(arg) and "=" in argv[i - 1]:
+            pieces = list(itertools.takewhile(a_piece, argv[i:]))
+            _refuse_a_split_override(argv[i - 1], pieces, parses)
     out = []
     for arg in argv:
         if arg.startswith("-") or "=" not in arg or parses(arg):
             out.append(arg)
             continue
         key, value = arg.split("=", 1)
+        listed = _with_its_items_quoted(key, value)
+        if listed is not None and parses(listed):  # a list: quote the items, not the list
+            fail(
+                f"bad override {arg}: Hydra cannot read an item of the list {key} unquoted (it "
+                f"reserves characters such as = ( ) [ ] , ' and spaces around them); quote the "
+                f"items for Hydra, inside the shell's quotes: {shell_word(listed)}"
+            )
         tilde = value.startswith("~")
         if tilde and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
             value = os.path.expanduser(value)  # Hydra would make a directory named ~
@@ -270,6 +284,34 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             f"inside the shell's quotes: {shell_word(hydra_quoted(key, value))}"
         )
     return out
+
+
+def _with_its_items_quoted(key: str, value: str) -> str | None:
+    """``key=[a,'b c']``: a list value with each item Hydra cannot read bare in its quotes
+    (quoting the whole list makes it a string); None for a value that is no list."""
+    if not (value.startswith("[") and value.endswith("]")) or value.count("[") != 1:
+        return None
+    items = [item.strip() for item in value[1:-1].split(",")]
+    bare = re.compile(r"[\w./~-]+")
+    quoted = [
+        item if bare.fullmatch(item) else "'" + item.replace("'", "\\'") + "'" for item in items
+    ]
+    return f"{key}=[{','.join(quoted)}]"
+
+
+def _refuse_a_split_override(before: str, pieces: list[str], parses) -> None:
+    """``pieces``, arguments with no ``=`` right after the override ``before``, are the rest
+    of a value the shell split at its spaces (``data.target=Sale Price`` unquoted): one line
+    showing the whole override quoted for the shell (and for Hydra, where it needs it)."""
+    joined = " ".join([before, *pieces])
+    key, value = joined.split("=", 1)
+    if not parses(joined):
+        listed = _with_its_items_quoted(key, value)
+        joined = listed if listed is not None and parses(listed) else hydra_quoted(key, value)
+    fail(
+        f"bad override {' '.join(pieces)!r}: no '=', so the rest of {before!r}, which the "
+        f"shell split at a space; quote the whole override: {shell_word(joined)}"
+    )
 
 
 class Checked(NamedTuple):
