@@ -235,6 +235,43 @@ def test_a_run_directory_another_run_is_writing_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_still_training_is_named_so_not_advised_to_be_resumed(tmp_path):
+    # a run training in the directory has written its files: a second run was told the
+    # directory "already holds a run; continue it with trainer.resume=true", and predict.py
+    # that it "did not finish (continue it with ...)": each refused while the run holds it
+    import fcntl
+    import os
+
+    from training.cli import refuse_another_run
+
+    done = run_train("logger.plots=false", f"hydra.run.dir={tmp_path / 'done'}")
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"  # as a run has left it while it compiles its first call
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "done" / "preprocessing.json", run)
+    (tmp_path / "rows.csv").write_text("x\n1\n")
+    lock = os.open(run / ".run.lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running run holds it
+        with pytest.raises(UserError) as refused:
+            refuse_another_run(run)
+        predicted = one_error_line(run_predict(run, tmp_path / "rows.csv"))
+    finally:
+        os.close(lock)
+    assert str(refused.value) == (
+        f"{run} is in use by another run, which has not ended; wait for it, or choose "
+        "another hydra.run.dir"
+    )
+    assert predicted == (
+        f"error: {run}: no checkpoint; the run did not finish (it is still training; wait "
+        "for it to end)"
+    )
+    # once it has ended (the lock released), the advice is to resume it
+    with pytest.raises(UserError, match="already holds a run .*; continue it with trainer.resume"):
+        refuse_another_run(run)
+
+
+@pytest.mark.slow
 def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     # it said "(the data's encoding: 'its own' there, 'another' now)"
     import pandas as pd

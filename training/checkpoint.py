@@ -39,6 +39,26 @@ def _import_orbax() -> None:
         return
 
 
+def run_in_progress(run_dir: Path) -> bool:
+    """Whether a ``train.py`` run is running in ``run_dir`` now: it holds the lock on
+    ``run_dir/.run.lock`` (``training.cli.hold_the_run_directory``; the kernel releases it when
+    that process ends, however it ends)."""
+    import fcntl
+    import os
+
+    try:
+        fd = os.open(Path(run_dir) / ".run.lock", os.O_RDONLY)
+    except OSError:  # no lock file: no run took the directory (or it is not ours)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
 def _placeholders(tree):
     """Zero-size leaves (a model without features has ``W`` of shape (0,)) as one zero each:
     orbax refuses to save arrays of zero size, and an empty array has no values to keep."""

@@ -632,10 +632,7 @@ def hold_the_run_directory(path: Path, cfg: DictConfig) -> int | None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(lock)
-        raise UserError(
-            f"{path} is in use by another run, which has not ended; wait for it, or choose "
-            f"another {run_dir_key()}"
-        ) from None
+        raise in_use(path) from None
     if not cfg.trainer.resume:  # the other run may have ended, leaving its files
         try:
             refuse_another_run(path)
@@ -758,11 +755,23 @@ def run_dir_key() -> str:
     return "hydra.sweep.dir" if in_a_sweep() else "hydra.run.dir"
 
 
+def in_use(path: Path) -> UserError:
+    """The one line for a run directory another run, still running, holds."""
+    return UserError(
+        f"{path} is in use by another run, which has not ended; wait for it, or choose "
+        f"another {run_dir_key()}"
+    )
+
+
 def refuse_another_run(path: Path | None) -> None:
     """Raise :class:`UserError` if ``path`` holds another run: everything in a run directory
     belongs to one run, so a new run (not ``trainer.resume=true``) never writes over one. The
     advice names the key of :func:`run_dir_key`."""
+    from training.checkpoint import run_in_progress
+
     found = run_files(path) if path is not None else []
+    if found and run_in_progress(path):  # the advice below, to resume it, would be refused
+        raise in_use(path)
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
         raise UserError(
