@@ -899,6 +899,15 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
             "-p/--package hydra.run: the job config has no key hydra.run; give one it has, such "
             "as seed, data, loader, model, optimizer, loss, trainer, logger",
         ),
+        (  # argparse printed its usage block, then this
+            ["--cfg", "jobs"],
+            "argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra', 'all'); "
+            "python train.py --hydra-help lists the flags",
+        ),
+        (
+            ["--foo", "trainer.epochs=3"],
+            "unrecognized arguments: --foo; python train.py --hydra-help lists the flags",
+        ),
         (  # the key is there, but null
             ["--cfg", "job", "-p", "data.path"],
             "-p/--package data.path: data.path is null in the job config, and Hydra prints no "

@@ -408,10 +408,15 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     from hydra.core.global_hydra import GlobalHydra
 
     quiet = io.StringIO()
-    try:  # Hydra answers --version, and says what its parser refuses, when it parses them
+    try:  # Hydra answers --version and --help when it parses them
         with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
             args = get_args_parser().parse_args(argv)
-    except SystemExit:
+    except SystemExit as exc:
+        said = [ln for ln in quiet.getvalue().splitlines() if ": error: " in ln]
+        if exc.code and said:  # argparse's usage block and its line: the line, and where to look
+            fail(
+                f"{said[-1].split(': error: ', 1)[1]}; python train.py --hydra-help lists the flags"
+            )
         return
     given = [args.run, args.multirun, args.cfg, args.info, args.shell_completion]
     if sum(bool(g) for g in given) > 1:
