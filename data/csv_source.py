@@ -603,6 +603,25 @@ def read_csv(
     return df, source
 
 
+# files people give for a table that are no text (their first bytes), and what to do instead
+_UNPACK = "decompress it ({} -k FILE) and give the file that makes"
+_NOT_TEXT = (
+    (b"\x1f\x8b", "a gzip-compressed file", _UNPACK.format("gunzip")),
+    (
+        b"PK\x03\x04",
+        "a zip archive (an Excel .xlsx or OpenDocument workbook is one)",
+        "save the sheet as CSV (File > Save As > CSV), or unzip the archive",
+    ),
+    (
+        b"\xd0\xcf\x11\xe0",
+        "an old Excel (.xls) workbook",
+        "save the sheet as CSV (File > Save As > CSV)",
+    ),
+    (b"BZh", "a bzip2-compressed file", _UNPACK.format("bunzip2")),
+    (b"\xfd7zXZ\x00", "an xz-compressed file", _UNPACK.format("unxz")),
+)
+
+
 def _read_sample(path: Path, key: str, source: str) -> str:
     """The first 64 KiB of the file at ``path``, for :func:`_sniff` and the header; raises
     :class:`UserError` (naming ``key``) when there is no such file (or a directory), or when
@@ -611,6 +630,14 @@ def _read_sample(path: Path, key: str, source: str) -> str:
         raise UserError(f"{key}={source}: a directory, not a file; give the path of a CSV file")
     if not path.is_file():
         raise UserError(f"{key}={source}: no such file; give the path of a CSV file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, what, do in _NOT_TEXT:
+        if head.startswith(magic):
+            from errors import shell_word
+
+            do = do.replace("FILE", shell_word(source))
+            raise UserError(f"{source}: {what}, not a CSV text file; {do}")
     with open(path, encoding="utf-8-sig", errors="replace") as f:
         sample = f.read(65536)
     if not sample.strip():

@@ -594,3 +594,27 @@ def test_a_reader_started_before_the_config_reads_the_file_it_is_then_given(tmp_
     (proc,) = ra._READY
     ra.read_ahead(make_config().data, seed=0)
     assert proc.poll() is not None and not ra._READY and not ra._PENDING
+
+
+def test_a_compressed_file_or_a_workbook_is_named_as_one(tmp_path):
+    import gzip
+    import zipfile
+
+    from data.csv_source import read_csv
+
+    text = "area,price\n1,2\n2,4\n3,6\n"
+    gz = tmp_path / "houses.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    with pytest.raises(UserError) as err:
+        read_csv(gz)
+    assert str(err.value) == (
+        f"{gz}: a gzip-compressed file, not a CSV text file; decompress it (gunzip -k {gz}) "
+        "and give the file that makes"
+    )
+    subprocess.run(["gunzip", "-k", str(gz)], check=True)  # the advice, followed
+    assert read_csv(tmp_path / "houses.csv")[0].shape == (3, 2)
+    workbook = tmp_path / "houses.xlsx"
+    with zipfile.ZipFile(workbook, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(UserError, match=r"a zip archive \(an Excel \.xlsx .*save the sheet as CSV"):
+        read_csv(workbook)
