@@ -177,7 +177,9 @@ class Encoding:
         """Encode ``df``: float32, shape (rows, len(feature_names)).
 
         A missing cell is filled from the training rows under ``missing=mean`` and is an error
-        otherwise (``missing="predict"``: the error for new rows); a level not seen in training
+        otherwise; ``missing="predict"`` (new rows): a cell of a column the run filled (its
+        ``fill``) is filled the same way, with a line in :attr:`warnings`, and any other is the
+        error, with what to do; a level not seen in training
         counts as ``other`` and adds a line to :attr:`warnings`; a word in a numeric column and a
         non-positive value under a log are errors naming the column and row."""
         self.warnings = []
@@ -190,6 +192,19 @@ class Encoding:
                 )
         if missing != "mean":
             _refuse_missing(df, columns, source, missing, self.decimal)
+        if missing == "predict":
+            filled = {
+                c.name: (int(_missing_mask(df[c.name], c, self.decimal).sum()), c.fill)
+                for c in columns
+                if c.fill is not None
+            }
+            for name, (n, fill) in filled.items():
+                if n:
+                    self.warnings.append(
+                        f"warning: {source}: {n} empty cell{'s' * (n > 1)} in column {name!r} "
+                        f"filled with {fill:.6g}, the training rows' mean, as the run filled its "
+                        "own (data.missing=mean)"
+                    )
         n = len(df)
         # column by column: Fortran order keeps each column's writes contiguous
         X = np.empty((n, len(self.feature_names)), np.float32, order="F")
@@ -428,9 +443,13 @@ def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
     bad = np.flatnonzero(_per_cell(when.isna().to_numpy(), codes, False))
     if bad.size:
+        import datetime
+
+        example = datetime.datetime(2024, 4, 8, 9, 30).strftime(fmt)
         raise UserError(
             f"{source}: column {col.name!r} row {_row(col, bad[0])}: "
-            f"{texts[codes[bad[0]]]!r} is not a date like the others ({fmt})"
+            f"{texts[codes[bad[0]]]!r} is not a date like the others ({fmt}, as in "
+            f"{example!r} for 8 April 2024); write it that way"
         )
     year = when.dt.year.to_numpy(dtype=np.float64)
     days = np.where(when.dt.is_leap_year.to_numpy(dtype=bool), 366.0, 365.0)
@@ -531,6 +550,8 @@ def _encode(
 def _refuse_missing(
     df: pd.DataFrame, columns: list[ColumnCode], source: str, missing: str, decimal: str
 ) -> None:
+    if missing == "predict":  # new rows: a column the run filled is filled the same way
+        columns = [c for c in columns if c.fill is None]
     counts = {c.name: int(_missing_mask(df[c.name], c, decimal).sum()) for c in columns}
     counts = {k: v for k, v in counts.items() if v}
     if counts:
@@ -542,7 +563,9 @@ def _refuse_missing(
             row = _row(df[first], int(np.flatnonzero(mask)[0]))
             raise UserError(
                 f"{source}: column {first!r} row {row} is empty; "
-                f"prediction needs every feature (missing: {listed})"
+                f"prediction needs every feature (missing: {listed}), and the run filled none "
+                "of these (data.missing=mean fills a number or date column); fill the cells, "
+                "or drop those rows"
             )
         raise UserError(
             f"{source}: missing values in column {listed}; set data.missing=drop to "

@@ -618,3 +618,19 @@ def test_a_compressed_file_or_a_workbook_is_named_as_one(tmp_path):
         z.writestr("xl/workbook.xml", "<workbook/>")
     with pytest.raises(UserError, match=r"a zip archive \(an Excel \.xlsx .*save the sheet as CSV"):
         read_csv(workbook)
+
+
+def test_a_new_row_s_date_in_another_format_is_shown_how_to_write_it(tmp_path):
+    from data.csv_source import fit_encoding, read_csv
+
+    (tmp_path / "f.csv").write_text(
+        "sold,area,price\n2024-01-02,1,1\n2024-02-03,2,5\n2024-03-04,4,3\n2024-05-06,3,2\n"
+    )
+    enc, _, _ = fit_encoding(*read_csv(tmp_path / "f.csv"), "price")
+    (tmp_path / "new.csv").write_text("sold,area\n4/8/2024,1\n")
+    with pytest.raises(UserError) as err:
+        enc.transform(*read_csv(tmp_path / "new.csv"), missing="predict")
+    assert str(err.value) == (
+        f"{tmp_path / 'new.csv'}: column 'sold' row 1: '4/8/2024' is not a date like the others "
+        "(%Y-%m-%d, as in '2024-04-08' for 8 April 2024); write it that way"
+    )

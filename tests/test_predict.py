@@ -3,6 +3,7 @@ every mismatch between the new rows and the run (issue 12, item 4)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -119,6 +120,44 @@ def test_a_bad_file_is_one_line_naming_the_run(run, tmp_path, content, needle):
 def test_a_directory_that_is_not_a_run(tmp_path):
     line = one_error_line(run_predict(tmp_path, ROOT / "data" / "housing" / "nothing.csv"))
     assert f"{tmp_path}: not a finished run" in line
+
+
+@pytest.mark.slow
+def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(tmp_path):
+    # a run under data.missing=mean filled its empty cells with the training rows' mean; new
+    # rows with an empty cell were refused ("prediction needs every feature") with no advice
+    houses = HOUSES.astype({"age": float})
+    houses.loc[2, "age"] = np.nan
+    houses.to_csv(tmp_path / "houses.csv", index=False)
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        "experiment=housing",
+        f"data.path={tmp_path / 'houses.csv'}",
+        "data.target=price",
+        "data.missing=mean",
+        "data.val_fraction=0",
+        "data.test_fraction=0",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    mean_age = float(HOUSES["age"].drop(index=2).mean())  # the training rows', SimpleImputer's
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,\n1500,3,20\n")
+    done = run_predict(run_dir, tmp_path / "rows.csv")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == (
+        f"warning: {tmp_path / 'rows.csv'}: 1 empty cell in column 'age' filled with "
+        f"{mean_age:.6g}, the training rows' mean, as the run filled its own (data.missing=mean)"
+    )
+    filled = pd.read_csv(io.StringIO(done.stdout))["predicted_price"]
+    (tmp_path / "same.csv").write_text(f"sqft,bedrooms,age\n1500,3,{mean_age!r}\n")
+    same = pd.read_csv(io.StringIO(run_predict(run_dir, tmp_path / "same.csv").stdout))
+    np.testing.assert_allclose(filled[0], same["predicted_price"][0], rtol=1e-6)
+    # a column it did not fill is refused, with what to do
+    (tmp_path / "gap.csv").write_text("sqft,bedrooms,age\n1500,,20\n")
+    line = one_error_line(run_predict(run_dir, tmp_path / "gap.csv"))
+    assert (
+        "column 'bedrooms' row 1 is empty" in line and "fill the cells, or drop those rows" in line
+    )
 
 
 def test_a_checkpoint_given_as_the_run_names_the_run_to_give(run, tmp_path):
