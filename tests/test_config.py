@@ -1001,3 +1001,21 @@ def test_text_from_an_environment_variable_that_is_no_number_gets_no_decoding_ad
     monkeypatch.setenv("EPOCHS", "many")
     err = refusal(capsys, ["trainer.epochs=${oc.env:EPOCHS}", "hydra.run.dir=unused"]).strip()
     assert err == "error: bad config value trainer.epochs='many': allowed an integer >= 1 or auto"
+
+
+def test_a_sweep_whose_run_names_would_hold_a_space_is_refused_before_it_runs(capsys, tmp_path):
+    # Hydra writes a value's space into the run's name as '\ ': every run failed, one by one
+    args = ["-m", "data=csv", "data.path=h.csv", "data.target=price", "data.drop=[bed rooms]"]
+    sweep = [*args, "optimizer.lr=0.1,0.2", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    assert refusal(capsys, sweep) == (
+        "error: bad override data.drop=[bed rooms]: a sweep names each run's directory after its "
+        "overrides, and Hydra writes this value's space there as '\\ ', which orbax's "
+        "checkpoints cannot hold; number the runs instead with "
+        "'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, which keep the shell from "
+        "reading the $)\n"
+    )
+    assert not (tmp_path / "sweep").exists()
+    from training.cli import check_overrides
+
+    numbered = check_overrides([*sweep, "hydra.sweep.subdir=${hydra.job.num}"])  # as advised
+    assert numbered.run is None  # a sweep, for hydra.main to run

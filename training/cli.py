@@ -369,6 +369,7 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
         combos = _expand(overrides)
     except Exception as exc:  # a syntax error in an override
         fail(f"bad override: {_one_line(exc)}")
+    refuse_a_space_in_run_names(overrides, hydra_args)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for combo in itertools.islice(combos, 64):
@@ -705,6 +706,24 @@ def run_composed(task, run: DictConfig) -> None:
         run_and_report(hydra_run)
     finally:
         GlobalHydra.instance().clear()
+
+
+def refuse_a_space_in_run_names(overrides: list[str], hydra_args: list[str]) -> None:
+    """Exit with one line if a sweep names its runs after their overrides (the default
+    ``hydra.sweep.subdir``) and a value has a space, which Hydra writes into the name as
+    ``\\ ``: every run would then be refused (``training.checkpoint.refuse_a_backslash``),
+    one after another."""
+    numbered = ("hydra.sweep.subdir=", "hparams_search=")  # a search numbers its trials
+    if any(a.lstrip("+").startswith(numbered) for a in [*hydra_args, *overrides]):
+        return
+    spaced = [a for a in overrides if re.search(r"\s|\\", a.split("=", 1)[-1])]
+    if spaced:
+        fail(
+            f"bad override {spaced[0]}: a sweep names each run's directory after its overrides, "
+            "and Hydra writes this value's space there as '\\ ', which orbax's checkpoints "
+            "cannot hold; number the runs instead with 'hydra.sweep.subdir=${hydra.job.num}' "
+            "(in single quotes, which keep the shell from reading the $)"
+        )
 
 
 def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
