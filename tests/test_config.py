@@ -1019,3 +1019,22 @@ def test_a_sweep_whose_run_names_would_hold_a_space_is_refused_before_it_runs(ca
 
     numbered = check_overrides([*sweep, "hydra.sweep.subdir=${hydra.job.num}"])  # as advised
     assert numbered.run is None  # a sweep, for hydra.main to run
+
+
+@pytest.mark.parametrize(
+    ("arg", "after", "path"),
+    [
+        ("data.path=e,f.csv", "quote it for Hydra: ", "e,f.csv"),
+        ("data.path=c${d}.csv", "write it as '\\${': ", "c${d}.csv"),
+    ],
+)
+def test_a_path_hydra_reads_otherwise_is_shown_written_as_text(capsys, arg, after, path):
+    # a ',' made the value a sweep, and ${d} an interpolation: Hydra's lines gave a template,
+    # or nothing; the shown override, pasted into bash, gives the path as text
+    err = refusal(capsys, ["data=csv", arg, "data.target=price", "hydra.run.dir=unused"]).strip()
+    assert "\n" not in err and err.startswith("error: bad override")
+    shown = err.split(after, 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert make_config("data=csv", word, "data.target=price").data.path == path

@@ -47,6 +47,14 @@ def _compose_failure(exc: BaseException) -> str:
         if in_a_file:
             return f"bad config file {_group_file(*in_a_file.groups())}: {key}={value!r}: {allowed}"
         return f"bad config value {key}={value!r}: {allowed}"
+    ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=([^']*)'", text)
+    if ambiguous:  # Hydra's advice is a template: say it for this key and value
+        key, value = ambiguous.groups()
+        return (
+            f"bad override {key}={value}: a ',' makes the value a sweep (add -m) or, in "
+            f"brackets, a list ({shell_word(f'{key}=[{value}]')}); for the text {value!r} quote "
+            f"it for Hydra: {shell_word(hydra_quoted(key, value))}"
+        )
     pattern = r"In '(\w+)/([^']+)': ConfigKeyError.*?Key '([^']+)' not in"
     in_file = re.search(pattern, str(exc), re.S)
     if not in_file:
@@ -580,7 +588,18 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except InterpolationResolutionError as exc:  # ${...} in a value that does not resolve
-        fail(f"bad override: {_one_line(exc)}")
+        fail(f"bad override: {_one_line(exc)}{_literal_dollar(exc, overrides)}")
+
+
+def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
+    """For a ``${...}`` of the command line that does not resolve (``data.path=c${d}.csv``):
+    how to write a literal ``${``, escaped as OmegaConf reads it, for the shell."""
+    key = getattr(exc, "full_key", None)
+    given = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
+    if not key or not given or "${" not in given[-1]:
+        return ""
+    literal = given[-1].replace("${", "\\${")
+    return f"; for a literal '${{' write it as '\\${{': {shell_word(f'{key}={literal}')}"
 
 
 def run_directory(run: DictConfig) -> Path:
