@@ -592,11 +592,15 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
 
 
 def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
-    """For a ``${...}`` of the command line that does not resolve (``data.path=c${d}.csv``):
-    how to write a literal ``${``, escaped as OmegaConf reads it, for the shell."""
+    """For a ``${...}`` of the command line that does not resolve in a path or a column's name
+    (``data.path=c${d}.csv``): how to write a literal ``${``, escaped as OmegaConf reads it,
+    for the shell."""
     key = getattr(exc, "full_key", None)
+    textual = key in ("data.path", "data.target") or str(key).endswith((".path", ".dir"))
+    if not textual or "Interpolation key" not in str(exc):  # a number is never "${...}" text
+        return ""
     given = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
-    if not key or not given or "${" not in given[-1]:
+    if not given or "${" not in given[-1]:
         return ""
     literal = given[-1].replace("${", "\\${")
     return f"; for a literal '${{' write it as '\\${{': {shell_word(f'{key}={literal}')}"
