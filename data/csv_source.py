@@ -384,19 +384,7 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     every value has at most three decimals asks for it."""
     key = (path, sep, mtime_ns)
     if key not in _AS_WRITTEN:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = pd.read_csv(
-                path,
-                sep=sep,
-                dtype=str,
-                skipinitialspace=True,
-                na_values=[""],
-                keep_default_na=False,
-                index_col=False,
-                encoding="utf-8-sig",
-                low_memory=False,
-            )
+        raw = _pandas_read(path, sep, dtype=str)
         header = next(csv.reader(io.StringIO(_read_sample(Path(path), "", path)), delimiter=sep))
         raw.attrs["names"] = [h.strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
         _AS_WRITTEN.clear()
@@ -694,20 +682,8 @@ def _parse_table(path: Path, sep: str, decimal: str, source: str) -> pd.DataFram
     """pandas' reading of the whole file, every cell a string or a number; raises
     :class:`UserError` for bytes that are not UTF-8 (naming the line) or a malformed file."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
-            return pd.read_csv(
-                path,
-                sep=sep,
-                decimal=decimal,
-                # thousands separators are removed by _parse_numbers, which checks their places
-                skipinitialspace=True,
-                na_values=[""],
-                keep_default_na=False,
-                index_col=False,
-                encoding="utf-8-sig",
-                low_memory=False,
-            )
+        # thousands separators are removed by _parse_numbers, which checks their places
+        return _pandas_read(path, sep, decimal=decimal)
     except UnicodeDecodeError:
         raw = path.read_bytes()
         try:
@@ -721,6 +697,24 @@ def _parse_table(path: Path, sep: str, decimal: str, source: str) -> pd.DataFram
             ) from None
     except pd.errors.ParserError as exc:
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
+
+
+def _pandas_read(path: Path | str, sep: str, **options) -> pd.DataFrame:
+    """``pandas.read_csv`` of the whole file as this module reads every file (only ``""`` is
+    missing, no index, a BOM skipped), with ``options`` (``decimal``, or ``dtype=str``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
+        return pd.read_csv(
+            path,
+            sep=sep,
+            skipinitialspace=True,
+            na_values=[""],
+            keep_default_na=False,
+            index_col=False,
+            encoding="utf-8-sig",
+            low_memory=False,
+            **options,
+        )
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:

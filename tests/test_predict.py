@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,11 +45,9 @@ def one_error_line(proc) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A finished run on the eight sales (every row trains, converged to tol 1e-6)."""
-    tmp = tmp_path_factory.mktemp("predict")
-    HOUSES.to_csv(tmp / "houses.csv", index=False)
+def train_on(houses: pd.DataFrame, tmp: Path, *overrides: str) -> Path:
+    """The run directory of a finished run on ``houses`` (every row trains), in ``tmp``."""
+    houses.to_csv(tmp / "houses.csv", index=False)
     run_dir = tmp / "run"
     proc = run_train(
         "experiment=housing",
@@ -56,10 +55,17 @@ def run(tmp_path_factory):
         "data.target=price",
         "data.val_fraction=0",
         "data.test_fraction=0",
+        *overrides,
         f"hydra.run.dir={run_dir}",
     )
     assert proc.returncode == 0, proc.stderr
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished run on the eight sales (every row trains, converged to tol 1e-6)."""
+    return train_on(HOUSES, tmp_path_factory.mktemp("predict"))
 
 
 def least_squares_prices(rows: pd.DataFrame) -> np.ndarray:
@@ -128,18 +134,7 @@ def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(tmp_pat
     # rows with an empty cell were refused ("prediction needs every feature") with no advice
     houses = HOUSES.astype({"age": float})
     houses.loc[2, "age"] = np.nan
-    houses.to_csv(tmp_path / "houses.csv", index=False)
-    run_dir = tmp_path / "run"
-    proc = run_train(
-        "experiment=housing",
-        f"data.path={tmp_path / 'houses.csv'}",
-        "data.target=price",
-        "data.missing=mean",
-        "data.val_fraction=0",
-        "data.test_fraction=0",
-        f"hydra.run.dir={run_dir}",
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_dir = train_on(houses, tmp_path, "data.missing=mean")
     mean_age = float(HOUSES["age"].drop(index=2).mean())  # the training rows', SimpleImputer's
     (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,\n1500,3,20\n")
     done = run_predict(run_dir, tmp_path / "rows.csv")
