@@ -87,7 +87,6 @@ def resume_command(workdir: object, overrides: list[str], cwd: object = None) ->
     from pathlib import Path
 
     here = Path.cwd() if cwd is None else Path(str(cwd))
-    train = Path(__file__).resolve().parent / "train.py"
 
     def shown(path: Path) -> str:
         try:
@@ -96,11 +95,28 @@ def resume_command(workdir: object, overrides: list[str], cwd: object = None) ->
             return str(path)
 
     keep = [a for a in overrides if not _of_another_run(a.lstrip("+~").split("=")[0])]
-    words = [shown(Path(sys.executable)), shown(train), *keep, "trainer.resume=true"]
+    words = [*train_command(here), *keep, "trainer.resume=true"]
     # the directory as the command, run in `here`, must name it
     workdir = shown(Path(os.path.abspath(str(workdir))))
     command = " ".join([*map(shell_word, words), hydra_value("hydra.run.dir", workdir)])
     return command if here == Path.cwd() else f"cd {shell_word(str(here))} && {command}"
+
+
+def train_command(here: object = None) -> list[str]:
+    """``[PYTHON, train.py]`` as a command run in ``here`` (default: the working directory)
+    names them: this interpreter (the project's ``.venv/bin/python``, not whatever ``python``
+    is on the PATH) and this project's ``train.py``, relative to ``here`` when inside it."""
+    from pathlib import Path
+
+    where = Path.cwd() if here is None else Path(str(here))
+    train = Path(__file__).resolve().parent / "train.py"
+    out = []
+    for path in (Path(sys.executable), train):
+        try:
+            out.append(str(path.relative_to(where)))
+        except ValueError:
+            out.append(str(path))
+    return out
 
 
 def _of_another_run(key: str) -> bool:

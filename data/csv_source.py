@@ -407,11 +407,14 @@ def _looks_numeric(texts: pd.Series) -> pd.Series:
 
 
 def _mark_advice(decimal: str) -> str:
+    from errors import hydra_value
+
+    other = _other_mark(decimal)
     return (
-        f"the column is read with {decimal!r} as the decimal mark and "
-        f"{_other_mark(decimal)!r} as the thousands separator; set "
-        f"data.decimal={_other_mark(decimal)!r} if the file writes its decimals with "
-        f"{_other_mark(decimal)!r}, or data.sep if its columns are split wrongly"
+        f"the column is read with {decimal!r} as the decimal mark and {other!r} as the "
+        f"thousands separator; set {hydra_value('data.decimal', other)} (as written: quoted for "
+        f"Hydra and the shell) if the file writes its decimals with {other!r}, or data.sep if "
+        "its columns are split wrongly"
     )
 
 

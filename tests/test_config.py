@@ -902,11 +902,11 @@ def test_a_single_run_reads_optimizer_files_on_the_command_line_s_search_path(tm
         (  # argparse printed its usage block, then this
             ["--cfg", "jobs"],
             "argument --cfg/-c: invalid choice: 'jobs' (choose from 'job', 'hydra', 'all'); "
-            "python train.py --hydra-help lists the flags",
+            ".venv/bin/python train.py --hydra-help lists the flags",
         ),
         (
             ["--foo", "trainer.epochs=3"],
-            "unrecognized arguments: --foo; python train.py --hydra-help lists the flags",
+            "unrecognized arguments: --foo; .venv/bin/python train.py --hydra-help lists the flags",
         ),
         (  # the key is there, but null
             ["--cfg", "job", "-p", "data.path"],

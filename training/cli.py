@@ -22,6 +22,7 @@ from errors import (
     resume_command,
     shell_word,
     stopped_before_the_run,
+    train_command,
 )
 
 if TYPE_CHECKING:
@@ -423,9 +424,8 @@ def _check_overrides_of_a_flag(argv: list[str]) -> None:
     except SystemExit as exc:
         said = [ln for ln in quiet.getvalue().splitlines() if ": error: " in ln]
         if exc.code and said:  # argparse's usage block and its line: the line, and where to look
-            fail(
-                f"{said[-1].split(': error: ', 1)[1]}; python train.py --hydra-help lists the flags"
-            )
+            help_ = " ".join(map(shell_word, [*train_command(), "--hydra-help"]))
+            fail(f"{said[-1].split(': error: ', 1)[1]}; {help_} lists the flags")
         return
     given = [args.run, args.multirun, args.cfg, args.info, args.shell_completion]
     if sum(bool(g) for g in given) > 1:
