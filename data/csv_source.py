@@ -393,10 +393,14 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
 
 
 def _ambiguous_note(name: str, example: str, decimal: str) -> str:
+    from errors import hydra_value
+
+    other = hydra_value("data.decimal", _other_mark(decimal))
     return (
         f"column {name!r}: every value is written like {example!r}, read with {decimal!r} as "
         f"the decimal mark; if {decimal!r} separates thousands there, write the numbers "
-        f"without it ({example.replace(decimal, '')}) or with a currency sign"
+        f"without it ({example.replace(decimal, '')}) or with a currency sign, or, if it does "
+        f"in every column, set {other}"
     )
 
 

@@ -402,8 +402,11 @@ def test_round_thousands_in_a_semicolon_file_get_the_note_too(tmp_path):
     assert note == (
         "column 'lot size': every value is written like '5,850', read with ',' as the decimal "
         "mark; if ',' separates thousands there, write the numbers without it (5850) or with a "
-        "currency sign"
+        "currency sign, or, if it does in every column, set data.decimal=."
     )
+    # the last, followed: the lot sizes in thousands
+    X, _, _ = read_semicolon_file(tmp_path, text, decimal=".")
+    np.testing.assert_array_equal(X[:, 0], [5850, 4000, 3060, 6650])
     # written with two decimals, or one, the same values are no ambiguity
     text = "lot size;price\n5,85;42000\n4,0;38500\n3,06;49500\n6,65;60500\n"
     _, _, enc = read_semicolon_file(tmp_path, text)
