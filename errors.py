@@ -87,17 +87,10 @@ def resume_command(workdir: object, overrides: list[str], cwd: object = None) ->
     from pathlib import Path
 
     here = Path.cwd() if cwd is None else Path(str(cwd))
-
-    def shown(path: Path) -> str:
-        try:
-            return str(path.relative_to(here))
-        except ValueError:
-            return str(path)
-
     keep = [a for a in overrides if not _of_another_run(a.lstrip("+~").split("=")[0])]
     words = [*train_command(here), *keep, "trainer.resume=true"]
     # the directory as the command, run in `here`, must name it
-    workdir = shown(Path(os.path.abspath(str(workdir))))
+    workdir = _as_seen_from(Path(os.path.abspath(str(workdir))), here)
     command = " ".join([*map(shell_word, words), hydra_value("hydra.run.dir", workdir)])
     return command if here == Path.cwd() else f"cd {shell_word(str(here))} && {command}"
 
@@ -110,13 +103,15 @@ def train_command(here: object = None) -> list[str]:
 
     where = Path.cwd() if here is None else Path(str(here))
     train = Path(__file__).resolve().parent / "train.py"
-    out = []
-    for path in (Path(sys.executable), train):
-        try:
-            out.append(str(path.relative_to(where)))
-        except ValueError:
-            out.append(str(path))
-    return out
+    return [_as_seen_from(path, where) for path in (Path(sys.executable), train)]
+
+
+def _as_seen_from(path, here) -> str:
+    """``path`` relative to the directory ``here`` when inside it, else as it is."""
+    try:
+        return str(path.relative_to(here))
+    except ValueError:
+        return str(path)
 
 
 def _of_another_run(key: str) -> bool:

@@ -131,9 +131,12 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     from models import build_model
     from training.checkpoint import Checkpoints, ShapeMismatchError, run_in_progress
 
-    resume = f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
-    if run_in_progress(run_dir):  # resuming it now would be refused: it is running
-        resume = "it is still training; wait for it to end"
+    running = run_in_progress(run_dir)  # resuming it now would be refused
+    resume = (
+        "it is still training; wait for it to end"
+        if running
+        else f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
+    )
     if not (run_dir / "checkpoints").is_dir():
         raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
     ckpt = Checkpoints(run_dir / "checkpoints", create=False)
@@ -146,8 +149,8 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
         if not (run_dir / "metrics.json").is_file():  # written last, once the run finished
             print(
                 f"note: {run_dir} has no metrics.json, so the run did not finish; predicting "
-                f"with its newest checkpoint, step {step} ("
-                + (f"{resume}" if "still training" in resume else f"{resume} to finish it")
+                f"with its newest checkpoint, step {step} ({resume}"
+                + ("" if running else " to finish it")
                 + ")",
                 file=sys.stderr,
             )

@@ -385,8 +385,8 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     key = (path, sep, mtime_ns)
     if key not in _AS_WRITTEN:
         raw = _pandas_read(path, sep, dtype=str)
-        header = next(csv.reader(io.StringIO(_read_sample(Path(path), "", path)), delimiter=sep))
-        raw.attrs["names"] = [h.strip() or f"Unnamed: {i}" for i, h in enumerate(header)]
+        header = _read_header(_read_sample(Path(path), "", path), sep, path, "", 1)
+        raw.attrs["names"] = _column_names(header, raw.shape[1])
         _AS_WRITTEN.clear()
         _AS_WRITTEN[key] = raw
     return _AS_WRITTEN[key]
@@ -614,7 +614,7 @@ def read_csv(
     sep, decimal = _sniff(sample, sep, decimal)
     header = _read_header(sample, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source)
-    df.columns = [name or f"Unnamed: {i}" for i, name in enumerate(header[: df.shape[1]])]
+    df.columns = _column_names(header, df.shape[1])
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     df.attrs.update(sep=sep, decimal=decimal, path=str(path))
@@ -638,6 +638,12 @@ _NOT_TEXT = (
     (b"BZh", "a bzip2-compressed file", _UNPACK.format("bunzip2")),
     (b"\xfd7zXZ\x00", "an xz-compressed file", _UNPACK.format("unxz")),
 )
+
+
+def _column_names(header: list[str], columns: int) -> list[str]:
+    """The names of a table's first ``columns`` columns from its stripped header row: a
+    nameless one is ``Unnamed: <position from 0>``, as pandas calls it."""
+    return [name or f"Unnamed: {i}" for i, name in enumerate(header[:columns])]
 
 
 def _read_sample(path: Path, key: str, source: str) -> str:

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+RESERVED = "(it reserves characters such as = ( ) [ ] , ' and spaces around them)"
+# the fix for a sweep whose runs' names, made of their overrides, no directory can have
+NUMBER_THE_RUNS = (
+    "number the runs instead with 'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, "
+    "which keep the shell from reading the $)"
+)
 
 
 def _compose_failure(exc: BaseException) -> str:
@@ -277,9 +283,9 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
         listed = _with_its_items_quoted(key, value)
         if listed is not None and parses(listed):  # a list: quote the items, not the list
             fail(
-                f"bad override {arg}: Hydra cannot read an item of the list {key} unquoted (it "
-                f"reserves characters such as = ( ) [ ] , ' and spaces around them); quote the "
-                f"items for Hydra, inside the shell's quotes: {shell_word(listed)}"
+                f"bad override {arg}: Hydra cannot read an item of the list {key} unquoted "
+                f"{RESERVED}; quote the items for Hydra, inside the shell's quotes: "
+                f"{shell_word(listed)}"
             )
         tilde = value.startswith("~")
         if tilde and key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir"):
@@ -288,9 +294,8 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             out.append(hydra_quoted(key, value))
             continue
         fail(
-            f"bad override {arg}: Hydra cannot read the value of {key} unquoted (it reserves "
-            f"characters such as = ( ) [ ] , ' and spaces around them); quote it for Hydra, "
-            f"inside the shell's quotes: {shell_word(hydra_quoted(key, value))}"
+            f"bad override {arg}: Hydra cannot read the value of {key} unquoted {RESERVED}; "
+            f"quote it for Hydra, inside the shell's quotes: {shell_word(hydra_quoted(key, value))}"
         )
     return out
 
@@ -744,8 +749,7 @@ def refuse_a_space_in_run_names(overrides: list[str], hydra_args: list[str]) -> 
         fail(
             f"bad override {spaced[0]}: a sweep names each run's directory after its overrides, "
             "and Hydra writes this value's space there as '\\ ', which orbax's checkpoints "
-            "cannot hold; number the runs instead with 'hydra.sweep.subdir=${hydra.job.num}' "
-            "(in single quotes, which keep the shell from reading the $)"
+            f"cannot hold; {NUMBER_THE_RUNS}"
         )
 
 
@@ -775,9 +779,7 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
             fail(
                 f"bad override: the sweep's run directory {part[:40]}... is a name of "
                 f"{len(os.fsencode(part))} bytes, over the file system's {limit} (hydra.sweep."
-                "subdir names each run after its overrides); number the runs instead with "
-                "'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, which keep the shell "
-                "from reading the $)"
+                f"subdir names each run after its overrides); {NUMBER_THE_RUNS}"
             )
 
 

@@ -147,15 +147,16 @@ def normal_equations(X, y=None, w=None) -> tuple[np.ndarray, np.ndarray | None]:
     sharded over devices and processes are summed by XLA), returned to every process. With
     weights, on one device, over more than :data:`ROWS_PER_BLOCK` rows: in blocks of rows
     (:func:`_weighted_gram_in_blocks`); sharded rows are each device's share already."""
-    G, c = to_host(_normal_equations(X, y, w, block=_blocked(X) if w is not None else 0))
+    G, c = to_host(_normal_equations(X, y, w, block=_blocked(X, w is not None)))
     return np.asarray(G, np.float64), None if c is None else np.asarray(c, np.float64)
 
 
-def _blocked(X) -> int:
-    """The rows a weighted Gram matrix of ``X`` sums at once: :data:`ROWS_PER_BLOCK` for more
-    rows than that on one device, else 0 (all at once; sharded rows are each device's share)."""
+def _blocked(X, weighted: bool) -> int:
+    """The rows a Gram matrix of ``X`` sums at once: :data:`ROWS_PER_BLOCK` for a ``weighted``
+    one over more rows than that on one device, else 0 (all at once: unweighted, it never
+    copies ``X``; sharded rows are each device's share already)."""
     one_device = len(getattr(getattr(X, "sharding", None), "device_set", ())) == 1
-    return ROWS_PER_BLOCK if one_device and X.shape[0] > ROWS_PER_BLOCK else 0
+    return ROWS_PER_BLOCK if weighted and one_device and X.shape[0] > ROWS_PER_BLOCK else 0
 
 
 def least_squares_on_device(X, y, w=None, l2: float = 0.0) -> tuple[np.ndarray, float]:
@@ -317,9 +318,11 @@ def residual_moments(W, b, X, y, w=None) -> tuple[np.ndarray, np.ndarray]:
     XLA; weighted sums over many rows on one device in blocks, as :func:`normal_equations`).
     Every process must call this: each holds only its own rows. ``H[-1, -1]`` is the residual
     sum of squares."""
-    blocked = _blocked(X)
+    # H is always weighted (by the squared residuals), G only by w
     G, H = to_host(
-        _residual_moments(W, b, X, y, w, block_g=blocked if w is not None else 0, block_h=blocked)
+        _residual_moments(
+            W, b, X, y, w, block_g=_blocked(X, w is not None), block_h=_blocked(X, True)
+        )
     )
     return np.asarray(G, np.float64), np.asarray(H, np.float64)
 
