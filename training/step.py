@@ -406,11 +406,14 @@ def shuffled_call(
         # This pass over all of the call's losses also makes the call work the CPU client can
         # see: it runs a call it costs under 1000 flops (a loop counts once) inline in the
         # caller, which would serialize the device with the host's shuffle of the next blocks.
-        finite = jnp.isfinite(losses.reshape(-1))
-        ok = jnp.all(finite)
-        taken = jnp.where(ok, finite.size, jnp.argmin(finite)).astype(jnp.int32)
+        # One fused reduction (the first non-finite loss's step, or the count): an all() and an
+        # argmin() were two passes, the argmin's a slow (value, index) reduction.
+        losses = losses.reshape(-1)
+        steps_run = jnp.arange(losses.size, dtype=jnp.int32)
+        taken = jnp.min(jnp.where(jnp.isfinite(losses), losses.size, steps_run))
+        diverged = taken < losses.size
         ref_loss = jnp.asarray(ref_loss, jnp.float32)
-        return CallResult(*state, losses.reshape(-1), recorded, epoch_params, taken, ~ok, ref_loss)
+        return CallResult(*state, losses, recorded, epoch_params, taken, diverged, ref_loss)
 
     return jax.jit(call)
 
