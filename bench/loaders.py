@@ -7,7 +7,8 @@
 
 Every number is one epoch of the same synthetic data in this process. Our loaders run through
 ``training.run.pipelined`` exactly as ``train.py`` runs them (the host shuffle, compiled calls
-queued ahead, each call's per-step losses and recorded parameters read back; ``--every`` =
+queued ahead, each call's per-step losses and recorded parameters read back by
+``training.hooks.read_back``; ``--every`` =
 ``logger.every_n_steps``): the mean epoch of a run of ``--epochs`` epochs, best of
 ``--repeats`` runs after a warm-up run (compilation). scikit-learn's ``SGDRegressor`` is timed
 the same way, a fit of ``--epochs`` epochs (``max_iter``) best of ``--repeats``, in rounds
@@ -43,6 +44,7 @@ from data.sources import synthetic  # noqa: E402
 from models.linear import LinearRegression  # noqa: E402
 from training.blocks import plan_blocks  # noqa: E402
 from training.devices import keep_freed_host_memory  # noqa: E402
+from training.hooks import read_back  # noqa: E402
 from training.objectives import mse  # noqa: E402
 from training.run import pipelined  # noqa: E402
 from training.step import Runner  # noqa: E402
@@ -83,10 +85,9 @@ def project_runs(X, y, loader_name: str, batch_size: int, lr: float, every: int,
 
     def train(first_epoch: int, count: int):
         blocks = plan_blocks(loader, first_epoch, first_epoch + count, 1 << 20, 0, n_features=d)
-        for _, _, out in pipelined(runner, blocks, params, opt_state):
-            losses = np.asarray(out.losses)
-            jax.device_get(out.recorded)
-        assert np.isfinite(losses).all()
+        for block, t, out in pipelined(runner, blocks, params, opt_state):
+            call = read_back(runner, block, t, out, loader.steps_per_epoch)  # as train.py reads
+        assert np.isfinite(call.losses).all() and not call.diverged
 
     train(0, epochs)  # compile every block shape the timed runs use
     done = [epochs]
