@@ -23,7 +23,15 @@ from errors import UserError
 from training.config import validate
 from training.evaluate import least_squares, least_squares_on_device, objective_minimum
 from training.objectives import Objective, build_objective, huber, mse, ridge_penalty
-from training.optim import GRADIENT_DESCENT, HEAVY_BALL, NESTEROV, choose_auto, stable_bound
+from training.optim import (
+    GRADIENT_DESCENT,
+    HEAVY_BALL,
+    NESTEROV,
+    SAFETY,
+    choose_auto,
+    stable_bound,
+    tuned_step,
+)
 from training.run import train_and_evaluate
 from training.stability import hessian_spectrum
 
@@ -235,6 +243,45 @@ def test_ridge_adds_l2_to_every_W_eigenvalue(frozen_b):
 
     H_jax = np.asarray(jax.hessian(J)(jnp.zeros(d + 1)))[np.ix_(trainable, trainable)]
     np.testing.assert_allclose(H_jax, H, rtol=1e-4, atol=1e-5)
+
+
+def _windsor_unscaled():
+    """The Windsor design as data.standardize=false feeds it: lot sizes in square feet beside
+    counts and 0/1 columns (yes/no as 1/0), float64."""
+    df = pd.read_csv(HOUSING)
+    X = df.drop(columns="price").replace({"yes": 1, "no": 0}).to_numpy(np.float64)
+    return X, df["price"].to_numpy(np.float64)
+
+
+def test_the_spectrum_of_columns_in_different_units_is_numpys_float64_one():
+    # unscaled, the relative cutoff kept only the lot size's direction: "rank 1 of 12", mu = L,
+    # and Nesterov's momentum 0.0025 instead of ~0.9999 (R^2 0.05 after 20000 epochs, not 0.57)
+    X, _ = _windsor_unscaled()
+    n, d = X.shape
+    A = np.column_stack([X, np.ones(n)])
+    eig = np.linalg.eigvalsh(2 * A.T @ A / n)
+    assert eig[-1] / eig[0] > 1e8  # the columns' units, not collinearity
+    spec = hessian_spectrum(jnp.asarray(X, jnp.float32), None, n, list(range(d + 1)))
+    assert (spec.rank, spec.size) == (d + 1, d + 1)
+    assert spec.L == pytest.approx(eig[-1], rel=1e-5)
+    assert spec.mu == pytest.approx(eig[0], rel=1e-5)
+    _, m = tuned_step(NESTEROV, spec, None)  # Nesterov 2004, scheme 2.2.19
+    root_kappa = math.sqrt(eig[-1] * SAFETY / eig[0])
+    assert m == pytest.approx((root_kappa - 1) / (root_kappa + 1), rel=1e-6) and m > 0.9999
+    # a column that is a combination of others in other units is still found aliased
+    aliased = np.column_stack([X, X[:, 0] / 1000 + 2 * X[:, 4]])
+    spec = hessian_spectrum(jnp.asarray(aliased, jnp.float32), None, n, list(range(d + 2)))
+    assert (spec.rank, spec.size) == (d + 1, d + 2)
+    assert spec.mu == pytest.approx(eig[0], rel=0.2)  # the smallest determined direction
+
+
+def test_the_reference_on_device_fits_columns_in_different_units():
+    # several processes' reference (float32 sums, float64 solve) was the lot size's fit alone
+    X, y = _windsor_unscaled()
+    n = len(y)
+    want = np.linalg.lstsq(np.column_stack([X, np.ones(n)]), y, rcond=None)[0]
+    W, b = least_squares_on_device(jnp.asarray(X, jnp.float32), jnp.asarray(y, jnp.float32))
+    np.testing.assert_allclose(np.append(W, b), want, rtol=1e-4)
 
 
 def test_stochastic_step_counts_the_penalty():

@@ -71,10 +71,26 @@ def least_squares(X, y, chunk: int = 1 << 18, l2: float = 0.0) -> tuple[np.ndarr
         yc = np.asarray(y[s : s + chunk], np.float64)
         G += A.T @ A
         c += A.T @ yc
-    scale = _column_norms(np.diag(G))
-    G_s = ridge_gram(G, l2) / np.outer(scale, scale)
-    beta = np.linalg.lstsq(G_s, c / scale, rcond=ZERO_EIGENVALUE)[0] / scale
+    beta = solve_normal_equations(G, c, l2)
     return beta[:d], float(beta[d])
+
+
+def solve_normal_equations(G: np.ndarray, c: np.ndarray, l2: float = 0.0) -> np.ndarray:
+    """``beta`` solving ``(G + (n l2 / 2) D) beta = c`` (:func:`ridge_gram`; ``G``: ``(p, p)``,
+    ``c``: ``(p,)``) in float64 by ``numpy.linalg.lstsq`` on Jacobi's scaling of the matrix
+    (:func:`jacobi_scaled`), whose ``ZERO_EIGENVALUE`` cutoff then drops collinear directions
+    only (the minimum-norm solution in the scaled coordinates)."""
+    S, scale = jacobi_scaled(ridge_gram(G, l2))
+    return np.linalg.lstsq(S, c / scale, rcond=ZERO_EIGENVALUE)[0] / scale
+
+
+def jacobi_scaled(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, s)``: ``S = G / (s s^T)`` with ``s`` the square roots of ``G``'s diagonal (the
+    columns' norms for a Gram matrix; 1 where 0), so that ``S`` has a unit diagonal. A relative
+    cutoff on ``S``'s eigenvalues sees collinearity only, not the columns' units; see
+    :func:`_column_norms`."""
+    scale = _column_norms(np.clip(np.diag(G), 0.0, None))
+    return G / np.outer(scale, scale), scale
 
 
 def _column_norms(squares: np.ndarray) -> np.ndarray:
@@ -163,7 +179,7 @@ def least_squares_on_device(X, y, w=None, l2: float = 0.0) -> tuple[np.ndarray, 
     """Least squares (ridge with ``l2`` > 0) from :func:`normal_equations` (float32 sums, a
     float64 solve): the reference when the rows live only on the devices of several processes."""
     G, c = normal_equations(X, y, w)
-    beta = np.linalg.lstsq(ridge_gram(G, l2), c, rcond=ZERO_EIGENVALUE)[0]
+    beta = solve_normal_equations(G, c, l2)
     return beta[:-1], float(beta[-1])
 
 

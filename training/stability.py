@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental.multihost_utils import process_allgather
 
-from training.evaluate import ZERO_EIGENVALUE, normal_equations
+from training.evaluate import ZERO_EIGENVALUE, jacobi_scaled, normal_equations
 
 # ZERO_EIGENVALUE: float32 sums give the Gram matrix's eigenvalues to about 1e-7 of the largest
 # one, so an eigenvalue below that fraction of it is a direction the data does not determine.
@@ -26,8 +26,10 @@ from training.evaluate import ZERO_EIGENVALUE, normal_equations
 class Spectrum:
     """The extreme eigenvalues of the loss's Hessian over the trainable parameters.
 
-    ``L`` is the largest eigenvalue, ``mu`` the smallest one above ``ZERO_EIGENVALUE * L``,
-    ``rank`` how many are above it, ``size`` how many trainable parameters there are.
+    ``rank`` is how many directions the data determine: the eigenvalues of the Hessian on
+    Jacobi's scaling (unit diagonal, ``training.evaluate.jacobi_scaled``) above
+    ``ZERO_EIGENVALUE`` times the largest; ``L`` is the largest eigenvalue, ``mu`` the smallest
+    of the ``rank`` largest, ``size`` how many trainable parameters there are.
     """
 
     L: float
@@ -51,7 +53,8 @@ def hessian_spectrum(
     (``w`` is 0 for padding rows; ``D`` is 1 on ``W``'s entries, 0 on ``b``'s).
 
     The Gram matrix is summed on the device(s) in one pass (sharded rows are summed by XLA) and
-    its (features + 1)^2 eigenvalues are found in float64 by ``numpy.linalg.eigvalsh``.
+    its (features + 1)^2 eigenvalues are found in float64 by ``numpy.linalg.eigvalsh``, and the
+    rank on its Jacobi scaling (:class:`Spectrum`).
     """
     if not trainable:
         return Spectrum(0.0, 0.0, 0, 0)
@@ -60,10 +63,13 @@ def hessian_spectrum(
     H = 2.0 * G[np.ix_(idx, idx)] / n
     H[np.diag_indices_from(H)] += np.where(idx < len(G) - 1, l2, 0.0)  # W's entries, not b's
     eig = np.linalg.eigvalsh(H)
-    L = float(eig[-1])
-    nonzero = eig[eig > ZERO_EIGENVALUE * L] if L > 0 else eig[:0]
-    mu = float(nonzero[0]) if nonzero.size else 0.0
-    return Spectrum(max(L, 0.0), mu, int(nonzero.size), len(idx))
+    # the rank on Jacobi's scaling: unscaled, columns in different units (a lot size beside
+    # 0/1 columns, data.standardize=false) put every direction but the largest column's under
+    # the cutoff ("rank 1 of 12", mu = L, and a momentum near 0 where it should be near 1)
+    scaled = np.linalg.eigvalsh(jacobi_scaled(H)[0])
+    rank = int(np.sum(scaled > ZERO_EIGENVALUE * scaled[-1])) if scaled[-1] > 0 else 0
+    mu = float(eig[len(idx) - rank]) if rank else 0.0
+    return Spectrum(max(float(eig[-1]), 0.0), max(mu, 0.0), rank, len(idx))
 
 
 def max_row_norm_sq(X: jax.Array, with_W: bool = True, with_b: bool = True) -> float:
