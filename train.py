@@ -33,6 +33,7 @@ from training.cli import (
     stop_at_once_until_the_run,
 )
 from training.config import register_schema
+from training.logs import output_copied_for_the_run_log
 
 register_schema()
 
@@ -67,7 +68,7 @@ def main(cfg: DictConfig) -> float:
         python_signal_handling()
     else:  # a Ctrl-C now: the advice names the directory
         stop_at_once_until_the_run(Path(out))
-    with report_user_errors(multirun, out):
+    with output_copied_for_the_run_log(), report_user_errors(multirun, out):
         # a sweep's run holds its directory while it runs (a single run has since before Hydra
         # wrote there: run_composed)
         lock = hold_the_run_directory(Path(out), cfg) if multirun else None

@@ -239,6 +239,43 @@ def test_a_progress_bar_on_a_terminal(tmp_path):
     text = out.decode(errors="replace")
     assert proc.returncode == 0
     assert "epoch 3/3" in text and "━" in text and "samples/s" in text
+    # train.log gets the bar's last state as a line, none of its redrawing
+    log = (tmp_path / "train.log").read_text()
+    assert "\x1b" not in log and "━" not in log
+    assert [ln for ln in log.splitlines() if ln.startswith("epoch ")][-1].startswith("epoch 3/3")
+    assert log.rstrip().splitlines()[-1].startswith("done: ")
+
+
+@pytest.mark.slow
+def test_train_log_holds_what_the_run_printed(tmp_path):
+    # Hydra's train.log holds logging records only, and stayed empty beside the run's printout
+    first = run_train(
+        "experiment=housing", "trainer.epochs=3", "logger.plots=false", f"hydra.run.dir={tmp_path}"
+    )
+    assert first.returncode == 0 and not first.stderr, first.stderr
+    assert (tmp_path / "train.log").read_text() == first.stdout
+    # a resumed run adds its printout to the first part's
+    more = run_train(
+        "experiment=housing",
+        "trainer.epochs=5",
+        "trainer.resume=true",
+        "logger.plots=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert more.returncode == 0 and not more.stderr, more.stderr
+    assert (tmp_path / "train.log").read_text() == first.stdout + more.stdout
+    # a run that fails ends its log with its error line; a run refused because the directory
+    # holds another writes nothing there
+    failed = tmp_path / "failed"
+    diverged = run_train("optimizer.lr=10", f"hydra.run.dir={failed}")
+    assert diverged.returncode == 3
+    log = (failed / "train.log").read_text().splitlines()
+    assert log[-1] == diverged.stderr.strip().splitlines()[-1]
+    assert log[-1].startswith("error: training diverged")
+    before = (tmp_path / "train.log").read_bytes()
+    refused = run_train("experiment=housing", "logger.plots=false", f"hydra.run.dir={tmp_path}")
+    assert refused.returncode == 2 and "already holds a run" in refused.stderr
+    assert (tmp_path / "train.log").read_bytes() == before
 
 
 @pytest.mark.slow

@@ -1,13 +1,16 @@
-"""What a run writes: TensorBoard scalars and images, the walkthrough's trace, metrics.json."""
+"""What a run writes: TensorBoard scalars and images, the walkthrough's trace, metrics.json, and a
+copy of what it prints in Hydra's log file (``train.log``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import re
 import struct
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,16 +163,98 @@ def log_steps(
     return recorded
 
 
+class _Copied:
+    """A text stream that writes to ``terminal`` and keeps a copy: held in memory until
+    :func:`copy_to_run_log` gives it the run's log file, then written there line by line."""
+
+    def __init__(self, terminal, held: list[str]) -> None:
+        self.terminal, self.held, self.log = terminal, held, None
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        if self.log is not None:
+            self.log.write(text)
+        elif self.held is not None:
+            self.held.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        if self.log is not None:
+            self.log.flush()
+
+    def isatty(self) -> bool:  # a bar or colours go to the terminal, as without the copy
+        return self.terminal.isatty()
+
+    def __getattr__(self, name: str):  # encoding, fileno, buffer, ...: the terminal's
+        return getattr(self.terminal, name)
+
+
+_COPIES: list[tuple[_Copied, _Copied, str]] = []  # (stdout, stderr, log path) of the run
+
+
+@contextlib.contextmanager
+def output_copied_for_the_run_log():
+    """While a run of ``train.py`` runs, keep a copy of what it prints (stdout and stderr, its
+    errors included) for the log file Hydra's job logging opened (``hydra.job.name`` + ``.log``,
+    ``train.log``), which otherwise holds logging records only and stayed empty. Nothing is
+    written there until the run owns its directory (:func:`copy_to_run_log`): a run refused
+    because the directory holds another adds nothing to it. No log file (Hydra's
+    ``hydra/job_logging=none``): no copy."""
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    if not files:
+        yield
+        return
+    held: list[str] = []
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Copied(out, held), _Copied(err, held)
+    _COPIES.append((sys.stdout, sys.stderr, files[0].baseFilename))
+    try:
+        yield
+    finally:
+        copied_out, copied_err, _ = _COPIES.pop()
+        sys.stdout, sys.stderr = out, err
+        log, copied_out.log, copied_err.log = copied_out.log, None, None
+        if log is not None:  # one file, shared
+            log.close()
+
+
+def copy_to_run_log(new_run: bool) -> None:
+    """The run owns its directory and this process writes its files: write what it has
+    printed so far to the run's log, and from now on each line as it is printed. A new run
+    (not ``trainer.resume``) starts the file afresh: what is there is Hydra's and the
+    printout of an earlier attempt that failed before training (the directory holds no run,
+    or the run would have been refused). A no-op outside :func:`output_copied_for_the_run_log`."""
+    if not _COPIES or _COPIES[-1][0].log is not None:
+        return
+    copied_out, copied_err, path = _COPIES[-1]
+    log = open(path, "w" if new_run else "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    log.write("".join(copied_out.held))
+    copied_out.log = copied_err.log = log
+    copied_out.held = copied_err.held = None
+
+
+def to_run_log_only(line: str) -> None:
+    """Write ``line`` to the run's log and not to the terminal (what a progress bar showed)."""
+    if _COPIES and _COPIES[-1][0].log is not None:
+        _COPIES[-1][0].log.write(line + "\n")
+
+
+def terminal(stream):
+    """The terminal behind ``stream`` (``sys.stdout`` while a copy is kept), for what only a
+    terminal should get: a progress bar redrawn in place."""
+    return getattr(stream, "terminal", stream)
+
+
 class Progress:
     """Progress of a run: a rich bar on a terminal, else a log line at most every 10 s."""
 
     def __init__(self, mode: str, epochs: int, batch_size: int) -> None:
-        import sys
-
         self.epochs, self.start, self.last_line = epochs, time.perf_counter(), 0.0
-        self.samples = 0
+        self.samples, self.last = 0, ""
         self.bar = None
         if mode == "bar" or (mode == "auto" and sys.stdout.isatty()):
+            from rich.console import Console
             from rich.progress import BarColumn, TextColumn
             from rich.progress import Progress as RichProgress
 
@@ -178,6 +263,7 @@ class Progress:
                 BarColumn(),
                 TextColumn("{task.fields[status]}"),
                 transient=False,
+                console=Console(file=terminal(sys.stdout)),  # the log gets the last line only
             )
             self.task = self.bar.add_task("train", total=epochs, status="")
             self.bar.start()
@@ -188,16 +274,19 @@ class Progress:
         now = time.perf_counter()
         rate = self.samples / max(now - self.start, 1e-9)
         status = f"step {step}  loss {fmt(loss)}  {rate:,.0f} samples/s"
+        self.last = f"epoch {epoch}/{self.epochs}  {status}"
         if self.bar is not None:
             self.bar.update(self.task, completed=epoch, status=status)
         elif not self.quiet and (now - self.last_line >= 10 or epoch >= self.epochs):
             self.last_line = now
-            print(f"epoch {epoch}/{self.epochs}  {status}", flush=True)
+            print(self.last, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+            if self.last:
+                to_run_log_only(self.last)
 
 
 def print_trace(

@@ -60,7 +60,7 @@ from training.hooks import (
     trace,
     weights_path,
 )
-from training.logs import TensorBoardLog, fmt, write_json
+from training.logs import TensorBoardLog, copy_to_run_log, fmt, write_json
 from training.report import SPLITS, evaluate
 from training.step import Runner
 
@@ -88,6 +88,8 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
     try:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
+        if run.settings.writes:  # the directory is this run's: train.log gets its printout
+            copy_to_run_log(new_run=not cfg.trainer.resume)
         with ctrl_c_says(lambda signum: in_the_run(run, signum)):  # where below says no more
             the_run_begins()  # train.py's handler until now ended the process at once
             params, opt_state, at = fit(run, params, opt_state, at)
