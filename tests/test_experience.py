@@ -272,6 +272,11 @@ def test_train_log_holds_what_the_run_printed(tmp_path):
     log = (failed / "train.log").read_text().splitlines()
     assert log[-1] == diverged.stderr.strip().splitlines()[-1]
     assert log[-1].startswith("error: training diverged")
+    # resumed where that run left no checkpoint, a run starts from scratch, and its log too
+    again = run_train("optimizer.lr=0.01", "trainer.resume=true", f"hydra.run.dir={failed}")
+    assert again.returncode == 0 and not again.stderr, again.stderr
+    assert "starting from scratch" in again.stdout
+    assert (failed / "train.log").read_text() == again.stdout
     before = (tmp_path / "train.log").read_bytes()
     refused = run_train("experiment=housing", "logger.plots=false", f"hydra.run.dir={tmp_path}")
     assert refused.returncode == 2 and "already holds a run" in refused.stderr

@@ -221,10 +221,11 @@ def output_copied_for_the_run_log():
 
 def copy_to_run_log(new_run: bool) -> None:
     """The run owns its directory and this process writes its files: write what it has
-    printed so far to the run's log, and from now on each line as it is printed. A new run
-    (not ``trainer.resume``) starts the file afresh: what is there is Hydra's and the
-    printout of an earlier attempt that failed before training (the directory holds no run,
-    or the run would have been refused). A no-op outside :func:`output_copied_for_the_run_log`."""
+    printed so far to the run's log, and from now on each line as it is printed. A
+    ``new_run`` (one not resumed from a checkpoint) starts the file afresh, as its TensorBoard
+    events do: what is there is Hydra's and the printout of an earlier attempt that left no
+    checkpoint (else the directory would hold a run, and the new run would have been refused).
+    A no-op outside :func:`output_copied_for_the_run_log`."""
     if not _COPIES or _COPIES[-1][0].log is not None:
         return
     copied_out, copied_err, path = _COPIES[-1]

@@ -89,7 +89,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
         if run.settings.writes:  # the directory is this run's: train.log gets its printout
-            copy_to_run_log(new_run=not cfg.trainer.resume)
+            copy_to_run_log(new_run=at.step == 0)  # resumed from no checkpoint: from scratch
         with ctrl_c_says(lambda signum: in_the_run(run, signum)):  # where below says no more
             the_run_begins()  # train.py's handler until now ended the process at once
             params, opt_state, at = fit(run, params, opt_state, at)
