@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pty
 import re
@@ -246,6 +247,36 @@ def test_a_progress_bar_on_a_terminal(tmp_path):
     assert log.rstrip().splitlines()[-1].startswith("done: ")
 
 
+@pytest.mark.parametrize("new_run", [True, False])
+def test_the_run_log_copy_keeps_log_records_in_order(tmp_path, capsys, new_run):
+    # the copy appends beside the log handler: opened to write, it wrote over the records
+    from training.logs import copy_to_run_log, output_copied_for_the_run_log
+
+    path = tmp_path / "train.log"
+    path.write_text("an earlier attempt\n")
+    handler = logging.FileHandler(path)  # as Hydra's job logging opens it: appending
+    handler.setFormatter(logging.Formatter("[record] %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with output_copied_for_the_run_log():
+            logging.getLogger("test").warning("one")
+            print("before the run owns its directory")
+            copy_to_run_log(new_run=new_run)
+            print("two", file=sys.stderr)
+            logging.getLogger("test").warning("three")
+            print("four")
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    lines = path.read_text().splitlines()
+    earlier = [] if new_run else ["an earlier attempt"]
+    want = ["[record] one", "before the run owns its directory", "two", "[record] three", "four"]
+    assert lines == earlier + want
+    out = capsys.readouterr()
+    assert out.out == "before the run owns its directory\nfour\n" and out.err == "two\n"
+
+
 @pytest.mark.slow
 def test_train_log_holds_what_the_run_printed(tmp_path):
     # Hydra's train.log holds logging records only, and stayed empty beside the run's printout
@@ -272,6 +303,14 @@ def test_train_log_holds_what_the_run_printed(tmp_path):
     log = (failed / "train.log").read_text().splitlines()
     assert log[-1] == diverged.stderr.strip().splitlines()[-1]
     assert log[-1].startswith("error: training diverged")
+    # a run that fails before training (its data) has its printout and error line there too
+    missing = tmp_path / "missing"
+    no_file = run_train(
+        "data=csv", f"data.path={tmp_path / 'nope.csv'}", "data.target=price",
+        f"hydra.run.dir={missing}",
+    )  # fmt: skip
+    assert no_file.returncode == 2 and "no such file" in no_file.stderr
+    assert (missing / "train.log").read_text() == no_file.stdout + no_file.stderr
     # resumed where that run left no checkpoint, a run starts from scratch, and its log too
     again = run_train("optimizer.lr=0.01", "trainer.resume=true", f"hydra.run.dir={failed}")
     assert again.returncode == 0 and not again.stderr, again.stderr

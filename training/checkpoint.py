@@ -39,6 +39,14 @@ def _import_orbax() -> None:
         return
 
 
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps of the checkpoints in ``run_dir/checkpoints`` (orbax names each directory by
+    its step), newest first, found without orbax; damaged ones included."""
+    found = Path(run_dir) / "checkpoints"
+    steps = [int(p.name) for p in found.glob("*") if p.name.isdigit()] if found.is_dir() else []
+    return sorted(steps, reverse=True)
+
+
 def run_in_progress(run_dir: Path) -> bool:
     """Whether a ``train.py`` run is running in ``run_dir`` now: it holds the lock on
     ``run_dir/.run.lock`` (``training.cli.hold_the_run_directory``; the kernel releases it when

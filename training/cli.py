@@ -870,15 +870,9 @@ def refuse_other_settings(cfg, run_dir: Path | None) -> None:
 
     from omegaconf import OmegaConf
 
-    steps = (
-        sorted(
-            (int(p.name) for p in (run_dir / "checkpoints").glob("*") if p.name.isdigit()),
-            reverse=True,
-        )
-        if run_dir is not None and (run_dir / "checkpoints").is_dir()
-        else []
-    )
-    for step in steps:
+    from training.checkpoint import checkpoint_steps
+
+    for step in checkpoint_steps(run_dir) if run_dir is not None else []:
         try:
             saved = json.loads(
                 (run_dir / "checkpoints" / str(step) / "meta" / "metadata").read_text()

@@ -190,7 +190,8 @@ class _Copied:
         return getattr(self.terminal, name)
 
 
-_COPIES: list[tuple[_Copied, _Copied, str]] = []  # (stdout, stderr, log path) of the run
+# (stdout, stderr, log path, bytes of the log before the run) of the run
+_COPIES: list[tuple[_Copied, _Copied, str, int]] = []
 
 
 @contextlib.contextmanager
@@ -201,18 +202,25 @@ def output_copied_for_the_run_log():
     written there until the run owns its directory (:func:`copy_to_run_log`): a run refused
     because the directory holds another adds nothing to it. No log file (Hydra's
     ``hydra/job_logging=none``): no copy."""
-    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    files = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.FileHandler) and h.baseFilename != os.devnull
+    ]
     if not files:
         yield
         return
     held: list[str] = []
     out, err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Copied(out, held), _Copied(err, held)
-    _COPIES.append((sys.stdout, sys.stderr, files[0].baseFilename))
+    path = files[0].baseFilename
+    # what the file holds before this run: an earlier attempt's (dropped by a new run)
+    earlier = os.path.getsize(path) if os.path.isfile(path) else 0
+    _COPIES.append((sys.stdout, sys.stderr, path, earlier))
     try:
         yield
     finally:
-        copied_out, copied_err, _ = _COPIES.pop()
+        copied_out, copied_err, _, _ = _COPIES.pop()
         sys.stdout, sys.stderr = out, err
         log, copied_out.log, copied_err.log = copied_out.log, None, None
         if log is not None:  # one file, shared
@@ -222,14 +230,22 @@ def output_copied_for_the_run_log():
 def copy_to_run_log(new_run: bool) -> None:
     """The run owns its directory and this process writes its files: write what it has
     printed so far to the run's log, and from now on each line as it is printed. A
-    ``new_run`` (one not resumed from a checkpoint) starts the file afresh, as its TensorBoard
-    events do: what is there is Hydra's and the printout of an earlier attempt that left no
+    ``new_run`` (one that will not resume from a checkpoint) drops what the file held before
+    the run began, as its TensorBoard events do: an earlier attempt's, which left no
     checkpoint (else the directory would hold a run, and the new run would have been refused).
     A no-op outside :func:`output_copied_for_the_run_log`."""
     if not _COPIES or _COPIES[-1][0].log is not None:
         return
-    copied_out, copied_err, path = _COPIES[-1]
-    log = open(path, "w" if new_run else "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+    copied_out, copied_err, path, earlier = _COPIES[-1]
+    if new_run and earlier:  # keep the records Hydra's handler has written since the run began
+        with open(path, "r+b") as f:
+            f.seek(earlier)
+            since = f.read()
+            f.seek(0)
+            f.write(since)
+            f.truncate()
+    # appended, as Hydra's handler appends its records to the same file: neither overwrites
+    log = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
     log.write("".join(copied_out.held))
     copied_out.log = copied_err.log = log
     copied_out.held = copied_err.held = None

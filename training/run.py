@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
-from training.checkpoint import Checkpoints, refuse_a_backslash
+from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslash
 from training.cli import (
     other_settings,
     refuse_another_run,
@@ -82,14 +82,14 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         if not cfg.trainer.resume:  # before any process writes: no process has connected yet
             refuse_another_run(Path(workdir))
         init_distributed(cfg.trainer.distributed)
+        if jax.process_index() == 0:  # the directory is this run's: train.log gets its printout
+            copy_to_run_log(new_run=not (cfg.trainer.resume and checkpoint_steps(Path(workdir))))
         record_the_config(cfg, Path(workdir))
         t_start = time.perf_counter()
         run, params, opt_state = build(cfg, Path(workdir))
     try:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
-        if run.settings.writes:  # the directory is this run's: train.log gets its printout
-            copy_to_run_log(new_run=at.step == 0)  # resumed from no checkpoint: from scratch
         with ctrl_c_says(lambda signum: in_the_run(run, signum)):  # where below says no more
             the_run_begins()  # train.py's handler until now ended the process at once
             params, opt_state, at = fit(run, params, opt_state, at)
