@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from training.cli import (
     end_sweep,
     hold_the_run_directory,
     python_signal_handling,
+    release_the_run_directory,
     report_user_errors,
     run_composed,
     stop_at_once_until_the_run,
@@ -76,7 +76,7 @@ def main(cfg: DictConfig) -> float:
             metrics = train_and_evaluate(cfg, out)
         finally:
             if lock is not None:
-                os.close(lock)
+                release_the_run_directory(Path(out), lock)
     return objective(metrics)
 
 

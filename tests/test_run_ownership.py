@@ -292,6 +292,45 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_a_sweep_run_again_into_its_directory_is_refused_before_hydra_writes(tmp_path):
+    # Hydra wrote every run's .hydra/ before the run could refuse it (the earlier runs'
+    # configs rewritten), then each run failed, saying the directory was "in use by another
+    # run" (its own lock); now one line first, and its advice, followed, continues the runs
+    sweep = ["-m", "trainer.epochs=2,3", "logger.plots=false", f"hydra.sweep.dir={tmp_path}"]
+    assert run_train(*sweep).returncode == 0
+    runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    before = {name: snapshot(tmp_path / name) for name in runs}
+    again = run_train(*sweep)
+    first = tmp_path / "logger.plots=False,trainer.epochs=2"
+    assert again.returncode == 2 and not again.stdout.strip(), again.stdout
+    assert one_error_line(again) == (
+        f"error: {first} already holds a run (checkpoints, "
+        f"{next(first.glob('events.out.tfevents.*')).name}, metrics.json, ...); continue it "
+        "with trainer.resume=true or choose another hydra.sweep.dir"
+    )
+    assert {name: snapshot(tmp_path / name) for name in runs} == before
+    resumed = run_train(*sweep, "trainer.resume=true")  # the same runs, not new directories
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("resuming from") == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == runs
+    # new values into the same sweep directory are other runs: they run
+    assert run_train(*sweep[:1], "trainer.epochs=4", *sweep[2:]).returncode == 0
+
+
+def test_a_directory_this_process_holds_is_not_in_use_by_another_run(tmp_path):
+    # the lock this process took made its own run look like another, still running
+    from training.cli import HELD, hold_the_run_directory
+
+    cfg = make_config("trainer.epochs=2", "logger.plots=false")
+    train_and_evaluate(cfg, tmp_path)
+    with pytest.raises(UserError, match="already holds a run"):
+        hold_the_run_directory(tmp_path, cfg)
+    assert tmp_path.resolve() not in HELD  # released with the refusal
+    with pytest.raises(UserError, match="already holds a run"):
+        hold_the_run_directory(tmp_path, cfg)
+
+
 def test_a_sweep_s_run_into_a_directory_another_run_is_writing_fails_alone(tmp_path):
     # two sweeps started in the same second share multirun/<date>/<time>: one died with
     # orbax's traceback

@@ -392,6 +392,7 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
             except Exception as exc:
                 fail(_compose_failure(exc))
             refuse_a_name_too_long(combo, hydra_args)
+        refuse_runs_in_the_sweep_directory(overrides, hydra_args)
     GlobalHydra.instance().clear()
     return Checked(argv, None)
 
@@ -667,13 +668,23 @@ def hold_the_run_directory(path: Path, cfg: DictConfig) -> int | None:
     except OSError:
         os.close(lock)
         raise in_use(path) from None
+    HELD.add(path.resolve())
     if not cfg.trainer.resume:  # the other run may have ended, leaving its files
         try:
             refuse_another_run(path)
         except UserError:
-            os.close(lock)
+            release_the_run_directory(path, lock)
             raise
     return lock
+
+
+HELD: set[Path] = set()  # the run directories this process holds the lock of
+
+
+def release_the_run_directory(path: Path, lock: int) -> None:
+    """Release the lock :func:`hold_the_run_directory` took on ``path``."""
+    HELD.discard(path.resolve())
+    os.close(lock)
 
 
 def run_composed(task, run: DictConfig) -> None:
@@ -783,6 +794,43 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
             )
 
 
+def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[str]) -> None:
+    """Exit with one line if a run of this sweep would go into a directory that holds a run
+    (unless it resumes it): Hydra writes each run's ``.hydra/`` before the run can refuse the
+    directory, so a sweep run again into its ``hydra.sweep.dir`` rewrote every earlier run's
+    config, and then each run failed. The runs are Hydra's own list (``BasicSweeper``'s
+    product of the values, numbered as it numbers them); a search (``hparams_search``) chooses
+    its trials as it goes, and is left to each run's own check. Called inside the compose
+    API's context."""
+    from hydra import compose
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    if any(a.lstrip("+").startswith("hparams_search=") for a in overrides):
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = BasicSweeper.split_arguments(parsed, None)[0]
+    except Exception:  # noqa: BLE001 - Hydra reports its own errors when it runs
+        return
+    for num, job in enumerate(jobs):
+        try:
+            given = [*job, *hydra_args, "hydra.mode=MULTIRUN", f"hydra.job.num={num}"]
+            cfg = compose("config", overrides=given, return_hydra_config=True)
+            with hydra_config_set(cfg):
+                sweep_dir = Path(OmegaConf.select(cfg, "hydra.sweep.dir")).expanduser()
+                if not sweep_dir.is_dir():  # a new sweep (the default is named by the time)
+                    return
+                path = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+                if not cfg.trainer.resume:
+                    refuse_another_run(path)
+        except UserError as exc:
+            fail(str(exc), exc.exit_code)
+        except Exception:  # noqa: BLE001 - a directory Hydra cannot name before the run
+            return
+
+
 # what a run that reached its data leaves; `.hydra/` alone is a run that failed before it
 RUN_FILES = ("checkpoints", "metrics.json", "preprocessing.json", "events.out.tfevents.*")
 
@@ -819,7 +867,9 @@ def refuse_another_run(path: Path | None) -> None:
     from training.checkpoint import run_in_progress
 
     found = run_files(path) if path is not None else []
-    if found and run_in_progress(path):  # the advice below, to resume it, would be refused
+    # held by this process: no other run is in it (and our own lock would look like one)
+    held = path is not None and path.resolve() in HELD
+    if found and not held and run_in_progress(path):  # resuming it would be refused
         raise in_use(path)
     if found:
         shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
