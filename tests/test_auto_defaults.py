@@ -107,6 +107,16 @@ def test_eight_row_csv_reaches_least_squares(tmp_path, houses, capsys):
     assert chosen["optimizer.momentum"] == pytest.approx(((sL - smu) / (sL + smu)) ** 2, rel=1e-4)
     assert "step size from the data: optimizer.lr=" in out
     assert "reached least squares" in out and "warning" not in out
+    # the values as printed, given as overrides, train the same run bit for bit (four digits,
+    # 0.9999 for 0.99994, did not)
+    line = next(ln for ln in out.splitlines() if ln.startswith("step size from the data"))
+    given = re.findall(r"(optimizer\.\w+)=([^,\s]+)", line)
+    assert [k for k, _ in given] == ["optimizer.lr", "optimizer.momentum"]
+    again = make_config(
+        "data=csv", f"data.path={houses}", "data.target=price", *QUIET,
+        *(f"{k}={v}" for k, v in given),
+    )  # fmt: skip
+    assert train_and_evaluate(again, tmp_path / "again")["params"] == metrics["params"]
 
 
 @pytest.mark.slow

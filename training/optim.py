@@ -193,7 +193,9 @@ def choose_auto(
         chosen["optimizer.momentum"] = DEFAULT_MOMENTUM
     if not chosen:
         return StepChoice({}, "")
-    values = ", ".join(f"{k}={v:.4g}" for k, v in chosen.items())
+    # each value as the run uses it, a float32, in the fewest digits that give it back: the
+    # line pasted as overrides reruns the same steps (0.9999 for 0.99994 did not)
+    values = ", ".join(f"{k}={str(np.float32(v))}" for k, v in chosen.items())
     if not why:
         why = "optax's customary momentum"
     source = "step size from the data" if why.startswith(("Hessian", "1 /", "(1 - m)")) else "auto"
