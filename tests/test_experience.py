@@ -200,6 +200,22 @@ def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_progress_line_of_per_sample_steps_shows_their_mean_loss(tmp_path):
+    # it showed the last row's own loss: 0.032 beside a final loss of 0.39 over every row
+    proc = run_train(
+        "experiment=housing", "loader=per_sample", "trainer.epochs=2", "logger.plots=false",
+        "logger.every_n_steps=1", "logger.progress=lines", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch 2/2")][-1]
+    step, shown = re.fullmatch(r"epoch 2/2  step (\d+)  loss (\S+)  .* samples/s", last).groups()
+    losses = dict(read_scalars(tmp_path)["train/loss"])
+    per_epoch = int(step) // 2
+    second = [losses[t] for t in range(per_epoch, 2 * per_epoch)]  # the call of epoch 2
+    assert float(shown) == np.float32(np.mean(np.float64(second)))
+
+
+@pytest.mark.slow
 def test_a_progress_bar_on_a_terminal(tmp_path):
     master, slave = pty.openpty()  # train.py's output goes to a pseudo-terminal
     proc = subprocess.Popen(

@@ -263,16 +263,23 @@ class Validation:
 
 
 class ProgressLine:
-    """The progress bar or line (``logger.progress``): epoch, step, loss, samples a second."""
+    """The progress bar or line (``logger.progress``): epoch, step, loss, samples a second.
 
-    def __init__(self, mode: str, epochs: int, batch_size: int) -> None:
+    The loss: full batch, the last step's (the loss over every training row); per-sample and
+    mini-batch, the mean of the call's steps' batch losses, since one batch's loss (a single
+    row's, per sample) jumps by orders of magnitude from step to step."""
+
+    def __init__(self, mode: str, epochs: int, batch_size: int, full_batch: bool) -> None:
         self.progress, self.batch_size = Progress(mode, epochs, batch_size), batch_size
+        self.full_batch = full_batch
 
     def __call__(self, call: Call, at) -> None:
         if call.diverged:
             return
         n = call.n_valid
-        self.progress.update(at.epoch, at.step, float(call.losses[n - 1]), n * self.batch_size)
+        losses = call.losses[:n]
+        loss = losses[-1] if self.full_batch else losses.mean(dtype=np.float64)
+        self.progress.update(at.epoch, at.step, float(loss), n * self.batch_size)
 
     def close(self) -> None:
         self.progress.close()

@@ -332,7 +332,12 @@ def make_hooks(run: Run, traced: bool) -> Hooks:
             hooks.add(Validation(run.model.apply_fn, run.data, full_batch, out.tb, out.curves.val))
         if not traced and cfg.logger.progress != "off":
             hooks.add(
-                ProgressLine(cfg.logger.progress, cfg.trainer.epochs, settings.loader.batch_size)
+                ProgressLine(
+                    cfg.logger.progress,
+                    cfg.trainer.epochs,
+                    settings.loader.batch_size,
+                    settings.loader.full_batch,
+                )
             )
     if cfg.trainer.checkpoint_every:  # orbax's interval policy picks the checkpoint epochs
         hooks.add(checkpoint(functools.partial(save, run, force=False)))
