@@ -4,6 +4,7 @@ another run."""
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 
@@ -12,6 +13,7 @@ from conftest import ROOT, concurrently, make_config, read_scalars, run_train
 from test_predict import one_error_line, run_predict
 
 from errors import UserError
+from training.logs import output_copied_for_the_run_log
 from training.run import train_and_evaluate
 
 HOUSING = ROOT / "data" / "housing" / "windsor_house_prices.csv"
@@ -283,8 +285,17 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     train_and_evaluate(make_config(*args), tmp_path / "run")
     houses.loc[4, "driveway"] = "maybe"  # a yes/no column with a third answer: one-hot
     houses.to_csv(path, index=False)
-    with pytest.raises(UserError) as exc:
-        train_and_evaluate(make_config(*args, "trainer.resume=true"), tmp_path / "run")
+    log = tmp_path / "run" / "train.log"  # as train.py runs it: its printout copied there
+    log.write_text("the run's printout\n")
+    handler = logging.FileHandler(log)
+    logging.getLogger().addHandler(handler)
+    try:
+        with output_copied_for_the_run_log(), pytest.raises(UserError) as exc:
+            train_and_evaluate(make_config(*args, "trainer.resume=true"), tmp_path / "run")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    assert log.read_text() == "the run's printout\n"  # the refused resume's lines are not its
     assert str(exc.value) == (
         f"{tmp_path / 'run'} holds a run of other data (its encoding.columns['driveway'].kind: "
         "'boolean' there, 'onehot' now: the file changed?); resume it with the file it trained "
@@ -316,6 +327,51 @@ def test_a_sweep_run_again_into_its_directory_is_refused_before_hydra_writes(tmp
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == runs
     # new values into the same sweep directory are other runs: they run
     assert run_train(*sweep[:1], "trainer.epochs=4", *sweep[2:]).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_sweep_into_runs_of_other_settings_or_sharing_a_directory_is_refused(tmp_path):
+    # numbered runs with new values: resumed as the advice said, each run was refused only
+    # after Hydra had written the new settings into the earlier run's .hydra/
+    numbered = [
+        "logger.plots=false",
+        f"hydra.sweep.dir={tmp_path}",
+        "hydra.sweep.subdir=${hydra.job.num}",
+    ]  # noqa: E501
+    assert run_train("-m", "trainer.epochs=2", "seed=0,1", *numbered).returncode == 0
+    before = snapshot(tmp_path)
+    for extra in ([], ["trainer.resume=true"]):
+        again = run_train("-m", "trainer.epochs=2", "seed=2,3", *numbered, *extra)
+        assert again.returncode == 2 and not again.stdout.strip(), again.stdout
+        assert one_error_line(again) == (
+            f"error: {tmp_path / '0'} holds a run of other settings (seed: 0 there, 2 now); "
+            "resume it with its own settings, or start a new run in another hydra.sweep.dir"
+        )
+        assert snapshot(tmp_path) == before
+    # one directory for every run: the second would have found the first's
+    same = tmp_path / "same"
+    shared = run_train("-m", "seed=0,1", f"hydra.sweep.dir={same}", "hydra.sweep.subdir=run")
+    assert shared.returncode == 2 and not same.exists()
+    assert one_error_line(shared) == (
+        f"error: bad override: the sweep's runs with seed=0 and with seed=1 would both write into "
+        f"{same / 'run'}; give each run a directory of its own with hydra.sweep.subdir (the "
+        "default names it after the run's overrides)"
+    )
+
+
+@pytest.mark.slow
+def test_a_search_run_again_into_its_directory_is_refused_before_hydra_writes(tmp_path):
+    # each trial failed in turn and the study wrote best_value: .inf over the first search's
+    search = [
+        "-m", "hparams_search=optuna", "experiment=housing_minibatch", "hydra.sweeper.n_trials=2",
+        "trainer.epochs=2", "logger.plots=false", f"hydra.sweep.dir={tmp_path}",
+    ]  # fmt: skip
+    assert run_train(*search).returncode == 0
+    before = snapshot(tmp_path)
+    again = run_train(*search)
+    assert again.returncode == 2
+    assert one_error_line(again).startswith(f"error: {tmp_path / '0'} already holds a run (")
+    assert snapshot(tmp_path) == before  # optimization_results.yaml included
 
 
 def test_a_directory_this_process_holds_is_not_in_use_by_another_run(tmp_path):

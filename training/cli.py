@@ -386,13 +386,23 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
     refuse_a_space_in_run_names(overrides, hydra_args)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        directories: dict[Path, list[str]] = {}
         for combo in itertools.islice(combos, 64):
             try:  # with the command line's extra config directories, if any
                 compose("config", overrides=[*combo, *searchpath])
             except Exception as exc:
                 fail(_compose_failure(exc))
-            refuse_a_name_too_long(combo, hydra_args)
-        refuse_runs_in_the_sweep_directory(overrides, hydra_args)
+            path = refuse_a_name_too_long(combo, hydra_args)
+            if path is not None and directories.setdefault(path, combo) != combo:
+                one, other = directories[path], combo
+                fail(
+                    f"bad override: the sweep's runs with {' '.join(set(one) - set(other))} and "
+                    f"with {' '.join(set(other) - set(one))} would both write into {path}; give "
+                    "each run a directory of its own with hydra.sweep.subdir (the default names "
+                    "it after the run's overrides)"
+                )
+        if not directories or any(path.parent.is_dir() for path in directories):
+            refuse_runs_in_the_sweep_directory(overrides, hydra_args)
     GlobalHydra.instance().clear()
     return Checked(argv, None)
 
@@ -764,12 +774,13 @@ def refuse_a_space_in_run_names(overrides: list[str], hydra_args: list[str]) -> 
         )
 
 
-def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
+def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> Path | None:
     """Exit with one line if a sweep's run directory, ``hydra.sweep.dir``/``hydra.sweep.subdir``
     (by default named after the run's overrides), has a part longer than the file system
     allows (``NAME_MAX``, 255 bytes on Linux and macOS): Hydra would fail making it with
-    ``OSError: [Errno 36] File name too long`` and a traceback. Called inside the compose API's
-    context; a directory Hydra cannot name before the run (an unknown resolver) is left to it."""
+    ``OSError: [Errno 36] File name too long`` and a traceback. Returns the directory. Called
+    inside the compose API's context; a directory Hydra cannot name before the run (an unknown
+    resolver, the run's number) is left to it: None."""
     from hydra import compose
     from omegaconf import OmegaConf
 
@@ -780,7 +791,7 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
                 OmegaConf.select(cfg, "hydra.sweep.subdir")
             )
     except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
-        return
+        return None
     try:
         limit = os.pathconf(next(p for p in path.absolute().parents if p.is_dir()), "PC_NAME_MAX")
     except (OSError, ValueError, StopIteration):
@@ -792,26 +803,34 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> None:
                 f"{len(os.fsencode(part))} bytes, over the file system's {limit} (hydra.sweep."
                 f"subdir names each run after its overrides); {NUMBER_THE_RUNS}"
             )
+    return path
 
 
 def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[str]) -> None:
-    """Exit with one line if a run of this sweep would go into a directory that holds a run
-    (unless it resumes it): Hydra writes each run's ``.hydra/`` before the run can refuse the
-    directory, so a sweep run again into its ``hydra.sweep.dir`` rewrote every earlier run's
-    config, and then each run failed. The runs are Hydra's own list (``BasicSweeper``'s
-    product of the values, numbered as it numbers them); a search (``hparams_search``) chooses
-    its trials as it goes, and is left to each run's own check. Called inside the compose
-    API's context."""
+    """Exit with one line if a run of this sweep would go into a directory that holds a run it
+    may not continue: Hydra writes each run's ``.hydra/`` before the run can refuse its
+    directory, so a sweep run again into its ``hydra.sweep.dir`` rewrote the earlier runs'
+    configs (and a search's ``optimization_results.yaml``), then each run failed. A run that
+    resumes is checked against the checkpoint's settings, as a single run is; one that does
+    not, for a run there at all.
+
+    The runs are Hydra's own list, numbered as Hydra numbers them: ``BasicSweeper``'s product
+    of the values, or a search's (``hparams_search``) ``hydra.sweeper.n_trials`` trials, whose
+    values it draws as it goes (so a resumed trial is left to its own check). Called inside
+    the compose API's context; about 0.08 s a run, only for a sweep directory that exists."""
     from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
-    if any(a.lstrip("+").startswith("hparams_search=") for a in overrides):
-        return
+    search = any(a.lstrip("+").startswith("hparams_search=") for a in overrides)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        jobs = BasicSweeper.split_arguments(parsed, None)[0]
+        if search:
+            first = compose("config", overrides=[*overrides, *hydra_args], return_hydra_config=True)
+            jobs = [overrides] * int(OmegaConf.select(first, "hydra.sweeper.n_trials"))
+        else:
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            jobs = BasicSweeper.split_arguments(parsed, None)[0]
     except Exception:  # noqa: BLE001 - Hydra reports its own errors when it runs
         return
     for num, job in enumerate(jobs):
@@ -823,6 +842,11 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
                 if not sweep_dir.is_dir():  # a new sweep (the default is named by the time)
                     return
                 path = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+                mine = cfg.copy()
+                with open_dict(mine):
+                    del mine["hydra"]
+                if not search:  # a search's trial draws its values when it runs
+                    refuse_other_settings(mine, path)
                 if not cfg.trainer.resume:
                     refuse_another_run(path)
         except UserError as exc:

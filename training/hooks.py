@@ -266,8 +266,9 @@ class ProgressLine:
     """The progress bar or line (``logger.progress``): epoch, step, loss, samples a second.
 
     The loss: full batch, the last step's (the loss over every training row); per-sample and
-    mini-batch, the mean of the call's steps' batch losses, since one batch's loss (a single
-    row's, per sample) jumps by orders of magnitude from step to step."""
+    mini-batch, the mean of the batch losses of the latest epoch (of its latest call, when an
+    epoch takes several), since one batch's loss (a single row's, per sample) jumps by orders
+    of magnitude from step to step."""
 
     def __init__(self, mode: str, epochs: int, batch_size: int, full_batch: bool) -> None:
         self.progress, self.batch_size = Progress(mode, epochs, batch_size), batch_size
@@ -277,8 +278,9 @@ class ProgressLine:
         if call.diverged:
             return
         n = call.n_valid
-        losses = call.losses[:n]
-        loss = losses[-1] if self.full_batch else losses.mean(dtype=np.float64)
+        per_epoch = call.block.stop - call.block.start  # the steps of each epoch in the call
+        latest = call.losses[max(n - per_epoch, 0) : n]
+        loss = latest[-1] if self.full_batch else latest.mean(dtype=np.float64)
         self.progress.update(at.epoch, at.step, float(loss), n * self.batch_size)
 
     def close(self) -> None:

@@ -82,14 +82,19 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         if not cfg.trainer.resume:  # before any process writes: no process has connected yet
             refuse_another_run(Path(workdir))
         init_distributed(cfg.trainer.distributed)
-        if jax.process_index() == 0:  # the directory is this run's: train.log gets its printout
-            copy_to_run_log(new_run=not (cfg.trainer.resume and checkpoint_steps(Path(workdir))))
+        # the directory is this run's (a resumed one's once its checkpoint is found to be of
+        # this run's settings, below): train.log gets its printout
+        resuming = cfg.trainer.resume and checkpoint_steps(Path(workdir))
+        if jax.process_index() == 0 and not resuming:
+            copy_to_run_log(new_run=True)
         record_the_config(cfg, Path(workdir))
         t_start = time.perf_counter()
         run, params, opt_state = build(cfg, Path(workdir))
     try:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
+        if run.settings.writes:
+            copy_to_run_log(new_run=at.step == 0)  # resumed from no usable checkpoint: afresh
         with ctrl_c_says(lambda signum: in_the_run(run, signum)):  # where below says no more
             the_run_begins()  # train.py's handler until now ended the process at once
             params, opt_state, at = fit(run, params, opt_state, at)
