@@ -200,30 +200,23 @@ def test_plain_progress_lines_when_not_on_a_terminal(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_progress_line_of_per_sample_steps_shows_their_mean_loss(tmp_path):
-    # it showed the last row's own loss: 0.032 beside a final loss of 0.39 over every row;
-    # now the latest epoch's mean
+@pytest.mark.parametrize(("loader", "epochs"), [("per_sample", 2), ("mini_batch", 20)])
+def test_the_progress_line_of_stochastic_steps_shows_the_latest_epoch_s_mean_loss(
+    tmp_path, loader, epochs
+):
+    # it showed the last row's own loss: 0.032 beside a final loss of 0.39 over every row
+    # (twenty epochs of mini-batches: a call may hold several)
     proc = run_train(
-        "experiment=housing", "loader=per_sample", "trainer.epochs=2", "logger.plots=false",
-        "logger.every_n_steps=1", "logger.progress=lines", f"hydra.run.dir={tmp_path}",
+        "experiment=housing", f"loader={loader}", f"trainer.epochs={epochs}",
+        "logger.plots=false", "logger.every_n_steps=1", "logger.progress=lines",
+        f"hydra.run.dir={tmp_path}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch 2/2")][-1]
-    step, shown = re.fullmatch(r"epoch 2/2  step (\d+)  loss (\S+)  .* samples/s", last).groups()
+    end = f"epoch {epochs}/{epochs}"
+    last = [ln for ln in proc.stdout.splitlines() if ln.startswith(end)][-1]
+    step, shown = re.fullmatch(rf"{end}  step (\d+)  loss (\S+)  .* samples/s", last).groups()
     losses = dict(read_scalars(tmp_path)["train/loss"])
-    per_epoch = int(step) // 2
-    second = [losses[t] for t in range(per_epoch, 2 * per_epoch)]  # the latest epoch's steps
-    assert float(shown) == np.float32(np.mean(np.float64(second)))
-    # mini-batches of 32, twenty epochs (a call may hold several): the last epoch's mean
-    proc = run_train(
-        "experiment=housing", "loader=mini_batch", "trainer.epochs=20", "logger.plots=false",
-        "logger.every_n_steps=1", "logger.progress=lines", f"hydra.run.dir={tmp_path / 'mb'}",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("epoch 20/20")][-1]
-    step, shown = re.fullmatch(r"epoch 20/20  step (\d+)  loss (\S+)  .* samples/s", last).groups()
-    losses = dict(read_scalars(tmp_path / "mb")["train/loss"])
-    per_epoch = int(step) // 20
+    per_epoch = int(step) // epochs
     latest = [losses[t] for t in range(int(step) - per_epoch, int(step))]
     assert float(shown) == np.float32(np.mean(np.float64(latest)))
 
