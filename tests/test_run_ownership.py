@@ -304,6 +304,31 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_resume_on_a_file_that_changed_is_refused_before_hydra_writes(tmp_path):
+    # refused by the run itself, after Hydra had rewritten the run's .hydra/ (and train.py's
+    # config record) for the resume it refused
+    import pandas as pd
+
+    houses = pd.read_csv(HOUSING)
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "trainer.epochs=3",
+            "logger.plots=false", f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert run_train(*args).returncode == 0
+    before = snapshot(tmp_path / "run")
+    houses.loc[4, "driveway"] = "maybe"
+    houses.to_csv(path, index=False)
+    resumed = run_train(*args, "trainer.resume=true")
+    assert resumed.returncode == 2 and not resumed.stdout.strip(), resumed.stdout
+    assert one_error_line(resumed) == (
+        f"error: {tmp_path / 'run'} holds a run of other data (its encoding.columns"
+        "['driveway'].kind: 'boolean' there, 'onehot' now: the file changed?); resume it with "
+        "the file it trained on, or start a new run in another hydra.run.dir"
+    )
+    assert snapshot(tmp_path / "run") == before
+
+
+@pytest.mark.slow
 def test_a_sweep_run_again_into_its_directory_is_refused_before_hydra_writes(tmp_path):
     # Hydra wrote every run's .hydra/ before the run could refuse it (the earlier runs'
     # configs rewritten), then each run failed, saying the directory was "in use by another

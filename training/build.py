@@ -214,15 +214,22 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
     objective = build_objective(cfg.loss, data.scaling.y_scale)
     on_device = training_rows(data, mesh, device, copies, n_train, objective, bool(mine))
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
-    preprocessing = {
+    preprocessing = preprocessing_of(table, data)  # with the run's id once resume says which
+    return on_device, data, preprocessing, objective
+
+
+def preprocessing_of(table, data) -> dict:
+    """What a run records of its data (``preprocessing.json``, every checkpoint): the source,
+    target, feature names, encoding, the scaling fitted on the training rows, the target's
+    transform."""
+    return {
         "source": table.source,
         "target": table.target_name,
         "feature_names": table.feature_names,
         "encoding": table.encoding,
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
-    }  # written with the run's id once resume has said which run this is
-    return on_device, data, preprocessing, objective
+    }
 
 
 def choose_mesh(cfg: DictConfig, device) -> tuple[Any, bool]:

@@ -596,11 +596,16 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
             validate(cfg, overrides, {})  # the run checks Hydra's choice of files
             run_dir = run_directory(run)
             if run_dir.is_dir() and any(run_dir.iterdir()):
-                preflight_data(cfg)  # a bad file is named before an occupied directory
+                path = cfg.data.get("path")
+                if path and run.hydra.job.chdir and not Path(path).expanduser().is_absolute():
+                    with open_dict(cfg):  # as train.py's main will: the file named from here
+                        cfg.data.path = str(Path.cwd() / path)
+                # a bad file is named before an occupied directory
+                preprocessing = preflight_data(cfg)
                 if not cfg.trainer.resume:
                     refuse_another_run(run_dir)
                 else:
-                    refuse_other_settings(cfg, run_dir)
+                    refuse_other_settings(cfg, run_dir, preprocessing)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except InterpolationResolutionError as exc:  # ${...} in a value that does not resolve
@@ -936,10 +941,49 @@ def other_settings(run_dir, key: str, was, now) -> UserError:
     )
 
 
-def refuse_other_settings(cfg, run_dir: Path | None) -> None:
+def first_difference(a, b, key: str = "") -> tuple[str, object, object]:
+    """The first place where two JSON-like values differ: its dotted key (list items by
+    index, dict entries by key, in sorted order) and the two values there."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return first_difference(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:  # an item that has a name (a column) by its name
+                name = x.get("name") if isinstance(x, dict) and isinstance(y, dict) else None
+                at = f"[{name!r}]" if name is not None and name == y.get("name") else f"[{i}]"
+                return first_difference(x, y, key + at)
+    return key, a, b
+
+
+def _short(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def refuse_other_data(run_dir: Path, saved: dict, mine: dict) -> None:
+    """Raise :class:`UserError` naming the first difference between the preprocessing of the
+    run in ``run_dir`` (its checkpoint's, ``saved``) and this run's (``mine``: the source,
+    target, columns, encoding, scaling, transforms), leaving out the run's id: the same
+    settings on another file, or on a file that changed."""
+    saved = {k: v for k, v in saved.items() if k != "run_id"}
+    mine = {k: v for k, v in mine.items() if k != "run_id"}
+    if saved != mine:
+        key, was, now = first_difference(saved, mine)
+        raise UserError(
+            f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
+            f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
+            f"start a new run in another {run_dir_key()}"
+        )
+
+
+def refuse_other_settings(cfg, run_dir: Path | None, preprocessing: dict | None = None) -> None:
     """Before Hydra writes ``.hydra/`` into the run directory: a resume whose settings differ
-    from the newest checkpoint's is one line. Values still ``auto`` and ``data.path`` (made
-    absolute later) are compared after set-up, with the data, by the run itself."""
+    from the newest checkpoint's is one line, and so is one whose data (``preprocessing``, as
+    :func:`preflight_data` prepared it) differ (:func:`refuse_other_data`). Values still
+    ``auto`` and ``data.path`` (made absolute later) are compared after set-up, with the data,
+    by the run itself."""
     import json
 
     from omegaconf import OmegaConf
@@ -958,20 +1002,25 @@ def refuse_other_settings(cfg, run_dir: Path | None) -> None:
         found = run_differences(saved.get("config", {}), mine, skip)
         if found:
             raise other_settings(run_dir, *found[0])
+        if preprocessing is not None:
+            refuse_other_data(run_dir, saved.get("preprocessing", {}), preprocessing)
         return
 
 
-def preflight_data(cfg) -> None:
+def preflight_data(cfg) -> dict | None:
     """Read and prepare the data once before Hydra starts the run, so that a bad file cannot
-    make Hydra write over an earlier run kept in the same directory."""
+    make Hydra write over an earlier run kept in the same directory. Returns the preprocessing
+    a run records of it (``training.build.preprocessing_of``; None for data not from a file)."""
     from data.preprocess import prepare_table
     from data.sources import load_table
+    from training.build import preprocessing_of
 
     if cfg.data.name != "csv":
-        return
+        return None
     with contextlib.redirect_stdout(io.StringIO()):  # the run itself reports the encoding
         # kept for the run, which then takes the table instead of reading the file again
-        prepare_table(load_table(cfg.data, seed=cfg.seed, keep=True), cfg.data, cfg.seed)
+        table = load_table(cfg.data, seed=cfg.seed, keep=True)
+        return preprocessing_of(table, prepare_table(table, cfg.data, cfg.seed))
 
 
 SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory

@@ -38,9 +38,9 @@ from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslas
 from training.cli import (
     other_settings,
     refuse_another_run,
+    refuse_other_data,
     resume_advice,
     run_differences,
-    run_dir_key,
     stop_caught,
     the_run_begins,
     the_run_ends,
@@ -533,41 +533,12 @@ def refuse_another_runs_checkpoint(settings: Settings, preprocessing: dict, meta
     (:func:`training.cli.run_differences`) or in the data they made (columns, target,
     transforms, scaling): everything in a run directory belongs to one run, so a resume with
     other data or settings would mix two."""
-    saved_prep = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
-    mine_prep = {k: v for k, v in preprocessing.items() if k != "run_id"}
     differences = run_differences(
         meta.get("config", {}), OmegaConf.to_container(settings.cfg, resolve=True)
     )
     if differences:
         raise other_settings(settings.workdir, *differences[0])
-    if saved_prep != mine_prep:  # the same settings, another file or another file's contents
-        key, was, now = first_difference(saved_prep, mine_prep)
-        raise UserError(
-            f"{settings.workdir} holds a run of other data (its {key}: {_short(was)} there, "
-            f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
-            f"start a new run in another {run_dir_key()}"
-        )
-
-
-def first_difference(a, b, key: str = "") -> tuple[str, object, object]:
-    """The first place where two JSON-like values differ: its dotted key (list items by
-    index, dict entries by key, in sorted order) and the two values there."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            if a.get(k) != b.get(k):
-                return first_difference(a.get(k), b.get(k), f"{key}.{k}" if key else str(k))
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:  # an item that has a name (a column) by its name
-                name = x.get("name") if isinstance(x, dict) and isinstance(y, dict) else None
-                at = f"[{name!r}]" if name is not None and name == y.get("name") else f"[{i}]"
-                return first_difference(x, y, key + at)
-    return key, a, b
-
-
-def _short(value: object, width: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    refuse_other_data(settings.workdir, meta.get("preprocessing", {}), preprocessing)
 
 
 def objective(metrics: dict | None) -> float:
