@@ -962,14 +962,23 @@ def _short(value: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def refuse_other_data(run_dir: Path, saved: dict, mine: dict) -> None:
-    """Raise :class:`UserError` naming the first difference between the preprocessing of the
-    run in ``run_dir`` (its checkpoint's, ``saved``) and this run's (``mine``: the source,
-    target, columns, encoding, scaling, transforms), leaving out the run's id: the same
-    settings on another file, or on a file that changed."""
-    saved = {k: v for k, v in saved.items() if k != "run_id"}
-    mine = {k: v for k, v in mine.items() if k != "run_id"}
-    if saved != mine:
+def refuse_another_runs_meta(
+    run_dir: Path, meta: dict, config: dict, preprocessing: dict | None, skip=lambda k, v: False
+) -> None:
+    """Raise :class:`UserError` naming the first difference between the run in ``run_dir``
+    (a checkpoint's ``meta``: its ``config`` and ``preprocessing``) and this one: in the
+    settings (``config``, resolved; :func:`run_differences`, ``skip`` as there), then in the
+    data they made (``preprocessing``: the source, target, columns, encoding, scaling,
+    transforms; None: not compared), leaving out the run's id. Everything in a run directory
+    belongs to one run, so a resume with other settings or data would mix two."""
+    found = run_differences(meta.get("config", {}), config, skip)
+    if found:
+        raise other_settings(run_dir, *found[0])
+    if preprocessing is None:
+        return
+    saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
+    mine = {k: v for k, v in preprocessing.items() if k != "run_id"}
+    if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
         raise UserError(
             f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
@@ -981,7 +990,7 @@ def refuse_other_data(run_dir: Path, saved: dict, mine: dict) -> None:
 def refuse_other_settings(cfg, run_dir: Path | None, preprocessing: dict | None = None) -> None:
     """Before Hydra writes ``.hydra/`` into the run directory: a resume whose settings differ
     from the newest checkpoint's is one line, and so is one whose data (``preprocessing``, as
-    :func:`preflight_data` prepared it) differ (:func:`refuse_other_data`). Values still
+    :func:`preflight_data` prepared it) differ (:func:`refuse_another_runs_meta`). Values still
     ``auto`` and ``data.path`` (made absolute later) are compared after set-up, with the data,
     by the run itself."""
     import json
@@ -999,11 +1008,7 @@ def refuse_other_settings(cfg, run_dir: Path | None, preprocessing: dict | None 
             continue  # damaged: the run skips it too
         mine = OmegaConf.to_container(cfg, resolve=True)
         skip = lambda key, value: value == "auto" or key == "data.path"  # noqa: E731
-        found = run_differences(saved.get("config", {}), mine, skip)
-        if found:
-            raise other_settings(run_dir, *found[0])
-        if preprocessing is not None:
-            refuse_other_data(run_dir, saved.get("preprocessing", {}), preprocessing)
+        refuse_another_runs_meta(run_dir, saved, mine, preprocessing, skip)
         return
 
 

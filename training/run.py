@@ -36,11 +36,9 @@ from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id
 from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslash
 from training.cli import (
-    other_settings,
     refuse_another_run,
-    refuse_other_data,
+    refuse_another_runs_meta,
     resume_advice,
-    run_differences,
     stop_caught,
     the_run_begins,
     the_run_ends,
@@ -528,17 +526,10 @@ def resume(ckpt: Checkpoints, settings: Settings, preprocessing: dict, params, o
 
 
 def refuse_another_runs_checkpoint(settings: Settings, preprocessing: dict, meta: dict) -> None:
-    """Raise :class:`UserError` naming the first difference between the run in the run
-    directory (its checkpoint's ``meta``) and this one, in settings
-    (:func:`training.cli.run_differences`) or in the data they made (columns, target,
-    transforms, scaling): everything in a run directory belongs to one run, so a resume with
-    other data or settings would mix two."""
-    differences = run_differences(
-        meta.get("config", {}), OmegaConf.to_container(settings.cfg, resolve=True)
-    )
-    if differences:
-        raise other_settings(settings.workdir, *differences[0])
-    refuse_other_data(settings.workdir, meta.get("preprocessing", {}), preprocessing)
+    """Raise :class:`UserError` if the checkpoint's ``meta`` is of a run of other settings or
+    data than this one (:func:`training.cli.refuse_another_runs_meta`, every value compared)."""
+    config = OmegaConf.to_container(settings.cfg, resolve=True)
+    refuse_another_runs_meta(settings.workdir, meta, config, preprocessing)
 
 
 def objective(metrics: dict | None) -> float:
