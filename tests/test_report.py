@@ -201,6 +201,25 @@ def test_a_fit_that_has_not_converged_says_so(tmp_path, capsys):
     assert metrics["standard_errors"]["lotsize"]["classical"] > 0
 
 
+@pytest.mark.parametrize(
+    "optimizer, method",
+    [("sgd", "gradient descent"), ("nesterov", "gradient descent"), ("adam", "Adam")],
+)
+def test_the_coefficient_table_names_the_method_that_trained_it(
+    tmp_path, capsys, optimizer, method
+):
+    cfg = make_config(
+        "experiment=housing",
+        f"optimizer={optimizer}",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+        "trainer.epochs=3",
+    )
+    train_and_evaluate(cfg, tmp_path)
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("coefficient"))
+    assert f"  {method:>16}   least squares  rel diff" in header
+
+
 @pytest.mark.slow
 def test_a_model_that_is_not_linear_has_no_standard_errors(tmp_path):
     cfg = make_config(

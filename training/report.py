@@ -177,7 +177,8 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     )
     if run.settings.writes:
         if len(names) > 1:
-            print_coefficients(coefs, ols, {**metrics, **out}, objective.reference_label())
+            method = METHOD_OF_OPTIMIZER.get(run.settings.cfg.optimizer.name, "gradient descent")
+            print_coefficients(coefs, ols, {**metrics, **out}, objective.reference_label(), method)
         # the walkthrough's trace is its own report (and stays as the README prints it)
         cfg = run.settings.cfg
         if not (cfg.logger.print_trace and len(names) == 1):
@@ -339,13 +340,23 @@ def surface_moments(rows: Rows, final: dict, i: int, j: int) -> dict:
     return {k: float(v) for k, v in gathered(moments, p, rows.X, rows.y, rows.w).items()}
 
 
-def print_coefficients(coefs: dict, ols: dict, metrics: dict, ref: str = "least squares") -> None:
-    """The coefficient table: gradient descent beside least squares, with the classical and
-    HC1 (White) standard errors, the classical t statistic and its two-sided p-value."""
+METHOD_OF_OPTIMIZER = {"adam": "Adam", "adamw": "AdamW"}  # the rest: gradient descent
+
+
+def print_coefficients(
+    coefs: dict,
+    ols: dict,
+    metrics: dict,
+    ref: str = "least squares",
+    method: str = "gradient descent",
+) -> None:
+    """The coefficient table: the trained coefficients (``method``, the column's header: what
+    trained them) beside ``ref``'s, with the classical and HC1 (White) standard errors, the
+    classical t statistic and its two-sided p-value."""
     width = max(len(k) for k in coefs)
     se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
     print(
-        f"{'coefficient':<{width}}  {'gradient descent':>16}  {ref:>14}  rel diff"
+        f"{'coefficient':<{width}}  {method:>16}  {ref:>14}  rel diff"
         f"  {'std error':>10}  {'HC1 s.e.':>10}  {'t':>7}  {'P>|t|':>8}"
     )
     for k, v in coefs.items():
