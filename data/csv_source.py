@@ -313,9 +313,10 @@ def _column_decimal(
     twice or more between groups of three digits (``1,690,557``) makes it the thousands
     separator; (b) money has no three-decimal amounts, so a cell with a currency sign whose
     digits after it are groups of three (``$554,549``) does too. A column read against the
-    file's mark gets a note; so does one still ambiguous in a ``;``/tab file (every value
-    written like ``554,549`` with the file's mark), read with the file's mark: judged on the
-    cells as the file at ``path`` writes them (``5,850`` and ``5,85`` are both 5.85 once read)."""
+    file's mark gets a note; so does one still ambiguous in a ``;``/tab file (every value with
+    the file's mark written like ``554,549``, the others whole numbers: :func:`_thousands_like`),
+    read with the file's mark: judged on the cells as the file at ``path`` writes them
+    (``5,850`` and ``5,85`` are both 5.85 once read)."""
     other = _other_mark(decimal)
     if pd.api.types.is_bool_dtype(col):
         return decimal, None
@@ -324,17 +325,18 @@ def _column_decimal(
             return decimal, None
         # pandas read every cell with the file's mark; only the values are left to judge
         v = col.to_numpy(dtype=np.float64)
-        v = v[np.isfinite(v)]
-        thousandths = np.abs(v) * 1000
+        v = np.abs(v[np.isfinite(v)])
+        fractions = v[v != np.round(v)]  # '3,231' read as 3.231; '903' and '4,000' are whole
+        thousandths = fractions * 1000
         if (
-            v.size
-            and ((np.abs(v) >= 1) & (np.abs(v) < 1000)).all()
+            fractions.size
+            and ((fractions >= 1) & (fractions < 1000)).all()
             and (np.abs(thousandths - np.round(thousandths)) < 1e-6 * thousandths).all()
         ):
             written = _cells_as_written(col, path, sep)
-            mark = re.escape(decimal)
-            if written is not None and written.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
-                return decimal, _ambiguous_note(name, written.iloc[0], decimal)
+            example = None if written is None else _thousands_like(written, decimal)
+            if example is not None:
+                return decimal, _ambiguous_note(name, example, decimal, written)
         return decimal, None
     _, texts = _cells(col)
     text = pd.Series(texts, dtype=object)
@@ -354,9 +356,26 @@ def _column_decimal(
                 f"column {name!r}: {decimal!r} read as the thousands separator, not the "
                 f"file's decimal mark ({cell!r} has it {rule})"
             )
-    if sep != "," and len(bare) and bare.str.fullmatch(rf"[+-]?\d{{1,3}}{mark}\d{{3}}").all():
-        return decimal, _ambiguous_note(name, str(text.iloc[0]), decimal)
+    example = _thousands_like(bare, decimal) if sep != "," else None
+    if example is not None:
+        return decimal, _ambiguous_note(name, str(text[bare == example].iloc[0]), decimal, bare)
     return decimal, None
+
+
+def _thousands_like(cells: pd.Series, mark: str) -> str | None:
+    """The first of ``cells`` (non-missing, as written, decorations removed) that holds ``mark``
+    when every cell holding it is written like a thousands-grouped integer (``3,231``: one to
+    three digits, not a lone zero, then three) and the others are integers (``903``): the
+    column reads as numbers with three decimals, or as integers. None otherwise."""
+    m = re.escape(mark)
+    marked = cells.str.contains(mark, regex=False)
+    if not marked.any():
+        return None
+    if not cells[marked].str.fullmatch(rf"[+-]?[1-9]\d{{0,2}}{m}\d{{3}}").all():
+        return None
+    if not cells[~marked].str.fullmatch(r"[+-]?\d+").all():
+        return None
+    return str(cells[marked].iloc[0])
 
 
 def _cells_as_written(col: pd.Series, path: str | None, sep: str) -> pd.Series | None:
@@ -392,12 +411,17 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     return _AS_WRITTEN[key]
 
 
-def _ambiguous_note(name: str, example: str, decimal: str) -> str:
+def _ambiguous_note(name: str, example: str, decimal: str, cells: pd.Series) -> str:
     from errors import hydra_value
 
     other = hydra_value("data.decimal", _other_mark(decimal))
+    every = (
+        "every value"
+        if cells.str.contains(decimal, regex=False).all()
+        else f"every value with {decimal!r}"
+    )
     return (
-        f"column {name!r}: every value is written like {example!r}, read with {decimal!r} as "
+        f"column {name!r}: {every} is written like {example!r}, read with {decimal!r} as "
         f"the decimal mark; if {decimal!r} separates thousands there, write the numbers "
         f"without it ({example.replace(decimal, '')}) or with a currency sign, or, if it does "
         f"in every column, set {other}"
@@ -571,8 +595,9 @@ def _refuse_missing(
 
 def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]:
     """The separator (``,`` ``;`` tab ``|``: the one splitting the first lines into the most, equal
-    numbers of fields) and the decimal mark (``,`` when a ``;``/tab file writes its fractions
-    as ``3,5``), each unless given."""
+    numbers of fields) and the decimal mark (``,`` when more of a ``;``/tab/``|`` file's cells
+    need it than need ``.``, :func:`_decimal_evidence`; with none either way, ``,`` for a ``;``
+    file, whose columns ``;`` splits because ``,`` is its decimal mark), each unless given."""
     lines = sample.splitlines()[:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
@@ -586,12 +611,38 @@ def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]
     if decimal is None:
         decimal = "."
         if sep != ",":
-            cells = [cell.strip() for r in csv.reader(lines[1:], delimiter=sep) for cell in r]
-            commas = sum(bool(re.fullmatch(r"-?[\d.]*\d,\d+", x)) for x in cells)
-            dots = sum(bool(re.fullmatch(r"-?\d+\.(\d{1,2}|\d{4,})", x)) for x in cells)
-            if commas > dots:
+            cells = [cell for r in csv.reader(lines[1:], delimiter=sep) for cell in r]
+            commas, points = _decimal_evidence(cells)
+            # a ';' file's columns are split by ';' because ',' is its decimal mark
+            if commas > points or (commas == points == 0 and sep == ";"):
                 decimal = ","
     return sep, decimal
+
+
+def _decisive(mark: str) -> re.Pattern:
+    """Numbers that can only be read with ``mark`` as the decimal mark: ``mark`` before one,
+    two, or four or more final digits (``3,5``, ``0,1234``), after a leading zero or four or more
+    digits (``0,125``, ``1250,000``), or after groups of three digits split by the other mark
+    (``1.250,5``, ``1.250.000``: a mark that appears twice separates thousands)."""
+    m, o = re.escape(mark), re.escape(_other_mark(mark))
+    return re.compile(
+        rf"[+-]?(?:\d*{m}(?:\d{{1,2}}|\d{{4,}})|0{m}\d+|\d{{4,}}{m}\d+"
+        rf"|\d{{1,3}}(?:{o}\d{{3}})+{m}\d*|\d{{1,3}}(?:{o}\d{{3}}){{2,}})"
+    )
+
+
+def _decimal_evidence(cells: list[str]) -> tuple[int, int]:
+    """``(commas, points)``: how many of ``cells`` (currency signs, percent signs and spaces
+    removed) can only be read with ``,``, and with ``.``, as the decimal mark
+    (:func:`_decisive`). ``3,231`` and ``3.231`` decide nothing: each is a number with three
+    decimals in one convention and a thousands-grouped integer in the other (a US tab export's
+    square feet ``3,231`` were read as 3.231 when they counted as decimal commas)."""
+    bare = [re.sub(_DECORATION, "", x) for x in cells]
+    comma, point = _decisive(","), _decisive(".")
+    return (
+        sum(bool(comma.fullmatch(x)) for x in bare),
+        sum(bool(point.fullmatch(x)) for x in bare),
+    )
 
 
 def read_csv(

@@ -486,6 +486,24 @@ def test_decimal_commas_are_detected(tmp_path_factory, values, sep):
     np.testing.assert_array_equal(df["a"].to_numpy(float), frame["a"].to_numpy())
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    values=st.lists(st.integers(-(10**7), 10**7), min_size=3, max_size=30),
+    sep_mark=st.sampled_from([("\t", ","), (";", "."), ("|", ",")]),
+)
+def test_thousands_grouped_integers_read_back_exactly(tmp_path_factory, values, sep_mark):
+    # as a spreadsheet exports whole numbers: ',' between thousands in a tab or '|' file,
+    # '.' in a ';' file; a group of three digits alone decides no decimal mark
+    sep, mark = sep_mark
+    path = tmp_path_factory.getbasetemp() / "grouped.csv"
+    cells = [f"{v:,}".replace(",", mark) for v in values]
+    path.write_text(f"a{sep}b\n" + "".join(f"{c}{sep}{i}\n" for i, c in enumerate(cells)))
+    df, _ = read_csv(path)
+    from data.csv_source import _numbers
+
+    np.testing.assert_array_equal(_numbers(df["a"], "a", "mem", df.attrs["decimal"]), values)
+
+
 # -- prediction applies the same encoding --------------------------------------------------------
 
 
