@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -666,6 +667,7 @@ def read_csv(
     header = _read_header(sample, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source)
     df.columns = _column_names(header, df.shape[1])
+    _compose_unicode(df)
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     df.attrs.update(sep=sep, decimal=decimal, path=str(path))
@@ -692,9 +694,27 @@ _NOT_TEXT = (
 
 
 def _column_names(header: list[str], columns: int) -> list[str]:
-    """The names of a table's first ``columns`` columns from its stripped header row: a
-    nameless one is ``Unnamed: <position from 0>``, as pandas calls it."""
-    return [name or f"Unnamed: {i}" for i, name in enumerate(header[:columns])]
+    """The names of a table's first ``columns`` columns from its stripped header row, in
+    Unicode's composed form (:func:`_compose_unicode`): a nameless one is ``Unnamed: <position
+    from 0>``, as pandas calls it."""
+    return [
+        unicodedata.normalize("NFC", name) or f"Unnamed: {i}"
+        for i, name in enumerate(header[:columns])
+    ]
+
+
+def _compose_unicode(df: pd.DataFrame) -> None:
+    """Write every text cell of ``df`` in Unicode's composed form (NFC), in place: ``Zürich``
+    typed on one machine and saved on another (macOS writes ``u`` and a combining diaeresis)
+    is one level, not an unseen one (a newcomer's prediction priced a Zürich house as
+    ``other``, under a warning naming a level that looked like a training one)."""
+    for name in df.columns:
+        col = df[name]
+        if not pd.api.types.is_string_dtype(col):  # pandas' text columns ("str" or object)
+            continue
+        composed = col.str.isascii().eq(False)  # missing cells: NaN, left alone
+        if composed.any():
+            df.loc[composed, name] = col[composed].str.normalize("NFC")
 
 
 def _read_sample(path: Path, key: str, source: str) -> str:

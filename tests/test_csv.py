@@ -480,6 +480,28 @@ def test_the_columns_mark_is_saved_for_new_rows(tmp_path):
     np.testing.assert_allclose(again.transform(df, source), [[554549.0, 1.5], [3.5, 2.0]])
 
 
+def test_text_in_either_unicode_form_is_the_same_level(tmp_path):
+    # a newcomer trained on 'Zürich' as most editors write it (one code point for ü) and
+    # predicted on a file saved on macOS (u and a combining diaeresis): the house was priced
+    # as 'other', under a warning naming an unseen 'Zürich'
+    import unicodedata
+
+    from data.csv_source import fit_encoding, read_csv
+
+    def written(form: str, text: str) -> str:
+        return unicodedata.normalize(form, text)
+
+    rows = "\n".join(f"{c},{p}" for c, p in [("Zürich", 3), ("Genève", 2), ("Bern", 1)] * 5)
+    (tmp_path / "train.csv").write_text(written("NFC", f"Région,price\n{rows}\n"))
+    enc, _, X = fit_encoding(*read_csv(tmp_path / "train.csv"), "price")
+    assert enc.feature_names == ["Région_Genève", "Région_Zürich"]
+    (tmp_path / "new.csv").write_text(written("NFD", "Région,id\nZürich,1\nGenève,2\n"))
+    assert "u\u0308" in (tmp_path / "new.csv").read_text()
+    df, source = read_csv(tmp_path / "new.csv")
+    np.testing.assert_array_equal(enc.transform(df, source), [[0.0, 1.0], [1.0, 0.0]])
+    assert not enc.warnings
+
+
 def test_new_rows_need_only_the_columns_the_model_uses(tmp_path):
     """A column constant in the training rows (numbers, or text with one level) has no input."""
     import predict
