@@ -1164,6 +1164,28 @@ def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
     return y
 
 
+def _refuse_fewer_rows_than_coefficients(cfg, seed: int, n: int, k: int, source: str) -> None:
+    """A :class:`UserError` when the training rows (of ``n``, after ``data.val_fraction`` and
+    ``data.test_fraction`` hold theirs out) are fewer than the ``k + 1`` coefficients: least
+    squares would fit them exactly (207 training rows for 231 columns reported R^2 1.000 and
+    -24 residual degrees of freedom), with advice that can be followed for these counts."""
+    from data.preprocess import split_rows
+
+    train = len(split_rows(n, cfg.val_fraction, cfg.test_fraction, seed)["train"])
+    if train >= k + 1:
+        return
+    fewer = "drop columns with data.drop (or keep fewer one-hot levels with data.max_levels)"
+    if n >= k + 1 and train < n:
+        advice = f"set data.val_fraction=0 data.test_fraction=0 to train on all {n}, or {fewer}"
+    else:
+        advice = f"{fewer}, or give more rows"
+    held = f" of {n} (the rest are val/test rows)" if train < n else ""
+    raise UserError(
+        f"{source}: {train} training rows{held} for {k} features; least squares needs at least "
+        f"features + 1 = {k + 1}: {advice}"
+    )
+
+
 def load_csv(cfg, seed: int = 0) -> Table:
     """``data=csv``: read ``cfg.path``, split the rows by ``seed`` as
     :func:`data.preprocess.split_rows` does, fit the encoding on the training rows, and encode
@@ -1189,11 +1211,7 @@ def load_csv(cfg, seed: int = 0) -> Table:
     )
     names = enc.feature_names  # none: the model is the mean-price baseline
     y = target_values(df, enc, source)
-    if len(y) < len(names) + 1:
-        raise UserError(
-            f"{source}: {len(y)} rows for {len(names)} features; least squares needs "
-            f"at least features + 1 = {len(names) + 1} rows"
-        )
+    _refuse_fewer_rows_than_coefficients(cfg, seed, len(y), len(names), source)
     return Table(
         X,
         y.astype(np.float32),

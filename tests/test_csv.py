@@ -240,7 +240,12 @@ BAD_FILES = {
         + b"".join(f"{i} Main St,{i},{2 * i + 1}\n".encode() for i in range(30)),
         "column 'address' is free text (30 different values in 30 rows)",
     ),
-    "too few rows": (b"a,b,c,price\n1,2,3,4\n2,3,1,5\n", "2 rows for 3 features"),
+    "too few rows": (
+        b"a,b,c,price\n1,2,3,4\n2,3,1,5\n",
+        "2 training rows for 3 features; least squares needs at least features + 1 = 4: drop "
+        "columns with data.drop (or keep fewer one-hot levels with data.max_levels), or give "
+        "more rows",
+    ),
     "unknown delimiter": (
         b"size price\n1 2\n3 4\n",
         "found one column only, 'size price'; the file must be separated by ',' ';' '|' or "
@@ -256,6 +261,25 @@ BAD_FILES = {
         "column 'size' row 21: '12a' is not a number",
     ),
 }
+
+
+def test_fewer_training_rows_than_coefficients_is_refused_with_advice_that_works(tmp_path):
+    # 207 training rows of 259 for 231 columns trained to R^2 1.000 with -24 residual degrees
+    # of freedom: the rows were counted before the val/test rows were held out
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(10, 8)), columns=[f"x{i}" for i in range(8)])
+    frame.assign(price=rng.normal(size=10)).to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv"))  # a val row and a test row held out
+    assert str(err.value) == (
+        f"{tmp_path / 'h.csv'}: 8 training rows of 10 (the rest are val/test rows) for 8 "
+        "features; least squares needs at least features + 1 = 9: set data.val_fraction=0 "
+        "data.test_fraction=0 to train on all 10, or drop columns with data.drop (or keep "
+        "fewer one-hot levels with data.max_levels)"
+    )
+    advice = str(err.value).split(": set ")[1].split(" to train")[0].split()
+    table = load_csv(csv_cfg(tmp_path / "h.csv", *advice))
+    assert table.X.shape == (10, 8)
 
 
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
