@@ -54,7 +54,12 @@ BOOLEAN_PAIRS = ({"yes", "no"}, {"y", "n"}, {"true", "false"}, {"t", "f"}, {"on"
 TRUE_WORDS = {"yes", "y", "true", "t", "on"}
 FALSE_WORDS = {"no", "n", "false", "f", "off"}
 # in a numeric column these mean "no value"; in a text column they are levels like any other
-NA_TOKENS = ("NA", "N/A", "NaN", "nan", "null", "NULL", "None", "?", "-")
+# what people and programs write for a missing number (R, pandas, Excel's #N/A, SAS's ".")
+NA_TOKENS = (
+    *("NA", "N/A", "n/a", "na", "#N/A", "#NA", "NaN", "nan", "null", "NULL", "None", "none"),
+    *("?", "-", "--", ".", "missing", "Missing", "MISSING"),
+)
+EXCEL_ERRORS = ("#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!")
 OTHER = "other"
 MISSING = "(missing)"
 # what people write around a number ("$412,000", "7.5%", "1 250"): removed before parsing
@@ -484,7 +489,18 @@ def _numbers(col: pd.Series, name: str, source: str, decimal: str = ".") -> np.n
     bad = np.flatnonzero(np.isnan(values) & ~empty)
     if bad.size:
         cell = col.iloc[bad[0]]
-        advice = f"; {_mark_advice(decimal)}" if _looks_numeric(pd.Series([cell])).all() else ""
+        if _looks_numeric(pd.Series([cell])).all():
+            advice = f"; {_mark_advice(decimal)}"
+        elif str(cell).strip() in EXCEL_ERRORS:
+            advice = (
+                "; it is a spreadsheet's error value: fix the formula (or clear the cell) and "
+                "save the file again"
+            )
+        else:
+            advice = (
+                "; fix the cell, leave it empty if the value is missing, or add the column to "
+                "data.drop"
+            )
         raise UserError(
             f"{source}: column {name!r} row {_row(col, bad[0])}: {cell!r} is not a number{advice}"
         )

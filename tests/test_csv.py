@@ -282,6 +282,36 @@ def test_fewer_training_rows_than_coefficients_is_refused_with_advice_that_works
     assert table.X.shape == (10, 8)
 
 
+@pytest.mark.parametrize("token", ["n/a", "na", "#N/A", "none", "--", ".", "missing", "NA", "?"])
+def test_what_programs_write_for_a_missing_number_is_missing(tmp_path, token):
+    # Excel's #N/A, SAS's '.', 'n/a' and 'none' were 'not a number', with no advice
+    frame = houses()
+    size = frame["size"].astype(object)
+    size.iloc[[3, 7]] = token
+    frame.assign(size=size).to_csv(tmp_path / "h.csv", index=False)
+    everything = ("data.val_fraction=0", "data.test_fraction=0", "data.drop=[id]")
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.missing=mean", *everything))
+    column = table.X[:, table.feature_names.index("size")]
+    np.testing.assert_allclose(column[[3, 7]], frame["size"].drop(index=[3, 7]).mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cell, advice",
+    [
+        ("#VALUE!", "it is a spreadsheet's error value: fix the formula (or clear the cell)"),
+        ("unknown", "fix the cell, leave it empty if the value is missing, or add the column to "),
+    ],
+)
+def test_a_word_among_numbers_says_what_to_do(tmp_path, cell, advice):
+    frame = houses()
+    size = frame["size"].astype(object)
+    size.iloc[3] = cell
+    frame.assign(size=size).to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv"))
+    assert f"column 'size' row 4: {cell!r} is not a number; {advice}" in str(err.value)
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
