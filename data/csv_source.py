@@ -66,9 +66,14 @@ MISSING = "(missing)"
 _DECORATION = r"[\s$€£¥%]"
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
-    (re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"), "ISO8601"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"), "ISO8601"),
     (re.compile(r"^\d{8}T\d{6}$"), "%Y%m%dT%H%M%S"),
+    # month first unless a first number above 12 says the day is (see _date_format)
     (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{2}$"), "%m/%d/%y"),
+    (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"), "%d.%m.%Y"),
+    (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{4}$"), "%d-%b-%Y"),
+    (re.compile(r"^\d{1,2} [A-Za-z]{3} \d{4}$"), "%d %b %Y"),
 )
 SEPARATORS = (",", ";", "\t", "|")
 
@@ -453,11 +458,18 @@ def _mark_advice(decimal: str) -> str:
 
 
 def _date_format(texts: np.ndarray) -> str | None:
-    """The format every text in ``texts`` is written in, if one of :data:`DATE_FORMATS`."""
-    if not len(texts):
+    """The format every text in ``texts`` (the missing-value words left out) is written in, if
+    one of :data:`DATE_FORMATS`; ``3/4/2021`` is month first (US), unless some first number is
+    above 12 and no second one is (``23/05/2021``: day first)."""
+    texts = [str(t) for t in texts if str(t) not in NA_TOKENS]
+    if not texts:
         return None
     for pattern, fmt in DATE_FORMATS:
-        if pattern.match(str(texts[0])) and all(pattern.match(str(t)) for t in texts):
+        if pattern.match(texts[0]) and all(pattern.match(t) for t in texts):
+            if fmt.startswith("%m/%d/"):
+                first, second = zip(*(map(int, t.split("/")[:2]) for t in texts), strict=True)
+                if max(first) > 12 >= max(second):
+                    fmt = "%d/%m/" + fmt[6:]
             return fmt
     return None
 
@@ -466,7 +478,8 @@ def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
     codes, texts = _cells(col)
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
-    bad = np.flatnonzero(_per_cell(when.isna().to_numpy(), codes, False))
+    missing = np.isin(texts.astype(str), NA_TOKENS)  # 'N/A' in a date column: no date
+    bad = np.flatnonzero(_per_cell(when.isna().to_numpy() & ~missing, codes, False))
     if bad.size:
         import datetime
 
@@ -529,7 +542,10 @@ def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
         return _parse_numbers(col, c.decimal or decimal)[1]
     if c.kind == "boolean" and pd.api.types.is_bool_dtype(col):
         return np.zeros(len(col), bool)
-    return _cells(col)[0] < 0
+    codes, texts = _cells(col)
+    if c.kind == "date":  # a missing-value word is no date
+        return _per_cell(np.isin(texts.astype(str), NA_TOKENS), codes, True)
+    return codes < 0
 
 
 def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.ndarray:

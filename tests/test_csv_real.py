@@ -300,7 +300,11 @@ def test_max_levels_and_declared_categories(tmp_path):
 def test_dates_become_decimal_years_or_are_dropped(tmp_path):
     days = [date(2014, 10, 13), date(2015, 2, 28), date(2016, 12, 31), date(2014, 1, 1)]
     prices = [1, 2, 4, 3]
-    for fmt in ("%Y-%m-%d", "%Y%m%dT000000", "%m/%d/%Y"):
+    formats = ("%Y-%m-%d", "%Y%m%dT000000", "%m/%d/%Y", "%Y-%m-%d 00:00", "%Y-%m-%dT00:00:00")
+    # and as people outside the US and spreadsheets write them (each was 'free text'; 13/10
+    # and 28/02 say the day comes first)
+    formats += ("%d/%m/%Y", "%m/%d/%y", "%d.%m.%Y", "%d-%b-%Y", "%d %b %Y")
+    for fmt in formats:
         path = tmp_path / "h.csv"
         text = "".join(f"{d.strftime(fmt)},{p}\n" for d, p in zip(days, prices, strict=True))
         path.write_text("sold,price\n" + text)
@@ -313,6 +317,23 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
     path.write_text("sold,size,price\n" + "".join(f"{d},{i},{i}\n" for i, d in enumerate(days)))
     table = load_csv(csv_cfg(path, "price", "data.dates=drop", "data.test_fraction=0"), 0)
     assert table.feature_names == ["size"]
+
+
+def test_a_date_column_with_missing_value_words_is_a_date_column(tmp_path):
+    # 'N/A' among the dates made the column 'free text', whatever data.missing said
+    days = [date(2014, 10, 13), date(2015, 2, 28), date(2016, 12, 31), date(2014, 1, 1)] * 2
+    cells = [d.isoformat() for d in days]
+    cells[1], cells[6] = "N/A", "#N/A"
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
+    everything = ("data.val_fraction=0", "data.test_fraction=0")
+    table = load_csv(csv_cfg(path, "price", "data.missing=mean", *everything), 0)
+    years = [d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days]
+    kept = [y for i, y in enumerate(years) if i not in (1, 6)]
+    expected = [np.mean(kept) if i in (1, 6) else y for i, y in enumerate(years)]
+    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+    with pytest.raises(UserError, match=r"missing values in column 'sold' \(2 cells\)"):
+        load_csv(csv_cfg(path, "price", *everything), 0)
 
 
 @pytest.mark.slow
