@@ -355,6 +355,22 @@ def test_a_sweep_run_again_into_its_directory_is_refused_before_hydra_writes(tmp
 
 
 @pytest.mark.slow
+def test_a_sweep_naming_its_optimizer_is_continued_as_its_advice_says(tmp_path):
+    # optimizer.name=adam on the sgd group: the sweep's check compared the run's family
+    # ('adaptive', from adam.yaml) with the group's ('gradient_descent'), so the same sweep
+    # run again was "a run of other settings" and could never be continued
+    sweep = ["-m", "optimizer.name=adam", "trainer.epochs=2", f"hydra.sweep.dir={tmp_path}"]
+    assert run_train(*sweep, "logger.plots=false").returncode == 0
+    [run] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    again = run_train(*sweep, "logger.plots=false")
+    assert again.returncode == 2
+    assert one_error_line(again).startswith(f"error: {run} already holds a run (")
+    resumed = run_train(*sweep, "logger.plots=false", "trainer.resume=true")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.count("resuming from") == 1
+
+
+@pytest.mark.slow
 def test_a_sweep_into_runs_of_other_settings_or_sharing_a_directory_is_refused(tmp_path):
     # numbered runs with new values: resumed as the advice said, each run was refused only
     # after Hydra had written the new settings into the earlier run's .hydra/

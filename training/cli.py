@@ -828,6 +828,8 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf, open_dict
 
+    from training.config import validate
+
     search = any(a.lstrip("+").startswith("hparams_search=") for a in overrides)
     try:
         if search:
@@ -851,6 +853,8 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
                 with open_dict(mine):
                     del mine["hydra"]
                 if not search:  # a search's trial draws its values when it runs
+                    # as the run will: optimizer.name=sgd reads sgd.yaml's family and transform
+                    validate(mine, list(job), {})
                     refuse_other_settings(mine, path)
                 if not cfg.trainer.resume:
                     refuse_another_run(path)
