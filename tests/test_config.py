@@ -104,11 +104,21 @@ def test_the_model_group_is_its_constructors_arguments():
         ("logger.every_n_steps=0", "logger.every_n_steps"),
         ("data.val_fraction=1.2", "data.val_fraction"),
         ("loader.batch_size=0", "loader.batch_size"),  # full batch reads none; 0 is still wrong
+        # numpy refuses a negative seed mid-run (a traceback); YAML's true is Python's 1
+        ("seed=-1", "seed=-1: allowed an integer >= 0"),
+        ("trainer.epochs=true", "trainer.epochs=True: allowed an integer >= 1 or auto"),
     ],
 )
 def test_validate_names_the_key(override, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         validate(make_config(override))
+
+
+def test_a_synthetic_seed_below_zero_is_refused():
+    with pytest.raises(
+        UserError, match=r"^bad config value data\.seed=-3: allowed an integer >= 0"
+    ):
+        validate(make_config("data=synthetic", "data.seed=-3"))
 
 
 BAD_OVERRIDES = [
@@ -125,6 +135,13 @@ BAD_OVERRIDES = [
     ),
     (["trainer.epochs=0"], "trainer.epochs"),
     (["loader=streaming"], "full_batch, mini_batch, per_sample"),
+    # every run reads the schema's settings: ~seed ended in a traceback mid-run
+    (
+        ["~seed"],
+        "bad override ~seed: every run reads seed, so it cannot be removed; set it "
+        "instead (its default: seed=0)",
+    ),
+    (["~trainer.tol"], "set it instead (its default: trainer.tol=1e-06)"),
 ]
 
 

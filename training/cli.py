@@ -231,6 +231,29 @@ def refuse_unread_additions(overrides: list[str]) -> None:
         )
 
 
+def refuse_removed_settings(overrides: list[str]) -> None:
+    """A ``~key`` removing one of the schema's settings (``~seed``, ``~trainer.epochs``) is one
+    line giving the setting's default to set instead: every run reads them (``~seed`` ended
+    in a traceback mid-run). The model's keys (``~model.degree``) are its constructor's, and
+    may go."""
+    from omegaconf import OmegaConf
+
+    from training.config import Config
+
+    schema, absent = OmegaConf.structured(Config), object()
+    for arg in overrides:
+        key = arg.lstrip("~").split("=", 1)[0]
+        if not arg.startswith("~") or key.split(".")[0] == "model":
+            continue
+        default = OmegaConf.select(schema, key, default=absent)
+        if default is absent or OmegaConf.is_config(default):
+            continue  # not a setting, or a group (~logger: Hydra's defaults list)
+        fail(
+            f"bad override {arg}: every run reads {key}, so it cannot be removed; set it "
+            f"instead (its default: {key}={'null' if default is None else default})"
+        )
+
+
 def _expand(overrides: list[str]) -> list[list[str]]:
     """Every value of a sweep (``a=1,2``) tried once, the other sweeps at their first value."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -373,6 +396,7 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
 
     register_schema()
     refuse_unread_additions(overrides)
+    refuse_removed_settings(overrides)
     if not multirun:
         run = _compose_the_run([*overrides, *hydra_args], job)
         if run is None:  # the config or the command line asks for a sweep (hydra.mode)
@@ -854,8 +878,12 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
                     del mine["hydra"]
                 if not search:  # a search's trial draws its values when it runs
                     # as the run will: optimizer.name=sgd reads sgd.yaml's family and transform
-                    validate(mine, list(job), {})
-                    refuse_other_settings(mine, path)
+                    try:
+                        validate(mine, list(job), {})
+                    except UserError:
+                        pass  # a bad value fails its own run, which names it
+                    else:
+                        refuse_other_settings(mine, path)
                 if not cfg.trainer.resume:
                     refuse_another_run(path)
         except UserError as exc:

@@ -315,6 +315,12 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _count(value: object) -> bool:
+    """An integer >= 0, not a bool (YAML's ``true`` is Python's ``int`` 1): a seed, say,
+    which numpy's generators refuse below 0 (``seed=-1`` ended in a traceback mid-run)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def validate(
     cfg: DictConfig, overrides: list[str] | None = None, choices: dict | None = None
 ) -> None:
@@ -332,6 +338,7 @@ def validate(
     overrides = command_line_overrides() if overrides is None else overrides
     try:
         _validate_choices(cfg, overrides, choices.get("optimizer"))
+        _check(_count(cfg.seed), "seed", cfg.seed, "an integer >= 0")
         _validate_data(cfg.data)
         _validate_loader(cfg.loader)
         _validate_optimizer(cfg.optimizer)
@@ -463,6 +470,7 @@ def _validate_data(d: DictConfig) -> None:
         _check(d.n_samples >= 2, "data.n_samples", d.n_samples, "an integer >= 2")
         _check(d.n_features >= 1, "data.n_features", d.n_features, "an integer >= 1")
         _check(d.noise >= 0, "data.noise", d.noise, "a number >= 0")
+        _check(_count(d.seed), "data.seed", d.seed, "an integer >= 0")
     if d.name == "csv":
         _validate_csv(d)
     elif d.get("path") or d.get("target"):  # else the run would train on other data, silently
@@ -548,7 +556,7 @@ def _validate_optimizer(opt: DictConfig) -> None:
 def _validate_trainer(tr: DictConfig) -> None:
     """The ``trainer`` group: epochs, tolerance, steps per call, checkpoints, divergence."""
     _check(
-        tr.epochs == "auto" or isinstance(tr.epochs, int) and tr.epochs >= 1,
+        tr.epochs == "auto" or _count(tr.epochs) and tr.epochs >= 1,  # true ran one epoch
         "trainer.epochs",
         tr.epochs,
         "an integer >= 1 or auto",
