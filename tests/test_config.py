@@ -664,6 +664,24 @@ def test_optuna_trials_are_numbered_and_a_grids_runs_named():
     assert _sweep_subdir() == "${hydra:job.override_dirname}"
 
 
+@pytest.mark.parametrize("data", [[], ["experiment=housing", "data.val_fraction=0"]])
+def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data):
+    # every trial scored infinity: 'Best value: inf', an arbitrary best, exit 0
+    from training.cli import check_overrides
+
+    args = ["-m", "hparams_search=optuna", *data, f"hydra.sweep.dir={tmp_path / 's'}"]
+    with pytest.raises(SystemExit) as exit_:
+        check_overrides(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: bad override: hparams_search ranks its trials by the validation rows' RMSE, "
+        "and data.val_fraction=0 holds none out; set data.val_fraction=0.2 (or cross-validate "
+        "with data.folds=5)\n"
+    )
+    for advice in ("data.val_fraction=0.2", "data.folds=5"):  # followed: accepted
+        assert check_overrides([*args, advice])
+
+
 def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):
     from training.cli import check_overrides
 

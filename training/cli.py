@@ -413,9 +413,10 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
         directories: dict[Path, list[str]] = {}
         for combo in itertools.islice(combos, 64):
             try:  # with the command line's extra config directories, if any
-                compose("config", overrides=[*combo, *searchpath])
+                cfg = compose("config", overrides=[*combo, *searchpath])
             except Exception as exc:
                 fail(_compose_failure(exc))
+            refuse_a_search_without_validation_rows(cfg, combo)
             path = refuse_a_name_too_long(combo, hydra_args)
             if path is not None and directories.setdefault(path, combo) != combo:
                 one, other = directories[path], combo
@@ -429,6 +430,21 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
             refuse_runs_in_the_sweep_directory(overrides, hydra_args)
     GlobalHydra.instance().clear()
     return Checked(argv, None)
+
+
+def refuse_a_search_without_validation_rows(cfg: DictConfig, combo: list[str]) -> None:
+    """``hparams_search`` ranks its trials by the validation rows' RMSE (or the folds'):
+    with ``data.val_fraction=0`` and no folds every trial scored infinity and the search
+    ended with ``Best value: inf`` and an arbitrary best, exit 0; one line instead."""
+    if not any(a.lstrip("+").startswith("hparams_search=") for a in combo):
+        return
+    data = cfg.data
+    if data.get("val_fraction", 0) == 0 and not data.get("folds"):
+        fail(
+            "bad override: hparams_search ranks its trials by the validation rows' RMSE, and "
+            "data.val_fraction=0 holds none out; set data.val_fraction=0.2 (or cross-validate "
+            "with data.folds=5)"
+        )
 
 
 @contextlib.contextmanager
