@@ -32,6 +32,17 @@ def test_chosen_values_join_the_hparams():
     assert hparams_of(cfg)["optimizer.lr"] == cfg.optimizer.lr
 
 
+def test_a_resumed_run_has_the_hparams_of_one_never_stopped(monkeypatch):
+    # trainer.resume=true went into the HPARAMS tab: resumed runs stood apart from the others
+    import training.run
+
+    given = ["trainer.resume=true", "optimizer.lr=0.1", "loader=mini_batch"]
+    monkeypatch.setattr(training.run, "command_line_overrides", lambda: given)
+    h = hparams_of(make_config(*given))
+    assert "trainer.resume" not in h
+    assert (h["optimizer.lr"], h["loader"]) == (0.1, "mini_batch")
+
+
 def session_hparams(run_dir) -> dict:
     """The hyperparameters a run's event file gives TensorBoard's HPARAMS tab."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

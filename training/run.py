@@ -548,7 +548,8 @@ def objective(metrics: dict | None) -> float:
 def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
     """The run's hyperparameters, flat, for TensorBoard's HPARAMS tab: a few core keys, every
     key the command line or the sweep overrides (as Hydra records them, with the config's
-    resolved value), and the values chosen automatically (``chosen``: key -> value)."""
+    resolved value; ``trainer.resume`` left out), and the values chosen automatically
+    (``chosen``: key -> value)."""
     core = (
         "data.name",
         "loader.name",
@@ -562,7 +563,9 @@ def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
     out = {key: OmegaConf.select(cfg, key) for key in core}
     for text in command_line_overrides():
         key, _, value = text.lstrip("+~").partition("=")
-        if key.startswith("hydra") or not key:
+        # trainer.resume says how the run was started, not what it is: a resumed run lines
+        # up with the runs never stopped
+        if key.startswith("hydra") or not key or key == "trainer.resume":
             continue
         resolved = OmegaConf.select(cfg, key, default=None)
         # a config group (`optimizer=adam`) selects a whole node: its name is the value
