@@ -1059,6 +1059,12 @@ def _check_named_columns(
         raise UserError(
             f"{source}: no column {target!r} for data.target; the columns are: {', '.join(columns)}"
         )
+    both = [name for name in features or [] if name in drop]
+    if both:  # data.features names what is kept: the drop was silently not done
+        raise UserError(
+            f"{source}: column {both[0]!r} is in both data.features and data.drop; remove it "
+            "from one of them"
+        )
 
 
 def _rows_to_keep(

@@ -114,6 +114,18 @@ def test_validate_names_the_key(override, key):
         validate(make_config(override))
 
 
+def test_several_processes_without_a_coordinator_are_refused():
+    # trainer.distributed.num_processes=2 alone ran one process, without the directory's lock
+    with pytest.raises(UserError) as err:
+        validate(make_config("trainer.distributed.num_processes=2"))
+    assert str(err.value).startswith(
+        "bad config value trainer.distributed.num_processes=2: allowed 1 without "
+        "trainer.distributed.coordinator=HOST:PORT"
+    )
+    given = ("trainer.distributed.coordinator=localhost:1234", "trainer.distributed.process_id=0")
+    validate(make_config("trainer.distributed.num_processes=2", *given))
+
+
 def test_a_synthetic_seed_below_zero_is_refused():
     with pytest.raises(
         UserError, match=r"^bad config value data\.seed=-3: allowed an integer >= 0"

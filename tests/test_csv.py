@@ -312,6 +312,17 @@ def test_a_word_among_numbers_says_what_to_do(tmp_path, cell, advice):
     assert f"column 'size' row 4: {cell!r} is not a number; {advice}" in str(err.value)
 
 
+def test_a_column_both_kept_and_dropped_is_refused(tmp_path):
+    # data.features=[size,town] data.drop=[town] trained on town: the drop was not done
+    houses().to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.features=[size,town]", "data.drop=[town]"))
+    assert str(err.value) == (
+        f"{tmp_path / 'h.csv'}: column 'town' is in both data.features and data.drop; remove it "
+        "from one of them"
+    )
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""

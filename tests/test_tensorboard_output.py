@@ -43,6 +43,27 @@ def test_a_resumed_run_has_the_hparams_of_one_never_stopped(monkeypatch):
     assert (h["optimizer.lr"], h["loader"]) == (0.1, "mini_batch")
 
 
+@pytest.mark.parametrize(("loader", "taken"), [("per_sample", 1), ("full_batch", 0)])
+def test_a_batch_size_a_loader_does_not_read_is_said_and_not_recorded(capsys, loader, taken):
+    # loader=per_sample loader.batch_size=4 trained one row a step, silently, and HPARAMS
+    # recorded a batch size of 4
+    from types import SimpleNamespace
+
+    from training.build import make_run_loader
+
+    cfg = make_config("experiment=housing", f"loader={loader}", "loader.batch_size=4")
+    rows = SimpleNamespace(n=436, mesh=None, copies=False)
+    assert make_run_loader(cfg, rows).batch_size == (1 if loader == "per_sample" else 436)
+    step = "one row" if loader == "per_sample" else "all the training rows"
+    assert capsys.readouterr().out == (
+        f"warning: loader.batch_size=4 is not read by loader={loader}, whose every step takes "
+        f"{step}; loader=mini_batch loader.batch_size=4 trains on batches of 4\n"
+    )
+    assert hparams_of(cfg)["loader.batch_size"] == taken
+    make_run_loader(make_config("experiment=housing", f"loader={loader}"), rows)
+    assert capsys.readouterr().out == ""
+
+
 def session_hparams(run_dir) -> dict:
     """The hyperparameters a run's event file gives TensorBoard's HPARAMS tab."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -286,10 +286,19 @@ def refuse_other_output_shapes(apply_fn, params, n_features: int, target: str) -
 
 
 def make_run_loader(cfg: DictConfig, rows: Rows) -> Loader:
-    """The configured loader over the training rows. Raises UserError for a batch that the
-    devices cannot share evenly."""
+    """The configured loader over the training rows; a warning when ``loader.batch_size`` is
+    set for a loader that reads none (a search's trials may set it whatever the loader).
+    Raises UserError for a batch that the devices cannot share evenly."""
     lc = cfg.loader
     loader = make_loader(lc.name, lc.batch_size, lc.shuffle, lc.drop_last, rows.n, cfg.seed)
+    reads = {"per_sample": 1, "full_batch": None}  # the batch these loaders take, set or not
+    if lc.name in reads and lc.batch_size != reads[lc.name]:
+        size = "one row" if lc.name == "per_sample" else "all the training rows"
+        say(
+            f"warning: loader.batch_size={lc.batch_size} is not read by loader={lc.name}, "
+            f"whose every step takes {size}; loader=mini_batch loader.batch_size="
+            f"{lc.batch_size} trains on batches of {lc.batch_size}"
+        )
     mesh = rows.mesh
     if mesh is not None and not rows.copies and not loader.full_batch:
         if loader.batch_size % mesh.size:

@@ -580,6 +580,14 @@ def _validate_trainer(tr: DictConfig) -> None:
     _check(
         tr.divergence_factor > 1, "trainer.divergence_factor", tr.divergence_factor, "a number > 1"
     )
+    dist = tr.distributed
+    _check(  # without one the processes never meet: the run went on alone, unlocked
+        (dist.num_processes or 1) <= 1 or dist.coordinator or dist.auto,
+        "trainer.distributed.num_processes",
+        dist.num_processes,
+        "1 without trainer.distributed.coordinator=HOST:PORT (process 0's address, with "
+        "trainer.distributed.process_id on each process) or trainer.distributed.auto=true",
+    )
 
 
 def _validate_logger(lg: DictConfig) -> None:

@@ -570,6 +570,10 @@ def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
         resolved = OmegaConf.select(cfg, key, default=None)
         # a config group (`optimizer=adam`) selects a whole node: its name is the value
         out[key] = value if OmegaConf.is_config(resolved) or resolved is None else resolved
+    # the batch the loader takes: per-sample and full-batch steps read no loader.batch_size
+    out["loader.batch_size"] = {"per_sample": 1, "full_batch": None}.get(
+        cfg.loader.name, cfg.loader.batch_size
+    )
     out.update(chosen or {})
     return {k: _hparam_value(v) for k, v in out.items()}
 
