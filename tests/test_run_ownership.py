@@ -328,6 +328,30 @@ def test_a_resume_on_a_file_that_changed_is_refused_before_hydra_writes(tmp_path
     assert snapshot(tmp_path / "run") == before
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "warmup_cosine", "constant"])
+def test_a_resume_may_not_stretch_a_schedule_laid_over_the_runs_epochs(tmp_path, schedule):
+    # a finished 3000-epoch cosine run resumed with 3500: the step size jumped from 3e-11
+    # back to 5e-05 and the fit ended further from least squares, without a word
+    from training.cli import refuse_another_runs_meta
+
+    def config(epochs):
+        return {"optimizer": {"schedule": schedule}, "trainer": {"epochs": epochs}}
+
+    meta = {"config": config(3000)}
+    refuse_another_runs_meta(tmp_path, meta, config(3000), None)  # the same: resumed
+    if schedule == "constant":  # nothing laid over the epochs: more of them may follow
+        refuse_another_runs_meta(tmp_path, meta, config(3500), None)
+        return
+    with pytest.raises(UserError) as err:
+        refuse_another_runs_meta(tmp_path, meta, config(3500), None)
+    assert str(err.value) == (
+        f"{tmp_path} holds a run whose optimizer.schedule={schedule} is laid over its "
+        "trainer.epochs=3000: with trainer.epochs=3500 every step size from its checkpoint on "
+        "would change; resume it with trainer.epochs=3000, or train 3500 epochs in a new run "
+        "in another hydra.run.dir"
+    )
+
+
 @pytest.mark.slow
 def test_a_sweep_run_again_into_its_directory_is_refused_before_hydra_writes(tmp_path):
     # Hydra wrote every run's .hydra/ before the run could refuse it (the earlier runs'

@@ -1010,6 +1010,28 @@ def _short(value: object, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+SPANNING_SCHEDULES = ("cosine", "warmup_cosine")  # laid over all of trainer.epochs' steps
+
+
+def refuse_another_span(run_dir: Path, saved: dict, mine: dict, skip) -> None:
+    """A resume with another ``trainer.epochs`` under a schedule laid over the run's steps
+    (:data:`SPANNING_SCHEDULES`) is refused: every step size from the checkpoint on would be
+    another (a finished 3000-epoch cosine run resumed with 3500 jumped from 3e-11 back to
+    5e-05, and ended further from least squares, without a word). The other ``trainer``
+    settings may change on a resume."""
+    schedule = mine.get("optimizer", {}).get("schedule")
+    was = saved.get("trainer", {}).get("epochs")
+    now = mine.get("trainer", {}).get("epochs")
+    if schedule not in SPANNING_SCHEDULES or was == now or skip("trainer.epochs", now):
+        return
+    raise UserError(
+        f"{run_dir} holds a run whose optimizer.schedule={schedule} is laid over its "
+        f"trainer.epochs={was}: with trainer.epochs={now} every step size from its checkpoint "
+        f"on would change; resume it with trainer.epochs={was}, or train {now} epochs in a new "
+        f"run in another {run_dir_key()}"
+    )
+
+
 def refuse_another_runs_meta(
     run_dir: Path, meta: dict, config: dict, preprocessing: dict | None, skip=lambda k, v: False
 ) -> None:
@@ -1022,6 +1044,7 @@ def refuse_another_runs_meta(
     found = run_differences(meta.get("config", {}), config, skip)
     if found:
         raise other_settings(run_dir, *found[0])
+    refuse_another_span(run_dir, meta.get("config", {}), config, skip)
     if preprocessing is None:
         return
     saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
