@@ -1202,14 +1202,12 @@ def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
     return y
 
 
-def _refuse_fewer_rows_than_coefficients(cfg, seed: int, n: int, k: int, source: str) -> None:
-    """A :class:`UserError` when the training rows (of ``n``, after ``data.val_fraction`` and
-    ``data.test_fraction`` hold theirs out) are fewer than the ``k + 1`` coefficients: least
-    squares would fit them exactly (207 training rows for 231 columns reported R^2 1.000 and
-    -24 residual degrees of freedom), with advice that can be followed for these counts."""
-    from data.preprocess import split_rows
-
-    train = len(split_rows(n, cfg.val_fraction, cfg.test_fraction, seed)["train"])
+def _refuse_fewer_rows_than_coefficients(train: int, n: int, k: int, source: str) -> None:
+    """A :class:`UserError` when the ``train`` training rows (of ``n``, after
+    ``data.val_fraction`` and ``data.test_fraction`` hold theirs out) are fewer than the
+    ``k + 1`` coefficients: least squares would fit them exactly (207 training rows for 231
+    columns reported R^2 1.000 and -24 residual degrees of freedom), with advice that can be
+    followed for these counts."""
     if train >= k + 1:
         return
     fewer = "drop columns with data.drop (or keep fewer one-hot levels with data.max_levels)"
@@ -1224,11 +1222,17 @@ def _refuse_fewer_rows_than_coefficients(cfg, seed: int, n: int, k: int, source:
     )
 
 
-def load_csv(cfg, seed: int = 0) -> Table:
+def load_csv(cfg, seed: int = 0, train_rows: np.ndarray | None = None) -> Table:
     """``data=csv``: read ``cfg.path``, split the rows by ``seed`` as
     :func:`data.preprocess.split_rows` does, fit the encoding on the training rows, and encode
-    every row."""
+    every row. ``train_rows``: the training rows' indices instead (a cross-validation fold's,
+    among the rows kept), whose encoding (levels, pooling, fills) is then fitted on them."""
     from data.preprocess import split_rows
+
+    def training(n: int) -> np.ndarray:
+        if train_rows is not None:
+            return train_rows
+        return split_rows(n, cfg.val_fraction, cfg.test_fraction, seed)["train"]
 
     df, source = read_csv(cfg.path, sep=cfg.sep, decimal=cfg.decimal)
     enc, df, X = fit_encoding(
@@ -1245,11 +1249,11 @@ def load_csv(cfg, seed: int = 0) -> Table:
         min_level_count=cfg.min_level_count,
         max_levels=cfg.max_levels,
         dates=cfg.dates,
-        train_rows=lambda n: split_rows(n, cfg.val_fraction, cfg.test_fraction, seed)["train"],
+        train_rows=training,
     )
     names = enc.feature_names  # none: the model is the mean-price baseline
     y = target_values(df, enc, source)
-    _refuse_fewer_rows_than_coefficients(cfg, seed, len(y), len(names), source)
+    _refuse_fewer_rows_than_coefficients(len(training(len(y))), len(y), len(names), source)
     return Table(
         X,
         y.astype(np.float32),

@@ -125,6 +125,7 @@ def load_table(
     rows: tuple[int, int] | None = None,
     seed: int = 0,
     keep: bool = False,
+    train_rows: np.ndarray | None = None,
 ) -> Table:
     """The table named by ``cfg.name`` (a key of :data:`SOURCES`), built from ``cfg``;
     synthetic rows are drawn straight onto ``device`` when one is given, and only the range
@@ -133,7 +134,14 @@ def load_table(
 
     A CSV's table read ahead (:mod:`data.read_ahead`: in a second process, or kept by an earlier
     call with ``keep``) for the same settings, seed and unchanged file is taken instead of
-    reading the file again; ``keep`` keeps a copy of this one for the next call."""
+    reading the file again; ``keep`` keeps a copy of this one for the next call.
+
+    ``train_rows``: a cross-validation fold's training rows, on which a CSV's encoding is
+    fitted (read afresh: the table read ahead is the whole run's)."""
+    if train_rows is not None and cfg.name == "csv":
+        from data.csv_source import load_csv
+
+        return load_csv(cfg, seed, train_rows)
     key = read_ahead.csv_key(cfg, seed) if cfg.name == "csv" and rows is None else None
     table = read_ahead.take(key)
     if table is None:

@@ -377,6 +377,41 @@ def test_no_statistic_comes_from_the_val_or_test_rows(tmp_path):
     np.testing.assert_allclose(prep["scaling"]["x_scale"], X.std(axis=0), rtol=1e-5)
 
 
+@pytest.mark.slow
+def test_each_fold_fits_its_encoding_on_its_own_training_rows(tmp_path):
+    # every fold's preprocessing.json held the whole run's fill value (the mean over rows each
+    # fold holds out) and pooled levels: the folds' validation scores leaned on their own rows
+    n, k, seed = 60, 3, 7
+    rng = np.random.default_rng(2)
+    size = rng.uniform(50, 100, n)
+    size[[1, 8, 30, 44]] = np.nan
+    kind = rng.choice(["a", "b"], n).astype(object)
+    df = pd.DataFrame({"size": size, "kind": kind, "price": rng.uniform(1e5, 2e5, n)})
+    df.to_csv(tmp_path / "h.csv", index=False)
+    given = ("data.missing=mean", "data.val_fraction=0.2", "data.test_fraction=0.2", f"seed={seed}")
+    train_and_evaluate(
+        make_config(
+            "experiment=housing",
+            f"data.path={tmp_path / 'h.csv'}",
+            *given,
+            f"data.folds={k}",
+            "trainer.epochs=5",
+            "logger.tensorboard=false",
+            "logger.plots=false",
+        ),
+        tmp_path / "run",
+    )
+    from data.preprocess import fold_rows
+
+    fills = []
+    for i, rows in enumerate(fold_rows(n, k, 0.2, 0.2, seed)):
+        prep = json.loads((tmp_path / "run" / "folds" / str(i) / "preprocessing.json").read_text())
+        [col] = [c for c in prep["encoding"]["columns"] if c["name"] == "size"]
+        assert col["fill"] == pytest.approx(np.nanmean(size[rows["train"]]), rel=1e-12)
+        fills.append(col["fill"])
+    assert len(set(fills)) == k  # three folds, three training sets, three means
+
+
 # -- the realistic files ----------------------------------------------------------------------
 
 

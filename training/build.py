@@ -201,7 +201,8 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
         print(
             f"process {jax.process_index()}: draws rows {mine[0]}..{mine[1] - 1} of {d.n_samples}"
         )
-    table = load_table(d, device if single else None, rows=mine, seed=cfg.seed)
+    fold = None if rows is None else rows["train"]  # a fold's encoding: its training rows'
+    table = load_table(d, device if single else None, rows=mine, seed=cfg.seed, train_rows=fold)
     if table.description:
         say(f"encoding of {table.source}: {table.description}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)

@@ -3,7 +3,8 @@
 The folds cut the rows the run trains and validates on (every row but the test rows) in the
 order of the seed's permutation, the one :func:`data.preprocess.split_rows` draws. Each fold is
 a run of its own in ``folds/<i>/`` (TensorBoard events, checkpoint, ``preprocessing.json``,
-``metrics.json``), scaled on its own training rows. The folds' training rows are padded to one
+``metrics.json``), encoded (a CSV's levels, pooling, fills) and scaled on its own training
+rows. The folds' training rows are padded to one
 row count with rows of weight 0, which no loss or gradient counts, so every fold runs the
 compiled calls of the first: same shapes, no recompiling.
 """
