@@ -790,7 +790,7 @@ def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, da
     """The toy and synthetic data read no file: a CSV named without data=csv trained on the
     walkthrough's six points, silently. The advice, followed, reads the file."""
     with pytest.raises(UserError) as exc:
-        validate(make_config(*overrides))
+        validate(make_config(*overrides), overrides)
     assert str(exc.value) == (
         f"bad config value {key}: only data=csv reads a file, and this run's data is "
         f"data={data}; add data=csv to the command"
@@ -798,6 +798,20 @@ def test_a_file_given_without_data_csv_is_refused_not_ignored(overrides, key, da
     followed = make_config(*overrides, "data=csv", "data.path=x.csv", "data.target=price")
     validate(followed)
     assert followed.data.name == "csv"
+
+
+def test_a_file_an_experiment_names_is_said_to_come_from_it():
+    # experiment=housing data=synthetic: "add data=csv to the command", followed, trained on
+    # the housing file, not the synthetic data asked for
+    overrides = ["experiment=housing", "data=synthetic"]
+    with pytest.raises(UserError) as exc:
+        validate(make_config(*overrides), overrides)
+    assert str(exc.value).endswith(
+        "this run's data is data=synthetic; the config sets it (an experiment= that trains on a "
+        "file does): add data=csv to train on the file, or leave that experiment out to train "
+        "on data=synthetic"
+    )
+    validate(make_config("data=synthetic"), ["data=synthetic"])  # without it: synthetic data
 
 
 @pytest.mark.parametrize(

@@ -339,7 +339,7 @@ def validate(
     try:
         _validate_choices(cfg, overrides, choices.get("optimizer"))
         _check(_count(cfg.seed), "seed", cfg.seed, "an integer >= 0")
-        _validate_data(cfg.data)
+        _validate_data(cfg.data, overrides)
         _validate_loader(cfg.loader)
         _validate_optimizer(cfg.optimizer)
         _validate_trainer(cfg.trainer)
@@ -457,8 +457,9 @@ def _check_target(prefix: str, node: DictConfig, passed: tuple[str, ...]) -> Non
     check_arguments(prefix, target, fn, given, {k: PASSED_BY_THE_RUN[k] for k in passed})
 
 
-def _validate_data(d: DictConfig) -> None:
-    """The ``data`` group: the source's own keys, then the split fractions and folds."""
+def _validate_data(d: DictConfig, overrides: list[str] | tuple = ()) -> None:
+    """The ``data`` group: the source's own keys, then the split fractions and folds
+    (``overrides``: the command line's, to say where a file's name came from)."""
     if d.name == "toy":
         _check(
             len(d.xs) == len(d.ys) and len(d.xs) >= 1,
@@ -475,9 +476,16 @@ def _validate_data(d: DictConfig) -> None:
         _validate_csv(d)
     elif d.get("path") or d.get("target"):  # else the run would train on other data, silently
         key = "data.path" if d.get("path") else "data.target"
+        given = any(key_of(o) == key for o in overrides)
+        fix = (
+            "add data=csv to the command"
+            if given  # an experiment overlay that trains on a file (housing) set it otherwise
+            else f"the config sets it (an experiment= that trains on a file does): add data=csv "
+            f"to train on the file, or leave that experiment out to train on data={d.name}"
+        )
         raise UserError(
             f"bad config value {key}={d.get(key[5:])!r}: only data=csv reads a file, and this "
-            f"run's data is data={d.name}; add data=csv to the command"
+            f"run's data is data={d.name}; {fix}"
         )
     for key in ("val_fraction", "test_fraction"):
         value = d[key]
