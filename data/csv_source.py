@@ -702,8 +702,25 @@ def read_csv(
     _compose_unicode(df)
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
+    _refuse_the_header_again(df, source)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path))
     return df, source
+
+
+def _refuse_the_header_again(df: pd.DataFrame, source: str) -> None:
+    """A row that repeats the header (files appended one to another) is a :class:`UserError`
+    naming it: its cells made the columns text ('sqft' is not a number, or free text), and the
+    advice for that did not help."""
+    first = df.iloc[:, 0]
+    if not pd.api.types.is_string_dtype(first):
+        return
+    maybe = np.flatnonzero(first.str.strip().eq(str(df.columns[0])).fillna(False).to_numpy())
+    for i in maybe:
+        cells = [str(v).strip() for v in df.iloc[i]]
+        if cells == [str(c) for c in df.columns]:
+            raise UserError(
+                f"{source}: row {i + 1} repeats the header (line {i + 2}); delete that line"
+            )
 
 
 # files people give for a table that are no text (their first bytes), and what to do instead
@@ -836,7 +853,8 @@ def _pandas_read(path: Path | str, sep: str, **options) -> pd.DataFrame:
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
     """Columns to drop before anything else, with a note each: a nameless index (row numbers or
     unique row names, written by pandas' ``to_csv`` or R's ``write.csv``) and columns with no
-    value at all (a trailing separator on every line)."""
+    value at all (a trailing separator on every line, or only missing-value words: an
+    all-``N/A`` column asked for data.missing=mean, then for data.drop)."""
     dropped, notes = [], []
     for name in df.columns:
         if name in keep:
@@ -845,6 +863,9 @@ def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], lis
         if col.isna().all():
             dropped.append(name)
             notes.append(f"column {name!r} has no values (a trailing separator?): dropped")
+        elif _parse_numbers(col, ".")[1].all():  # every cell N/A, null, ... (an export's)
+            dropped.append(name)
+            notes.append(f"column {name!r} holds only missing values ({col.iloc[0]!r}): dropped")
         elif name.startswith("Unnamed: ") and col.notna().all() and col.is_unique:
             dropped.append(name)
             notes.append(

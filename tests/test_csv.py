@@ -323,6 +323,29 @@ def test_a_column_both_kept_and_dropped_is_refused(tmp_path):
     )
 
 
+def test_a_column_of_missing_value_words_only_is_dropped_with_a_note(tmp_path):
+    # an all-'N/A' column: data.missing=mean was advised, then 'has no value, add it to
+    # data.drop'
+    frame = houses().assign(pool_area="N/A")
+    frame.to_csv(tmp_path / "h.csv", index=False)
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]"))
+    assert "pool_area" not in table.feature_names
+    assert "column 'pool_area' holds only missing values ('N/A'): dropped" in table.description
+
+
+def test_a_row_repeating_the_header_is_named(tmp_path):
+    # two exports pasted one after the other: 'sale_date is free text, add it to data.drop',
+    # then "row 151: 'sqft' is not a number"
+    text = houses().to_csv(index=False)
+    lines = text.splitlines()
+    (tmp_path / "h.csv").write_text("\n".join([*lines[:31], lines[0], *lines[31:]]) + "\n")
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]"))
+    assert str(err.value) == (
+        f"{tmp_path / 'h.csv'}: row 31 repeats the header (line 32); delete that line"
+    )
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
