@@ -414,8 +414,9 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     every value has at most three decimals asks for it."""
     key = (path, sep, mtime_ns)
     if key not in _AS_WRITTEN:
-        raw = _pandas_read(path, sep, dtype=str)
-        header = _read_header(_read_sample(Path(path), "", path), sep, path, "", 1)
+        sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
+        raw = _pandas_read(path, sep, dtype=str, skiprows=skip)
+        header = _read_header(sample, sep, path, "", 1)
         raw.attrs["names"] = _column_names(header, raw.shape[1])
         _AS_WRITTEN.clear()
         _AS_WRITTEN[key] = raw
@@ -695,9 +696,10 @@ def read_csv(
     source = str(path)
     sample = _read_sample(path, key, source)
     sep = "\t" if sep in ("tab", "\\t") else sep
-    sep, decimal = _sniff(sample, sep, decimal)
+    sample, skip, hinted = _without_the_separator_line(sample)
+    sep, decimal = _sniff(sample, sep or hinted, decimal)
     header = _read_header(sample, sep, source, key, min_columns)
-    df = _parse_table(path, sep, decimal, source)
+    df = _parse_table(path, sep, decimal, source, skip)
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
     if len(df) == 0:
@@ -811,12 +813,24 @@ def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int)
     return header
 
 
-def _parse_table(path: Path, sep: str, decimal: str, source: str) -> pd.DataFrame:
-    """pandas' reading of the whole file, every cell a string or a number; raises
-    :class:`UserError` for bytes that are not UTF-8 (naming the line) or a malformed file."""
+def _without_the_separator_line(sample: str) -> tuple[str, int, str | None]:
+    """``(sample, lines to skip, separator)``: Excel's ``sep=;`` first line (written so that
+    Excel opens the file right in any locale) names the separator and is no header: the
+    sample without it, 1 and its separator; else the sample, 0 and None."""
+    first, newline, rest = sample.partition("\n")
+    hint = re.fullmatch(r"sep=(.)", first.rstrip("\r"))
+    if hint is None or hint.group(1) not in SEPARATORS:
+        return sample, 0, None
+    return rest, 1, hint.group(1)
+
+
+def _parse_table(path: Path, sep: str, decimal: str, source: str, skip: int = 0) -> pd.DataFrame:
+    """pandas' reading of the whole file (after its first ``skip`` lines), every cell a string
+    or a number; raises :class:`UserError` for bytes that are not UTF-8 (naming the line) or
+    a malformed file."""
     try:
         # thousands separators are removed by _parse_numbers, which checks their places
-        return _pandas_read(path, sep, decimal=decimal)
+        return _pandas_read(path, sep, decimal=decimal, skiprows=skip)
     except UnicodeDecodeError:
         raw = path.read_bytes()
         try:

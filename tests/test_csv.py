@@ -346,6 +346,17 @@ def test_a_row_repeating_the_header_is_named(tmp_path):
     )
 
 
+@pytest.mark.parametrize("sep", [";", ",", "\t"])
+def test_excels_separator_line_names_the_separator(tmp_path, sep):
+    # Excel's 'sep=;' first line: "found one column only", and data.sep did not help
+    frame = houses().drop(columns="id")
+    text = frame.to_csv(index=False, sep=sep, lineterminator="\r\n")
+    (tmp_path / "h.csv").write_text(f"\ufeffsep={sep}\r\n{text}", encoding="utf-8")
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.val_fraction=0", "data.test_fraction=0"))
+    np.testing.assert_allclose(table.y, frame["price"], rtol=1e-6)
+    assert table.feature_names[:2] == ["size", "rooms"]
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
