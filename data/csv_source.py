@@ -544,7 +544,7 @@ def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
     if c.kind == "boolean" and pd.api.types.is_bool_dtype(col):
         return np.zeros(len(col), bool)
     codes, texts = _cells(col)
-    if c.kind == "date":  # a missing-value word is no date
+    if c.kind in ("date", "boolean"):  # a missing-value word is no date, no yes or no
         return _per_cell(np.isin(texts.astype(str), NA_TOKENS), codes, True)
     return codes < 0
 
@@ -559,14 +559,17 @@ def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.
         return col.to_numpy(dtype=np.float64)
     codes, texts = _cells(col)
     lowered = np.array([str(t).lower() for t in texts], dtype=object)
-    unseen = ~np.isin(lowered, list(TRUE_WORDS | FALSE_WORDS))
+    missing = np.isin(texts.astype(str), NA_TOKENS)  # 'N/A' among yes/no: a missing value
+    ones, zeros = [*TRUE_WORDS, "1"], [*FALSE_WORDS, "0"]  # 1/0 as new rows may write them
+    unseen = ~np.isin(lowered, ones + zeros) & ~missing
     if unseen.any():
         row = int(np.flatnonzero(_per_cell(unseen, codes, False))[0])
         raise UserError(
             f"{source}: column {c.name!r} row {_row(col, row)}: {texts[codes[row]]!r} is not "
-            f"one of the values seen in training (yes/no, true/false, ...)"
+            f"one of the values seen in training (yes/no, true/false, ..., or 1/0)"
         )
-    return _per_cell(np.isin(lowered, list(TRUE_WORDS)).astype(np.float64), codes, np.nan)
+    values = np.where(missing, np.nan, np.isin(lowered, ones).astype(np.float64))
+    return _per_cell(values, codes, np.nan)
 
 
 def _encode(
@@ -927,7 +930,7 @@ def _choose_kind(
         )
     if name in opts["log_features"]:
         raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")
-    if {str(v).lower() for v in levels} in BOOLEAN_PAIRS:
+    if {str(v).lower() for v in levels if str(v) not in NA_TOKENS} in BOOLEAN_PAIRS:
         return ColumnCode(name, "boolean")
     n_rows = int((codes >= 0).sum())
     if len(levels) > 2 and len(levels) > n_rows / 2:
@@ -1164,6 +1167,17 @@ def _fit_column(
     value in the training rows."""
     if c.kind == "onehot":
         _fit_levels(c, col, train, min_level_count)
+        kept = [lv for lv in [*c.levels, *c.pooled] if lv != MISSING]
+        alike: dict[str, list[str]] = {}
+        for level in kept:
+            alike.setdefault(level.casefold(), []).append(level)
+        twins = [group for group in alike.values() if len(group) > 1]
+        if twins:  # 'West' and 'west': two levels; said, not merged behind the user's back
+            notes.append(
+                f"column {c.name!r}: levels {' and '.join(map(repr, twins[0]))} differ only in "
+                f"case and are {len(twins[0])} levels; write them alike in the file to make "
+                "them one"
+            )
         if c.pooled:
             notes.append(
                 f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "

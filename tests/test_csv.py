@@ -357,6 +357,46 @@ def test_excels_separator_line_names_the_separator(tmp_path, sep):
     assert table.feature_names[:2] == ["size", "rooms"]
 
 
+def test_yes_no_with_missing_words_stays_yes_no_and_case_twins_are_said(tmp_path):
+    # 'N/A' among yes/no made five one-hot columns of its spellings (reference 'N/A'); 'West'
+    # and 'west' were two levels without a word; new rows writing 1 for yes were refused
+    from data.csv_source import fit_encoding, read_csv
+
+    frame = houses().drop(columns="id")
+    garage = np.where(frame["pool"] == "Y", "yes", "No").astype(object)
+    garage[[2, 9]] = "N/A"
+    garage[[4]] = "YES"
+    town = frame["town"].to_numpy(dtype=object)
+    town[[0, 5, 6, 7, 8, 10]] = "North"
+    frame.assign(garage=garage, town=town).to_csv(tmp_path / "h.csv", index=False)
+    df, source = read_csv(tmp_path / "h.csv")
+    with pytest.raises(UserError, match=r"missing values in column 'garage' \(2 cells\)"):
+        fit_encoding(df, source, "price")
+    train = np.arange(len(df))
+    enc, _, X = fit_encoding(df, source, "price", missing="mean", train_rows=train)
+    [garage_code] = [c for c in enc.columns if c.name == "garage"]
+    assert garage_code.kind == "boolean"
+    column = X[:, enc.feature_names.index("garage")]
+    known = np.delete(np.arange(len(df)), [2, 9])
+    expected = np.isin(np.char.lower(garage[known].astype(str)), ["yes"])
+    np.testing.assert_array_equal(column[known], expected)
+    np.testing.assert_allclose(column[[2, 9]], expected.mean(), rtol=1e-6)
+    assert (
+        "column 'town': levels 'North' and 'north' differ only in case and are 2 levels; write "
+        "them alike in the file to make them one"
+    ) in enc.notes
+    new = pd.DataFrame(
+        {
+            **{k: [frame[k][0]] for k in ("size", "rooms", "pool")},
+            "town": ["north"],
+            "garage": ["1"],
+        }
+    )
+    new.to_csv(tmp_path / "new.csv", index=False)
+    df, source = read_csv(tmp_path / "new.csv")
+    assert enc.transform(df, source)[0, enc.feature_names.index("garage")] == 1.0
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
