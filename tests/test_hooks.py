@@ -228,8 +228,8 @@ def test_a_hook_added_with_every_k_runs_at_each_kth_epoch(tmp_path, monkeypatch,
     seen = []
     make_hooks = training.run.make_hooks
 
-    def with_probe(run, traced):
-        hooks = make_hooks(run, traced)
+    def with_probe(run, traced, *start):
+        hooks = make_hooks(run, traced, *start)
         hooks.add(lambda call, at: seen.append((at.epoch, at.step)), every=7)
         return hooks
 

@@ -134,6 +134,23 @@ def test_sigterm_checkpoints_then_resume_is_exact_and_tensorboard_has_each_step_
         assert ours[tag] == theirs[tag], tag
 
 
+def test_a_resumed_run_keeps_the_validation_point_of_its_checkpoints_epoch(tmp_path):
+    # the resumed writer purges from the checkpoint's step on, and the validation point of the
+    # epoch ending there was logged by the earlier run alone: one point short (2999 of 3000)
+    run = ("experiment=housing_minibatch", "logger.plots=false", "optimizer.lr=0.001")
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert run_train(*run, "trainer.epochs=6", f"hydra.run.dir={whole}").returncode == 0
+    assert run_train(*run, "trainer.epochs=3", f"hydra.run.dir={parts}").returncode == 0
+    resumed = run_train(*run, "trainer.epochs=6", "trainer.resume=true", f"hydra.run.dir={parts}")
+    assert resumed.returncode == 0, resumed.stderr
+    ours, theirs = read_scalars(parts), read_scalars(whole)
+    for tag in ("val/mse", "val/r2", "train/loss"):
+        assert [s for s, _ in ours[tag]] == [s for s, _ in theirs[tag]], tag
+        np.testing.assert_allclose(
+            [v for _, v in ours[tag]], [v for _, v in theirs[tag]], rtol=1e-6
+        )
+
+
 def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterrupted):
     proc = run_train(*RUN, "trainer.epochs=10", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr

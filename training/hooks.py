@@ -261,6 +261,15 @@ class Validation:
         self.tb.scalars({f"val/{k}": np.array([m[k] for m in rows]) for k in rows[0]}, steps)
         self.curve.add(steps.astype(int).tolist(), [m["mse"] for m in rows])
 
+    def log_at(self, params, step: int) -> None:
+        """TensorBoard's validation point of ``params`` at ``step`` (the curve has its own).
+        ``params`` are read on this process alone (process 0 writes; nothing here may wait on
+        the others)."""
+        params = to_host(params)
+        preds = np.asarray(self.predict(jax.tree.map(lambda a: a[None], params), self.X))
+        m = regression_metrics(self.data.y_raw["val"], self.data.to_target_units(preds[0]))
+        self.tb.scalars({f"val/{k}": np.array([v]) for k, v in m.items()}, np.array([step]))
+
 
 class ProgressLine:
     """The progress bar or line (``logger.progress``): epoch, step, loss, samples a second.

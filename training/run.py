@@ -178,7 +178,7 @@ def fit(run: Run, params, opt_state, at: Progressed, calls: dict | None = None):
     optimizer state and progress at the end."""
     loader, tr = run.settings.loader, run.settings.cfg.trainer
     traced = is_traced(run)
-    hooks = make_hooks(run, traced)
+    hooks = make_hooks(run, traced, at, params)
     runner, blocks = plan(run, at, calls, traced, periods_of_every_process(hooks.periods))
     epoch_tol = 0.0 if loader.full_batch else tr.tol  # full batch: tested inside the call
     first = (at.step, np.float32(at.ref_loss))
@@ -316,9 +316,10 @@ def plan(
     return runner, blocks
 
 
-def make_hooks(run: Run, traced: bool) -> Hooks:
+def make_hooks(run: Run, traced: bool, at: Progressed | None = None, params=None) -> Hooks:
     """The run's hooks: writing ones on process 0 only, the weights' path (the loss surface's)
-    for linear models only, checkpoints every ``trainer.checkpoint_every`` epochs."""
+    for linear models only, checkpoints every ``trainer.checkpoint_every`` epochs. ``at`` and
+    ``params``: where a resumed run starts (its validation point there is logged again)."""
     settings, out, cfg = run.settings, run.out, run.settings.cfg
     hooks = Hooks()
     if settings.writes:
@@ -332,7 +333,13 @@ def make_hooks(run: Run, traced: bool) -> Hooks:
         X_val = run.data.X.get("val")
         if X_val is not None and len(X_val) > 0 and out.tb.writer is not None:
             full_batch = settings.loader.full_batch
-            hooks.add(Validation(run.model.apply_fn, run.data, full_batch, out.tb, out.curves.val))
+            curve = out.curves.val
+            validation = Validation(run.model.apply_fn, run.data, full_batch, out.tb, curve)
+            hooks.add(validation)
+            if at is not None and at.step and not full_batch:
+                # the checkpoint's epoch end: its point went with the points the resumed writer
+                # purged (from the checkpoint's step on), and no later call ends that epoch
+                validation.log_at(params, at.step)
         if not traced and cfg.logger.progress != "off":
             hooks.add(
                 ProgressLine(
