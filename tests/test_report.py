@@ -558,6 +558,24 @@ def test_least_squares_on_unscaled_columns_is_least_squares():
     assert names[0] == "lotsize" and abs(W[0] - 3.546) < 1e-3  # Anglin and Gencay's 3.546
 
 
+@pytest.mark.parametrize("rows", [200, (1 << 20) + 8])
+def test_collinear_unscaled_columns_give_the_least_norm_solution(rows):
+    # c = 3a - 2b + 1 with columns of scales 100 and 0.01 (data.standardize=false): the
+    # reference was the least norm in Jacobi's scaled units, 379 % from the fit gradient
+    # descent reached, which is numpy's least-norm solution in the columns' own units
+    from training.evaluate import least_squares, solve_normal_equations
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 100, rows), rng.normal(0, 0.01, rows)
+    X = np.column_stack([a, b, 3 * a - 2 * b + 1])
+    y = 2 * a + 5 * b + rng.normal(size=rows)
+    A = np.column_stack([X, np.ones(rows)])
+    want = np.linalg.lstsq(A, y, rcond=1e-10)[0]
+    W, intercept = least_squares(X, y)  # above 2^20 rows: the normal equations
+    np.testing.assert_allclose([*W, intercept], want, rtol=1e-7)
+    np.testing.assert_allclose(solve_normal_equations(A.T @ A, A.T @ y), want, rtol=1e-7)
+
+
 @pytest.mark.slow
 def test_per_sample_advice_followed_as_written_reaches_least_squares(tmp_path):
     # the advice was optimizer.lr / 10 with 10x the epochs, each time: a constant step ends

@@ -61,7 +61,10 @@ def least_squares(X, y, chunk: int = 1 << 18, l2: float = 0.0) -> tuple[np.ndarr
         if l2:
             A = np.vstack([A, np.sqrt(n * l2 / 2.0) * np.eye(d, d + 1)])
             target = np.concatenate([target, np.zeros(d)])
-        beta = np.linalg.lstsq(A / scale, target, rcond=SINGULAR_VALUE_CUTOFF)[0] / scale
+        beta, _, rank, _ = np.linalg.lstsq(A / scale, target, rcond=SINGULAR_VALUE_CUTOFF)
+        beta = beta / scale
+        if rank < d + 1:  # collinear columns: of the solutions, the one gradient descent reaches
+            beta = _shortest(beta, (A / scale).T @ (A / scale), scale)
         return beta[:d], float(beta[d])
     G = np.zeros((d + 1, d + 1))
     c = np.zeros(d + 1)
@@ -81,7 +84,23 @@ def solve_normal_equations(G: np.ndarray, c: np.ndarray, l2: float = 0.0) -> np.
     (:func:`jacobi_scaled`), whose ``ZERO_EIGENVALUE`` cutoff then drops collinear directions
     only (the minimum-norm solution in the scaled coordinates)."""
     S, scale = jacobi_scaled(ridge_gram(G, l2))
-    return np.linalg.lstsq(S, c / scale, rcond=ZERO_EIGENVALUE)[0] / scale
+    beta, _, rank, _ = np.linalg.lstsq(S, c / scale, rcond=ZERO_EIGENVALUE)
+    beta = beta / scale
+    return _shortest(beta, S, scale) if rank < len(beta) else beta
+
+
+def _shortest(beta: np.ndarray, S: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """The solution of least norm in the parameters' own units among ``beta`` plus the null
+    space of the Jacobi-scaled Gram matrix ``S`` (its eigenvectors under ``ZERO_EIGENVALUE``
+    of the largest, mapped back by ``1 / scale``): gradient descent from zeros moves only in
+    the design's row space, so it reaches that one. ``lstsq`` on the scaled matrix gives the
+    least norm in the scaled units, another solution when the columns' scales differ
+    (``data.standardize=false``: a reference 379 % from the fit it should have matched)."""
+    values, vectors = np.linalg.eigh(S)
+    null = vectors[:, values < ZERO_EIGENVALUE * values.max()] / scale[:, None]
+    if not null.size:
+        return beta
+    return beta - null @ np.linalg.lstsq(null, beta, rcond=None)[0]
 
 
 def jacobi_scaled(G: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
