@@ -64,6 +64,27 @@ def test_a_batch_size_a_loader_does_not_read_is_said_and_not_recorded(capsys, lo
     assert capsys.readouterr().out == ""
 
 
+def test_a_run_that_converged_logs_each_step_once(tmp_path):
+    # the parameters at the step a run converged at were written twice: by the call, which
+    # records the step it stopped at, and by the report's final parameters
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from training.run import train_and_evaluate
+
+    cfg = make_config("experiment=housing", "logger.plots=false")
+    metrics = train_and_evaluate(cfg, tmp_path)
+    assert metrics["stopped"] == "converged"
+    scalars = read_scalars(tmp_path)
+    for tag in ("params/b", "params/W/lotsize", "train/loss"):
+        steps = [step for step, _ in scalars[tag]]
+        assert steps == list(range(metrics["steps"] + 1)), tag
+    np.testing.assert_allclose(scalars["params/b"][-1][1], metrics["params"]["b"], rtol=1e-6)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    acc.Reload()
+    steps = [h.step for h in acc.Histograms("params/W")]
+    assert len(steps) == len(set(steps)) and steps[-1] == metrics["steps"]
+
+
 def session_hparams(run_dir) -> dict:
     """The hyperparameters a run's event file gives TensorBoard's HPARAMS tab."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -190,6 +190,7 @@ def tensorboard(tb: TensorBoardLog, names: list[str], lr_at) -> Hook:
         # a call that diverged ends on non-finite parameters: nothing to draw
         if np.ndim(W_end) == 1 and np.size(W_end) > 1 and np.isfinite(W_end).all():
             tb.histogram("params/W", W_end, call.t0 + call.taken)
+            tb.params_at["histogram"] = call.t0 + call.taken
 
     return hook
 

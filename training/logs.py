@@ -71,6 +71,10 @@ class TensorBoardLog:
 
     def __init__(self, workdir: Path, enabled: bool, purge_step: int | None = None) -> None:
         self.writer = None
+        # the step of the last parameters written, per tag ("params/W"'s histogram, the
+        # scalars): the report writes the final ones only where training has not (a run that
+        # converged recorded the parameters at the step it stopped at: two points there)
+        self.params_at: dict[str, int] = {}
         if enabled:
             from tensorboardX import SummaryWriter
 
@@ -160,6 +164,8 @@ def log_steps(
     recorded = jax.tree.map(lambda a: np.asarray(a)[: len(positions)], recorded)
     columns = {f"params/{k}": v for k, v in param_columns(recorded, feature_names, True).items()}
     tb.scalars({"train/loss": losses[positions], "train/lr": lr_at(steps), **columns}, steps)
+    if len(steps):
+        tb.params_at["scalars"] = int(steps[-1])
     return recorded
 
 

@@ -96,10 +96,12 @@ def split_metrics(run: Run, params, final: dict, at: Progressed) -> tuple[dict, 
     split's predictions in the target's units. ``final``: ``params`` on the host."""
     data, names, tb = run.data, run.model.names, run.out.tb
     apply_fn = run.model.apply_fn
-    for tag, value in param_columns(final, names).items():
-        tb.scalar(f"params/{tag}", value, at.step)
+    if tb.params_at.get("scalars") != at.step:  # a run that converged logged them there
+        for tag, value in param_columns(final, names).items():
+            tb.scalar(f"params/{tag}", value, at.step)
     if np.ndim(final.get("W")) == 1 and np.size(final["W"]) > 1:
-        tb.histogram("params/W", final["W"], at.step)
+        if tb.params_at.get("histogram") != at.step:
+            tb.histogram("params/W", final["W"], at.step)
     pred_train, final_loss = fit_on_training_rows(run, params)
     tb.scalar("train/final_loss", final_loss, at.step)
     metrics: dict = {
