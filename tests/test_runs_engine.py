@@ -262,8 +262,25 @@ def test_log_period_auto_keeps_short_runs_whole_and_long_ones_near_ten_thousand_
     assert log_period("auto", LOG_POINTS, 1) == (1, 0)
     assert log_period("auto", 3_000_000, 1) == (600, 5000)
     assert log_period("auto", 200 * 14, 14) == (1, 0)  # housing_minibatch: 14 steps an epoch
-    assert log_period("auto", 10**6, 39063) == (200, 0)  # epochs larger than the dense start
+    assert log_period("auto", 10**6, 39063) == (196, 0)  # epochs larger than the dense start
     assert log_period(7, 3_000_000, 1) == (7, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps_per_epoch=st.integers(2, 10**6), epochs=st.integers(1, 50_000))
+def test_log_period_auto_keeps_a_tag_within_its_points(steps_per_epoch, epochs):
+    # each epoch records from its first step: a 436-step epoch at period 262 recorded 2
+    # points, 10,774 over 3000 epochs against a cap of 10^4
+    total = steps_per_epoch * epochs
+    period, dense = log_period("auto", total, steps_per_epoch)
+    rest = max(0, epochs - dense)
+    points = min(dense, epochs) * steps_per_epoch + rest * -(-steps_per_epoch // period)
+    if total <= LOG_POINTS:
+        assert (period, points) == (1, total)
+    elif rest <= LOG_POINTS // 2:
+        assert points <= LOG_POINTS
+    else:  # more epochs than points: one an epoch
+        assert period == steps_per_epoch and points == dense * steps_per_epoch + rest
 
 
 @settings(max_examples=60, deadline=None)

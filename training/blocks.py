@@ -51,13 +51,24 @@ def log_period(every: int | str, total_steps: int, steps_per_epoch: int) -> tupl
     period that leaves ``LOG_POINTS // 2`` points for the rest: at most ``LOG_POINTS`` a tag.
 
     The dense start is what keeps a run that plans many steps but stops early on
-    ``trainer.tol`` (housing: 20000 planned, 148 run) logging every step it took. Both depend
-    only on the config, so a resumed run records the steps an uninterrupted one did."""
+    ``trainer.tol`` (housing: 20000 planned, 148 run) logging every step it took. Shuffled
+    loaders record from each epoch's first step: their period is the epoch's steps over the
+    points an epoch may have, at least one (a run of more epochs than ``LOG_POINTS // 2`` logs
+    one point an epoch). Both depend only on the config, so a resumed run records the steps an
+    uninterrupted one did."""
     if every != "auto":
         return int(every), 0
     if total_steps <= LOG_POINTS:
         return 1, 0
-    return -(-total_steps // (LOG_POINTS // 2)), (LOG_POINTS // 2) // steps_per_epoch
+    dense = (LOG_POINTS // 2) // steps_per_epoch
+    if steps_per_epoch == 1:  # full batch: the period runs over each call's steps
+        return -(-total_steps // (LOG_POINTS // 2)), dense
+    # each epoch records from its first step, so the period is fitted to the epoch: a
+    # 436-step epoch at period 262 recorded 2 points, 10,774 in all; at most one an epoch
+    # when the epochs outnumber the points
+    rest = max(total_steps // steps_per_epoch - dense, 1)
+    per_epoch = max(1, (LOG_POINTS // 2) // rest)
+    return -(-steps_per_epoch // per_epoch), dense
 
 
 def call_cap(loader: Loader, n_features: int, max_steps: int) -> int:
