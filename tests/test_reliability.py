@@ -170,6 +170,19 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
     assert params_of(tmp_path) == params_of(uninterrupted())
 
 
+def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):
+    # "set optimizer.lr below 5" was followed with 4.9, which diverged again
+    run = ("experiment=housing_minibatch", "logger.plots=false", "trainer.epochs=20")
+    proc = run_train(*run, "optimizer.lr=5", f"hydra.run.dir={tmp_path / 'a'}")
+    assert proc.returncode == 3, proc.stderr
+    line = proc.stderr.strip()
+    assert line.startswith("error: training diverged at step ") and "\n" not in line
+    assert "; set optimizer.lr=auto (a step the data allow) or a tenth of this one, " in line
+    assert "optimizer.lr=0.5, in another run directory" in line
+    again = run_train(*run, "optimizer.lr=auto", f"hydra.run.dir={tmp_path / 'b'}")
+    assert again.returncode == 0, again.stderr
+
+
 def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
     housing = ("experiment=housing", "trainer.checkpoint_every=1")
     proc = run_train(*housing, "optimizer.lr=10", f"hydra.run.dir={tmp_path}")

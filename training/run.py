@@ -438,8 +438,9 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
     lr, bound = run.settings.cfg.optimizer.lr, run.optimizer.bound
     if bound:
         advice = f"{bound.what} is {bound.lr:.4g}; set optimizer.lr=auto or below that"
-    else:
-        advice = f"set optimizer.lr below {lr:.4g}"
+    else:  # "below 5" was followed with 4.9, which diverged again
+        tenth = hydra_value("optimizer.lr", f"{lr / 10:.4g}")
+        advice = f"set optimizer.lr=auto (a step the data allow) or a tenth of this one, {tenth}"
     if _run_dir_named_on_the_command_line():  # the next run would find this one there
         workdir = Path(run.settings.workdir).absolute()
         beside = hydra_value("hydra.run.dir", directory_beside(workdir))
