@@ -305,7 +305,7 @@ def test_a_run_plots_the_validation_rows_else_the_training_rows(
 def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
     split = split_rows(n, val, test, seed)  # these fractions always leave training rows
     rest = n - len(split["test"])
-    assume(rest >= folds)  # else refused: the next test
+    assume(rest >= 2 * folds)  # else refused: the next test
     parts = fold_rows(n, folds, val, test, seed)
     held = np.concatenate([p["val"] for p in parts])
     np.testing.assert_array_equal(np.sort(held), np.setdiff1d(np.arange(n), split["test"]))
@@ -326,11 +326,14 @@ def test_folds_partition_the_non_test_rows(n, folds, val, test, seed):
     test=st.sampled_from([0.0, 0.1, 0.2]),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_more_folds_than_rows_outside_the_test_rows_is_refused(n, more, val, test, seed):
+def test_more_folds_than_half_the_rows_outside_the_test_rows_is_refused(n, more, val, test, seed):
     rest = n - round(n * test)
-    folds = rest + more
-    with pytest.raises(UserError, match=f"data.folds={folds}: only {rest} rows"):
+    folds = rest // 2 + more  # a fold validates on two rows at least
+    with pytest.raises(UserError, match=f"data.folds={folds}: only {rest} rows") as err:
         fold_rows(n, folds, val, test, seed)
+    if rest >= 4:  # the advice, followed, cuts the folds
+        at_most = int(str(err.value).rsplit("data.folds=", 1)[1])
+        assert at_most == rest // 2 and len(fold_rows(n, at_most, val, test, seed)) == at_most
 
 
 @pytest.fixture(scope="module")
