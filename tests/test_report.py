@@ -627,3 +627,18 @@ def test_a_fit_short_of_least_squares_advises_what_reaches_it(capsys, given, adv
     if "optimizer.name=nesterov" in advice:  # followed: the run is Nesterov's
         followed = make_config("experiment=housing", *given, "optimizer.name=nesterov")
         assert followed.optimizer.name == "nesterov"
+
+
+def test_more_epochs_are_advised_from_the_epochs_done(capsys):
+    # a 3500-epoch run resumed with trainer.epochs=100 was advised trainer.epochs=1000
+    from training.config import validate
+    from training.hooks import Progressed
+    from training.report import say_convergence
+
+    given = ["optimizer.name=adam", "trainer.epochs=100"]
+    cfg = make_config("experiment=housing", "loader=full_batch", *given)
+    validate(cfg, given, {})
+    metrics = {"train": {"r2": 0.57}, "ols": {"r2": 0.68}}
+    metrics["ols_gap"] = {"max_rel_coefficient_diff": 11}
+    say_convergence(cfg, metrics, Progressed(step=3500, epoch=3500), {})
+    assert "rerun with trainer.epochs=35000" in capsys.readouterr().out

@@ -234,7 +234,9 @@ def say_convergence(
             f"rerun with {tol}"
         )
         return
-    more = f"trainer.epochs={10 * tr.epochs}"
+    # ten times the epochs the run has been through (a run resumed with fewer epochs than it
+    # had done was advised fewer still)
+    more = f"trainer.epochs={10 * max(tr.epochs, at.epoch)}"
     if not cfg.data.get("standardize", True):
         # columns of different scales (a lot size in thousands beside 0/1 columns) leave the
         # Hessian eigenvalues far apart: no number of epochs makes up for that
