@@ -183,6 +183,23 @@ def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):
     assert again.returncode == 0, again.stderr
 
 
+def test_a_resume_that_turns_plots_and_tensorboard_on_says_where_they_begin(tmp_path):
+    # the trajectory marked its start where the resumed part began, silently
+    off = ("logger.plots=false", "logger.tensorboard=false")
+    assert run_train("trainer.epochs=20", *off, f"hydra.run.dir={tmp_path}").returncode == 0
+    resumed = run_train("trainer.epochs=50", "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert resumed.returncode == 0, resumed.stderr
+    notes = [ln for ln in resumed.stdout.splitlines() if ln.startswith("note: ")]
+    assert notes == [
+        "note: the plots draw the steps from 20 on: the steps before were trained with "
+        "logger.plots=false",
+        "note: TensorBoard's events begin at step 20: the steps before were trained with "
+        "logger.tensorboard=false",
+    ]
+    again = run_train("trainer.epochs=60", "trainer.resume=true", f"hydra.run.dir={tmp_path}")
+    assert "note: " not in again.stdout  # from then on both were kept
+
+
 def test_divergence_stops_with_exit_3_and_no_non_finite_checkpoint(tmp_path):
     housing = ("experiment=housing", "trainer.checkpoint_every=1")
     proc = run_train(*housing, "optimizer.lr=10", f"hydra.run.dir={tmp_path}")

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
-from training.build import Run, Settings, build, new_run_id
+from training.build import Run, Settings, build, new_run_id, say
 from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslash
 from training.cli import (
     refuse_another_run,
@@ -135,7 +135,17 @@ def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]
             out.ckpt, settings, out.preprocessing, params, opt_state
         )
         if settings.writes and at.step:  # the plots draw the whole run, not the part after it
-            out.curves.restore(settings.workdir, at.step)
+            cfg = settings.cfg
+            if not out.curves.restore(settings.workdir, at.step) and cfg.logger.plots:
+                say(  # the histories are kept only while logger.plots=true
+                    f"note: the plots draw the steps from {at.step} on: the steps before were "
+                    "trained with logger.plots=false"
+                )
+            if cfg.logger.tensorboard and not any(settings.workdir.glob("events.out.tfevents.*")):
+                say(
+                    f"note: TensorBoard's events begin at step {at.step}: the steps before were "
+                    "trained with logger.tensorboard=false"
+                )
     out.preprocessing["run_id"] = run_id or new_run_id()
     if settings.writes:
         write_json(settings.workdir / "preprocessing.json", out.preprocessing)
