@@ -426,7 +426,8 @@ def linear_inference(
     labels = [*names, "intercept"]
     p = len(labels)
     info: dict = {"n": int(n), "df_resid": int(n - p), "aliased": [], "note": None}
-    aliased, info["note"] = _inapplicable(G, n, names, estimator)
+    unscaled = not any(scaling.x_mean) and all(s == 1.0 for s in scaling.x_scale)
+    aliased, info["note"] = _inapplicable(G, n, names, estimator, unscaled)
     if info["note"] is not None:
         info["aliased"] = aliased
         return {**{key: {k: None for k in labels} for key in _TABLES}, "inference": info}
@@ -442,11 +443,13 @@ def linear_inference(
 
 
 def _inapplicable(
-    G: np.ndarray, n: int, names: list[str], estimator: str
+    G: np.ndarray, n: int, names: list[str], estimator: str, unscaled: bool = False
 ) -> tuple[list[str], str | None]:
     """``(aliased, note)``: why least squares' inference does not apply to this fit (``note``
     is ``None`` when it does): another estimator, an aliased column of ``G`` (``(d + 1, d + 1)``,
-    :func:`aliased_columns`) or ``n <= d + 1`` rows."""
+    :func:`aliased_columns`) or ``n <= d + 1`` rows. ``unscaled``: the columns in their own
+    units (``data.standardize=false``), where a column all but constant beside the intercept
+    (a date in years) is aliased too, as float32 sees it, and centring tells them apart."""
     p = len(names) + 1
     if estimator != "least squares":  # the formulas below are least squares' own
         return [], f"least squares' only (loss=mse loss.l2=0); this run fitted {estimator}"
@@ -457,6 +460,12 @@ def _inapplicable(
             f"{'is a linear combination' if len(aliased) == 1 else 'are linear combinations'} "
             "of the other columns, so the coefficients are not unique; drop "
             f"{'it' if len(aliased) == 1 else 'them'} with data.drop"
+            + (
+                ", or, if not exactly (a date in years is all but constant beside the intercept "
+                "in float32), set data.standardize=true, whose centred columns tell them apart"
+                if unscaled
+                else ""
+            )
         )
     if n <= p:
         return [], f"{n} training rows for {p} coefficients leave no residual degrees of freedom"
