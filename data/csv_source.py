@@ -287,7 +287,8 @@ def _per_cell(per_value: np.ndarray, codes: np.ndarray, empty) -> np.ndarray:
 
 def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values, which cells are empty or an NA word). Cells that do not parse are NaN
-    and not marked empty. Thousands separators, currency and percent signs, spaces: removed."""
+    and not marked empty. Thousands separators, currency and percent signs, spaces: removed;
+    the typographic minus (U+2212) and accounting's parentheses ``(1,250)`` are minus signs."""
     if pd.api.types.is_bool_dtype(col):
         values = col.to_numpy(dtype=np.float64)
         return values, np.zeros(len(col), bool)
@@ -299,6 +300,10 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     na = text.isin(NA_TOKENS).to_numpy()
     thousands = "," if decimal == "." else "."
     bare = text.str.replace(_DECORATION, "", regex=True)
+    # the typographic minus, and accounting's parentheses for a negative amount: "(1,250)"
+    bare = bare.str.replace("\u2212", "-", regex=False).str.replace(
+        r"^\((.*)\)$", r"-\1", regex=True
+    )
     # a thousands separator only between groups of three digits: "1,250" is 1250, but "1,5" in
     # a file whose decimal mark is "." is no number (pandas' own `thousands=` would read 15)
     grouped = rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{re.escape(decimal)}\d*)?"

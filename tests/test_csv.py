@@ -397,6 +397,16 @@ def test_yes_no_with_missing_words_stays_yes_no_and_case_twins_are_said(tmp_path
     assert enc.transform(df, source)[0, enc.feature_names.index("garage")] == 1.0
 
 
+@pytest.mark.parametrize("written", ["(1,250.5)", "\u22121250.5", "-1,250.5", "($1,250.50)"])
+def test_negative_amounts_as_accountants_and_typesetters_write_them(written):
+    # '(252,024)' and '\u2212252024' (the typographic minus) were 'not a number'
+    from data.csv_source import _parse_numbers
+
+    values, empty = _parse_numbers(pd.Series([written, "7"], dtype=object), ".")
+    np.testing.assert_array_equal(values, [-1250.5, 7.0])
+    assert not empty.any()
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
