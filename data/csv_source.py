@@ -1026,7 +1026,7 @@ def _fit_encoding(
     for c in codes:
         _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
     X = enc.transform(df, source, missing, where="the val/test rows")
-    notes += enc.warnings
+    notes += [w.removeprefix("warning: ") for w in enc.warnings]  # printed as notes here
     X = _drop_constant(X, enc, train, notes)
     enc.notes = notes
     return enc, df, X

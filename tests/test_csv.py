@@ -407,6 +407,23 @@ def test_negative_amounts_as_accountants_and_typesetters_write_them(written):
     assert not empty.any()
 
 
+def test_a_level_seen_only_in_the_val_rows_is_a_note_not_note_warning(tmp_path):
+    # 'note: warning: column ...': the val/test rows' warning was printed among the notes
+    from data.preprocess import split_rows
+
+    frame = houses()
+    val = split_rows(len(frame), 0.2, 0.2, 0)["val"]
+    town = frame["town"].to_numpy(dtype=object)
+    town[val[:2]] = "harbour"
+    frame.assign(town=town).to_csv(tmp_path / "h.csv", index=False)
+    cfg = csv_cfg(
+        tmp_path / "h.csv", "data.drop=[id]", "data.val_fraction=0.2", "data.test_fraction=0.2"
+    )
+    lines = load_csv(cfg, 0).description.split("\nnote: ")[1:]
+    [line] = [ln for ln in lines if "not seen" in ln]
+    assert line.startswith("column 'town': 2 cell(s) in the val/test rows with a level not seen")
+
+
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
     """``train.py`` on the bad file of ``case``, into a directory holding an earlier run:
     the file, the run directory and the finished process."""
