@@ -154,6 +154,11 @@ BAD_OVERRIDES = [
         "instead (its default: seed=0)",
     ),
     (["~trainer.tol"], "set it instead (its default: trainer.tol=1e-06)"),
+    # Hydra's "str is not a ListConfig, list or tuple" said nothing of what to write
+    (
+        ["optimizer.freeze=b"],
+        'optimizer.freeze is a list; write it in brackets, "optimizer.freeze=[b]"',
+    ),
 ]
 
 

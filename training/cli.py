@@ -54,6 +54,17 @@ def _compose_failure(exc: BaseException) -> str:
         if in_a_file:
             return f"bad config file {_group_file(*in_a_file.groups())}: {key}={value!r}: {allowed}"
         return f"bad config value {key}={value!r}: {allowed}"
+    a_list = re.search(
+        r"Error merging override ([\w.]+)=(.*?); Invalid value assigned: \w+ is not a "
+        r"ListConfig, list or tuple",
+        text,
+    )
+    if a_list:  # optimizer.freeze=b: a list key given one value
+        key, value = a_list.groups()
+        return (
+            f"bad override {key}={value}: {key} is a list; write it in brackets, "
+            f"{shell_word(f'{key}=[{value}]')}"
+        )
     ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=([^']*)'", text)
     if ambiguous:  # Hydra's advice is a template: say it for this key and value
         key, value = ambiguous.groups()
