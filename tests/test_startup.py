@@ -251,8 +251,8 @@ def test_a_config_that_asks_for_a_sweep_is_run_as_one():
     # conf/hparams_search/optuna.yaml sets hydra.mode=MULTIRUN: hydra.main sweeps without -m
     from training.cli import check_overrides
 
-    checked = check_overrides(["hparams_search=optuna", "hydra.sweeper.n_trials=2"])
-    assert checked == (["-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2"], None)
+    args = ["hparams_search=optuna", "experiment=housing", "hydra.sweeper.n_trials=2"]
+    assert check_overrides(args) == (["-m", *args], None)
 
 
 def test_collect_garbage_from_now_on_sets_aside_what_is_there_and_turns_collection_on():
