@@ -45,7 +45,8 @@ class Stop(KeyboardInterrupt):
         self.signum = signum
 
 
-_SHELL_SAFE = re.compile(r"[\w@%+=:,./~-]+")
+# a word bash reads back as it is: no quoting needed (a leading ~ is the home directory)
+_SHELL_SAFE = re.compile(r"(?!~)(?!.*[=:]~)[\w@%+=:,./~-]+")  # bash expands x=~ and a:~ too
 _HYDRA_SAFE = re.compile(r"[\w@%+:./~-]+")  # read unquoted by Hydra's grammar (a comma: a sweep)
 
 

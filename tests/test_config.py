@@ -1042,6 +1042,17 @@ def test_a_shell_word_is_read_back_by_bash_as_it_was(args):
     assert read.decode("utf-8", "surrogateescape").split("\0")[:-1] == args
 
 
+@pytest.mark.parametrize("word", ["~", "~/runs", "x=~/y", "a:~", "data.path=~/h.csv"])
+def test_a_tilde_bash_would_expand_is_quoted(word):
+    # hypothesis found '~' given back unquoted: bash read it as the home directory
+    from errors import shell_word
+
+    read = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shell_word(word)}"], capture_output=True, check=True
+    ).stdout.decode()
+    assert read == word
+
+
 @pytest.mark.parametrize(
     ("key", "text", "value"), [("trainer.epochs", "3", 3), ("optimizer.lr", "0.05", 0.05)]
 )
