@@ -93,8 +93,9 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         what = "a directory, not a file" if path.is_dir() else "no such file"
         raise UserError(f"{rows_csv}: {what}; give a CSV of rows ({takes})")
     enc = prep["encoding"]
-    try:  # the new rows' separator and decimal mark are detected from their own file
-        df, source = read_csv(path, key="rows", min_columns=1)
+    sep, decimal = _marks_the_run_was_given(run_dir)
+    try:  # the new rows' separator and decimal mark: the run's, if given, else their file's
+        df, source = read_csv(path, key="rows", min_columns=1, sep=sep, decimal=decimal)
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
     absent = [c for c in needed if c not in df.columns]
@@ -119,6 +120,19 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))
     scaling = Scaling(**prep["scaling"])
     return np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32), df
+
+
+def _marks_the_run_was_given(run_dir: Path) -> tuple[str | None, str | None]:
+    """``(data.sep, data.decimal)`` as the run's command line or config gave them (None:
+    detected). New rows are read the same way: a run trained with ``data.decimal=.`` on
+    ``3,231`` square feet read the new rows' ``3,231`` as 3.231 and priced them ten times low."""
+    from omegaconf import OmegaConf
+
+    saved = run_dir / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        return None, None
+    data = OmegaConf.load(saved).get("data", {})
+    return data.get("sep"), data.get("decimal")
 
 
 def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
@@ -236,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     df = pd.read_csv(
         Path(args.rows).expanduser(),
         sep=sep,
+        skiprows=df.attrs.get("skip", 0),  # Excel's `sep=;` line
         dtype=str,
         keep_default_na=False,
         index_col=False,

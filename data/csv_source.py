@@ -712,12 +712,12 @@ def read_csv(
     _compose_unicode(df)
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
-    _refuse_the_header_again(df, source)
-    df.attrs.update(sep=sep, decimal=decimal, path=str(path))
+    _refuse_the_header_again(df, source, skip)
+    df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip)
     return df, source
 
 
-def _refuse_the_header_again(df: pd.DataFrame, source: str) -> None:
+def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> None:
     """A row that repeats the header (files appended one to another) is a :class:`UserError`
     naming it: its cells made the columns text ('sqft' is not a number, or free text), and the
     advice for that did not help."""
@@ -729,7 +729,7 @@ def _refuse_the_header_again(df: pd.DataFrame, source: str) -> None:
         cells = [str(v).strip() for v in df.iloc[i]]
         if cells == [str(c) for c in df.columns]:
             raise UserError(
-                f"{source}: row {i + 1} repeats the header (line {i + 2}); delete that line"
+                f"{source}: row {i + 1} repeats the header (line {i + 2 + skip}); delete that line"
             )
 
 

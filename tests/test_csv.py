@@ -344,6 +344,10 @@ def test_a_row_repeating_the_header_is_named(tmp_path):
     assert str(err.value) == (
         f"{tmp_path / 'h.csv'}: row 31 repeats the header (line 32); delete that line"
     )
+    # below Excel's sep= line, the line is one further down
+    (tmp_path / "h.csv").write_text("sep=,\n" + (tmp_path / "h.csv").read_text())
+    with pytest.raises(UserError, match=r"row 31 repeats the header \(line 33\)"):
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.drop=[id]"))
 
 
 @pytest.mark.parametrize("sep", [";", ",", "\t"])

@@ -305,3 +305,33 @@ def test_an_output_onto_the_rows_through_a_link_or_into_the_run_is_refused(run, 
     )
     assert (run / "preprocessing.json").read_bytes() == before
     assert new.read_text() == "sqft,bedrooms,age\n1500,3,20\n"
+
+
+@pytest.mark.slow
+def test_new_rows_are_read_with_the_marks_the_run_was_given(tmp_path):
+    # a run trained with data.decimal=. (the ';' file writes US thousands, 4,327) read the new
+    # rows' 4,327 as 4.327 and priced them ten times low; with Excel's sep= line predict.py
+    # computed the prices, then failed writing them out (a traceback)
+    rng = np.random.default_rng(0)
+    area = rng.integers(500, 5000, 60)
+    beds = rng.integers(1, 6, 60)
+    price = 10 * area + 1000 * beds + rng.normal(0, 50, 60).round()
+    rows = "".join(f"{a:,};{b};{p:.0f}\n" for a, b, p in zip(area, beds, price, strict=True))
+    path = tmp_path / "us.csv"
+    path.write_text("sep=;\narea;beds;price\n" + rows)
+    run = tmp_path / "run"
+    trained = run_train(
+        "experiment=housing",
+        f"data.path={path}",
+        "data.target=price",
+        "data.decimal=.",
+        "logger.plots=false",
+        f"hydra.run.dir={run}",
+    )
+    assert trained.returncode == 0, trained.stderr
+    out = run_predict(str(run), str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "area;beds;price;predicted_price" and len(lines) == 61
+    predicted = np.array([float(ln.rsplit(";", 1)[1]) for ln in lines[1:]])
+    np.testing.assert_allclose(predicted, price, rtol=0.05)
