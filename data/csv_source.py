@@ -1264,7 +1264,7 @@ def _refuse_fewer_rows_than_coefficients(train: int, n: int, k: int, source: str
     followed for these counts."""
     if train >= k + 1:
         return
-    fewer = "drop columns with data.drop (or keep fewer one-hot levels with data.max_levels)"
+    fewer = "drop columns with data.drop (or pool rare levels with a higher data.min_level_count)"
     if n >= k + 1 and train < n:
         advice = f"set data.val_fraction=0 data.test_fraction=0 to train on all {n}, or {fewer}"
     else:

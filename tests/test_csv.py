@@ -243,7 +243,7 @@ BAD_FILES = {
     "too few rows": (
         b"a,b,c,price\n1,2,3,4\n2,3,1,5\n",
         "2 training rows for 3 features; least squares needs at least features + 1 = 4: drop "
-        "columns with data.drop (or keep fewer one-hot levels with data.max_levels), or give "
+        "columns with data.drop (or pool rare levels with a higher data.min_level_count), or give "
         "more rows",
     ),
     "unknown delimiter": (
@@ -274,8 +274,8 @@ def test_fewer_training_rows_than_coefficients_is_refused_with_advice_that_works
     assert str(err.value) == (
         f"{tmp_path / 'h.csv'}: 8 training rows of 10 (the rest are val/test rows) for 8 "
         "features; least squares needs at least features + 1 = 9: set data.val_fraction=0 "
-        "data.test_fraction=0 to train on all 10, or drop columns with data.drop (or keep "
-        "fewer one-hot levels with data.max_levels)"
+        "data.test_fraction=0 to train on all 10, or drop columns with data.drop (or pool "
+        "rare levels with a higher data.min_level_count)"
     )
     advice = str(err.value).split(": set ")[1].split(" to train")[0].split()
     table = load_csv(csv_cfg(tmp_path / "h.csv", *advice))
@@ -426,6 +426,20 @@ def test_a_level_seen_only_in_the_val_rows_is_a_note_not_note_warning(tmp_path):
     lines = load_csv(cfg, 0).description.split("\nnote: ")[1:]
     [line] = [ln for ln in lines if "not seen" in ln]
     assert line.startswith("column 'town': 2 cell(s) in the val/test rows with a level not seen")
+
+
+def test_too_many_levels_for_the_rows_are_pooled_as_the_advice_says(tmp_path):
+    # the advice named data.max_levels, which refuses a column with more levels, not pools them
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"size": rng.uniform(50, 150, 16)})
+    for k, name in enumerate(("hood", "street", "builder")):  # 8 levels each, twice each
+        frame[name] = [f"{name}{(i * (2 * k + 1)) % 8}" for i in range(16)]
+    frame.assign(price=rng.uniform(1e5, 2e5, 16)).to_csv(tmp_path / "h.csv", index=False)
+    everything = ("data.val_fraction=0", "data.test_fraction=0")
+    with pytest.raises(UserError, match="pool rare levels with a higher data.min_level_count"):
+        load_csv(csv_cfg(tmp_path / "h.csv", "data.min_level_count=1", *everything))
+    table = load_csv(csv_cfg(tmp_path / "h.csv", "data.min_level_count=3", *everything))
+    assert table.feature_names == ["size"]  # every level seen twice: pooled, then constant
 
 
 def train_on_bad_file(tmp_path: Path, case: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
