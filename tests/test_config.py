@@ -154,6 +154,12 @@ BAD_OVERRIDES = [
         "instead (its default: seed=0)",
     ),
     (["~trainer.tol"], "set it instead (its default: trainer.tol=1e-06)"),
+    # ~data trained on the schema's bare defaults: another walkthrough, silently
+    (
+        ["~data"],
+        "every run reads the data group, so it cannot be removed; pick one instead "
+        "(data=NAME: csv, synthetic, toy)",
+    ),
     # Hydra's "str is not a ListConfig, list or tuple" said nothing of what to write
     (
         ["optimizer.freeze=b"],

@@ -257,8 +257,16 @@ def refuse_removed_settings(overrides: list[str]) -> None:
         if not arg.startswith("~") or key.split(".")[0] == "model":
             continue
         default = OmegaConf.select(schema, key, default=absent)
-        if default is absent or OmegaConf.is_config(default):
-            continue  # not a setting, or a group (~logger: Hydra's defaults list)
+        if default is absent:
+            continue  # not a setting
+        if OmegaConf.is_config(default):  # ~data: the schema's bare defaults, silently
+            options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            if options:
+                fail(
+                    f"bad override {arg}: every run reads the {key} group, so it cannot be "
+                    f"removed; pick one instead ({key}=NAME: {', '.join(options)})"
+                )
+            continue
         fail(
             f"bad override {arg}: every run reads {key}, so it cannot be removed; set it "
             f"instead (its default: {key}={'null' if default is None else default})"
