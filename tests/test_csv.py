@@ -575,22 +575,28 @@ def test_an_ambiguous_column_is_read_as_the_file_says_with_a_note(tmp_path):
     assert not [n for n in enc.notes if "'price'" in n]
 
 
+def noted_then_followed(tmp_path, text, column, read, note, thousands) -> None:
+    """The ';' file ``text``'s first column reads ``read`` with the ambiguity ``note``, and, the
+    note's last advice followed (``data.decimal=.``), ``thousands``."""
+    X, _, enc = read_semicolon_file(tmp_path, text)
+    np.testing.assert_allclose(X[:, 0], read, rtol=1e-6)  # float32
+    assert [n for n in enc.notes if f"{column!r}" in n] == [note]
+    X, _, _ = read_semicolon_file(tmp_path, text, decimal=".")
+    np.testing.assert_array_equal(X[:, 0], thousands)
+
+
 def test_round_thousands_in_a_semicolon_file_get_the_note_too(tmp_path):
     # lot sizes of the Windsor file written with a thousands comma: '5,850' and '4,000' read as
     # 5.85 and 4.0, values whose last written digit is 0, had no note (found by a newcomer:
     # the fit's coefficient, and every prediction on a ',' file, 1000 times off)
     text = "lot size;price\n5,850;42000\n4,000;38500\n3,060;49500\n6,650;60500\n"
-    X, y, enc = read_semicolon_file(tmp_path, text)
-    np.testing.assert_allclose(X[:, 0], [5.85, 4.0, 3.06, 6.65], rtol=1e-7)  # float32
-    [note] = [n for n in enc.notes if "'lot size'" in n]
-    assert note == (
+    note = (
         "column 'lot size': every value is written like '5,850', read with ',' as the decimal "
         "mark; if ',' separates thousands there, write the numbers without it (5850) or with a "
         "currency sign, or, if it does in every column, set data.decimal=."
     )
-    # the last, followed: the lot sizes in thousands
-    X, _, _ = read_semicolon_file(tmp_path, text, decimal=".")
-    np.testing.assert_array_equal(X[:, 0], [5850, 4000, 3060, 6650])
+    read = [5.85, 4.0, 3.06, 6.65]
+    noted_then_followed(tmp_path, text, "lot size", read, note, [5850, 4000, 3060, 6650])
     # written with two decimals, or one, the same values are no ambiguity
     text = "lot size;price\n5,85;42000\n4,0;38500\n3,06;49500\n6,65;60500\n"
     _, _, enc = read_semicolon_file(tmp_path, text)
@@ -637,16 +643,13 @@ def test_a_column_of_integers_some_grouped_with_the_files_mark_gets_the_note(tmp
     # says so, and its advice, followed, reads the integers
     rows = [f"{grouped(a, ',')};{p}" for a, p in zip(SQUARE_FEET, PRICES, strict=True)]
     text = "sqft;price\n" + "\n".join(rows) + "\n"
-    X, _, enc = read_semicolon_file(tmp_path, text)
-    np.testing.assert_allclose(X[:, 0], [903, 3.231, 2.825, 2.092, 1.5, 12.4], rtol=1e-6)
-    [note] = [n for n in enc.notes if "'sqft'" in n]
-    assert note == (
+    note = (
         "column 'sqft': every value with ',' is written like '3,231', read with ',' as the "
         "decimal mark; if ',' separates thousands there, write the numbers without it (3231) "
         "or with a currency sign, or, if it does in every column, set data.decimal=."
     )
-    X, _, _ = read_semicolon_file(tmp_path, text, decimal=".")
-    np.testing.assert_array_equal(X[:, 0], SQUARE_FEET)
+    read = [903, 3.231, 2.825, 2.092, 1.5, 12.4]
+    noted_then_followed(tmp_path, text, "sqft", read, note, SQUARE_FEET)
     # a fraction of another length, or a leading zero, is no thousands group: no note
     for cell in ("3,23", "0,231"):
         _, _, enc = read_semicolon_file(tmp_path, text.replace("3,231", cell))
