@@ -154,6 +154,11 @@ BAD_OVERRIDES = [
         "instead (its default: seed=0)",
     ),
     (["~trainer.tol"], "set it instead (its default: trainer.tol=1e-06)"),
+    (
+        ["seed=null"],
+        "bad config value seed=null: every run reads seed, so it needs a value; set "
+        "one (its default: seed=0)",
+    ),
     # ~data trained on the schema's bare defaults: another walkthrough, silently
     (
         ["~data"],

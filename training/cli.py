@@ -59,6 +59,20 @@ def _compose_failure(exc: BaseException) -> str:
         r"ListConfig, list or tuple",
         text,
     )
+    not_optional = re.search(
+        r"Error merging override ([\w.]+)=(\w*); field '[\w.]+' is not Optional", text
+    )
+    if not_optional:  # seed=null: a setting every run reads
+        from omegaconf import OmegaConf
+
+        from training.config import Config
+
+        key, value = not_optional.groups()
+        default = OmegaConf.select(OmegaConf.structured(Config), key, default=None)
+        return (
+            f"bad config value {key}={value}: every run reads {key}, so it needs a value; set "
+            f"one (its default: {key}={default})"
+        )
     if a_list:  # optimizer.freeze=b: a list key given one value
         key, value = a_list.groups()
         return (
