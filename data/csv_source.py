@@ -480,6 +480,14 @@ def _date_format(texts: np.ndarray) -> str | None:
     return None
 
 
+def _month_or_day_first(col: pd.Series) -> bool:
+    """Whether the ``a/b/year`` dates of ``col`` leave open which of ``a`` and ``b`` is the
+    month: neither is ever above 12 (``03/04/2021``)."""
+    _, texts = _cells(col)
+    pairs = [t.split("/")[:2] for t in map(str, texts) if t.count("/") == 2]
+    return bool(pairs) and all(int(a) <= 12 and int(b) <= 12 for a, b in pairs)
+
+
 def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
     codes, texts = _cells(col)
@@ -1192,6 +1200,12 @@ def _fit_column(
             )
     elif c.kind == "date":
         notes.append(f"column {c.name!r} is a date ({c.date_format}): as a decimal year")
+        if c.date_format.startswith("%m/%d/") and _month_or_day_first(col):
+            notes.append(
+                f"column {c.name!r}: no date has a day above 12, so they are read month first, "
+                "as US files write them; if the day comes first, write them year first "
+                "(2021-05-03) to say so"
+            )
     elif c.kind == "numeric" and not pd.api.types.is_numeric_dtype(col):
         notes.append(
             f"column {c.name!r} is numbers written as text (thousands separators, currency "

@@ -319,6 +319,19 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
     assert table.feature_names == ["size"]
 
 
+@pytest.mark.parametrize(
+    ("cells", "open_"),
+    [(["03/04/2021", "11/12/2020"], True), (["03/04/2021", "10/13/2020"], False)],
+)
+def test_dates_that_do_not_say_which_comes_first_get_a_note(tmp_path, cells, open_):
+    # 03/04/2021 and 11/12/2020 were read month first without a word
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells * 3)))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    said = "no date has a day above 12, so they are read month first" in table.description
+    assert said == open_
+
+
 def test_a_date_column_with_missing_value_words_is_a_date_column(tmp_path):
     # 'N/A' among the dates made the column 'free text', whatever data.missing said
     days = [date(2014, 10, 13), date(2015, 2, 28), date(2016, 12, 31), date(2014, 1, 1)] * 2
