@@ -36,6 +36,7 @@ Rows are named by their number among the data rows (1 is the first row under the
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import unicodedata
@@ -285,6 +286,12 @@ def _per_cell(per_value: np.ndarray, codes: np.ndarray, empty) -> np.ndarray:
     return np.append(per_value, empty)[codes]
 
 
+def _missing_words(texts: np.ndarray) -> np.ndarray:
+    """Which of a column's distinct ``texts`` (:func:`_cells`) are words for a missing value
+    (:data:`NA_TOKENS`)."""
+    return np.isin(texts.astype(str), NA_TOKENS)
+
+
 def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values, which cells are empty or an NA word). Cells that do not parse are NaN
     and not marked empty. Thousands separators, currency and percent signs, spaces: removed;
@@ -473,26 +480,31 @@ def _date_format(texts: np.ndarray) -> str | None:
     for pattern, fmt in DATE_FORMATS:
         if pattern.match(texts[0]) and all(pattern.match(t) for t in texts):
             if fmt.startswith("%m/%d/"):
-                first, second = zip(*(map(int, t.split("/")[:2]) for t in texts), strict=True)
+                first, second = _slashed_pairs(texts)
                 if max(first) > 12 >= max(second):
                     fmt = "%d/%m/" + fmt[6:]
             return fmt
     return None
 
 
+def _slashed_pairs(texts) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(a's, b's)`` of the ``a/b/year`` dates among ``texts`` (others left out)."""
+    pairs = [tuple(map(int, t.split("/")[:2])) for t in map(str, texts) if t.count("/") == 2]
+    return tuple(zip(*pairs, strict=True)) if pairs else ((), ())
+
+
 def _month_or_day_first(col: pd.Series) -> bool:
     """Whether the ``a/b/year`` dates of ``col`` leave open which of ``a`` and ``b`` is the
     month: neither is ever above 12 (``03/04/2021``)."""
-    _, texts = _cells(col)
-    pairs = [t.split("/")[:2] for t in map(str, texts) if t.count("/") == 2]
-    return bool(pairs) and all(int(a) <= 12 and int(b) <= 12 for a, b in pairs)
+    first, second = _slashed_pairs(_cells(col)[1])
+    return bool(first) and max(first) <= 12 and max(second) <= 12
 
 
 def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
     codes, texts = _cells(col)
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
-    missing = np.isin(texts.astype(str), NA_TOKENS)  # 'N/A' in a date column: no date
+    missing = _missing_words(texts)  # 'N/A' in a date column: no date
     bad = np.flatnonzero(_per_cell(when.isna().to_numpy() & ~missing, codes, False))
     if bad.size:
         import datetime
@@ -558,7 +570,7 @@ def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
         return np.zeros(len(col), bool)
     codes, texts = _cells(col)
     if c.kind in ("date", "boolean"):  # a missing-value word is no date, no yes or no
-        return _per_cell(np.isin(texts.astype(str), NA_TOKENS), codes, True)
+        return _per_cell(_missing_words(texts), codes, True)
     return codes < 0
 
 
@@ -572,7 +584,7 @@ def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.
         return col.to_numpy(dtype=np.float64)
     codes, texts = _cells(col)
     lowered = np.array([str(t).lower() for t in texts], dtype=object)
-    missing = np.isin(texts.astype(str), NA_TOKENS)  # 'N/A' among yes/no: a missing value
+    missing = _missing_words(texts)  # 'N/A' among yes/no: a missing value
     ones, zeros = [*TRUE_WORDS, "1"], [*FALSE_WORDS, "0"]  # 1/0 as new rows may write them
     unseen = ~np.isin(lowered, ones + zeros) & ~missing
     if unseen.any():
@@ -1297,6 +1309,7 @@ def load_csv(cfg, seed: int = 0, train_rows: np.ndarray | None = None) -> Table:
     among the rows kept), whose encoding (levels, pooling, fills) is then fitted on them."""
     from data.preprocess import split_rows
 
+    @functools.cache  # asked by the encoding's fit, then by the count of rows: drawn once
     def training(n: int) -> np.ndarray:
         if train_rows is not None:
             return train_rows
