@@ -14,6 +14,8 @@ import numpy as np
 from errors import UserError
 
 LOADERS = ("full_batch", "per_sample", "mini_batch")
+# the loaders that read no loader.batch_size: the batch each step takes (None: every row)
+FIXED_BATCH = {"per_sample": 1, "full_batch": None}
 
 
 @dataclass(frozen=True)

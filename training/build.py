@@ -22,7 +22,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
-from data.loaders import Loader, make_loader
+from data.loaders import FIXED_BATCH, Loader, make_loader
 from data.preprocess import Prepared, prepare_table
 from data.sources import load_table
 from errors import UserError
@@ -292,8 +292,7 @@ def make_run_loader(cfg: DictConfig, rows: Rows) -> Loader:
     Raises UserError for a batch that the devices cannot share evenly."""
     lc = cfg.loader
     loader = make_loader(lc.name, lc.batch_size, lc.shuffle, lc.drop_last, rows.n, cfg.seed)
-    reads = {"per_sample": 1, "full_batch": None}  # the batch these loaders take, set or not
-    if lc.name in reads and lc.batch_size != reads[lc.name]:
+    if lc.name in FIXED_BATCH and lc.batch_size != FIXED_BATCH[lc.name]:
         size = "one row" if lc.name == "per_sample" else "all the training rows"
         say(
             f"warning: loader.batch_size={lc.batch_size} is not read by loader={lc.name}, "

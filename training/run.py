@@ -31,6 +31,7 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from data.loaders import FIXED_BATCH
 from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, build, new_run_id, say
@@ -589,9 +590,7 @@ def hparams_of(cfg: DictConfig, chosen: dict | None = None) -> dict:
         # a config group (`optimizer=adam`) selects a whole node: its name is the value
         out[key] = value if OmegaConf.is_config(resolved) or resolved is None else resolved
     # the batch the loader takes: per-sample and full-batch steps read no loader.batch_size
-    out["loader.batch_size"] = {"per_sample": 1, "full_batch": None}.get(
-        cfg.loader.name, cfg.loader.batch_size
-    )
+    out["loader.batch_size"] = FIXED_BATCH.get(cfg.loader.name, cfg.loader.batch_size)
     out.update(chosen or {})
     return {k: _hparam_value(v) for k, v in out.items()}
 
