@@ -54,11 +54,6 @@ def _compose_failure(exc: BaseException) -> str:
         if in_a_file:
             return f"bad config file {_group_file(*in_a_file.groups())}: {key}={value!r}: {allowed}"
         return f"bad config value {key}={value!r}: {allowed}"
-    a_list = re.search(
-        r"Error merging override ([\w.]+)=(.*?); Invalid value assigned: \w+ is not a "
-        r"ListConfig, list or tuple",
-        text,
-    )
     not_optional = re.search(
         r"Error merging override ([\w.]+)=(\w*); field '[\w.]+' is not Optional", text
     )
@@ -73,6 +68,11 @@ def _compose_failure(exc: BaseException) -> str:
             f"bad config value {key}={value}: every run reads {key}, so it needs a value; set "
             f"one (its default: {key}={default})"
         )
+    a_list = re.search(
+        r"Error merging override ([\w.]+)=(.*?); Invalid value assigned: \w+ is not a "
+        r"ListConfig, list or tuple",
+        text,
+    )
     if a_list:  # optimizer.freeze=b: a list key given one value
         key, value = a_list.groups()
         return (
@@ -465,11 +465,16 @@ def check_overrides(argv: list[str], job: str = "train") -> Checked:
     return Checked(argv, None)
 
 
+def is_a_search(overrides: list[str]) -> bool:
+    """Whether the overrides pick a hyperparameter search (``hparams_search=...``)."""
+    return any(a.lstrip("+").startswith("hparams_search=") for a in overrides)
+
+
 def refuse_a_search_without_validation_rows(cfg: DictConfig, combo: list[str]) -> None:
     """``hparams_search`` ranks its trials by the validation rows' RMSE (or the folds'):
     with ``data.val_fraction=0`` and no folds every trial scored infinity and the search
     ended with ``Best value: inf`` and an arbitrary best, exit 0; one line instead."""
-    if not any(a.lstrip("+").startswith("hparams_search=") for a in combo):
+    if not is_a_search(combo):
         return
     data = cfg.data
     if data.get("val_fraction", 0) == 0 and not data.get("folds"):
@@ -903,7 +908,7 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
 
     from training.config import validate
 
-    search = any(a.lstrip("+").startswith("hparams_search=") for a in overrides)
+    search = is_a_search(overrides)
     try:
         if search:
             first = compose("config", overrides=[*overrides, *hydra_args], return_hydra_config=True)
