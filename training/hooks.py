@@ -252,24 +252,27 @@ class Validation:
         pick = np.unique(
             np.linspace(0, len(steps) - 1, min(len(steps), self.MAX_POINTS)).astype(int)
         )
-        preds = np.asarray(self.predict(jax.tree.map(lambda a: a[pick], stack), self.X))
         steps = np.asarray(steps)[pick]
-        rows = [
-            regression_metrics(self.data.y_raw["val"], self.data.to_target_units(p)) for p in preds
-        ]
-        # one TensorBoard event a step holding every metric: an event each queues and waits on
-        # tensorboardX's writer thread (about 1 ms apiece)
-        self.tb.scalars({f"val/{k}": np.array([m[k] for m in rows]) for k in rows[0]}, steps)
+        rows = self._logged(jax.tree.map(lambda a: a[pick], stack), steps)
         self.curve.add(steps.astype(int).tolist(), [m["mse"] for m in rows])
 
     def log_at(self, params, step: int) -> None:
         """TensorBoard's validation point of ``params`` at ``step`` (the curve has its own).
         ``params`` are read on this process alone (process 0 writes; nothing here may wait on
         the others)."""
-        params = to_host(params)
-        preds = np.asarray(self.predict(jax.tree.map(lambda a: a[None], params), self.X))
-        m = regression_metrics(self.data.y_raw["val"], self.data.to_target_units(preds[0]))
-        self.tb.scalars({f"val/{k}": np.array([v]) for k, v in m.items()}, np.array([step]))
+        self._logged(jax.tree.map(lambda a: a[None], to_host(params)), np.array([step]))
+
+    def _logged(self, stack, steps: np.ndarray) -> list[dict]:
+        """The validation metrics of each of the stacked parameters ``stack``, written to
+        TensorBoard at ``steps``."""
+        preds = np.asarray(self.predict(stack, self.X))
+        rows = [
+            regression_metrics(self.data.y_raw["val"], self.data.to_target_units(p)) for p in preds
+        ]
+        # one TensorBoard event a step holding every metric: an event each queues and waits on
+        # tensorboardX's writer thread (about 1 ms apiece)
+        self.tb.scalars({f"val/{k}": np.array([m[k] for m in rows]) for k in rows[0]}, steps)
+        return rows
 
 
 class ProgressLine:
