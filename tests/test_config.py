@@ -692,8 +692,16 @@ def test_optuna_trials_are_numbered_and_a_grids_runs_named():
     assert _sweep_subdir() == "${hydra:job.override_dirname}"
 
 
-@pytest.mark.parametrize("data", [[], ["experiment=housing", "data.val_fraction=0"]])
-def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data):
+@pytest.mark.parametrize(
+    ("data", "folds"),
+    [
+        ([], 3),  # the walkthrough's 6 points: folds of two validation rows at most 3
+        (["data=synthetic", "data.n_samples=14", "data.test_fraction=0.5"], 3),
+        (["experiment=housing", "data.val_fraction=0"], 5),  # a CSV: its rows are not read yet
+        (["data=synthetic", "data.n_samples=3"], None),  # too few rows for folds
+    ],
+)
+def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data, folds):
     # every trial scored infinity: 'Best value: inf', an arbitrary best, exit 0
     from training.cli import check_overrides
 
@@ -701,13 +709,25 @@ def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data):
     with pytest.raises(SystemExit) as exit_:
         check_overrides(args)
     assert exit_.value.code == 2
+    or_folds = f" (or cross-validate with data.folds={folds})" if folds else ""
     assert capsys.readouterr().err == (
         "error: bad override: hparams_search ranks its trials by the validation rows' RMSE, "
-        "and data.val_fraction=0 holds none out; set data.val_fraction=0.2 (or cross-validate "
-        "with data.folds=5)\n"
+        f"and data.val_fraction=0 holds none out; set data.val_fraction=0.2{or_folds}\n"
     )
-    for advice in ("data.val_fraction=0.2", "data.folds=5"):  # followed: accepted
-        assert check_overrides([*args, advice])
+    for advice in ("data.val_fraction=0.2", f"data.folds={folds}")[: 2 if folds else 1]:
+        assert check_overrides([*args, advice])  # followed: accepted
+
+
+def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):
+    # data.folds=5, advised before, failed every trial of the 6-point walkthrough: Best value inf
+    sweep = tmp_path / "s"
+    proc = run_train(
+        "-m", "hparams_search=optuna", "data.folds=3", "hydra.sweeper.n_trials=1",
+        "trainer.epochs=5", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    best = OmegaConf.load(sweep / "optimization_results.yaml")["best_value"]
+    assert np.isfinite(best)
 
 
 def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):

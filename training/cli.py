@@ -480,9 +480,21 @@ def refuse_a_search_without_validation_rows(cfg: DictConfig, combo: list[str]) -
     if data.get("val_fraction", 0) == 0 and not data.get("folds"):
         fail(
             "bad override: hparams_search ranks its trials by the validation rows' RMSE, and "
-            "data.val_fraction=0 holds none out; set data.val_fraction=0.2 (or cross-validate "
-            "with data.folds=5)"
+            f"data.val_fraction=0 holds none out; set data.val_fraction=0.2{_folds_advice(data)}"
         )
+
+
+def _folds_advice(data: DictConfig) -> str:
+    """`` (or cross-validate with data.folds=K)``, ``K`` the most folds up to 5 the config's
+    rows allow (each fold validates on two rows at least, ``data.preprocess.fold_rows``); a
+    CSV's rows are not counted before it is read: 5. Empty when the rows allow no folds (the
+    walkthrough's 6 points allow 3)."""
+    rows = {"toy": len(data.get("xs") or ()), "synthetic": data.get("n_samples")}.get(data.name)
+    folds = 5
+    if isinstance(rows, int):
+        outside_test = rows - round(rows * float(data.get("test_fraction") or 0))
+        folds = min(folds, outside_test // 2)
+    return f" (or cross-validate with data.folds={folds})" if folds >= 2 else ""
 
 
 @contextlib.contextmanager
