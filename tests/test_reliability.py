@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -171,16 +172,34 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
 
 
 def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):
-    # "set optimizer.lr below 5" was followed with 4.9, which diverged again
+    # "set optimizer.lr below 5" was followed with 4.9, which diverged again; then "a tenth of
+    # this one" was offered whatever the step the data allow, and a tenth may diverge too
     run = ("experiment=housing_minibatch", "logger.plots=false", "trainer.epochs=20")
     proc = run_train(*run, "optimizer.lr=5", f"hydra.run.dir={tmp_path / 'a'}")
     assert proc.returncode == 3, proc.stderr
     line = proc.stderr.strip()
     assert line.startswith("error: training diverged at step ") and "\n" not in line
-    assert "; set optimizer.lr=auto (a step the data allow) or a tenth of this one, " in line
-    assert "optimizer.lr=0.5, in another run directory" in line
     again = run_train(*run, "optimizer.lr=auto", f"hydra.run.dir={tmp_path / 'b'}")
     assert again.returncode == 0, again.stderr
+    safe = float(re.search(r"step size from the data: optimizer.lr=([0-9.e-]+)", again.stdout)[1])
+    assert f"; set optimizer.lr=auto (a step the data allow, {safe:.4g} here), in " in line
+    assert 0.5 > safe and "a tenth" not in line  # 0.5 would diverge as well
+    tenth = run_train(*run, "optimizer.lr=0.5", f"hydra.run.dir={tmp_path / 'c'}")
+    assert tenth.returncode == 3, tenth.stderr
+
+
+def test_a_tenth_is_offered_when_it_is_below_the_step_the_data_allow(tmp_path):
+    # the walkthrough per sample, b frozen: auto's step is 1 / (2 max x^2) = 1 / 32
+    run = ("loader=per_sample", "logger.plots=false")
+    proc = run_train(*run, "optimizer.lr=0.2", f"hydra.run.dir={tmp_path / 'a'}")
+    assert proc.returncode == 3, proc.stderr
+    assert (
+        f"; set optimizer.lr=auto (a step the data allow, {1 / 32:.4g} here) or a tenth of this "
+        "one, optimizer.lr=0.02, in another run directory" in proc.stderr
+    )
+    followed = run_train(*run, "optimizer.lr=0.02", f"hydra.run.dir={tmp_path / 'b'}")
+    assert followed.returncode == 0, followed.stderr
+    assert "final loss 0.0, W 2.0, b -1.0" in followed.stdout
 
 
 def test_a_resume_that_turns_plots_and_tensorboard_on_says_where_they_begin(tmp_path):

@@ -352,15 +352,7 @@ def resolve_auto(
     ``cfg`` by the values chosen for these data (``training/optim.py``), print them once, and
     return them as ``{config key: number}`` for ``metrics.json``."""
     o = cfg.optimizer
-    frozen = list(o.freeze)
-    choice = choose_auto(
-        o,
-        linear,
-        loader.full_batch,
-        spectrum,
-        lambda: max_row_norm_sq(rows.X, "W" not in frozen, "b" not in frozen),
-        l2,
-    )
+    choice = choose_auto(o, linear, loader.full_batch, spectrum, _row_norm_sq(o, rows), l2)
     chosen = dict(choice.chosen)
     if o.momentum == "auto" and "optimizer.momentum" not in chosen:
         o.momentum = None  # sgd's auto momentum where the Hessian does not choose one: none
@@ -371,6 +363,31 @@ def resolve_auto(
     if choice.line:
         say(choice.line)
     return chosen
+
+
+def _row_norm_sq(o: DictConfig, rows: Rows):
+    """``max_i ||a_i||^2`` over the rows of ``[X 1]``'s trainable columns, when called."""
+    frozen = list(o.freeze)
+    return lambda: max_row_norm_sq(rows.X, "W" not in frozen, "b" not in frozen)
+
+
+def auto_step(run: Run) -> float:
+    """The step size ``optimizer.lr=auto`` takes for ``run``'s data, loader, optimizer and
+    momentum (``training/optim.py`` ``choose_auto``): what a run that diverged is advised. A
+    full-batch run's step comes from the Hessian's spectrum, a shuffled run's from the largest
+    row norm (a step at which no row's update overshoots), Adam's is its published default."""
+    cfg = run.settings.cfg
+    o = OmegaConf.merge(cfg.optimizer, {"lr": "auto"})  # the momentum as the run had it
+    l2 = 0.0 if "W" in o.freeze else run.model.objective.l2
+    trainable = trainable_indices(len(run.model.names), list(o.freeze))
+    rows = run.rows
+
+    def spectrum():
+        return hessian_spectrum(rows.X, rows.w, rows.n, trainable, l2)
+
+    full_batch = run.settings.loader.full_batch
+    choice = choose_auto(o, run.model.linear, full_batch, spectrum, _row_norm_sq(o, rows), l2)
+    return float(choice.chosen["optimizer.lr"])
 
 
 def is_linear(params: dict, names: list[str]) -> bool:

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from data.loaders import FIXED_BATCH
 from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
-from training.build import Run, Settings, build, new_run_id, say
+from training.build import Run, Settings, auto_step, build, new_run_id, say
 from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslash
 from training.cli import (
     refuse_another_run,
@@ -449,9 +449,11 @@ def divergence(run: Run, step: int, loss: float) -> DivergenceError:
     lr, bound = run.settings.cfg.optimizer.lr, run.optimizer.bound
     if bound:
         advice = f"{bound.what} is {bound.lr:.4g}; set optimizer.lr=auto or below that"
-    else:  # "below 5" was followed with 4.9, which diverged again
-        tenth = hydra_value("optimizer.lr", f"{lr / 10:.4g}")
-        advice = f"set optimizer.lr=auto (a step the data allow) or a tenth of this one, {tenth}"
+    else:  # "below 5" was followed with 4.9, which diverged again; a tenth may diverge too
+        safe = auto_step(run)
+        advice = f"set optimizer.lr=auto (a step the data allow, {safe:.4g} here)"
+        if lr / 10 <= safe:
+            advice += f" or a tenth of this one, {hydra_value('optimizer.lr', f'{lr / 10:.4g}')}"
     if _run_dir_named_on_the_command_line():  # the next run would find this one there
         workdir = Path(run.settings.workdir).absolute()
         beside = hydra_value("hydra.run.dir", directory_beside(workdir))
