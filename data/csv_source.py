@@ -128,6 +128,9 @@ class Encoding:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     target_decimal: str | None = None  # the target's own mark, as ColumnCode.decimal
+    # the run's data.missing: under `mean` a new row's empty text cell is what it was in the
+    # val/test rows, its own level if the training rows had one, else `other`
+    missing: str = "error"
 
     @property
     def used_columns(self) -> list[ColumnCode]:
@@ -148,6 +151,7 @@ class Encoding:
             "notes": self.notes,
             "columns": [asdict(c) for c in self.columns],
             "target_decimal": self.target_decimal,
+            "missing": self.missing,
         }
 
     @classmethod
@@ -161,6 +165,7 @@ class Encoding:
             list(d.get("dropped_columns", [])),
             list(d.get("notes", [])),
             target_decimal=d.get("target_decimal"),
+            missing=d.get("missing", _missing_policy_of(d["columns"])),
         )
 
     def describe(self) -> str:
@@ -190,8 +195,10 @@ class Encoding:
 
         A missing cell is filled from the training rows under ``missing=mean`` and is an error
         otherwise; ``missing="predict"`` (new rows): a cell of a column the run filled (its
-        ``fill``) is filled the same way, with a line in :attr:`warnings`, and any other is the
-        error, with what to do; a level not seen in training
+        ``fill``) is filled the same way, with a line in :attr:`warnings`, an empty text cell of
+        a run trained with ``missing=mean`` is what it was in that run's val/test rows (its own
+        level, or ``other``), and any other is the error, with what to do; a level not seen in
+        training
         counts as ``other`` and adds a line to :attr:`warnings`; a word in a numeric column and a
         non-positive value under a log are errors naming the column and row."""
         self.warnings = []
@@ -202,7 +209,14 @@ class Encoding:
                     f"{source}: no column {c.name!r}; the model needs columns "
                     f"{', '.join(c.name for c in columns)}"
                 )
-        if missing != "mean":
+        if missing == "predict":  # what the run's own val/test rows would have had
+            columns_to_fill = [
+                c
+                for c in columns
+                if c.fill is None and not (c.kind == "onehot" and self.missing == "mean")
+            ]
+            _refuse_missing(df, columns_to_fill, source, missing, self.decimal)
+        elif missing != "mean":
             _refuse_missing(df, columns, source, missing, self.decimal)
         if missing == "predict":
             filled = {
@@ -227,6 +241,13 @@ class Encoding:
                     X[:, j] = values
                     j += 1
         return X
+
+
+def _missing_policy_of(columns: list[dict]) -> str:
+    """The ``data.missing`` of a run saved before encodings recorded it: ``mean`` if it filled
+    a column or learned an empty text cell as a level, else ``error`` (refuse empty cells)."""
+    filled = any(c.get("fill") is not None or MISSING in c.get("levels", ()) for c in columns)
+    return "mean" if filled else "error"
 
 
 def _filled(c: ColumnCode) -> str:
@@ -631,8 +652,6 @@ def _encode(
 def _refuse_missing(
     df: pd.DataFrame, columns: list[ColumnCode], source: str, missing: str, decimal: str
 ) -> None:
-    if missing == "predict":  # new rows: a column the run filled is filled the same way
-        columns = [c for c in columns if c.fill is None]
     counts = {c.name: int(_missing_mask(df[c.name], c, decimal).sum()) for c in columns}
     counts = {k: v for k, v in counts.items() if v}
     if counts:
@@ -645,7 +664,7 @@ def _refuse_missing(
             raise UserError(
                 f"{source}: column {first!r} row {row} is empty; "
                 f"prediction needs every feature (missing: {listed}), and the run filled none "
-                "of these (data.missing=mean fills a number or date column); fill the cells, "
+                "(a run trained with data.missing=mean fills every column); fill the cells, "
                 "or drop those rows"
             )
         raise UserError(
@@ -1034,6 +1053,7 @@ def _fit_encoding(
         df, source, target, features, drop, categorical, opts
     )
     enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
+    enc.missing = missing
     target_decimal, note = _column_decimal(
         df[target], target, decimal, opts["sep"], df.attrs.get("path")
     )
@@ -1229,13 +1249,17 @@ def _fit_column(
             f"training row) and is used as a number; add it to data.drop to leave it out"
         )
     if missing == "mean" and c.kind != "onehot":
+        # every column gets its fill, also one with no empty cell in this file: a new row's
+        # empty cell is filled as the run's own val/test rows would have been
         raw = _raw_values(col, c, source, decimal)
-        if np.isnan(raw).any():
-            if np.isnan(raw[train]).all():
-                raise UserError(
-                    f"{source}: column {c.name!r} has no value in the training rows; "
-                    f"add it to data.drop"
-                )
+        if not np.isnan(raw).any():
+            c.fill = float(np.mean(raw[train]))  # SimpleImputer's mean, with no cell to skip
+        elif np.isnan(raw[train]).all():
+            raise UserError(
+                f"{source}: column {c.name!r} has no value in the training rows; "
+                f"add it to data.drop"
+            )
+        else:
             # scikit-learn takes about 1 s to import: only a file with a cell to fill pays it
             from sklearn.impute import SimpleImputer
 

@@ -909,3 +909,23 @@ def test_a_new_row_s_date_in_another_format_is_shown_how_to_write_it(tmp_path):
         f"{tmp_path / 'new.csv'}: column 'sold' row 1: '4/8/2024' is not a date like the others "
         "(%Y-%m-%d, as in '2024-04-08' for 8 April 2024); write it that way"
     )
+
+
+def test_a_mean_run_fills_every_column_and_an_older_run_is_read_as_it_was():
+    # new rows' empty cells are filled as the run's val/test rows were, also in a column with no
+    # empty cell in the training file: its fill is scikit-learn's mean of the training rows
+    from sklearn.impute import SimpleImputer
+
+    from data.csv_source import Encoding, fit_encoding
+
+    df = pd.DataFrame({"area": [50.5, 61.25, 70.0, 88.125, 93.5], "price": [1.0, 2, 3, 4, 5]})
+    enc, _, _ = fit_encoding(df, "f.csv", "price", missing="mean", train_rows=np.arange(4))
+    area = df["area"].to_numpy()[:4].reshape(-1, 1)
+    assert enc.columns[0].fill == float(SimpleImputer(strategy="mean").fit(area).statistics_[0])
+    assert Encoding.from_dict(enc.to_dict()).missing == "mean"
+    # preprocessing.json written before the policy was saved: read from what the run learned
+    saved = enc.to_dict()
+    del saved["missing"]
+    assert Encoding.from_dict(saved).missing == "mean"
+    saved["columns"][0]["fill"] = None
+    assert Encoding.from_dict(saved).missing == "error"

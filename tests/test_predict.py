@@ -129,7 +129,7 @@ def test_a_directory_that_is_not_a_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(tmp_path):
+def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(run, tmp_path):
     # a run under data.missing=mean filled its empty cells with the training rows' mean; new
     # rows with an empty cell were refused ("prediction needs every feature") with no advice
     houses = HOUSES.astype({"age": float})
@@ -147,12 +147,59 @@ def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(tmp_pat
     (tmp_path / "same.csv").write_text(f"sqft,bedrooms,age\n1500,3,{mean_age!r}\n")
     same = pd.read_csv(io.StringIO(run_predict(run_dir, tmp_path / "same.csv").stdout))
     np.testing.assert_allclose(filled[0], same["predicted_price"][0], rtol=1e-6)
-    # a column it did not fill is refused, with what to do
+    # a column with no empty cell in the training file is filled too, as the run's val/test
+    # rows would have been (it was refused: "the run filled none of these")
     (tmp_path / "gap.csv").write_text("sqft,bedrooms,age\n1500,,20\n")
-    line = one_error_line(run_predict(run_dir, tmp_path / "gap.csv"))
+    gap = run_predict(run_dir, tmp_path / "gap.csv")
+    assert gap.returncode == 0, gap.stderr
+    mean_bedrooms = float(HOUSES["bedrooms"].mean())
+    assert f"column 'bedrooms' filled with {mean_bedrooms:.6g}, the training rows' mean" in (
+        gap.stderr
+    )
+    (tmp_path / "as_filled.csv").write_text(f"sqft,bedrooms,age\n1500,{mean_bedrooms!r},20\n")
+    as_filled = run_predict(run_dir, tmp_path / "as_filled.csv").stdout
+    assert gap.stdout.splitlines()[1].split(",")[-1] == as_filled.splitlines()[1].split(",")[-1]
+    # a run that filled nothing (data.missing=error) refuses it, with what to do
+    line = one_error_line(run_predict(run, tmp_path / "gap.csv"))
     assert (
         "column 'bedrooms' row 1 is empty" in line and "fill the cells, or drop those rows" in line
     )
+
+
+def test_an_empty_text_cell_is_priced_as_the_runs_own_rows_were(tmp_path):
+    # data.missing=mean makes an empty text cell a level of its own; prediction refused it
+    # ("the run filled none of these") even where the run had learned that level's coefficient
+    hood = ["east", "west", "", "east", "west", "", "east", "west"]
+    houses = HOUSES.assign(hood=hood)
+    run_dir = train_on(houses, tmp_path, "data.missing=mean", "data.min_level_count=1")
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age,hood\n1500,3,20,\n1500,3,20,west\n")
+    done = run_predict(run_dir, tmp_path / "rows.csv")
+    assert done.returncode == 0, done.stderr
+    priced = pd.read_csv(io.StringIO(done.stdout))["predicted_price"].to_numpy()
+    # least squares on the run's design: the empty cells a level, 'east' the reference
+    A = np.column_stack(
+        [
+            houses[FEATURES].to_numpy(float),
+            houses["hood"] == "west",
+            houses["hood"] == "",
+            np.ones(len(houses)),
+        ]
+    ).astype(float)
+    beta = np.linalg.lstsq(A, houses["price"].to_numpy(float), rcond=None)[0]
+    rows = np.array([[1500, 3, 20, 0, 1, 1], [1500, 3, 20, 1, 0, 1]], float)
+    np.testing.assert_allclose(priced, rows @ beta, rtol=1e-4)
+    # a run whose training rows had no empty cell there counts it as 'other', as its own
+    # val/test rows were: here the reference level, with the warning line
+    (tmp_path / "full").mkdir()
+    full = train_on(houses.assign(hood=np.where(houses["hood"] == "", "east", houses["hood"])),
+                    tmp_path / "full", "data.missing=mean", "data.min_level_count=1")  # fmt: skip
+    (tmp_path / "east.csv").write_text("sqft,bedrooms,age,hood\n1500,3,20,east\n")
+    empty = run_predict(full, tmp_path / "rows.csv")
+    assert empty.returncode == 0, empty.stderr
+    assert "counted as 'other', which here is the reference level 'east'" in empty.stderr
+    east = pd.read_csv(io.StringIO(run_predict(full, tmp_path / "east.csv").stdout))
+    first = pd.read_csv(io.StringIO(empty.stdout))["predicted_price"][0]
+    assert first == east["predicted_price"][0]
 
 
 def test_a_checkpoint_given_as_the_run_names_the_run_to_give(run, tmp_path):
