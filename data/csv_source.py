@@ -448,6 +448,8 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     key = (path, sep, mtime_ns)
     if key not in _AS_WRITTEN:
         sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
+        titles = _title_lines(sample.splitlines()[:50], sep) or 0
+        sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
         raw = _pandas_read(path, sep, dtype=str, skiprows=skip)
         header = _read_header(sample, sep, path, "", 1)
         raw.attrs["names"] = _column_names(header, raw.shape[1])
@@ -674,30 +676,87 @@ def _refuse_missing(
         )
 
 
-def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str]:
+def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str, int]:
     """The separator (``,`` ``;`` tab ``|``: the one splitting the first lines into the most, equal
-    numbers of fields) and the decimal mark (``,`` when more of a ``;``/tab/``|`` file's cells
-    need it than need ``.``, :func:`_decimal_evidence`; with none either way, ``,`` for a ``;``
-    file, whose columns ``;`` splits because ``,`` is its decimal mark), each unless given."""
+    numbers of fields, title lines above the header aside, :func:`_title_lines`), the decimal
+    mark (``,`` when more of a ``;``/tab/``|`` file's cells need it than need ``.``,
+    :func:`_decimal_evidence`; with none either way, ``,`` for a ``;`` file, whose columns ``;``
+    splits because ``,`` is its decimal mark), each unless given, and the number of title
+    lines above the header."""
     lines = sample.splitlines()[:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
+    titles = 0
     if sep is None:
-        best = (1, ",")
-        for cand in SEPARATORS:
-            counts = [len(r) for r in csv.reader(lines, delimiter=cand) if r]
-            if counts and min(counts) > 1 and counts[0] >= max(counts) - 1:
-                best = max(best, (counts[0], cand), key=lambda t: t[0])
-        sep = best[1]
+        best = (1, 0, ",")
+        # a header on the first line under any separator first: a separator that splits the
+        # file only below some line is no better evidence than one that splits it all
+        for most in (0, MAX_TITLE_LINES):
+            for cand in SEPARATORS:
+                k = _title_lines(lines, cand, most)
+                if k is not None:
+                    fields = len(next(csv.reader(lines[k : k + 1], delimiter=cand)))
+                    best = max(best, (fields, k, cand), key=lambda t: t[0])
+            if best[0] > 1:
+                break
+        _, titles, sep = best
+    else:
+        titles = _title_lines(lines, sep) or 0
     if decimal is None:
         decimal = "."
         if sep != ",":
-            cells = [cell for r in csv.reader(lines[1:], delimiter=sep) for cell in r]
+            cells = [cell for r in csv.reader(lines[titles + 1 :], delimiter=sep) for cell in r]
             commas, points = _decimal_evidence(cells)
             # a ';' file's columns are split by ';' because ',' is its decimal mark
             if commas > points or (commas == points == 0 and sep == ";"):
                 decimal = ","
-    return sep, decimal
+    return sep, decimal, titles
+
+
+MAX_TITLE_LINES = 5  # lines above a header that may be a title, a date, a source, blank
+
+
+def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int | None:
+    """How many of ``lines`` (a file's first) stand above its header as a title, a source or a
+    date: the fewest ``k`` (up to ``most``) such that
+
+    - the lines from ``k`` on split on ``sep`` into more than one field each, the first of them
+      (the header) into as many as any, with more than half of its names written and, below a
+      title, more names than numbers;
+    - each line above is blank, has fewer fields than the header less one (``Windsor house
+      sales, 1987``), or fewer than half of its cells written (a spreadsheet's title row,
+      ``Sales,,,,,,``).
+
+    Failing that, a header one field short of the rows (R's ``write.table`` leaves the row
+    names' column unnamed) at the top: 0. None when ``sep`` does not split the file."""
+    rows = list(csv.reader(lines, delimiter=sep))
+    written = [sum(bool(cell.strip()) for cell in r) for r in rows]
+
+    def header_at(k: int, short: int) -> bool:
+        counts = [len(r) for r in rows[k:] if r]
+        if not rows[k] or min(counts) < 2 or counts[0] < max(counts) - short:
+            return False
+        n = counts[0]
+        if 2 * written[k] <= n:  # a title row's cells, not names
+            return False
+        if k and 2 * sum(_is_number(cell) for cell in rows[k]) >= n:  # a data row
+            return False
+        above = zip(rows[:k], written[:k], strict=True)
+        return all(w == 0 or len(r) < n - 1 or 2 * w < n for r, w in above)
+
+    for short in (0, 1):
+        for k in range(min(most, len(rows) - 1) + 1 if short == 0 else 1):
+            if header_at(k, short):
+                return k
+    return None
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell.strip().replace(",", "."))
+    except ValueError:
+        return False
+    return True
 
 
 def _decisive(mark: str) -> re.Pattern:
@@ -744,7 +803,13 @@ def read_csv(
     sample = _read_sample(path, key, source)
     sep = "\t" if sep in ("tab", "\\t") else sep
     sample, skip, hinted = _without_the_separator_line(sample)
-    sep, decimal = _sniff(sample, sep or hinted, decimal)
+    sep, decimal, titles = _sniff(sample, sep or hinted, decimal)
+    notes = []
+    if titles:
+        above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]
+        sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
+        said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
+        notes.append(f"skipped {titles} line(s) above the header{said}")
     header = _read_header(sample, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source, skip)
     df.columns = _column_names(header, df.shape[1])
@@ -752,7 +817,7 @@ def read_csv(
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     _refuse_the_header_again(df, source, skip)
-    df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip)
+    df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
     return df, source
 
 
@@ -1052,6 +1117,7 @@ def _fit_encoding(
     codes, auto_dropped, notes = _choose_codes(
         df, source, target, features, drop, categorical, opts
     )
+    notes = [*df.attrs.get("notes", []), *notes]  # the reading's: title lines skipped
     enc = Encoding(target, codes, log_target, df.attrs.get("sep", ","), decimal, auto_dropped)
     enc.missing = missing
     target_decimal, note = _column_decimal(

@@ -573,6 +573,42 @@ def test_thousands_grouped_integers_read_back_exactly(tmp_path_factory, values, 
     np.testing.assert_array_equal(_numbers(df["a"], "a", "mem", df.attrs["decimal"]), values)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e5, 1e5, allow_nan=False), min_size=2, max_size=20),
+    sep=st.sampled_from([",", ";", "\t", "|"]),
+    titles=st.lists(
+        st.sampled_from(["House sales 1987", "Source: the county, 2021", "", "Sales{sep}{sep}"]),
+        max_size=3,
+    ),
+)
+def test_title_lines_above_the_header_are_skipped(tmp_path_factory, values, sep, titles):
+    # a report exported with its title above the table: "no column 'price'; the columns are:
+    # Windsor house sales, 1987", or "found one column only"
+    path = tmp_path_factory.getbasetemp() / "titled.csv"
+    n = len(values)
+    frame = pd.DataFrame({"area": values, "rooms": np.arange(n), "age": -np.arange(n), "price": 1})
+    table = frame.to_csv(sep=sep, index=False, decimal="," if sep == ";" else ".")
+    above = "".join(t.format(sep=sep) + "\n" for t in titles)
+    path.write_text(above + table)
+    df, _ = read_csv(path)
+    assert list(df.columns) == ["area", "rooms", "age", "price"]
+    assert df.attrs["sep"] == sep and df.attrs["skip"] == len(titles)
+    np.testing.assert_array_equal(df["rooms"].to_numpy(), frame["rooms"].to_numpy())
+    written = [t for t in titles if t.strip()]
+    assert bool(df.attrs["notes"]) == bool(titles)
+    if written:
+        assert df.attrs["notes"][0].startswith(f"skipped {len(titles)} line(s) above the header (")
+
+
+def test_a_header_short_of_the_row_names_column_is_no_title(tmp_path):
+    # R's write.table names every column but the row names': the header is one field short
+    path = tmp_path / "r.txt"
+    path.write_text('"area" "price"\n"1" 50 100\n"2" 60 120\n'.replace(" ", "\t"))
+    df, _ = read_csv(path)
+    assert df.attrs["skip"] == 0 and not df.attrs["notes"]
+
+
 # -- prediction applies the same encoding --------------------------------------------------------
 
 
