@@ -114,7 +114,7 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
             encoding = Encoding(prep["target"], [ColumnCode(n, "numeric") for n in needed])
         X = encoding.transform(df, source, missing="predict")
         for line in encoding.warnings:  # levels never seen in training: counted as `other`
-            print(line, file=sys.stderr)
+            print(f"warning: {line}", file=sys.stderr)
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
     X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))

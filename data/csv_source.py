@@ -126,7 +126,7 @@ class Encoding:
     decimal: str = "."
     dropped_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # of the last transform, unprefixed
     target_decimal: str | None = None  # the target's own mark, as ColumnCode.decimal
     # the run's data.missing: under `mean` a new row's empty text cell is what it was in the
     # val/test rows, its own level if the training rows had one, else `other`
@@ -227,7 +227,7 @@ class Encoding:
             for name, (n, fill) in filled.items():
                 if n:
                     self.warnings.append(
-                        f"warning: {source}: {n} empty cell{'s' * (n > 1)} in column {name!r} "
+                        f"{source}: {n} empty cell{'s' * (n > 1)} in column {name!r} "
                         f"filled with {fill:.6g}, the training rows' mean, as the run filled its "
                         "own (data.missing=mean)"
                     )
@@ -642,7 +642,7 @@ def _encode(
     if (counts * unseen).any():
         distinct = sorted(texts[unseen & (counts > 0)])
         warn.append(
-            f"warning: column {c.name!r}: {int(counts @ unseen)} cell(s) in {where} with a "
+            f"column {c.name!r}: {int(counts @ unseen)} cell(s) in {where} with a "
             f"level not seen in the training rows ({', '.join(map(repr, distinct[:3]))}"
             f"{', ...' if len(distinct) > 3 else ''}) counted as {OTHER!r}"
             + ("" if c.other else f", which here is the reference level {c.levels[0]!r}")
@@ -1132,7 +1132,7 @@ def _fit_encoding(
     for c in codes:
         _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
     X = enc.transform(df, source, missing, where="the val/test rows")
-    notes += [w.removeprefix("warning: ") for w in enc.warnings]  # printed as notes here
+    notes += enc.warnings  # the val/test rows' unseen levels: notes of the fit
     X = _drop_constant(X, enc, train, notes)
     enc.notes = notes
     return enc, df, X
