@@ -607,11 +607,39 @@ def test_per_sample_advice_followed_as_written_reaches_least_squares(tmp_path):
     first = run_train(*run, f"hydra.run.dir={tmp_path / 'first'}")
     assert first.returncode == 0, first.stderr
     warning = next(ln for ln in first.stdout.splitlines() if ln.startswith("warning: stopped"))
-    given = re.search(r"rerun with loader=full_batch, or with (.+?) \(the step", warning)
+    given = re.search(r"rerun with loader=full_batch .+?, or with (.+?) \(the step", warning)
     assert given and given.group(1) == "optimizer.schedule=cosine trainer.tol=0", warning
     again = run_train(*run, *given.group(1).split(), f"hydra.run.dir={tmp_path / 'again'}")
     assert again.returncode == 0, again.stderr
     assert "reached least squares" in again.stdout and "warning" not in again.stdout
+
+
+@pytest.mark.slow
+def test_synthetic_advice_followed_as_written_reaches_least_squares(tmp_path):
+    # experiment=synthetic (N(0, 1) columns, 5 mini-batch epochs) was advised
+    # data.standardize=true, which changed nothing, and then loader=full_batch, five steps
+    run = ("experiment=synthetic", "logger.plots=false")
+    first = run_train(*run, f"hydra.run.dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stderr
+    warning = next(ln for ln in first.stdout.splitlines() if ln.startswith("warning: stopped"))
+    assert "standardize" not in warning
+    metrics = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    kappa = metrics["conditioning"]
+    assert kappa["gram"] < 10 * kappa["gram_standardized"]  # already on one scale
+    given = re.search(r"rerun with (.+?), or with (.+?) \(the step", warning)
+    assert given, warning
+    for k, overrides in enumerate(given.groups()):
+        again = run_train(*run, *overrides.split(), f"hydra.run.dir={tmp_path / str(k)}")
+        assert again.returncode == 0, again.stderr
+        if k == 0:  # full batch, the Hessian's step: stops on trainer.tol at least squares
+            assert "reached least squares" in again.stdout, again.stdout
+    # the decaying step's five epochs come near; its own advice, followed, reaches it
+    if "reached least squares" not in again.stdout:
+        more = re.search(r", or with (trainer.epochs=\d+ trainer.tol=0)\n", again.stdout)
+        assert more, again.stdout
+        last = run_train(*run, *given.group(2).split(), *more.group(1).split(),
+                         f"hydra.run.dir={tmp_path / 'last'}")  # fmt: skip
+        assert "reached least squares" in last.stdout, last.stdout
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,14 @@ from training.evaluate import (
 from training.hooks import Progressed
 from training.logs import fmt, param_columns
 from training.optim import GRADIENT_DESCENT, method_of
+from training.stability import condition_numbers
 
 SPLITS = ("train", "val", "test")
 CONVERGED_GAP = 1e-3  # the largest relative coefficient gap to least squares of a converged fit
 R2_REACHED = 1e-4  # |R^2 - R^2 of least squares| at most this: least squares reached
+# data.standardize=true is advised when the Gram matrix's condition number is over this many
+# times what it is on standardized columns (gradient descent's steps grow with it)
+SCALING_MATTERS = 10.0
 
 
 def gathered(fn, *args) -> np.ndarray:
@@ -164,6 +168,8 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     }
     # every process: the training rows may be sharded over all of them
     G, H = residual_moments(params["W"], params["b"], rows.X, rows.y, rows.w)
+    kappa, kappa_standardized = condition_numbers(G)
+    out["conditioning"] = {"gram": kappa, "gram_standardized": kappa_standardized}
     converged = out["ols_gap"]["max_rel_coefficient_diff"] < CONVERGED_GAP
     estimator = objective.reference_label()
     frozen = list(run.settings.cfg.optimizer.freeze)
@@ -237,20 +243,25 @@ def say_convergence(
     # ten times the epochs the run has been through (a run resumed with fewer epochs than it
     # had done was advised fewer still)
     more = f"trainer.epochs={10 * max(tr.epochs, at.epoch)}"
-    if not cfg.data.get("standardize", True):
+    conditioning = metrics.get("conditioning") or {}
+    scales_slow_it = conditioning.get("gram", np.inf) > SCALING_MATTERS * conditioning.get(
+        "gram_standardized", 1.0
+    )
+    if not cfg.data.get("standardize", True) and scales_slow_it:
         # columns of different scales (a lot size in thousands beside 0/1 columns) leave the
-        # Hessian eigenvalues far apart: no number of epochs makes up for that
+        # Hessian eigenvalues far apart: no number of epochs makes up for that. Columns already
+        # on one scale (experiment=synthetic's N(0, 1)) were advised it too, to no effect
         advice = (
             "rerun with data.standardize=true, which puts every column on one scale (left "
             "unscaled, gradient descent moves along the small columns as slowly as the Hessian's "
             "smallest eigenvalue against its largest allows)"
         )
     elif stochastic and decays:
-        advice = f"rerun with loader=full_batch, or with {more} trainer.tol=0"
+        advice = f"rerun with {full_batch(o, tr)}or with {more} trainer.tol=0"
     elif stochastic:
         advice = (
             f"a step that does not decay to 0 on {cfg.loader.name} batches ends in noise around "
-            f"it, of a size in proportion to the step: rerun with loader=full_batch, or with "
+            f"it, of a size in proportion to the step: rerun with {full_batch(o, tr)}or with "
             f"{to_zero} trainer.tol=0 (the step decays to 0 over the run)"
         )
     elif method_of(o) == GRADIENT_DESCENT:
@@ -263,6 +274,17 @@ def say_convergence(
         auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
         advice = f"rerun with {more}{auto}"
     print(f"warning: stopped after {at.epoch} epochs before reaching {ref}: {gap}; {advice}")
+
+
+def full_batch(o: DictConfig, tr: DictConfig) -> str:
+    """The full-batch run that reaches least squares where a shuffled one fell short, with a
+    comma, or nothing for an optimizer whose step is not taken from the Hessian (Adam's).
+    ``loader=full_batch`` alone kept the run's epochs: ``experiment=synthetic``'s five were
+    five steps, far from it; with the Hessian's step it stops on ``trainer.tol``."""
+    if method_of(o) is None:
+        return ""
+    tol = min(tr.tol, 1e-6) if tr.tol > 0 else 1e-6
+    return f"loader=full_batch optimizer.lr=auto trainer.epochs=auto trainer.tol={tol:g}, "
 
 
 def plot_inputs(run: Run, final: dict) -> dict:

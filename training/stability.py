@@ -79,3 +79,33 @@ def max_row_norm_sq(X: jax.Array, with_W: bool = True, with_b: bool = True) -> f
         return 1.0 if with_b else 0.0
     norm = jax.jit(lambda A: jnp.max(jnp.sum(A * A, axis=1)))(X)
     return float(process_allgather(norm, tiled=True)) + (1.0 if with_b else 0.0)
+
+
+def condition_numbers(G: np.ndarray) -> tuple[float, float]:
+    """The condition number ``lambda_max / lambda_min`` of ``A^T A`` (``G``, ``A = [X 1]`` in
+    the units the model was trained in, ``G[-1, -1]`` the row count) and of the same after
+    standardizing ``X``'s columns (centred, unit variance: ``data.standardize=true``), each over
+    the directions the data determine (eigenvalues above ``ZERO_EIGENVALUE`` times the largest);
+    infinity where fewer are determined than after standardizing.
+
+    Gradient descent's steps to a given gap grow with it (Nesterov, *Introductory Lectures on
+    Convex Optimization*, 2004, Theorem 2.1.15): the ratio of the two says whether rescaling the
+    columns would help a run that fell short. Standardized, the intercept is orthogonal to the
+    centred columns: its eigenvalue is 1 beside their correlation matrix's."""
+    d, n = len(G) - 1, G[-1, -1]
+    mean = G[:d, -1] / n
+    cov = G[:d, :d] / n - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    varies = sd > 0
+    corr = cov[np.ix_(varies, varies)] / np.outer(sd[varies], sd[varies])
+    scaled = np.append(np.linalg.eigvalsh(corr), 1.0)
+    raw = np.linalg.eigvalsh(G / n)
+
+    def determined(eig: np.ndarray) -> np.ndarray:
+        return eig[eig > ZERO_EIGENVALUE * eig.max()]
+
+    kept_scaled, kept_raw = determined(scaled), determined(raw)
+    kappa_scaled = float(kept_scaled.max() / kept_scaled.min())
+    if len(kept_raw) < len(kept_scaled):
+        return np.inf, kappa_scaled
+    return float(kept_raw.max() / kept_raw.min()), kappa_scaled
