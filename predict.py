@@ -98,6 +98,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         df, source = read_csv(path, key="rows", min_columns=1, sep=sep, decimal=decimal)
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
+    for note in df.attrs["notes"]:  # title lines skipped above the header
+        print(f"note: {source}: {note}", file=sys.stderr)
     absent = [c for c in needed if c not in df.columns]
     if absent:
         listed = ", ".join(repr(c) for c in absent)

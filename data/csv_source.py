@@ -178,7 +178,7 @@ class Encoding:
                 reference = repr(c.levels[0]) if c.levels else "none: every level is rare"
                 parts.append(f"{c.name}: one-hot {c.outputs} (reference {reference}{pooled})")
             elif c.kind == "boolean":
-                parts.append(f"{c.name}: yes/no as 1/0")
+                parts.append(f"{c.name}: yes/no as 1/0{_filled(c)}")
             elif c.kind == "date":
                 parts.append(f"{c.name}: date as decimal year{_filled(c)}")
             else:
@@ -450,8 +450,10 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
         sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
         titles = _title_lines(sample.splitlines()[:50], sep) or 0
         sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
-        raw = _pandas_read(path, sep, dtype=str, skiprows=skip)
-        header = _read_header(sample, sep, path, "", 1)
+        named = _read_header(sample, sep, path, "", 1)
+        header = _with_the_row_names(named, sample, sep)
+        columns = len(header) if header != named else None
+        raw = _pandas_read(path, sep, columns, dtype=str, skiprows=skip)
         raw.attrs["names"] = _column_names(header, raw.shape[1])
         _AS_WRITTEN.clear()
         _AS_WRITTEN[key] = raw
@@ -641,9 +643,10 @@ def _encode(
     counts = np.bincount(codes, minlength=len(texts))
     if (counts * unseen).any():
         distinct = sorted(texts[unseen & (counts > 0)])
+        named = ["an empty cell" if t == MISSING else repr(t) for t in distinct]
         warn.append(
             f"column {c.name!r}: {int(counts @ unseen)} cell(s) in {where} with a "
-            f"level not seen in the training rows ({', '.join(map(repr, distinct[:3]))}"
+            f"level not seen in the training rows ({', '.join(named[:3])}"
             f"{', ...' if len(distinct) > 3 else ''}) counted as {OTHER!r}"
             + ("" if c.other else f", which here is the reference level {c.levels[0]!r}")
         )
@@ -721,34 +724,61 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
     date: the fewest ``k`` (up to ``most``) such that
 
     - the lines from ``k`` on split on ``sep`` into more than one field each, the first of them
-      (the header) into as many as any, with more than half of its names written and, below a
-      title, more names than numbers;
-    - each line above is blank, has fewer fields than the header less one (``Windsor house
-      sales, 1987``), or fewer than half of its cells written (a spreadsheet's title row,
-      ``Sales,,,,,,``).
+      (the header) into as many as any other once their trailing empty fields are left out
+      (data lines ending in separators), with more than half of its names written;
+    - below a title, the header holds more names than numbers and no other separator (split on
+      ``,``, a ``;`` file's data line ``91,7;21,9`` holds ``7;21``);
+    - each line above is blank, has fewer fields than the header (``Windsor house sales,
+      1987``), fewer than half of its cells written (a spreadsheet's title row,
+      ``Sales,,,,,,``), or a number above a header of names only (``House prices, 1987`` over
+      ``price,lotsize``); a line with as many names as the header less one above a header
+      that holds numbers is R's header over a data row, never a title;
+    - a header holding numbers over a line of names only over numbers is a title, not a header.
 
-    Failing that, a header one field short of the rows (R's ``write.table`` leaves the row
-    names' column unnamed) at the top: 0. None when ``sep`` does not split the file."""
+    Failing that, 0 for a header one field short of the data lines at the top (R's
+    ``write.table`` leaves the row names' column unnamed) over a first data line that holds a
+    number (over a line of names only, it is a title above the header). None when ``sep`` does
+    not split the file."""
     rows = list(csv.reader(lines, delimiter=sep))
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
+    widths = [_width(r) for r in rows]
+    numbers = [sum(_is_number(cell) for cell in r) for r in rows]
+    others = [c for c in SEPARATORS if c != sep]
 
     def header_at(k: int, short: int) -> bool:
-        counts = [len(r) for r in rows[k:] if r]
-        if not rows[k] or min(counts) < 2 or counts[0] < max(counts) - short:
+        below = [w for r, w in zip(rows[k + 1 :], widths[k + 1 :], strict=True) if r]
+        n = len(rows[k])
+        if not rows[k] or n < 2 or any(len(r) < 2 for r in rows[k:] if r):
             return False
-        n = counts[0]
+        if below and n < max(below) - short:
+            return False
         if 2 * written[k] <= n:  # a title row's cells, not names
             return False
-        if k and 2 * sum(_is_number(cell) for cell in rows[k]) >= n:  # a data row
-            return False
-        above = zip(rows[:k], written[:k], strict=True)
-        return all(w == 0 or len(r) < n - 1 or 2 * w < n for r, w in above)
+        if k and (2 * numbers[k] >= n or any(o in cell for cell in rows[k] for o in others)):
+            return False  # a data row
+        names_next = len(rows) > k + 1 and not numbers[k + 1] and any(numbers[k + 2 :])
+        if names_next and (short or numbers[k]):
+            return False  # this line a title ('House prices, 1987'), the next the header
+        for i, (r, w) in enumerate(zip(rows[:k], written[:k], strict=True)):
+            r_header = w == len(r) == n - 1 and numbers[k] > 0
+            dated = numbers[i] > 0 and not numbers[k]  # a year above a header of names
+            if not (w == 0 or (len(r) < n and not r_header) or 2 * w < n or dated):
+                return False
+        return True
 
     for short in (0, 1):
         for k in range(min(most, len(rows) - 1) + 1 if short == 0 else 1):
             if header_at(k, short):
                 return k
     return None
+
+
+def _width(row: list[str]) -> int:
+    """A split line's fields up to its last written one (trailing separators left out)."""
+    width = len(row)
+    while width and not row[width - 1].strip():
+        width -= 1
+    return width
 
 
 def _is_number(cell: str) -> bool:
@@ -810,8 +840,9 @@ def read_csv(
         sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
         said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
         notes.append(f"skipped {titles} line(s) above the header{said}")
-    header = _read_header(sample, sep, source, key, min_columns)
-    df = _parse_table(path, sep, decimal, source, skip)
+    named = _read_header(sample, sep, source, key, min_columns)
+    header = _with_the_row_names(named, sample, sep)
+    df = _parse_table(path, sep, decimal, source, skip, len(header) if header != named else None)
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
     if len(df) == 0:
@@ -819,6 +850,19 @@ def read_csv(
     _refuse_the_header_again(df, source, skip)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
     return df, source
+
+
+def _with_the_row_names(header: list[str], sample: str, sep: str) -> list[str]:
+    """``header`` with a nameless first column when it is one name short of the data lines
+    (R's ``write.table`` names every column but the row names'): as pandas reads such a file.
+    Read as it was, every name sat one column to the left of its values and the last column
+    was cut off (a price read as the row number, R^2 0.25, silently)."""
+    rows = [r for r in csv.reader(sample.splitlines()[1:50], delimiter=sep) if r]
+    if len(sample) >= 65536 and len(rows) > 1:
+        rows = rows[:-1]  # the last may be cut short
+    if rows and len(header) == max(map(_width, rows)) - 1:
+        return ["", *header]
+    return header
 
 
 def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> None:
@@ -921,6 +965,7 @@ def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int)
             f"{source}: found one column only, {header[0]!r}; the file must be separated by "
             f"',' ';' '|' or tabs"
             + (" (set data.sep to the separator it uses)" if key == "data.path" else "")
+            + f", with at most {MAX_TITLE_LINES} lines above its header (delete the others)"
         )
     return header
 
@@ -936,13 +981,15 @@ def _without_the_separator_line(sample: str) -> tuple[str, int, str | None]:
     return rest, 1, hint.group(1)
 
 
-def _parse_table(path: Path, sep: str, decimal: str, source: str, skip: int = 0) -> pd.DataFrame:
-    """pandas' reading of the whole file (after its first ``skip`` lines), every cell a string
-    or a number; raises :class:`UserError` for bytes that are not UTF-8 (naming the line) or
-    a malformed file."""
+def _parse_table(
+    path: Path, sep: str, decimal: str, source: str, skip: int = 0, columns: int | None = None
+) -> pd.DataFrame:
+    """pandas' reading of the whole file (after its first ``skip`` lines, ``columns`` fields a
+    line when its header is short of them), every cell a string or a number; raises
+    :class:`UserError` for bytes that are not UTF-8 (naming the line) or a malformed file."""
     try:
         # thousands separators are removed by _parse_numbers, which checks their places
-        return _pandas_read(path, sep, decimal=decimal, skiprows=skip)
+        return _pandas_read(path, sep, decimal=decimal, skiprows=skip, columns=columns)
     except UnicodeDecodeError:
         raw = path.read_bytes()
         try:
@@ -958,9 +1005,12 @@ def _parse_table(path: Path, sep: str, decimal: str, source: str, skip: int = 0)
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
 
 
-def _pandas_read(path: Path | str, sep: str, **options) -> pd.DataFrame:
+def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **options) -> pd.DataFrame:
     """``pandas.read_csv`` of the whole file as this module reads every file (only ``""`` is
-    missing, no index, a BOM skipped), with ``options`` (``decimal``, or ``dtype=str``)."""
+    missing, no index, a BOM skipped), with ``options`` (``decimal``, or ``dtype=str``);
+    ``columns``: fields a line, the header's names replaced (a header short of them)."""
+    if columns is not None:
+        options.update(header=0, names=range(columns))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
         return pd.read_csv(
@@ -1105,7 +1155,13 @@ def _fit_encoding(
     empty target under ``missing=mean``) and their features, float32 (rows, features)."""
     decimal = df.attrs.get("decimal", ".")
     columns = list(df.columns)
-    _check_named_columns(columns, source, target, features, drop, log_features, categorical)
+    try:
+        _check_named_columns(columns, source, target, features, drop, log_features, categorical)
+    except UserError as exc:  # lines were skipped as a title: say so, and the split
+        if not df.attrs.get("notes"):
+            raise
+        read = "; ".join([*df.attrs["notes"], f"split on {df.attrs.get('sep', ',')!r}"])
+        raise UserError(f"{exc} ({read}; data.sep says the separator)") from None
     opts = dict(
         decimal=decimal,
         sep=df.attrs.get("sep", ","),

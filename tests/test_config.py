@@ -692,16 +692,34 @@ def test_optuna_trials_are_numbered_and_a_grids_runs_named():
     assert _sweep_subdir() == "${hydra:job.override_dirname}"
 
 
+WHY = "hparams_search ranks its trials by the validation rows' RMSE, and data.val_fraction="
+
+
 @pytest.mark.parametrize(
-    ("data", "folds"),
+    ("data", "advice"),
     [
-        ([], 3),  # the walkthrough's 6 points: folds of two validation rows at most 3
-        (["data=synthetic", "data.n_samples=14", "data.test_fraction=0.5"], 3),
-        (["experiment=housing", "data.val_fraction=0"], 5),  # a CSV: its rows are not read yet
-        (["data=synthetic", "data.n_samples=3"], None),  # too few rows for folds
+        ([], "0 holds none out; set data.val_fraction=0.2 (or cross-validate with data.folds=3)"),
+        (
+            ["data=synthetic", "data.n_samples=14", "data.test_fraction=0.5"],
+            "0 holds none out; set data.val_fraction=0.2 (or cross-validate with data.folds=3)",
+        ),
+        (  # a CSV: its rows are not read yet
+            ["experiment=housing", "data.val_fraction=0"],
+            "0 holds none out; set data.val_fraction=0.2 (or cross-validate with data.folds=5)",
+        ),
+        (["data=synthetic", "data.n_samples=3"], "0 holds none out; set data.val_fraction=0.2"),
+        (  # a fraction that rounds to no row: every trial scored infinity, exit 0
+            ["data=synthetic", "data.n_samples=4", "data.val_fraction=0.1"],
+            "0.1 holds none out of the 4 rows; set data.val_fraction=0.2 (or cross-validate "
+            "with data.folds=2)",
+        ),
+        (
+            ["data=synthetic", "data.n_samples=2", "data.val_fraction=0.2"],
+            "0.2 holds none out of the 2 rows; 2 rows are too few to search on",
+        ),
     ],
 )
-def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data, folds):
+def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data, advice):
     # every trial scored infinity: 'Best value: inf', an arbitrary best, exit 0
     from training.cli import check_overrides
 
@@ -709,13 +727,23 @@ def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data, fol
     with pytest.raises(SystemExit) as exit_:
         check_overrides(args)
     assert exit_.value.code == 2
-    or_folds = f" (or cross-validate with data.folds={folds})" if folds else ""
-    assert capsys.readouterr().err == (
-        "error: bad override: hparams_search ranks its trials by the validation rows' RMSE, "
-        f"and data.val_fraction=0 holds none out; set data.val_fraction=0.2{or_folds}\n"
-    )
-    for advice in ("data.val_fraction=0.2", f"data.folds={folds}")[: 2 if folds else 1]:
-        assert check_overrides([*args, advice])  # followed: accepted
+    assert capsys.readouterr().err == f"error: bad override: {WHY}{advice}\n"
+    for followed in re.findall(r"data\.(?:val_fraction|folds)=[0-9.]+", advice.split(";")[1]):
+        assert check_overrides([*args, followed])  # followed: accepted
+
+
+def test_a_search_on_a_csv_whose_fraction_holds_no_row_fails_each_trial(tmp_path):
+    # the CSV's rows are counted by each trial: 0.0005 of 546 rounds to none
+    sweep = tmp_path / "s"
+    proc = run_train(
+        "-m", "hparams_search=optuna", "experiment=housing", "data.val_fraction=0.0005",
+        "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert (
+        f"error: this run failed: bad config value: {WHY}0.0005 holds none out of the 546 rows; "
+        "set data.val_fraction=0.2 (or cross-validate with data.folds=5)"
+    ) in proc.stderr
 
 
 def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):
@@ -728,6 +756,8 @@ def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):
     assert proc.returncode == 0, proc.stderr
     best = OmegaConf.load(sweep / "optimization_results.yaml")["best_value"]
     assert np.isfinite(best)
+    # the trial drew a batch size for its full-batch loader: no warning a trial (noise)
+    assert "is not read by loader=full_batch" not in proc.stdout + proc.stderr
 
 
 def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):

@@ -929,3 +929,14 @@ def test_a_mean_run_fills_every_column_and_an_older_run_is_read_as_it_was():
     assert Encoding.from_dict(saved).missing == "mean"
     saved["columns"][0]["fill"] = None
     assert Encoding.from_dict(saved).missing == "error"
+
+
+def test_a_filled_yes_no_column_says_its_fill():
+    # the encoding line said 'aircon: yes/no as 1/0' of a column filled with 0.3286
+    from data.csv_source import fit_encoding
+
+    df = pd.DataFrame({"aircon": ["yes", "no", "", "no", "yes", "no"], "price": range(6)})
+    enc, _, _ = fit_encoding(df, "f.csv", "price", missing="mean")
+    assert "aircon: yes/no as 1/0, missing cells filled with 0.4 (training mean)" in (
+        enc.describe()
+    )

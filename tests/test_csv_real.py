@@ -601,12 +601,72 @@ def test_title_lines_above_the_header_are_skipped(tmp_path_factory, values, sep,
         assert df.attrs["notes"][0].startswith(f"skipped {len(titles)} line(s) above the header (")
 
 
-def test_a_header_short_of_the_row_names_column_is_no_title(tmp_path):
-    # R's write.table names every column but the row names': the header is one field short
-    path = tmp_path / "r.txt"
-    path.write_text('"area" "price"\n"1" 50 100\n"2" 60 120\n'.replace(" ", "\t"))
+# files a newcomer wrote (helper-40): their text, and how each must be read: the separator,
+# the lines above the header, the columns and the first row
+SHAPES = [
+    ('"price" "lotsize"\n"1" 42000 5850\n"2" 38500 4000\n'.replace(" ", "\t"), "\t", 0,
+     ["Unnamed: 0", "price", "lotsize"], [1, 42000, 5850]),  # R's write.table
+    ('"city","style","price"\n"Mazda","Paris","flat",469\n"Fiat","Rome","house",300\n', ",", 0,
+     ["Unnamed: 0", "city", "style", "price"], ["Mazda", "Paris", "flat", 469]),
+    ("Messwerte Station 7\n\nertrag;temperatur;regen;wind\n91,7;21,9;60,6;4,2\n"
+     "68,8;13,1;62,7;3,5\n", ";", 2, ["ertrag", "temperatur", "regen", "wind"],
+     [91.7, 21.9, 60.6, 4.2]),
+    ("Messwerte\nertrag|temperatur|regen|wind\n57,2|10,2|62,2|4,3\n86,1|22,3|56,2|9,0\n", "|",
+     1, ["ertrag", "temperatur", "regen", "wind"], [57.2, 10.2, 62.2, 4.3]),
+    ("city,hood,style,price\nParis,north,flat,469,,\nParis,south,house,720,,\n", ",", 0,
+     ["city", "hood", "style", "price"], ["Paris", "north", "flat", 469]),  # trailing commas
+    ("Windsor house sales\n\nprice,lotsize\n42000,5850\n38500,4000\n", ",", 2,
+     ["price", "lotsize"], [42000, 5850]),
+    ("House prices, 1987\nprice,lotsize\n42000,5850\n38500,4000\n", ",", 1,
+     ["price", "lotsize"], [42000, 5850]),
+    ("Windsor house sales, 1987\nprice,lotsize,bedrooms\n42000,5850,3\n38500,4000,2\n", ",", 1,
+     ["price", "lotsize", "bedrooms"], [42000, 5850, 3]),
+    ("Source: Statistics Canada, Table 1, 2020\nprice,lotsize,bedrooms,baths\n42000,5850,3,1\n"
+     "38500,4000,2,1\n", ",", 1, ["price", "lotsize", "bedrooms", "baths"], [42000, 5850, 3, 1]),
+    ("Report\tQ1\n\nprice\tlotsize\tbedrooms\n42000\t5850\t3\n38500\t4000\t2\n", "\t", 2,
+     ["price", "lotsize", "bedrooms"], [42000, 5850, 3]),
+    ("region,2019,2020,2021\nnorth,1,2,3\nsouth,4,5,6\n", ",", 0,
+     ["region", "2019", "2020", "2021"], ["north", 1, 2, 3]),
+    ("2019,2020,2021,2022\n1,2,3,4\n5,6,7,8\n", ",", 0, ["2019", "2020", "2021", "2022"],
+     [1, 2, 3, 4]),
+    ("price,name,city,street,zone\n1,alice,paris,main st,a\n2,bob,rome,high st,b\n", ",", 0,
+     ["price", "name", "city", "street", "zone"], [1, "alice", "paris", "main st", "a"]),
+    ("price,lotsize\n42000,5850\n38500,4000\n", ",", 0, ["price", "lotsize"], [42000, 5850]),
+    ("Sales,,,\nprice,lotsize,bedrooms,city\n42000,5850,3,a\n38500,4000,2,b\n", ",", 1,
+     ["price", "lotsize", "bedrooms", "city"], [42000, 5850, 3, "a"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "sep", "titles", "columns", "first"), SHAPES)
+def test_files_of_every_shape_are_read_as_written(tmp_path, text, sep, titles, columns, first):
+    # R's short header shifted every name one column left and cut off the last column (R^2
+    # 0.25, silently); a ';' file with decimal commas under a title was split on ','; a title
+    # with a comma became the header; data lines ending in two commas lost their header
+    path = tmp_path / "f.csv"
+    path.write_text(text)
     df, _ = read_csv(path)
-    assert df.attrs["skip"] == 0 and not df.attrs["notes"]
+    assert (df.attrs["sep"], df.attrs["skip"], list(df.columns)) == (sep, titles, columns)
+    assert df.iloc[0].tolist() == first
+    assert bool(df.attrs["notes"]) == bool(titles)
+
+
+def test_more_title_lines_than_are_skipped_say_so(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
+    with pytest.raises(UserError, match=r"with at most 5 lines above its header \(delete the"):
+        read_csv(path)
+
+
+def test_the_row_names_of_an_r_export_are_dropped_with_a_note(tmp_path):
+    # read as R wrote it, the row names are a nameless column of unique values: dropped
+    path = tmp_path / "r.csv"
+    rows = "".join(f'"{i}",{40000 + 997 * i % 9000},{5000 + 37 * i}\n' for i in range(1, 41))
+    path.write_text('"price","lotsize"\n' + rows)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.feature_names == ["lotsize"]
+    assert "column 'Unnamed: 0' has no name and a different value in every row" in (
+        table.description
+    )
 
 
 # -- prediction applies the same encoding --------------------------------------------------------

@@ -196,7 +196,10 @@ def test_an_empty_text_cell_is_priced_as_the_runs_own_rows_were(tmp_path):
     (tmp_path / "east.csv").write_text("sqft,bedrooms,age,hood\n1500,3,20,east\n")
     empty = run_predict(full, tmp_path / "rows.csv")
     assert empty.returncode == 0, empty.stderr
-    assert "counted as 'other', which here is the reference level 'east'" in empty.stderr
+    assert (
+        "1 cell(s) in the new rows with a level not seen in the training rows (an empty cell) "
+        "counted as 'other', which here is the reference level 'east'" in empty.stderr
+    )  # it named the empty cell '(missing)', a level the user never wrote
     east = pd.read_csv(io.StringIO(run_predict(full, tmp_path / "east.csv").stdout))
     first = pd.read_csv(io.StringIO(empty.stdout))["predicted_price"][0]
     assert first == east["predicted_price"][0]
@@ -382,3 +385,17 @@ def test_new_rows_are_read_with_the_marks_the_run_was_given(tmp_path):
     assert lines[0] == "area;beds;price;predicted_price" and len(lines) == 61
     predicted = np.array([float(ln.rsplit(";", 1)[1]) for ln in lines[1:]])
     np.testing.assert_allclose(predicted, price, rtol=0.05)
+
+
+def test_title_lines_above_new_rows_are_skipped_with_a_note(run, tmp_path):
+    # skipped silently: the user could not tell which line was taken as the header
+    (tmp_path / "rows.csv").write_text("New listings, December\n\nsqft,bedrooms,age\n1500,3,20\n")
+    (tmp_path / "plain.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+    titled, plain = (run_predict(run, tmp_path / name) for name in ("rows.csv", "plain.csv"))
+    assert titled.returncode == 0, titled.stderr
+    assert titled.stderr.strip() == (
+        f"note: {tmp_path / 'rows.csv'}: skipped 2 line(s) above the header "
+        "('New listings, December')"
+    )
+    last = [out.stdout.splitlines()[-1].split(",")[-1] for out in (titled, plain)]
+    assert last[0] == last[1]

@@ -28,6 +28,7 @@ from data.sources import load_table
 from errors import UserError
 from models.build import build_model
 from training.checkpoint import Checkpoints, start_importing_orbax
+from training.cli import in_a_search
 from training.devices import local_rows, make_mesh, place_rows, replicate
 from training.evaluate import objective_minimum
 from training.hooks import Curves
@@ -288,11 +289,12 @@ def refuse_other_output_shapes(apply_fn, params, n_features: int, target: str) -
 
 def make_run_loader(cfg: DictConfig, rows: Rows) -> Loader:
     """The configured loader over the training rows; a warning when ``loader.batch_size`` is
-    set for a loader that reads none (a search's trials may set it whatever the loader).
+    set for a loader that reads none, outside a search (its trials draw one whatever the loader).
     Raises UserError for a batch that the devices cannot share evenly."""
     lc = cfg.loader
     loader = make_loader(lc.name, lc.batch_size, lc.shuffle, lc.drop_last, rows.n, cfg.seed)
-    if lc.name in FIXED_BATCH and lc.batch_size != FIXED_BATCH[lc.name]:
+    # a search's trials draw a batch size whatever the loader: a line each was noise
+    if lc.name in FIXED_BATCH and lc.batch_size != FIXED_BATCH[lc.name] and not in_a_search():
         size = "one row" if lc.name == "per_sample" else "all the training rows"
         say(
             f"warning: loader.batch_size={lc.batch_size} is not read by loader={lc.name}, "

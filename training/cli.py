@@ -472,29 +472,77 @@ def is_a_search(overrides: list[str]) -> bool:
 
 def refuse_a_search_without_validation_rows(cfg: DictConfig, combo: list[str]) -> None:
     """``hparams_search`` ranks its trials by the validation rows' RMSE (or the folds'):
-    with ``data.val_fraction=0`` and no folds every trial scored infinity and the search
-    ended with ``Best value: inf`` and an arbitrary best, exit 0; one line instead."""
+    with no validation rows and no folds every trial scored infinity and the search ended with
+    ``Best value: inf`` and an arbitrary best, exit 0; one line instead. A fraction of rows
+    counted from the config (the walkthrough's, ``data=synthetic``'s) that rounds to none
+    holds none out either; a CSV's rows are counted by each trial
+    (:func:`validation_rows_for_a_search`)."""
     if not is_a_search(combo):
         return
     data = cfg.data
-    if data.get("val_fraction", 0) == 0 and not data.get("folds"):
-        fail(
-            "bad override: hparams_search ranks its trials by the validation rows' RMSE, and "
-            f"data.val_fraction=0 holds none out; set data.val_fraction=0.2{_folds_advice(data)}"
-        )
+    if data.get("folds"):
+        return
+    fraction, rows = float(data.get("val_fraction") or 0), rows_of(data)
+    if fraction == 0 or (rows is not None and round(rows * fraction) == 0):
+        fail(f"bad override: {no_validation_rows(data, rows)}")
 
 
-def _folds_advice(data: DictConfig) -> str:
-    """`` (or cross-validate with data.folds=K)``, ``K`` the most folds up to 5 the config's
-    rows allow (each fold validates on two rows at least, ``data.preprocess.fold_rows``); a
-    CSV's rows are not counted before it is read: 5. Empty when the rows allow no folds (the
-    walkthrough's 6 points allow 3)."""
+def in_a_search() -> bool:
+    """Whether this run is a trial of ``hparams_search`` (Hydra's choice of that group)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return HydraConfig.get().runtime.choices.get("hparams_search") not in (None, "null")
+
+
+def validation_rows_for_a_search(cfg: DictConfig, split: dict) -> None:
+    """In a trial of ``hparams_search``, a :class:`UserError` when ``split`` (row indices by
+    ``train``/``val``/``test``) holds no validation row and no folds are asked for: a CSV whose
+    ``data.val_fraction`` rounds to none of its rows scored every trial infinity, exit 0."""
+    if not in_a_search() or cfg.data.get("folds") or len(split.get("val", ())):
+        return
+    rows = sum(len(r) for r in split.values())
+    raise UserError(f"bad config value: {no_validation_rows(cfg.data, rows)}")
+
+
+def rows_of(data: DictConfig) -> int | None:
+    """The rows of a data config that says how many it has (the walkthrough's points,
+    ``data.n_samples``); None for a CSV, whose rows are not counted before it is read."""
     rows = {"toy": len(data.get("xs") or ()), "synthetic": data.get("n_samples")}.get(data.name)
-    folds = 5
-    if isinstance(rows, int):
+    return rows if isinstance(rows, int) else None
+
+
+def no_validation_rows(data: DictConfig, rows: int | None) -> str:
+    """Why a search cannot rank trials on ``data`` (``rows`` of them, None if not counted),
+    and the ``data.val_fraction`` or ``data.folds`` that holds rows out, where one does."""
+    fraction, test = float(data.get("val_fraction") or 0), float(data.get("test_fraction") or 0)
+    of_rows = f" of the {rows} rows" if rows is not None and fraction else ""
+    why = (
+        f"hparams_search ranks its trials by the validation rows' RMSE, and "
+        f"data.val_fraction={fraction:g} holds none out{of_rows}"
+    )
+    folds = most_folds(data)
+    fold_advice = f"data.folds={folds}" if folds else ""
+    # 0.2 holds a row out, and leaves a training row beside the test rows
+    if rows is None or (round(rows * 0.2) and rows - round(rows * 0.2) - round(rows * test) > 0):
+        return f"{why}; set data.val_fraction=0.2" + (
+            f" (or cross-validate with {fold_advice})" if fold_advice else ""
+        )
+    if fold_advice:
+        return f"{why}; cross-validate with {fold_advice}"
+    return f"{why}; {rows} rows are too few to search on"
+
+
+def most_folds(data: DictConfig) -> int | None:
+    """The most folds, up to 5, that the config's rows allow (each fold validates on two rows
+    at least, ``data.preprocess.fold_rows``): the walkthrough's 6 points allow 3; a CSV's rows
+    are not counted before it is read: 5. None when the rows allow no folds."""
+    rows, folds = rows_of(data), 5
+    if rows is not None:
         outside_test = rows - round(rows * float(data.get("test_fraction") or 0))
         folds = min(folds, outside_test // 2)
-    return f" (or cross-validate with data.folds={folds})" if folds >= 2 else ""
+    return folds if folds >= 2 else None
 
 
 @contextlib.contextmanager

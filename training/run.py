@@ -43,6 +43,7 @@ from training.cli import (
     stop_caught,
     the_run_begins,
     the_run_ends,
+    validation_rows_for_a_search,
 )
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
@@ -89,6 +90,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         record_the_config(cfg, Path(workdir))
         t_start = time.perf_counter()
         run, params, opt_state = build(cfg, Path(workdir))
+        validation_rows_for_a_search(cfg, run.data.rows)
     try:
         with ctrl_c_says(before):
             run, params, opt_state, at = start(run, params, opt_state)
