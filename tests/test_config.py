@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -732,13 +733,17 @@ def test_a_search_with_no_validation_rows_is_refused(capsys, tmp_path, data, adv
         assert check_overrides([*args, followed])  # followed: accepted
 
 
+def one_trial(sweep: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """A search of one trial, ``overrides`` added, into ``sweep``."""
+    return run_train(
+        "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1", *overrides,
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+
+
 def test_a_search_on_a_csv_whose_fraction_holds_no_row_fails_each_trial(tmp_path):
     # the CSV's rows are counted by each trial: 0.0005 of 546 rounds to none
-    sweep = tmp_path / "s"
-    proc = run_train(
-        "-m", "hparams_search=optuna", "experiment=housing", "data.val_fraction=0.0005",
-        "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+    proc = one_trial(tmp_path / "s", "experiment=housing", "data.val_fraction=0.0005")
     assert proc.returncode != 0
     assert (
         f"error: this run failed: bad config value: {WHY}0.0005 holds none out of the 546 rows; "
@@ -749,10 +754,7 @@ def test_a_search_on_a_csv_whose_fraction_holds_no_row_fails_each_trial(tmp_path
 def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):
     # data.folds=5, advised before, failed every trial of the 6-point walkthrough: Best value inf
     sweep = tmp_path / "s"
-    proc = run_train(
-        "-m", "hparams_search=optuna", "data.folds=3", "hydra.sweeper.n_trials=1",
-        "trainer.epochs=5", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+    proc = one_trial(sweep, "data.folds=3", "trainer.epochs=5")
     assert proc.returncode == 0, proc.stderr
     best = OmegaConf.load(sweep / "optimization_results.yaml")["best_value"]
     assert np.isfinite(best)
