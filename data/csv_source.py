@@ -742,7 +742,8 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
     rows = list(csv.reader(lines, delimiter=sep))
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
     widths = [_width(r) for r in rows]
-    numbers = [sum(_is_number(cell) for cell in r) for r in rows]
+    # numbers in the lines a header or a title may be on (a wide file's cells cost ms each)
+    numbers = [sum(_is_number(cell) for cell in r) for r in rows[: most + 2]]
     others = [c for c in SEPARATORS if c != sep]
 
     def header_at(k: int, short: int) -> bool:
@@ -756,7 +757,11 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
             return False
         if k and (2 * numbers[k] >= n or any(o in cell for cell in rows[k] for o in others)):
             return False  # a data row
-        names_next = len(rows) > k + 1 and not numbers[k + 1] and any(numbers[k + 2 :])
+        names_next = (
+            len(rows) > k + 1
+            and not numbers[k + 1]
+            and any(_is_number(cell) for r in rows[k + 2 :] for cell in r)
+        )
         if names_next and (short or numbers[k]):
             return False  # this line a title ('House prices, 1987'), the next the header
         for i, (r, w) in enumerate(zip(rows[:k], written[:k], strict=True)):
