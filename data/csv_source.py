@@ -451,7 +451,7 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
         titles = _title_lines(sample.splitlines()[:50], sep) or 0
         sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
         named = _read_header(sample, sep, path, "", 1)
-        header = _with_the_row_names(named, sample, sep)
+        header = _with_the_row_names(named, sample, sep, path)
         columns = len(header) if header != named else None
         raw = _pandas_read(path, sep, columns, dtype=str, skiprows=skip)
         raw.attrs["names"] = _column_names(header, raw.shape[1])
@@ -846,7 +846,7 @@ def read_csv(
         said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
         notes.append(f"skipped {titles} line(s) above the header{said}")
     named = _read_header(sample, sep, source, key, min_columns)
-    header = _with_the_row_names(named, sample, sep)
+    header = _with_the_row_names(named, sample, sep, source)
     df = _parse_table(path, sep, decimal, source, skip, len(header) if header != named else None)
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
@@ -857,17 +857,40 @@ def read_csv(
     return df, source
 
 
-def _with_the_row_names(header: list[str], sample: str, sep: str) -> list[str]:
-    """``header`` with a nameless first column when it is one name short of the data lines
-    (R's ``write.table`` names every column but the row names'): as pandas reads such a file.
-    Read as it was, every name sat one column to the left of its values and the last column
-    was cut off (a price read as the row number, R^2 0.25, silently)."""
+def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -> list[str]:
+    """``header`` with a nameless first column when it is one name short of most data lines
+    and their first fields are row names (R's ``write.table`` names every column but the row
+    names'), as R wrote it; read as it was, every name sat one column to the left of its values
+    and the last column was cut off (a price read as the row number, R^2 0.25, silently). A
+    header short of lines whose first fields are no row names is a :class:`UserError`."""
     rows = [r for r in csv.reader(sample.splitlines()[1:50], delimiter=sep) if r]
     if len(sample) >= 65536 and len(rows) > 1:
         rows = rows[:-1]  # the last may be cut short
-    if rows and len(header) == max(map(_width, rows)) - 1:
+    widths = [_width(r) for r in rows]
+    if not rows or len(header) != max(widths, key=widths.count) - 1:  # most lines' width
+        return header
+    if _row_names(pd.Series([r[0].strip() for r in rows])):
         return ["", *header]
-    return header
+    raise UserError(
+        f"{source}: the header names {len(header)} columns and the lines below it hold "
+        f"{len(header) + 1} fields (their first, {rows[0][0].strip()!r}, is no row name); "
+        "give every column a name in the header"
+    )
+
+
+def _row_names(first: pd.Series) -> bool:
+    """Whether the cells of a nameless first column are row names: all different, and either
+    text (R's row names) or whole numbers that are the rows' positions in some order (from 0
+    or 1: R's and pandas' default row names). A nameless column of lot sizes is data."""
+    first = first.dropna().astype(str).str.strip()
+    if first.empty or not first.is_unique or first.eq("").any():
+        return False
+    numbers = pd.to_numeric(first, errors="coerce")
+    if numbers.isna().all():
+        return True
+    if numbers.isna().any() or (numbers % 1 != 0).any():
+        return False
+    return numbers.min() in (0, 1) and numbers.max() - numbers.min() + 1 == len(numbers)
 
 
 def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> None:
@@ -1016,6 +1039,10 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
     ``columns``: fields a line, the header's names replaced (a header short of them)."""
     if columns is not None:
         options.update(header=0, names=range(columns))
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if b"\r" in head and b"\n" not in head:  # old Mac line ends: pandas miscounted the
+        options.update(lineterminator="\r")  # skipped title lines by one, a data row lost
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
         return pd.read_csv(
@@ -1047,7 +1074,7 @@ def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], lis
         elif _parse_numbers(col, ".")[1].all():  # every cell N/A, null, ... (an export's)
             dropped.append(name)
             notes.append(f"column {name!r} holds only missing values ({col.iloc[0]!r}): dropped")
-        elif name.startswith("Unnamed: ") and col.notna().all() and col.is_unique:
+        elif name.startswith("Unnamed: ") and col.notna().all() and _row_names(col):
             dropped.append(name)
             notes.append(
                 f"column {name!r} has no name and a different value in every row (an index "

@@ -634,6 +634,11 @@ SHAPES = [
     ("price,lotsize\n42000,5850\n38500,4000\n", ",", 0, ["price", "lotsize"], [42000, 5850]),
     ("Sales,,,\nprice,lotsize,bedrooms,city\n42000,5850,3,a\n38500,4000,2,b\n", ",", 1,
      ["price", "lotsize", "bedrooms", "city"], [42000, 5850, 3, "a"]),
+    # old Mac line ends: pandas skipped a title line too many, and a data row with it
+    ("Sales report\r\rx,y\r1,2\r2,4.1\r3,5.9\r", ",", 2, ["x", "y"], [1.0, 2.0]),
+    # a nameless column of data, not of row names: kept (it was dropped as an index)
+    (",price\n10506,369664\n8369,256105\n9100,301000\n", ",", 0, ["Unnamed: 0", "price"],
+     [10506, 369664]),
 ]  # fmt: skip
 
 
@@ -648,6 +653,19 @@ def test_files_of_every_shape_are_read_as_written(tmp_path, text, sep, titles, c
     assert (df.attrs["sep"], df.attrs["skip"], list(df.columns)) == (sep, titles, columns)
     assert df.iloc[0].tolist() == first
     assert bool(df.attrs["notes"]) == bool(titles)
+
+
+def test_a_header_short_of_lines_without_row_names_is_refused(tmp_path):
+    # the last column's name left out: read as R's row names, the prices were dropped as an
+    # index and every column shifted, and the run trained (helper-41)
+    path = tmp_path / "f.csv"
+    path.write_text("price,lotsize,region\n369664.27,10506,east,yes\n256105.2,8369,south,no\n")
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    assert str(err.value) == (
+        f"{path}: the header names 3 columns and the lines below it hold 4 fields (their "
+        "first, '369664.27', is no row name); give every column a name in the header"
+    )
 
 
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
