@@ -1178,3 +1178,16 @@ def test_a_path_hydra_reads_otherwise_is_shown_written_as_text(capsys, arg, afte
         ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
     ).stdout
     assert make_config("data=csv", word, "data.target=price").data.path == path
+
+
+def test_a_trials_advice_is_sized_to_the_rows_it_read():
+    # a 5-row CSV was advised data.folds=5, which failed every trial ("use at most 2")
+    from training.cli import no_validation_rows
+
+    data = make_config("data=csv", "data.path=f.csv", "data.target=y").data
+    data.val_fraction = 0.01
+    assert no_validation_rows(data, 5).endswith(
+        "holds none out of the 5 rows; set data.val_fraction=0.2 (or cross-validate with "
+        "data.folds=2)"
+    )
+    assert no_validation_rows(data, None).endswith("(or cross-validate with data.folds=5)")

@@ -522,7 +522,7 @@ def no_validation_rows(data: DictConfig, rows: int | None) -> str:
         f"hparams_search ranks its trials by the validation rows' RMSE, and "
         f"data.val_fraction={fraction:g} holds none out{of_rows}"
     )
-    folds = most_folds(data)
+    folds = most_folds(data, rows)
     fold_advice = f"data.folds={folds}" if folds else ""
     # 0.2 holds a row out, and leaves a training row beside the test rows
     if rows is None or (round(rows * 0.2) and rows - round(rows * 0.2) - round(rows * test) > 0):
@@ -534,11 +534,12 @@ def no_validation_rows(data: DictConfig, rows: int | None) -> str:
     return f"{why}; {rows} rows are too few to search on"
 
 
-def most_folds(data: DictConfig) -> int | None:
-    """The most folds, up to 5, that the config's rows allow (each fold validates on two rows
-    at least, ``data.preprocess.fold_rows``): the walkthrough's 6 points allow 3; a CSV's rows
-    are not counted before it is read: 5. None when the rows allow no folds."""
-    rows, folds = rows_of(data), 5
+def most_folds(data: DictConfig, rows: int | None = None) -> int | None:
+    """The most folds, up to 5, that ``rows`` (default: the config's own count) allow (each
+    fold validates on two rows at least, ``data.preprocess.fold_rows``): the walkthrough's 6
+    points allow 3; a CSV's rows are not counted before it is read: 5. None when the rows
+    allow no folds."""
+    rows, folds = rows if rows is not None else rows_of(data), 5
     if rows is not None:
         outside_test = rows - round(rows * float(data.get("test_fraction") or 0))
         folds = min(folds, outside_test // 2)
