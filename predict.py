@@ -95,7 +95,11 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     enc = prep["encoding"]
     sep, decimal = _marks_the_run_was_given(run_dir)
     try:  # the new rows' separator and decimal mark: the run's, if given, else their file's
-        df, source = read_csv(path, key="rows", min_columns=1, sep=sep, decimal=decimal)
+        # numbers that decide no decimal mark ('26.648' in a ';' file) are read as the run's
+        undecided = enc.get("decimal") if enc else None
+        df, source = read_csv(
+            path, key="rows", min_columns=1, sep=sep, decimal=decimal, undecided=undecided
+        )
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
     for note in df.attrs["notes"]:  # title lines skipped above the header

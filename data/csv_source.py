@@ -403,6 +403,19 @@ def _column_decimal(
     example = _thousands_like(bare, decimal) if sep != "," else None
     if example is not None:
         return decimal, _ambiguous_note(name, str(text[bare == example].iloc[0]), decimal, bare)
+    # every value '26.648' in a ';' file of no decimal comma: 26648, or 26.648 (with '903'
+    # beside '3,231', numbers under a thousand are written without a group: thousands)
+    every = bare.str.contains(other, regex=False).all()
+    grouped = _thousands_like(bare, other) if sep != "," and every else None
+    if grouped is not None:
+        from errors import hydra_value
+
+        return decimal, (
+            f"column {name!r}: every value is written like "
+            f"{str(text[bare == grouped].iloc[0])!r}, read with {other!r} as the thousands "
+            f"separator ({grouped.replace(other, '')}); if {other!r} is the decimal mark there, "
+            f"set {hydra_value('data.decimal', other)}"
+        )
     return decimal, None
 
 
@@ -679,13 +692,15 @@ def _refuse_missing(
         )
 
 
-def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str, int]:
+def _sniff(
+    sample: str, sep: str | None, decimal: str | None, undecided: str | None = None
+) -> tuple[str, str, int]:
     """The separator (``,`` ``;`` tab ``|``: the one splitting the first lines into the most, equal
     numbers of fields, title lines above the header aside, :func:`_title_lines`), the decimal
     mark (``,`` when more of a ``;``/tab/``|`` file's cells need it than need ``.``,
     :func:`_decimal_evidence`; with none either way, ``,`` for a ``;`` file, whose columns ``;``
-    splits because ``,`` is its decimal mark), each unless given, and the number of title
-    lines above the header."""
+    splits because ``,`` is its decimal mark, or ``undecided`` where given), each unless given,
+    and the number of title lines above the header."""
     lines = sample.splitlines()[:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
@@ -713,6 +728,8 @@ def _sniff(sample: str, sep: str | None, decimal: str | None) -> tuple[str, str,
             # a ';' file's columns are split by ';' because ',' is its decimal mark
             if commas > points or (commas == points == 0 and sep == ";"):
                 decimal = ","
+            if commas == points == 0 and undecided:
+                decimal = undecided
     return sep, decimal, titles
 
 
@@ -826,10 +843,12 @@ def read_csv(
     min_columns: int = 2,
     sep: str | None = None,
     decimal: str | None = None,
+    undecided: str | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """Read a UTF-8 file with a header row; every problem is a UserError.
 
-    ``sep`` / ``decimal``: None detects them (see :func:`_sniff`); what was used is in
+    ``sep`` / ``decimal``: None detects them (see :func:`_sniff`; ``undecided``: the decimal
+    mark of a file whose numbers decide none, new rows read for a run); what was used is in
     ``df.attrs["sep"]`` and ``df.attrs["decimal"]``. A nameless column is called
     ``Unnamed: <position from 0>`` as pandas calls it. Fewer than ``min_columns`` columns
     (training needs a feature and a target) means the separator is not one we know."""
@@ -838,7 +857,7 @@ def read_csv(
     sample = _read_sample(path, key, source)
     sep = "\t" if sep in ("tab", "\\t") else sep
     sample, skip, hinted = _without_the_separator_line(sample)
-    sep, decimal, titles = _sniff(sample, sep or hinted, decimal)
+    sep, decimal, titles = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
     if titles:
         above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]

@@ -777,3 +777,16 @@ def test_a_thousands_separator_out_of_place_is_no_number(tmp_path):
     table = load_csv(csv_cfg(eu, "price", "data.val_fraction=0", "data.test_fraction=0"), seed=0)
     np.testing.assert_array_equal(table.X[:, 0], np.float32([1500.5, 2000.25, 1.5, 3100, 7]))
     np.testing.assert_array_equal(table.y, np.float32([3, 4, 5, 6, 6.5]))
+
+
+def test_numbers_grouped_like_thousands_with_the_other_mark_get_a_note(tmp_path):
+    # a ';' file of '26.648' (pandas' float_format='%.3f') was read 1000x, under a note that
+    # called them "numbers written as text"
+    path = tmp_path / "f.csv"
+    rows = "".join(f"{26.648 + i:.3f};{63.55 + 2 * i:.3f}\n" for i in range(12))
+    path.write_text("w;y\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=y").data)
+    assert (
+        "note: column 'w': every value is written like '26.648', read with '.' as the "
+        "thousands separator (26648); if '.' is the decimal mark there, set data.decimal=."
+    ) in table.description

@@ -399,3 +399,19 @@ def test_title_lines_above_new_rows_are_skipped_with_a_note(run, tmp_path):
     )
     last = [out.stdout.splitlines()[-1].split(",")[-1] for out in (titled, plain)]
     assert last[0] == last[1]
+
+
+def test_new_rows_whose_numbers_decide_no_mark_are_read_with_the_runs(tmp_path):
+    # a run on a ',' file given its new rows as a ';' file of '26.648'-like numbers read them
+    # with ',' (a ';' file's default): '.' a thousands separator, prices 1000x, silently
+    rng = np.random.default_rng(0)
+    a = np.round(rng.uniform(10, 99, 30), 3)
+    houses = pd.DataFrame({"a": a, "price": np.round(3 * a + 7 + rng.normal(0, 0.1, 30), 3)})
+    run_dir = train_on(houses, tmp_path)
+    (tmp_path / "plain.csv").write_text("a\n26.648\n")
+    (tmp_path / "semi.csv").write_text("a;b\n26.648;1\n")
+    plain, semi = (run_predict(run_dir, tmp_path / f) for f in ("plain.csv", "semi.csv"))
+    assert semi.returncode == 0, semi.stderr
+    price = float(plain.stdout.splitlines()[1].split(",")[-1])
+    assert abs(price - (3 * 26.648 + 7)) < 1
+    assert semi.stdout.splitlines()[1].split(";")[-1] == plain.stdout.splitlines()[1].split(",")[-1]
