@@ -872,6 +872,7 @@ def read_csv(
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     _refuse_the_header_again(df, source, skip)
+    _refuse_a_total_row(df, source, skip)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
     return df, source
 
@@ -910,6 +911,29 @@ def _row_names(first: pd.Series) -> bool:
     if numbers.isna().any() or (numbers % 1 != 0).any():
         return False
     return numbers.min() in (0, 1) and numbers.max() - numbers.min() + 1 == len(numbers)
+
+
+# what a report's footer row says in its first text cell (English, German, Dutch, French,
+# Italian, Spanish), compared in lower case with a trailing ':' removed
+TOTAL_WORDS = {
+    "total", "totals", "grand total", "sum", "subtotal", "sub-total", "summe", "gesamt",
+    "totaal", "somme", "totale", "suma",
+}  # fmt: skip
+
+
+def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
+    """One of the last three rows whose text cell says it is a total (``Total``, a report's
+    footer) is a :class:`UserError` naming its line: it trained as one more house, summed
+    from the others (a newcomer's file: 41 rows for 40, a fill value inflated by it)."""
+    tail = df.tail(3)
+    rows = zip(range(len(df) - len(tail), len(df)), tail.itertuples(index=False), strict=True)
+    for i, row in rows:
+        for cell in row:
+            if isinstance(cell, str) and cell.strip().rstrip(":").casefold() in TOTAL_WORDS:
+                raise UserError(
+                    f"{source}: row {i + 1} (line {i + 2 + skip}) is a total ({cell.strip()!r}), "
+                    "not a row of data; delete that line"
+                )
 
 
 def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> None:

@@ -790,3 +790,19 @@ def test_numbers_grouped_like_thousands_with_the_other_mark_get_a_note(tmp_path)
         "note: column 'w': every value is written like '26.648', read with '.' as the "
         "thousands separator (26648); if '.' is the decimal mark there, set data.decimal=."
     ) in table.description
+
+
+@pytest.mark.parametrize("cell", ["Total", "TOTAL:", "Grand total", "Summe"])
+def test_a_total_row_below_the_data_is_refused(tmp_path, cell):
+    # a report's footer trained as one more house, summed from the others
+    path = tmp_path / "f.csv"
+    rows = "".join(f"{100 + i},{5000 + 10 * i},west\n" for i in range(6))
+    path.write_text(f"price,lotsize,region\n{rows}615,30150,{cell}\n")
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    assert str(err.value) == (
+        f"{path}: row 7 (line 8) is a total ({cell!r}), not a row of data; delete that line"
+    )
+    # a level named like that above the last rows is data
+    path.write_text(f"price,lotsize,region\n615,30150,{cell}\n{rows}")
+    assert read_csv(path)[0].shape == (7, 3)
