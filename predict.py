@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from errors import UserError, fail, resume_command
 
@@ -253,15 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     # the user's own cells as they wrote them ("1,250", 02134), then the predictions, in the
     # file's own separator and decimal mark
     sep, decimal = df.attrs.get("sep", ","), df.attrs.get("decimal", ".")
-    df = pd.read_csv(
-        Path(args.rows).expanduser(),
-        sep=sep,
-        skiprows=df.attrs.get("skip", 0),  # Excel's `sep=;` line
-        dtype=str,
-        keep_default_na=False,
-        index_col=False,
-        encoding="utf-8-sig",
-    )
+    # as read: Excel's `sep=;` line and title lines skipped, R's row names in their column
+    from data.csv_source import cells_as_written
+
+    df = cells_as_written(Path(args.rows), sep)
     df[f"predicted_{prep['target']}"] = pred
     fmt = {"sep": sep, "decimal": decimal, "index": False}
     if out is not None:

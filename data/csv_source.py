@@ -454,6 +454,16 @@ def _cells_as_written(col: pd.Series, path: str | None, sep: str) -> pd.Series |
 _AS_WRITTEN: dict = {}  # (path, sep, mtime) -> the table of strings, the last one read
 
 
+def cells_as_written(path: str | Path, sep: str) -> pd.DataFrame:
+    """Every cell of the file at ``path`` (separator ``sep``) as a string as the file writes
+    it (``"1,250"``, ``02134``; an empty cell missing), its columns named as :func:`read_csv`
+    names them: its title lines skipped, R's row names a nameless first column."""
+    path = str(Path(path).expanduser())
+    raw = _table_as_written(path, sep, Path(path).stat().st_mtime_ns).copy()
+    raw.columns = raw.attrs["names"]
+    return raw
+
+
 def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     """The file's cells as strings (its columns named as :func:`read_csv` names them, in
     ``attrs["names"]``), read once per file: only a ``;``/tab file with a numeric column whose

@@ -415,3 +415,18 @@ def test_new_rows_whose_numbers_decide_no_mark_are_read_with_the_runs(tmp_path):
     price = float(plain.stdout.splitlines()[1].split(",")[-1])
     assert abs(price - (3 * 26.648 + 7)) < 1
     assert semi.stdout.splitlines()[1].split(";")[-1] == plain.stdout.splitlines()[1].split(",")[-1]
+
+
+def test_new_rows_written_by_r_keep_every_column_in_the_output(run, tmp_path):
+    # R's write.table header is one name short: the output dropped the last column's cells
+    # under pandas' ParserWarning ("loss of data")
+    rows = '"sqft"\t"bedrooms"\t"age"\n"1"\t1500\t3\t20\n"2"\t1600\t3\t15\n'
+    (tmp_path / "r.txt").write_text(rows)
+    (tmp_path / "plain.csv").write_text("sqft,bedrooms,age\n1500,3,20\n1600,3,15\n")
+    r, plain = (run_predict(run, tmp_path / f) for f in ("r.txt", "plain.csv"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "Unnamed: 0\tsqft\tbedrooms\tage\tpredicted_price"
+    assert lines[1].split("\t")[:4] == ["1", "1500", "3", "20"]
+    priced = [ln.split(",")[-1] for ln in plain.stdout.splitlines()[1:]]
+    assert [ln.split("\t")[-1] for ln in lines[1:]] == priced
