@@ -721,3 +721,40 @@ def test_the_advice_of_a_shuffled_run_lists_what_reaches_least_squares(
     say_convergence(cfg, metrics, Progressed(step=epochs, epoch=epochs), {})
     line = capsys.readouterr().out
     assert "rerun with " + ", or with ".join(alternatives) in line, line
+
+
+@pytest.mark.parametrize(
+    ("floor", "advice"),
+    [
+        (None, "rerun with trainer.tol=1e-08"),
+        (4.6e-08, "rerun with trainer.tol=1e-07"),  # 1e-08 was never met: 100,000 epochs
+        (6e-07, "rerun with trainer.tol=0 trainer.epochs=110"),  # none below 1e-06 can be
+    ],
+)
+def test_a_smaller_tol_is_one_float32_can_meet(capsys, floor, advice):
+    from training.hooks import Progressed
+    from training.report import say_convergence
+
+    cfg = make_config("experiment=housing", "loader=full_batch", "trainer.tol=1e-6")
+    metrics = {"train": {"r2": 0.68}, "ols": {"r2": 0.68}, "gradient_at_minimum": floor}
+    metrics["ols_gap"] = {"max_rel_coefficient_diff": 5e-3}
+    say_convergence(cfg, metrics, Progressed(step=11, epoch=11, stopped="converged"), {})
+    assert capsys.readouterr().out.strip().endswith(advice)
+
+
+@pytest.mark.slow
+def test_the_smaller_tol_advised_is_met_when_followed(tmp_path):
+    # a newcomer's file (helper-41: 15 columns on scales from 0.01 to 1000) stopped on
+    # trainer.tol=1e-06 short of least squares; the advised 1e-08 reached it but was never met
+    # (float32's gradient at the minimum is 4.5e-08), so the run went on for 100,000 epochs
+    data = ("data=csv", f"data.path={ROOT / 'tests' / 'data' / 'fifteen_scales.csv'}")
+    run = (*data, "data.target=target", "logger.plots=false")
+    first = run_train(*run, f"hydra.run.dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stderr
+    warning = next(ln for ln in first.stdout.splitlines() if ln.startswith("warning: stopped"))
+    tol = re.search(r"rerun with (trainer\.tol=\S+)$", warning)[1]
+    floor = json.loads((tmp_path / "first" / "metrics.json").read_text())["gradient_at_minimum"]
+    assert float(tol.split("=")[1]) >= 2 * floor
+    again = run_train(*run, tol, f"hydra.run.dir={tmp_path / 'again'}")
+    assert "reached least squares" in again.stdout, again.stdout
+    assert "epochs (converged)" in again.stdout  # the tol was met

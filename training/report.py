@@ -8,10 +8,12 @@ prints and draws.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.experimental.multihost_utils import process_allgather
 from omegaconf import DictConfig
 
@@ -57,6 +59,26 @@ def fit_on_training_rows(run: Run, params) -> tuple[np.ndarray, float]:
         tiled=True,
     )
     return pred[: rows.n], float(loss)
+
+
+def gradient_norm(run: Run, params) -> float:
+    """``||grad J||_2`` of the trained objective over the trainable parameters at ``params``
+    on the training rows, in float32 as training computes it (the norm ``trainer.tol``
+    bounds): at the float64 minimum, the smallest gradient float32 can show there. Every
+    process must call this."""
+    frozen = tuple(run.settings.cfg.optimizer.freeze)
+    fn = _gradient_norm(run.model.apply_fn, run.model.objective, frozen)
+    rows = run.rows
+    return float(np.ravel(process_allgather(fn(params, rows.X, rows.y, rows.w)))[0])
+
+
+@functools.cache
+def _gradient_norm(apply_fn, objective, frozen: tuple[str, ...]):
+    def fn(p, X, y, w):
+        grads = jax.grad(lambda p: objective(p, apply_fn(p, X), y, w))(p)
+        return optax.tree.norm({k: g for k, g in grads.items() if k not in frozen})
+
+    return jax.jit(fn)
 
 
 @functools.cache
@@ -169,6 +191,8 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
         },
     }
     # every process: the training rows may be sharded over all of them
+    if at.stopped == "converged" and not reached({**metrics, **out}):  # every process
+        out["gradient_at_minimum"] = gradient_norm(run, p_ols)
     G, H = residual_moments(params["W"], params["b"], rows.X, rows.y, rows.w)
     kappa, kappa_standardized = condition_numbers(G)
     out["conditioning"] = {"gram": kappa, "gram_standardized": kappa_standardized}
@@ -197,6 +221,23 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
     return out
 
 
+def reached(metrics: dict) -> bool:
+    """Whether the fit reached the objective's minimum on the training rows: R^2 within
+    ``R2_REACHED`` and, on a design of full rank, every coefficient within ``CONVERGED_GAP``
+    relative (on a rank-deficient one only the fit is unique: the coefficients' gap lies along
+    the aliased columns)."""
+    r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
+    aliased = bool(metrics.get("inference", {}).get("aliased"))
+    coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    return abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP)
+
+
+def _one_digit_up(x: float) -> float:
+    """``x`` > 0 rounded up to one significant digit (9.02e-08 -> 1e-07)."""
+    exponent = math.floor(math.log10(x))
+    return math.ceil(x / 10**exponent) * 10**exponent
+
+
 def say_convergence(
     cfg: DictConfig, metrics: dict, at: Progressed, chosen: dict, ref: str = "least squares"
 ) -> None:
@@ -213,10 +254,7 @@ def say_convergence(
         f"R^2 {r2:.6f} against {possessive} {r2_ols:.6f}, largest relative coefficient "
         f"difference {coef:.2e}"
     )
-    # on a design of full rank the coefficients are unique and must agree too; on a
-    # rank-deficient one only the fit is (the coefficients' gap is along aliased columns)
-    aliased = bool(metrics.get("inference", {}).get("aliased"))
-    if abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP):
+    if reached(metrics):
         print(f"reached {ref}: {gap}")
         return
     o, tr = cfg.optimizer, cfg.trainer
@@ -234,7 +272,14 @@ def say_convergence(
     if o.end_lr_factor:
         to_zero += " optimizer.end_lr_factor=0"
     if at.stopped == "converged":
-        tol = f"trainer.tol={tr.tol / 100:g}"
+        # a tol below float32's own gradient at the minimum is never met: the run went on to
+        # its 100,000 epochs (a 200k-row file: 69 s), right but slow
+        floor = metrics.get("gradient_at_minimum") or 0.0
+        smaller = max(tr.tol / 100, _one_digit_up(2 * floor) if floor else 0.0)
+        if smaller < tr.tol:
+            tol = f"trainer.tol={smaller:g}"
+        else:  # no tol below this one can be met: more epochs with none
+            tol = f"trainer.tol=0 trainer.epochs={10 * max(at.epoch, 1)}"
         if stochastic:  # the epoch's mean loss changes little long before the end
             tol = "trainer.tol=0" if decays else f"{to_zero} trainer.tol=0"
         print(
