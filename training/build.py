@@ -28,7 +28,7 @@ from data.sources import load_table
 from errors import UserError
 from models.build import build_model
 from training.checkpoint import Checkpoints, start_importing_orbax
-from training.cli import in_a_search
+from training.config import in_a_search
 from training.devices import local_rows, make_mesh, place_rows, replicate
 from training.evaluate import objective_minimum
 from training.hooks import Curves

@@ -487,19 +487,12 @@ def refuse_a_search_without_validation_rows(cfg: DictConfig, combo: list[str]) -
         fail(f"bad override: {no_validation_rows(data, rows)}")
 
 
-def in_a_search() -> bool:
-    """Whether this run is a trial of ``hparams_search`` (Hydra's choice of that group)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return False
-    return HydraConfig.get().runtime.choices.get("hparams_search") not in (None, "null")
-
-
 def validation_rows_for_a_search(cfg: DictConfig, split: dict) -> None:
     """In a trial of ``hparams_search``, a :class:`UserError` when ``split`` (row indices by
     ``train``/``val``/``test``) holds no validation row and no folds are asked for: a CSV whose
     ``data.val_fraction`` rounds to none of its rows scored every trial infinity, exit 0."""
+    from training.config import in_a_search
+
     if not in_a_search() or cfg.data.get("folds") or len(split.get("val", ())):
         return
     rows = sum(len(r) for r in split.values())

@@ -293,6 +293,11 @@ def hydra_choices() -> dict:
     return dict(HydraConfig.get().runtime.choices)
 
 
+def in_a_search() -> bool:
+    """Whether this run is a trial of ``hparams_search`` (Hydra's choice of that group)."""
+    return hydra_choices().get("hparams_search") not in (None, "null")
+
+
 def command_line_overrides() -> list[str]:
     """The running Hydra app's overrides (``hydra.overrides.task``); ``[]`` outside one (the
     compose API: pass the overrides to :func:`validate` instead)."""
