@@ -764,8 +764,9 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
 
     Failing that, 0 for a header one field short of the data lines at the top (R's
     ``write.table`` leaves the row names' column unnamed) over a first data line that holds a
-    number (over a line of names only, it is a title above the header). None when ``sep`` does
-    not split the file."""
+    number (over a line of names only, it is a title above the header); failing that, the
+    first line that splits, below lines of one field each (a title above a header of years).
+    None when ``sep`` does not split the file."""
     rows = list(csv.reader(lines, delimiter=sep))
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
     widths = [_width(r) for r in rows]
@@ -802,6 +803,18 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
         for k in range(min(most, len(rows) - 1) + 1 if short == 0 else 1):
             if header_at(k, short):
                 return k
+    # a header of years ('region,2019,2020') looks like a data row: below lines of one field
+    # each (a title, blank lines), the first line that splits is the header all the same
+    for k in range(1, min(most, len(rows) - 1) + 1):
+        if rows[k] and len(rows[k]) > 1:
+            if all(len(r) <= 1 for r in rows[:k]) and any(written[:k]):
+                below = [w for r, w in zip(rows[k + 1 :], widths[k + 1 :], strict=True) if r]
+                fits = all(len(r) > 1 for r in rows[k:] if r) and not any(
+                    o in cell for cell in rows[k] for o in others
+                )
+                if fits and (not below or len(rows[k]) >= max(below)):
+                    return k
+            break
     return None
 
 

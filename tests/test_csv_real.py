@@ -634,6 +634,9 @@ SHAPES = [
     ("price,lotsize\n42000,5850\n38500,4000\n", ",", 0, ["price", "lotsize"], [42000, 5850]),
     ("Sales,,,\nprice,lotsize,bedrooms,city\n42000,5850,3,a\n38500,4000,2,b\n", ",", 1,
      ["price", "lotsize", "bedrooms", "city"], [42000, 5850, 3, "a"]),
+    # a title above a header of years, which looks like a data row
+    ("GDP by region and year\nSource: stats office\n\nregion,2019,2020\nnorth,1.5,2\n"
+     "south,3,4.5\n", ",", 3, ["region", "2019", "2020"], ["north", 1.5, 2.0]),
     # old Mac line ends: pandas skipped a title line too many, and a data row with it
     ("Sales report\r\rx,y\r1,2\r2,4.1\r3,5.9\r", ",", 2, ["x", "y"], [1.0, 2.0]),
     # a nameless column of data, not of row names: kept (it was dropped as an index)
