@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import re
 import unicodedata
 import warnings
@@ -903,37 +904,64 @@ def read_csv(
 def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -> list[str]:
     """``header`` with a nameless first column when it is one name short of most data lines
     and their first fields are row names (R's ``write.table`` names every column but the row
-    names'), as R wrote it; read as it was, every name sat one column to the left of its values
-    and the last column was cut off (a price read as the row number, R^2 0.25, silently). A
-    header short of lines whose first fields are no row names is a :class:`UserError`."""
-    rows = [r for r in csv.reader(sample.splitlines()[1:50], delimiter=sep) if r]
-    if len(sample) >= 65536 and len(rows) > 1:
-        rows = rows[:-1]  # the last may be cut short
+    names', and quotes them), as R wrote it; read as it was, every name sat one column to the
+    left of its values and the last column was cut off (a price read as the row number, R^2
+    0.25, silently). A :class:`UserError` for a header short of lines otherwise: two or more
+    names short (the last columns were cut off), or one short of lines whose first fields are
+    no row names, or that hold a number written ``42,000`` unquoted (split in two fields)."""
+    lines = sample.splitlines()[1:50]
+    if len(sample) >= 65536 and len(lines) > 1:
+        lines = lines[:-1]  # the last may be cut short
+    rows = [r for r in csv.reader(lines, delimiter=sep) if r]
     widths = [_width(r) for r in rows]
-    if not rows or len(header) != max(widths, key=widths.count) - 1:  # most lines' width
+    fields = max(widths, key=widths.count) if rows else 0  # most lines' width
+    if not rows or len(header) >= fields:
         return header
-    if _row_names(pd.Series([r[0].strip() for r in rows])):
-        return ["", *header]
-    raise UserError(
-        f"{source}: the header names {len(header)} columns and the lines below it hold "
-        f"{len(header) + 1} fields (their first, {rows[0][0].strip()!r}, is no row name); "
-        "give every column a name in the header"
+    first = rows[0][0].strip()
+    quoted = all(line.lstrip().startswith('"') for line in lines if line.strip())
+    unquoted_thousands = (
+        sep == ","
+        and not quoted
+        and all(
+            any(
+                re.fullmatch(r"\d{1,3}", a) and re.fullmatch(r"\d{3}", b)
+                for a, b in itertools.pairwise(r)
+            )
+            for r in rows
+        )
     )
+    names = f"the header names {len(header)} columns and the lines below it hold {fields} fields"
+    if len(header) == fields - 1 and unquoted_thousands:
+        raise UserError(
+            f"{source}: {names}: a number written with ',' between thousands splits in two "
+            "fields unless quoted; quote such numbers (\"42,000\") or write them without the ','"
+        )
+    if len(header) == fields - 1 and (quoted or _row_names(pd.Series([r[0] for r in rows]))):
+        return ["", *header]
+    if len(header) == fields - 1:  # R's write.table(quote = FALSE) of a sample, or data
+        raise UserError(
+            f"{source}: {names} (their first, {first!r}, is no row name in order); give every "
+            "column a name in the header (R: write.table(..., col.names = NA) names the row "
+            "names' column)"
+        )
+    raise UserError(f"{source}: {names}; give every column a name in the header")
 
 
 def _row_names(first: pd.Series) -> bool:
     """Whether the cells of a nameless first column are row names: all different, and either
-    text (R's row names) or whole numbers that are the rows' positions in some order (from 0
-    or 1: R's and pandas' default row names). A nameless column of lot sizes is data."""
+    text (R's row names) or whole numbers from 0 that are the rows' positions in some order,
+    or that only rise (R's and pandas' row names, of a table after filtering rows). A nameless
+    column of lot sizes, unsorted, is data."""
     first = first.dropna().astype(str).str.strip()
     if first.empty or not first.is_unique or first.eq("").any():
         return False
     numbers = pd.to_numeric(first, errors="coerce")
     if numbers.isna().all():
         return True
-    if numbers.isna().any() or (numbers % 1 != 0).any():
+    if numbers.isna().any() or (numbers % 1 != 0).any() or (numbers < 0).any():
         return False
-    return numbers.min() in (0, 1) and numbers.max() - numbers.min() + 1 == len(numbers)
+    rising = bool((np.diff(numbers.to_numpy()) > 0).all())
+    return rising or (numbers.min() in (0, 1) and numbers.max() - numbers.min() + 1 == len(numbers))
 
 
 # what a report's footer row says in its first text cell (English, German, Dutch, French,
@@ -1145,6 +1173,11 @@ def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], lis
             notes.append(
                 f"column {name!r} has no name and a different value in every row (an index "
                 f"written by pandas or R): dropped"
+            )
+        elif name.startswith("Unnamed: "):
+            notes.append(
+                f"column {name!r} has no name and is used as a feature; if it numbers the rows "
+                "(an index), add it to data.drop"
             )
     return dropped, notes
 

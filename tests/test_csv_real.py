@@ -667,7 +667,8 @@ def test_a_header_short_of_lines_without_row_names_is_refused(tmp_path):
         read_csv(path)
     assert str(err.value) == (
         f"{path}: the header names 3 columns and the lines below it hold 4 fields (their "
-        "first, '369664.27', is no row name); give every column a name in the header"
+        "first, '369664.27', is no row name in order); give every column a name in the header "
+        "(R: write.table(..., col.names = NA) names the row names' column)"
     )
 
 
@@ -809,3 +810,42 @@ def test_a_total_row_below_the_data_is_refused(tmp_path, cell):
     # a level named like that above the last rows is data
     path.write_text(f"price,lotsize,region\n615,30150,{cell}\n{rows}")
     assert read_csv(path)[0].shape == (7, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # unquoted thousands split a price in two: with ids 1..n it read as R's row names,
+        # every column shifted, R^2 0.006, and "reached least squares" (helper-42)
+        ("id,lotsize,price\n1,5850,42,000\n2,4000,38,500\n3,3060,49,500\n",
+         "the header names 3 columns and the lines below it hold 4 fields: a number written "
+         "with ',' between thousands splits in two fields unless quoted"),
+        # two names short: the last two columns were cut off, silently
+        ("a,b\n1,2,3,4\n5,6,7,8\n", "the header names 2 columns and the lines below it hold 4 "
+         "fields; give every column a name in the header"),
+    ],
+)  # fmt: skip
+def test_a_header_short_of_its_lines_is_refused(tmp_path, text, says):
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=re.escape(says)):
+        read_csv(path)
+
+
+def test_a_nameless_index_of_a_filtered_table_is_dropped_and_any_other_said(tmp_path):
+    # pandas' to_csv after filtering rows keeps their index numbers, with gaps: it was a feature
+    index = [0, 3, 4, 9, 12, 15, 21, 22, 30, 41]
+    rows = "".join(f"{i},{1000 + 37 * k % 300},{50 + k % 7}\n" for k, i in enumerate(index))
+    (tmp_path / "filtered.csv").write_text(",lotsize,price\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={tmp_path / 'filtered.csv'}",
+                                 "data.target=price").data)  # fmt: skip
+    assert table.feature_names == ["lotsize"]
+    shuffled = [9, 0, 41, 3, 22, 4, 30, 12, 21, 15]  # a sample's: kept, and said
+    rows = "".join(f"{i},{1000 + 37 * k % 300},{50 + k % 7}\n" for k, i in enumerate(shuffled))
+    (tmp_path / "sampled.csv").write_text(",lotsize,price\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={tmp_path / 'sampled.csv'}",
+                                 "data.target=price").data)  # fmt: skip
+    assert (
+        "column 'Unnamed: 0' has no name and is used as a feature; if it numbers the rows "
+        "(an index), add it to data.drop" in table.description
+    )
