@@ -964,26 +964,59 @@ def _row_names(first: pd.Series) -> bool:
     return rising or (numbers.min() in (0, 1) and numbers.max() - numbers.min() + 1 == len(numbers))
 
 
-# what a report's footer row says in its first text cell (English, German, Dutch, French,
-# Italian, Spanish), compared in lower case with a trailing ':' removed
+# what a report's total row says in any of its cells (English, German, Dutch, French, Italian,
+# Spanish), compared in lower case with a trailing ':' and a parenthesis ('Total (40 sales)')
+# left out; and what its summary rows say in their first cell, where a report labels them
 TOTAL_WORDS = {
     "total", "totals", "grand total", "sum", "subtotal", "sub-total", "summe", "gesamt",
     "totaal", "somme", "totale", "suma",
 }  # fmt: skip
+SUMMARY_WORDS = {
+    "average", "avg", "mean", "median", "min", "max", "minimum", "maximum", "count", "std",
+    "std dev", "stdev", "standard deviation", "overall", "all", "moyenne", "durchschnitt",
+    "mittelwert", "gemiddelde", "media", "promedio",
+}  # fmt: skip
+SUMMARY_ROWS = (2, 6)  # the first and the last rows a report's totals stand in
+
+
+def _summary_word(cell: object) -> str:
+    """A cell's text as a total or summary label is compared: lower case, without a trailing
+    ':' or a parenthesis."""
+    if not isinstance(cell, str):
+        return ""
+    return re.sub(r"\s*\(.*\)\s*$", "", cell.strip()).rstrip(":").strip().casefold()
 
 
 def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
-    """One of the last three rows whose text cell says it is a total (``Total``, a report's
-    footer) is a :class:`UserError` naming its line: it trained as one more house, summed
-    from the others (a newcomer's file: 41 rows for 40, a fill value inflated by it)."""
-    tail = df.tail(3)
-    rows = zip(range(len(df) - len(tail), len(df)), tail.itertuples(index=False), strict=True)
-    for i, row in rows:
-        for cell in row:
-            if isinstance(cell, str) and cell.strip().rstrip(":").casefold() in TOTAL_WORDS:
+    """One of the first two or last six rows that says it is a total (``Total`` in any cell)
+    or a summary (``Average``, ``Min``, ``Count``, ... in its first cell) is a
+    :class:`UserError` naming its line: it trained as one more house, summed or averaged from
+    the others (a newcomer's file: 41 rows for 40, a fill value inflated by it; 43 for 40, the
+    coefficients' signs turned)."""
+    head, tail = SUMMARY_ROWS
+    positions = sorted({*range(min(head, len(df))), *range(max(len(df) - tail, 0), len(df))})
+    for i in positions:
+        row = df.iloc[i].tolist()
+        total = [c for c in row if _summary_word(c) in TOTAL_WORDS]
+        label = [row[0]] if _summary_word(row[0]) in SUMMARY_WORDS else []
+        for cell in total or label:
+            raise UserError(
+                f"{source}: row {i + 1} (line {i + 2 + skip}) is a total or a summary "
+                f"({cell.strip()!r}), not a row of data; delete that line"
+            )
+    numbers = df.select_dtypes("number").to_numpy(np.float64)
+    if len(df) >= 10 and numbers.shape[1] >= 2:  # a total row with no label: the column sums
+        for i in (0, len(df) - 1):
+            others = np.delete(numbers, i, axis=0)
+            sums = np.nansum(others, axis=0)
+            if (
+                np.isfinite(numbers[i]).all()
+                and np.abs(sums).min() > 0
+                and np.allclose(numbers[i], sums, rtol=1e-3, atol=0)
+            ):
                 raise UserError(
-                    f"{source}: row {i + 1} (line {i + 2 + skip}) is a total ({cell.strip()!r}), "
-                    "not a row of data; delete that line"
+                    f"{source}: row {i + 1} (line {i + 2 + skip}) holds the sums of the other "
+                    "rows' numbers (a report's total), not a row of data; delete that line"
                 )
 
 
