@@ -973,8 +973,8 @@ TOTAL_WORDS = {
 }  # fmt: skip
 SUMMARY_WORDS = {
     "average", "avg", "mean", "median", "min", "max", "minimum", "maximum", "count", "std",
-    "std dev", "stdev", "standard deviation", "overall", "all", "moyenne", "durchschnitt",
-    "mittelwert", "gemiddelde", "media", "promedio",
+    "std dev", "stdev", "standard deviation", "moyenne", "durchschnitt", "mittelwert",
+    "gemiddelde", "promedio",
 }  # fmt: skip
 SUMMARY_ROWS = (2, 6)  # the first and the last rows a report's totals stand in
 
@@ -989,16 +989,21 @@ def _summary_word(cell: object) -> str:
 
 def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
     """One of the first two or last six rows that says it is a total (``Total`` in any cell)
-    or a summary (``Average``, ``Min``, ``Count``, ... in its first cell) is a
+    or a summary (``Average``, ``Min``, ``Count``, ... in its first cell), in a cell no other
+    row of its column shares (a condition rated ``Average`` in many rows is data), is a
     :class:`UserError` naming its line: it trained as one more house, summed or averaged from
     the others (a newcomer's file: 41 rows for 40, a fill value inflated by it; 43 for 40, the
     coefficients' signs turned)."""
     head, tail = SUMMARY_ROWS
     positions = sorted({*range(min(head, len(df))), *range(max(len(df) - tail, 0), len(df))})
+
+    def once(j: int, cell: object) -> bool:  # a level many rows share ('Average') is data
+        return int((df.iloc[:, j] == cell).sum()) == 1
+
     for i in positions:
         row = df.iloc[i].tolist()
-        total = [c for c in row if _summary_word(c) in TOTAL_WORDS]
-        label = [row[0]] if _summary_word(row[0]) in SUMMARY_WORDS else []
+        total = [c for j, c in enumerate(row) if _summary_word(c) in TOTAL_WORDS and once(j, c)]
+        label = [row[0]] if _summary_word(row[0]) in SUMMARY_WORDS and once(0, row[0]) else []
         for cell in total or label:
             raise UserError(
                 f"{source}: row {i + 1} (line {i + 2 + skip}) is a total or a summary "

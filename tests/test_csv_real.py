@@ -814,6 +814,10 @@ def test_a_total_row_below_the_data_is_refused(tmp_path, cell):
     path.write_text("region,price,lotsize\n" + "".join(rows[:3]) + f"{cell},999,9999\n"
                     + "".join(rows[3:]))  # fmt: skip
     assert read_csv(path)[0].shape == (11, 3)
+    # a level many rows share, in the last rows too, is data ('condition: Average')
+    shared = [f"{cell},{100 + i},{5000 + 10 * i}\n" for i in range(4)]
+    path.write_text("region,price,lotsize\n" + "".join(rows) + "".join(shared))
+    assert read_csv(path)[0].shape == (14, 3)
 
 
 def test_a_total_row_at_the_top_or_without_a_label_is_refused(tmp_path):
