@@ -78,7 +78,7 @@ def needed_columns(prep: dict) -> list[str]:
 def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarray, object]:
     """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
     and the rows as read. Raises UserError naming the run's columns on any mismatch."""
-    from data.csv_source import ColumnCode, Encoding, read_csv
+    from data.csv_source import ColumnCode, Encoding, read_csv, undecided_notes
     from data.preprocess import Scaling
 
     needed = needed_columns(prep)
@@ -101,7 +101,7 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         )
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
-    for note in df.attrs["notes"]:  # title lines skipped above the header
+    for note in [*df.attrs["notes"], *undecided_notes(df, needed)]:  # titles, 4.350
         print(f"note: {source}: {note}", file=sys.stderr)
     absent = [c for c in needed if c not in df.columns]
     if absent:

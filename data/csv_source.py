@@ -705,17 +705,17 @@ def _refuse_missing(
 
 def _sniff(
     sample: str, sep: str | None, decimal: str | None, undecided: str | None = None
-) -> tuple[str, str, int]:
+) -> tuple[str, str, int, bool]:
     """The separator (``,`` ``;`` tab ``|``: the one splitting the first lines into the most, equal
     numbers of fields, title lines above the header aside, :func:`_title_lines`), the decimal
     mark (``,`` when more of a ``;``/tab/``|`` file's cells need it than need ``.``,
     :func:`_decimal_evidence`; with none either way, ``,`` for a ``;`` file, whose columns ``;``
     splits because ``,`` is its decimal mark, or ``undecided`` where given), each unless given,
-    and the number of title lines above the header."""
+    the number of title lines above the header, and whether ``undecided`` was taken."""
     lines = sample.splitlines()[:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
-    titles = 0
+    titles, guessed = 0, False
     if sep is None:
         best = (1, 0, ",")
         # a header on the first line under any separator first: a separator that splits the
@@ -740,8 +740,8 @@ def _sniff(
             if commas > points or (commas == points == 0 and sep == ";"):
                 decimal = ","
             if commas == points == 0 and undecided:
-                decimal = undecided
-    return sep, decimal, titles
+                decimal, guessed = undecided, True
+    return sep, decimal, titles, guessed
 
 
 MAX_TITLE_LINES = 5  # lines above a header that may be a title, a date, a source, blank
@@ -881,7 +881,7 @@ def read_csv(
     sample = _read_sample(path, key, source)
     sep = "\t" if sep in ("tab", "\\t") else sep
     sample, skip, hinted = _without_the_separator_line(sample)
-    sep, decimal, titles = _sniff(sample, sep or hinted, decimal, undecided)
+    sep, decimal, titles, guessed = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
     if titles:
         above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]
@@ -898,7 +898,32 @@ def read_csv(
     _refuse_the_header_again(df, source, skip)
     _refuse_a_total_row(df, source, skip)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
+    df.attrs["decimal_of_the_run"] = guessed  # the numbers decided no mark: `undecided`'s
     return df, source
+
+
+def undecided_notes(df: pd.DataFrame, names: list[str]) -> list[str]:
+    """For new rows read with the run's decimal mark because their numbers decided none
+    (:func:`read_csv`'s ``undecided``): a note for each column of ``names`` whose every value
+    with that mark is written like ``4.350``, which a file of the other convention means as
+    4350."""
+    if not df.attrs.get("decimal_of_the_run"):
+        return []
+    mark, raw = df.attrs["decimal"], cells_as_written(df.attrs["path"], df.attrs["sep"])
+    notes = []
+    for name in names:
+        if name not in raw.columns:
+            continue
+        cells = raw[name].dropna().astype(str).str.strip()
+        example = _thousands_like(cells.str.replace(_DECORATION, "", regex=True), mark)
+        if example is not None:
+            notes.append(
+                f"column {name!r}: every value with {mark!r} is written like {example!r}, read "
+                f"with {mark!r} as the decimal mark, as the run's own file wrote its numbers; if "
+                f"{mark!r} separates thousands there, write them without it "
+                f"({example.replace(mark, '')})"
+            )
+    return notes
 
 
 def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -> list[str]:

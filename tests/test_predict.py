@@ -415,6 +415,13 @@ def test_new_rows_whose_numbers_decide_no_mark_are_read_with_the_runs(tmp_path):
     price = float(plain.stdout.splitlines()[1].split(",")[-1])
     assert abs(price - (3 * 26.648 + 7)) < 1
     assert semi.stdout.splitlines()[1].split(";")[-1] == plain.stdout.splitlines()[1].split(",")[-1]
+    # said, since a ';' file of the other convention means 26648 (helper-42: silent)
+    assert semi.stderr.strip() == (
+        f"note: {tmp_path / 'semi.csv'}: column 'a': every value with '.' is written like "
+        "'26.648', read with '.' as the decimal mark, as the run's own file wrote its numbers; "
+        "if '.' separates thousands there, write them without it (26648)"
+    )
+    assert plain.stderr == ""
 
 
 def test_new_rows_written_by_r_keep_every_column_in_the_output(run, tmp_path):
