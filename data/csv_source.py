@@ -782,13 +782,16 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
             return False
         if below and n < max(below) - short:
             return False
-        if 2 * written[k] <= n:  # a title row's cells, not names
+        leading = len(rows[k]) - len("".join("x" if c.strip() else " " for c in rows[k]).lstrip())
+        index_names = 0 < written[k] == n - leading  # pandas' index levels: nameless, then names
+        if 2 * written[k] <= n and not index_names:  # a title row's cells, not names
             return False
         if k and (2 * numbers[k] >= n or any(o in cell for cell in rows[k] for o in others)):
             return False  # a data row
-        names_next = (
+        names_next = (  # a line of names, every cell written and none a missing-value word
             len(rows) > k + 1
             and not numbers[k + 1]
+            and all(cell.strip() and cell.strip() not in NA_TOKENS for cell in rows[k + 1])
             and any(_is_number(cell) for r in rows[k + 2 :] for cell in r)
         )
         if names_next and (short or numbers[k]):
@@ -956,12 +959,13 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
         )
     )
     names = f"the header names {len(header)} columns and the lines below it hold {fields} fields"
-    if len(header) == fields - 1 and unquoted_thousands:
+    in_order = _row_names(pd.Series([r[0] for r in rows]))
+    if len(header) == fields - 1 and unquoted_thousands and not in_order:
         raise UserError(
             f"{source}: {names}: a number written with ',' between thousands splits in two "
             "fields unless quoted; quote such numbers (\"42,000\") or write them without the ','"
         )
-    if len(header) == fields - 1 and (quoted or _row_names(pd.Series([r[0] for r in rows]))):
+    if len(header) == fields - 1 and (quoted or in_order):
         return ["", *header]
     if len(header) == fields - 1:  # R's write.table(quote = FALSE) of a sample, or data
         raise UserError(
@@ -998,8 +1002,8 @@ TOTAL_WORDS = {
 }  # fmt: skip
 SUMMARY_WORDS = {
     "average", "avg", "mean", "median", "min", "max", "minimum", "maximum", "count", "std",
-    "std dev", "stdev", "standard deviation", "moyenne", "durchschnitt", "mittelwert",
-    "gemiddelde", "promedio",
+    "std dev", "stdev", "standard deviation", "overall", "all", "moyenne", "durchschnitt",
+    "mittelwert", "gemiddelde", "media", "promedio",
 }  # fmt: skip
 SUMMARY_ROWS = (2, 6)  # the first and the last rows a report's totals stand in
 
@@ -1013,28 +1017,46 @@ def _summary_word(cell: object) -> str:
 
 
 def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
-    """One of the first two or last six rows that says it is a total (``Total`` in any cell)
-    or a summary (``Average``, ``Min``, ``Count``, ... in its first cell), in a cell no other
-    row of its column shares (a condition rated ``Average`` in many rows is data), is a
-    :class:`UserError` naming its line: it trained as one more house, summed or averaged from
-    the others (a newcomer's file: 41 rows for 40, a fill value inflated by it; 43 for 40, the
-    coefficients' signs turned)."""
+    """A :class:`UserError` naming the line of a report's total or summary row: among the
+    first two and last six rows, one labelled so (``Total`` in any cell, ``Average``, ``Min``,
+    ``Count``, ... in its first, in a cell no other row of its column shares) whose every
+    number is one statistic of the other rows' column (their sum, mean, median, least,
+    greatest, count or standard deviation, within 1 %), or, from ten rows, one with no label
+    that holds the others' column sums. It trained as one more house (a newcomer's file: 41
+    rows for 40, a fill value inflated by it; 43 for 40, the coefficients' signs turned). A
+    label alone refuses nothing: an agent called Max, a ward called Suma, a loss rated Total."""
     head, tail = SUMMARY_ROWS
     positions = sorted({*range(min(head, len(df))), *range(max(len(df) - tail, 0), len(df))})
 
-    def once(j: int, cell: object) -> bool:  # a level many rows share ('Average') is data
-        return int((df.iloc[:, j] == cell).sum()) == 1
-
-    for i in positions:
+    def label_of(i: int) -> str | None:
         row = df.iloc[i].tolist()
-        total = [c for j, c in enumerate(row) if _summary_word(c) in TOTAL_WORDS and once(j, c)]
-        label = [row[0]] if _summary_word(row[0]) in SUMMARY_WORDS and once(0, row[0]) else []
-        for cell in total or label:
-            raise UserError(
-                f"{source}: row {i + 1} (line {i + 2 + skip}) is a total or a summary "
-                f"({cell.strip()!r}), not a row of data; delete that line"
-            )
+        cells = [(j, c) for j, c in enumerate(row) if _summary_word(c) in TOTAL_WORDS]
+        if _summary_word(row[0]) in SUMMARY_WORDS:
+            cells.append((0, row[0]))
+        shared = [c for j, c in cells if int((df.iloc[:, j] == c).sum()) == 1]
+        return shared[0] if shared else None
+
+    labelled = {i: cell for i in positions if (cell := label_of(i)) is not None}
     numbers = df.select_dtypes("number").to_numpy(np.float64)
+    rows = np.setdiff1d(np.arange(len(df)), list(labelled))
+    if numbers.shape[1] and len(rows) >= 3:
+        data = numbers[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a column of no numbers among the data rows
+            stats = [
+                np.nansum(data, 0), np.nanmean(data, 0), np.nanmedian(data, 0),
+                np.nanmin(data, 0), np.nanmax(data, 0), np.sum(np.isfinite(data), 0),
+                np.nanstd(data, 0, ddof=1),
+            ]  # fmt: skip
+        for i, cell in labelled.items():
+            v = numbers[i]
+            at = np.isfinite(v)
+            # within 1 % or a report's two decimals (a mean rate of 0.1565 written 0.16)
+            if at.any() and any(np.allclose(v[at], s[at], rtol=1e-2, atol=0.01) for s in stats):
+                raise UserError(
+                    f"{source}: row {i + 1} (line {i + 2 + skip}) is a total or a summary "
+                    f"({cell.strip()!r}), not a row of data; delete that line"
+                )
     if len(df) >= 10 and numbers.shape[1] >= 2:  # a total row with no label: the column sums
         for i in (0, len(df) - 1):
             others = np.delete(numbers, i, axis=0)

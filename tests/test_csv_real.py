@@ -637,6 +637,18 @@ SHAPES = [
     # a title above a header of years, which looks like a data row
     ("GDP by region and year\nSource: stats office\n\nregion,2019,2020\nnorth,1.5,2\n"
      "south,3,4.5\n", ",", 3, ["region", "2019", "2020"], ["north", 1.5, 2.0]),
+    # R's write.table(quote = FALSE): row names 1..n, beside a 1-3 digit field and a 3-digit
+    # one (it was refused as unquoted thousands)
+    ("bedrooms,area_m2,price\n1,3,120,210000\n2,2,105,190000\n3,4,140,260000\n", ",", 0,
+     ["Unnamed: 0", "bedrooms", "area_m2", "price"], [1, 3, 120, 210000]),
+    # a header with a year over a first row of NA: the header was taken for a title
+    ('"hood","type","2021"\n"Docklands","new build",NA\n"Harbour","house",298000\n'
+     '"Centre","flat",171000\n', ",", 0, ["hood", "type", "2021"],
+     ["Docklands", "new build", "NA"]),
+    # pandas' to_csv of a 3-level index: nameless levels, then names (taken for a title row)
+    (",,,sqft,price\nNorth,flat,new,1200,210000\nSouth,house,old,2100,355000\n", ",", 0,
+     ["Unnamed: 0", "Unnamed: 1", "Unnamed: 2", "sqft", "price"],
+     ["North", "flat", "new", 1200, 210000]),
     # old Mac line ends: pandas skipped a title line too many, and a data row with it
     ("Sales report\r\rx,y\r1,2\r2,4.1\r3,5.9\r", ",", 2, ["x", "y"], [1.0, 2.0]),
     # a nameless column of data, not of row names: kept (it was dropped as an index)
@@ -803,7 +815,8 @@ def test_a_total_row_below_the_data_is_refused(tmp_path, cell):
     # a report's footer trained as one more house, summed or averaged from the others
     path = tmp_path / "f.csv"
     rows = [f"west,{100 + i},{5000 + 10 * i}\n" for i in range(10)]
-    path.write_text("region,price,lotsize\n" + "".join(rows) + f"{cell},999,9999\n")
+    footer = {"Average": "104.5,5045", "Max": "109,5090"}.get(cell, "1045,50450")  # the sums
+    path.write_text("region,price,lotsize\n" + "".join(rows) + f"{cell},{footer}\n")
     with pytest.raises(UserError) as err:
         read_csv(path)
     assert str(err.value) == (
@@ -811,7 +824,7 @@ def test_a_total_row_below_the_data_is_refused(tmp_path, cell):
         "delete that line"
     )
     # a level named like that amid the rows is data
-    path.write_text("region,price,lotsize\n" + "".join(rows[:3]) + f"{cell},999,9999\n"
+    path.write_text("region,price,lotsize\n" + "".join(rows[:3]) + f"{cell},{footer}\n"
                     + "".join(rows[3:]))  # fmt: skip
     assert read_csv(path)[0].shape == (11, 3)
     # a level many rows share, in the last rows too, is data ('condition: Average')
@@ -833,3 +846,25 @@ def test_a_total_row_at_the_top_or_without_a_label_is_refused(tmp_path):
     path.write_text(f"address,price,lot\n{body},{sums[0]},{sums[1]}\n")
     with pytest.raises(UserError, match=r"row 13 \(line 14\) holds the sums of the other rows"):
         read_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "rows"),
+    [
+        ("agent", ["Anna", "Max", "Kim", "Min", "Lee", "Kate"]),  # people called Max or Min
+        ("ward", ["Chuo", "Suma", "Kita", "Nada", "Hyogo", "Tarumi"]),  # a Kobe ward: Suma
+        ("condition", ["Good", "Good", "Average", "Good", "Poor", "Good"]),  # rated once
+        ("departement", ["Aisne", "Oise", "Nord", "Somme", "Aisne", "Oise"]),  # the Somme
+    ],
+)
+def test_a_label_alone_refuses_no_row(tmp_path, first, rows):
+    # helper-43: each of these was refused as "a total or a summary"; a report's summary row
+    # is refused only when its numbers are a statistic of the others' too
+    path = tmp_path / "f.csv"
+    body = "".join(f"{r},{1200 + 97 * k},{2 + k % 3},{210000 + 9871 * k}\n" for k, r in
+                   enumerate(rows))  # fmt: skip
+    path.write_text(f"{first},sqft,bedrooms,price\n{body}")
+    assert read_csv(path)[0].shape == (6, 4)
+    one = tmp_path / "one.csv"  # predict.py's single new row, of a level the run knew
+    one.write_text(f"{first},sqft,bedrooms\n{rows[3]},1700,3\n")
+    assert read_csv(one, min_columns=1)[0].shape == (1, 3)
