@@ -769,6 +769,8 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
     first line that splits, below lines of one field each (a title above a header of years).
     None when ``sep`` does not split the file."""
     rows = list(csv.reader(lines, delimiter=sep))
+    if len(rows) > 2 and len(rows[-1]) < len(rows[-2]):  # the sample's last record, cut
+        rows = rows[:-1]  # short inside a quoted newline
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
     widths = [_width(r) for r in rows]
     # numbers in the lines a header or a title may be on (a wide file's cells cost ms each)

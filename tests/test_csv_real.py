@@ -868,3 +868,16 @@ def test_a_label_alone_refuses_no_row(tmp_path, first, rows):
     one = tmp_path / "one.csv"  # predict.py's single new row, of a level the run knew
     one.write_text(f"{first},sqft,bedrooms\n{rows[3]},1700,3\n")
     assert read_csv(one, min_columns=1)[0].shape == (1, 3)
+
+
+def test_quoted_newlines_in_a_semicolon_file_are_read(tmp_path):
+    # European Excel's Alt-Enter in an address: the sniff's 50 lines ended inside a quoted
+    # cell, and the file was refused as "found one column only" (helper-42)
+    rows = "".join(
+        f'"{k} Main St\nWindsor; ON";{2314 + k},5;{149148 + 97 * k},67\n' for k in range(30)
+    )
+    path = tmp_path / "f.csv"
+    path.write_text("address;area;price\n" + rows)
+    df, _ = read_csv(path)
+    assert (df.attrs["sep"], df.attrs["decimal"], df.shape) == (";", ",", (30, 3))
+    assert df["address"].iloc[0] == "0 Main St\nWindsor; ON" and df["area"].iloc[1] == 2315.5
