@@ -473,10 +473,7 @@ def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
     if key not in _AS_WRITTEN:
         sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
         titles = _title_lines(sample.splitlines()[:50], sep) or 0
-        sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
-        named = _read_header(sample, sep, path, "", 1)
-        header = _with_the_row_names(named, sample, sep, path)
-        columns = len(header) if header != named else None
+        header, skip, columns = _layout(sample, skip, titles, sep, path, "", 1)
         raw = _pandas_read(path, sep, columns, dtype=str, skiprows=skip)
         raw.attrs["names"] = _column_names(header, raw.shape[1])
         _AS_WRITTEN.clear()
@@ -890,12 +887,10 @@ def read_csv(
     notes = []
     if titles:
         above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]
-        sample, skip = "".join(sample.splitlines(keepends=True)[titles:]), skip + titles
         said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
         notes.append(f"skipped {titles} line(s) above the header{said}")
-    named = _read_header(sample, sep, source, key, min_columns)
-    header = _with_the_row_names(named, sample, sep, source)
-    df = _parse_table(path, sep, decimal, source, skip, len(header) if header != named else None)
+    header, skip, columns = _layout(sample, skip, titles, sep, source, key, min_columns)
+    df = _parse_table(path, sep, decimal, source, skip, columns)
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
     if len(df) == 0:
@@ -929,6 +924,19 @@ def undecided_notes(df: pd.DataFrame, names: list[str]) -> list[str]:
                 f"({example.replace(mark, '')})"
             )
     return notes
+
+
+def _layout(
+    sample: str, skip: int, titles: int, sep: str, source: str, key: str, min_columns: int
+) -> tuple[list[str], int, int | None]:
+    """The header's names below ``titles`` title lines of ``sample`` (R's row names' column
+    added, :func:`_with_the_row_names`), the lines pandas skips (``skip`` and the titles), and
+    the fields a line when the header is short of them (else None): how :func:`read_csv` and
+    :func:`cells_as_written` both read a file."""
+    sample = "".join(sample.splitlines(keepends=True)[titles:])
+    named = _read_header(sample, sep, source, key, min_columns)
+    header = _with_the_row_names(named, sample, sep, source)
+    return header, skip + titles, len(header) if header != named else None
 
 
 def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -> list[str]:
