@@ -30,6 +30,7 @@ from training.hooks import Progressed
 from training.logs import fmt, param_columns
 from training.optim import GRADIENT_DESCENT, method_of
 from training.stability import condition_numbers
+from training.step import loss_fn
 
 SPLITS = ("train", "val", "test")
 CONVERGED_GAP = 1e-3  # the largest relative coefficient gap to least squares of a converged fit
@@ -75,7 +76,7 @@ def gradient_norm(run: Run, params) -> float:
 @functools.cache
 def _gradient_norm(apply_fn, objective, frozen: tuple[str, ...]):
     def fn(p, X, y, w):
-        grads = jax.grad(lambda p: objective(p, apply_fn(p, X), y, w))(p)
+        grads = jax.grad(loss_fn)(p, apply_fn, X, y, w, objective)  # the loss training takes
         return optax.tree.norm({k: g for k, g in grads.items() if k not in frozen})
 
     return jax.jit(fn)
