@@ -946,13 +946,25 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
     left of its values and the last column was cut off (a price read as the row number, R^2
     0.25, silently). A :class:`UserError` for a header short of lines otherwise: two or more
     names short (the last columns were cut off), or one short of lines whose first fields are
-    no row names, or that hold a number written ``42,000`` unquoted (split in two fields)."""
+    no row names, or that hold a number written ``42,000`` unquoted (split in two fields); and
+    for a header with more names than any line has fields (a name too many at the front set
+    every name over its neighbour's values, the target's over none: "missing values in column
+    'price'", whose advice could not be followed)."""
     lines = sample.splitlines()[1:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
     rows = [r for r in csv.reader(lines, delimiter=sep) if r]
     widths = [_width(r) for r in rows]
     fields = max(widths, key=widths.count) if rows else 0  # most lines' width
+    longest = max((len(r) for r in rows), default=0)  # an empty last cell is a field written
+    if rows and _width(header) > longest:
+        named = _width(header)
+        raise UserError(
+            f"{source}: the header names {named} columns and no line below it holds more than "
+            f"{longest} fields: read as written, each name would stand over the next column's "
+            f"values, or {header[named - 1]!r} over none; give each field one name (delete "
+            f"the name too many, or quote a name that holds {sep!r})"
+        )
     if not rows or len(header) >= fields:
         return header
     first = rows[0][0].strip()
@@ -1463,6 +1475,30 @@ def _choose_codes(
     return codes, auto_dropped, notes
 
 
+def _percent_note(col: pd.Series, name: str) -> str | None:
+    """A note for a number column with cells written with a percent sign (None: none is):
+    ``7.5%`` is read as 7.5, so the coefficient is per percentage point; a cell without the
+    sign is read as written, which in the same column may be a fraction (``0.075``)."""
+    _, texts = _cells(col)
+    text = pd.Series(texts, dtype=object).str.strip()
+    text = text[~text.isin(NA_TOKENS) & (text != "")]
+    signed = text.str.endswith("%") | text.str.startswith("%")
+    if not signed.any():
+        return None
+    cell = text[signed].iloc[0]
+    note = (
+        f"column {name!r} is percentages: read as the number before the sign ({cell!r} as "
+        f"{cell.strip('% ')}, so its coefficient is per percentage point)"
+    )
+    if not signed.all():
+        other = text[~signed].iloc[0]
+        note += (
+            f"; cells without the sign as written ({other!r}): if those are fractions, write "
+            "them as percentages too"
+        )
+    return note
+
+
 def _check_named_columns(
     columns: list[str],
     source: str,
@@ -1588,7 +1624,8 @@ def _fit_column(
             )
     elif c.kind == "numeric" and not pd.api.types.is_numeric_dtype(col):
         notes.append(
-            f"column {c.name!r} is numbers written as text (thousands separators, currency "
+            _percent_note(col, c.name)
+            or f"column {c.name!r} is numbers written as text (thousands separators, currency "
             f"or percent signs, spaces, NA words): read as numbers"
         )
     if c.kind == "numeric" and _identifier(c.name, _raw_values(col, c, source, decimal)[train]):

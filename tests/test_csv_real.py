@@ -684,6 +684,67 @@ def test_a_header_short_of_lines_without_row_names_is_refused(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "last"),
+    [
+        # a name too many at the front: each name over its neighbour's values, the price over
+        # none ("missing values in column 'price'": data.missing=drop would drop every row)
+        ("id,sqft,bedrooms,price\n1200,3,250000\n900,2,181000\n2100,4,390000\n", "'price'"),
+        # a name holding the separator, unquoted
+        ("sqft,price (USD, 1987)\n1200,250000\n900,181000\n", "'1987)'"),
+    ],
+)
+def test_a_header_with_more_names_than_any_line_has_fields_is_refused(tmp_path, text, last):
+    path = tmp_path / "f.csv"
+    path.write_text(text)
+    named, fields = len(text.splitlines()[0].split(",")), len(text.splitlines()[1].split(","))
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    assert str(err.value) == (
+        f"{path}: the header names {named} columns and no line below it holds more than "
+        f"{fields} fields: read as written, each name would stand over the next column's values, "
+        f"or {last} over none; give each field one name (delete the name too many, or quote a "
+        "name that holds ',')"
+    )
+
+
+def test_a_header_over_lines_whose_last_cell_is_empty_is_read(tmp_path):
+    # an empty last cell is a field written: the header is as long as the lines
+    path = tmp_path / "f.csv"
+    path.write_text("sqft,price,garage\n1200,250000,\n900,181000,\n2100,390000,1\n")
+    df, _ = read_csv(path)
+    assert list(df.columns) == ["sqft", "price", "garage"]
+    assert df["price"].tolist() == [250000, 181000, 390000]
+
+
+@pytest.mark.parametrize(
+    ("rates", "said"),
+    [
+        (["7.5%", "6%", "5.25%", "8%"] * 10, ""),
+        # a fraction beside percentages: read as written, 100 times smaller than its neighbours
+        (
+            ["7.5%", "6%", "0.0525", "8%"] * 10,
+            "; cells without the sign as written ('0.0525'): "
+            "if those are fractions, write them as percentages too",
+        ),
+    ],
+)
+def test_a_percent_column_is_read_in_percent_with_a_note(tmp_path, rates, said):
+    # '7.5%' was read as 7.5 without a word: the coefficient's unit was the reader's guess
+    path = tmp_path / "f.csv"
+    prices = [200000 + 1000 * i for i in range(40)]
+    pd.DataFrame({"rate": rates, "price": prices}).to_csv(path, index=False)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert (
+        table.X[:4, 0].tolist()
+        == np.float32([7.5, 6.0, 5.25 if not said else 0.0525, 8.0]).tolist()
+    )
+    assert (
+        "note: column 'rate' is percentages: read as the number before the sign ('7.5%' as 7.5, "
+        f"so its coefficient is per percentage point){said}\n"
+    ) in table.description + "\n"
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
