@@ -64,8 +64,10 @@ NA_TOKENS = (
 EXCEL_ERRORS = ("#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!")
 OTHER = "other"
 MISSING = "(missing)"
-# what people write around a number ("$412,000", "7.5%", "1 250"): removed before parsing
-_DECORATION = r"[\s$€£¥%]"
+# what people write around a number ("$412,000", "7.5%", "1 250") and the Swiss thousands
+# separator, an apostrophe between groups of three digits ("1'250'000"; "5'10" is no number):
+# removed before parsing
+_DECORATION = r"[\s$€£¥%]|(?<=\d)['’](?=\d{3}(?!\d))"
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
     (re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"), "ISO8601"),

@@ -745,6 +745,19 @@ def test_a_percent_column_is_read_in_percent_with_a_note(tmp_path, rates, said):
     ) in table.description + "\n"
 
 
+def test_swiss_thousands_separators_are_numbers(tmp_path):
+    # "1'270'465" was refused as "not a number"; a height "5'10" stays text
+    path = tmp_path / "f.csv"
+    prices = [1270465.5 + 10007 * i for i in range(40)]
+    lines = [f"{50 + i};{i % 5 + 1};{p:,.2f}".replace(",", "'") for i, p in enumerate(prices)]
+    path.write_text("Flaeche;Zimmer;Preis\n" + "\n".join(lines) + "\n")
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=Preis").data)
+    assert table.y.tolist() == np.float32(prices).tolist()
+    path.write_text("size,height\n" + "".join(f"{50 + i},5'1{i % 10}\n" for i in range(40)))
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=size").data)
+    assert "height: one-hot" in table.description  # levels, not numbers
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
