@@ -70,14 +70,26 @@ MISSING = "(missing)"
 _DECORATION = r"[\s$€£¥%]|(?<=\d)['’](?=\d{3}(?!\d))"
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
-    (re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$"), "ISO8601"),
+    # with a time, and a time zone (UTC's Z or an offset)
+    (
+        re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"),
+        "ISO8601",
+    ),
     (re.compile(r"^\d{8}T\d{6}$"), "%Y%m%dT%H%M%S"),
+    (re.compile(r"^\d{4}/\d{1,2}/\d{1,2}$"), "%Y/%m/%d"),
+    (re.compile(r"^\d{4}-\d{2}$"), "%Y-%m"),  # a month: its first day
     # month first unless a first number above 12 says the day is (see _date_format)
     (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}$"), "%m/%d/%Y %H:%M"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2}$"), "%m/%d/%Y %H:%M:%S"),
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M$"), "%m/%d/%Y %I:%M:%S %p"),
     (re.compile(r"^\d{1,2}/\d{1,2}/\d{2}$"), "%m/%d/%y"),
     (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"), "%d.%m.%Y"),
+    (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{2}$"), "%d.%m.%y"),
     (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{4}$"), "%d-%b-%Y"),
+    (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{2}$"), "%d-%b-%y"),  # Excel's d-mmm-yy
     (re.compile(r"^\d{1,2} [A-Za-z]{3} \d{4}$"), "%d %b %Y"),
+    (re.compile(r"^[A-Za-z]{3} \d{1,2}, \d{4}$"), "%b %d, %Y"),
 )
 SEPARATORS = (",", ";", "\t", "|")
 
@@ -103,6 +115,9 @@ class ColumnCode:
     dropped: list[str] = field(default_factory=list)
     # the column's own decimal mark where its cells contradict the file's (see _column_decimal)
     decimal: str | None = None
+    # a date of two-digit years: the full year the earliest stands for, where their 100 years
+    # begin (see _century); None: Python's window, 1969-2068 (a run saved before it was fitted)
+    first_year: int | None = None
 
     @property
     def all_outputs(self) -> list[str]:
@@ -548,10 +563,40 @@ def _month_or_day_first(col: pd.Series) -> bool:
     return bool(first) and max(first) <= 12 and max(second) <= 12
 
 
-def _decimal_years(col: pd.Series, fmt: str, source: str) -> np.ndarray:
-    """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty."""
+def _century(texts, fmt: str, this_year: int | None = None) -> int:
+    """The full year the earliest of the two-digit years of ``texts`` (dates in ``fmt``)
+    stands for: their 100 years begin after the widest gap between the years written (on a
+    circle of 100), in the last century that ends them no later than ``this_year`` (today's):
+    ``55`` to ``74`` are 1955-1974, ``95`` to ``05`` 1995-2005, ``10`` to ``18`` 2010-2018.
+    Python's own window (1969-2068) had read sales of 1955-1968 as 2055-2068, silently."""
+    import datetime
+
+    texts = [str(t) for t in texts if str(t) not in NA_TOKENS]
+    when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
+    years = np.unique(when.dropna().dt.year.to_numpy() % 100)
+    if years.size == 0:
+        return 1969
+    gaps = np.diff(np.append(years, years[0] + 100))  # after each year, to the next one
+    widest = int(np.argmax(gaps))
+    first = int(years[(widest + 1) % years.size])
+    span = int(100 - gaps[widest])  # from the first year to the last
+    this_year = this_year or datetime.date.today().year
+    start = (this_year - span) // 100 * 100 + first  # the latest start ending by this year
+    return start if start + span <= this_year else start - 100
+
+
+def _decimal_years(
+    col: pd.Series, fmt: str, source: str, first_year: int | None = None
+) -> np.ndarray:
+    """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty.
+    Two-digit years are read in the 100 years from ``first_year`` (:func:`_century`)."""
     codes, texts = _cells(col)
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
+    if first_year is not None and "%y" in fmt:
+        year = first_year + (when.dt.year - first_year) % 100
+        when = pd.to_datetime(
+            {"year": year, "month": when.dt.month, "day": when.dt.day}, errors="coerce"
+        ).where(when.notna())
     missing = _missing_words(texts)  # 'N/A' in a date column: no date
     bad = np.flatnonzero(_per_cell(when.isna().to_numpy() & ~missing, codes, False))
     if bad.size:
@@ -625,7 +670,7 @@ def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
 def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.ndarray:
     """numeric, date or boolean cells as float64, NaN where empty (before any fill)."""
     if c.kind == "date":
-        return _decimal_years(col, c.date_format, source)
+        return _decimal_years(col, c.date_format, source, c.first_year)
     if c.kind == "numeric":
         return _numbers(col, c.name, source, c.decimal or decimal)
     if pd.api.types.is_bool_dtype(col):
@@ -1318,7 +1363,8 @@ def _choose_kind(
     if fmt is not None:
         if opts["dates"] == "drop":
             return None
-        return ColumnCode(name, "date", date_format=fmt)
+        first_year = _century(levels, fmt) if "%y" in fmt else None
+        return ColumnCode(name, "date", date_format=fmt, first_year=first_year)
     if _looks_numeric(pd.Series(levels, dtype=object)).all():
         # numbers in another convention than the file's: a text column would hide that
         bad = int(np.flatnonzero(present & np.isnan(values))[0])
@@ -1617,7 +1663,12 @@ def _fit_column(
                 f"{', ...' if len(c.pooled) > 5 else ''})"
             )
     elif c.kind == "date":
-        notes.append(f"column {c.name!r} is a date ({c.date_format}): as a decimal year")
+        years = (
+            ""
+            if c.first_year is None
+            else (f", two-digit years as {c.first_year}-{c.first_year + 99}")
+        )
+        notes.append(f"column {c.name!r} is a date ({c.date_format}{years}): as a decimal year")
         if c.date_format.startswith("%m/%d/") and _month_or_day_first(col):
             notes.append(
                 f"column {c.name!r}: no date has a day above 12, so they are read month first, "
