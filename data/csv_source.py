@@ -1308,11 +1308,15 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
     """Columns to drop before anything else, with a note each: a nameless index (row numbers or
-    unique row names, written by pandas' ``to_csv`` or R's ``write.csv``) and columns with no
+    unique row names, written by pandas' ``to_csv`` or R's ``write.csv`` before every named
+    column; a nameless column further right is data) and columns with no
     value at all (a trailing separator on every line, or only missing-value words: an
     all-``N/A`` column asked for data.missing=mean, then for data.drop)."""
     dropped, notes = [], []
-    for name in df.columns:
+    leading = 0  # the nameless columns before the first name: where an index is written
+    while leading < df.shape[1] and str(df.columns[leading]).startswith("Unnamed: "):
+        leading += 1
+    for position, name in enumerate(df.columns):
         if name in keep:
             continue
         col = df[name]
@@ -1322,11 +1326,12 @@ def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], lis
         elif _parse_numbers(col, ".")[1].all():  # every cell N/A, null, ... (an export's)
             dropped.append(name)
             notes.append(f"column {name!r} holds only missing values ({col.iloc[0]!r}): dropped")
-        elif name.startswith("Unnamed: ") and col.notna().all() and _row_names(col):
+        elif position < leading and col.notna().all() and _row_names(col):
             dropped.append(name)
             notes.append(
                 f"column {name!r} has no name and a different value in every row (an index "
-                f"written by pandas or R): dropped"
+                f"written by pandas or R): dropped; if it holds data, give it a name in the "
+                "header"
             )
         elif name.startswith("Unnamed: "):
             notes.append(

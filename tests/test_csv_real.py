@@ -829,6 +829,31 @@ def test_swiss_thousands_separators_are_numbers(tmp_path):
     assert "height: one-hot" in table.description  # levels, not numbers
 
 
+def test_a_nameless_column_right_of_a_named_one_is_data(tmp_path):
+    # rising lot sizes under a blank header cell in the third column were dropped as a pandas
+    # index, a position no program writes one in (helper-44)
+    path = tmp_path / "f.csv"
+    rows = "".join(
+        f"{900 + 37 * i},{i % 4 + 1},{5000 + 100 * i},{200000 + 1000 * i}\n" for i in range(40)
+    )
+    path.write_text("sqft,beds,,price\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.feature_names == ["sqft", "beds", "Unnamed: 2"]
+    # before every name, the same column is an index: dropped, with how to keep it
+    path.write_text(
+        ",sqft,beds,price\n"
+        + "".join(
+            f"{5000 + 100 * i},{900 + 37 * i},{i % 4 + 1},{200000 + 1000 * i}\n" for i in range(40)
+        )
+    )
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.feature_names == ["sqft", "beds"]
+    assert (
+        "(an index written by pandas or R): dropped; if it holds data, give it a name in the header"
+        in table.description
+    )
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
