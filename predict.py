@@ -79,7 +79,7 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
     and the rows as read. Raises UserError naming the run's columns on any mismatch."""
     from data.csv_source import ColumnCode, Encoding, read_csv, undecided_notes
-    from data.preprocess import Scaling
+    from data.preprocess import Scaling, far_outside
 
     needed = needed_columns(prep)
     takes = (
@@ -124,6 +124,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         raise UserError(f"{exc} ({takes})") from None
     X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))
     scaling = Scaling(**prep["scaling"])
+    for line in far_outside(X, scaling, prep["feature_names"]):
+        print(f"warning: {source}: {line}", file=sys.stderr)
     return np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32), df
 
 

@@ -76,6 +76,10 @@ class Scaling:
     x_scale: list[float]
     y_mean: float
     y_scale: float
+    # each column's least and greatest value in the training rows, in its own units (None:
+    # rows drawn on a device, or a run saved before they were kept): what new rows are held to
+    x_min: list[float] | None = None
+    x_max: list[float] | None = None
 
     @classmethod
     def identity(cls, d: int) -> Scaling:
@@ -189,10 +193,44 @@ def prepare(
     Xs = {s: (X if whole and s == "train" else X[r]) for s, r in rows.items()}
     ys = {s: (y_model if whole and s == "train" else y_model[r]) for s, r in rows.items()}
     y_raw = {s: (y if whole and s == "train" else y[r]) for s, r in rows.items()}
+    train = Xs["train"]
     if standardize:
-        scaling = Scaling.fit(Xs["train"], ys["train"], names, source)
+        scaling = Scaling.fit(train, ys["train"], names, source)
         Xs = {s: scaling.apply_X(v) for s, v in Xs.items()}
         ys = {s: scaling.apply_y(v) for s, v in ys.items()}
     else:
         scaling = Scaling.identity(X.shape[1])
+    if isinstance(train, np.ndarray) and len(train):
+        scaling.x_min = train.min(axis=0).astype(np.float64).tolist()
+        scaling.x_max = train.max(axis=0).astype(np.float64).tolist()
     return Prepared(Xs, ys, y_raw, rows, scaling, log_target)
+
+
+def far_outside(X: np.ndarray, scaling: Scaling, names: list[str]) -> list[str]:
+    """A line for each column of new rows ``X`` (``(rows, features)``, before scaling) with
+    values far outside the training rows' range: under a tenth of the least or over ten times
+    the greatest value of a positive column, else further outside than the range is wide. A
+    model fitted there extrapolates, and a value a thousand times off is most often written in
+    other units or with another decimal mark than the training file's (``3.987`` against
+    ``3987``)."""
+    if scaling.x_min is None or scaling.x_max is None or not len(X):
+        return []
+    low, high = np.asarray(scaling.x_min), np.asarray(scaling.x_max)
+    width = high - low
+    X = np.asarray(X, np.float64)
+    lines = []
+    for j in np.flatnonzero(width > 0):
+        if low[j] > 0:  # a positive quantity: a tenth of its least or ten times its greatest
+            far = (X[:, j] < low[j] / 10) | (X[:, j] > high[j] * 10)
+        else:
+            far = (X[:, j] < low[j] - width[j]) | (X[:, j] > high[j] + width[j])
+        if far.any():
+            values = X[far, j]
+            lines.append(
+                f"column {names[j]!r}: {int(far.sum())} of {len(X)} rows hold values "
+                f"({values.min():.6g} to {values.max():.6g}) far outside the training rows' "
+                f"{low[j]:.6g} to {high[j]:.6g}; the model extrapolates there (if the column is "
+                "written in other units or with another decimal mark than the training file, "
+                "write it as that file did)"
+            )
+    return lines

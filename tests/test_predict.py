@@ -94,6 +94,20 @@ def test_the_issues_missing_column_is_one_line(run, tmp_path):
     assert "sqft, bedrooms, age" in line  # what the run takes
 
 
+def test_values_far_outside_the_training_rows_are_warned(run, tmp_path):
+    # a ',' file's '1.5' for the 1,500 square feet a ';' file wrote '1.500': priced, silently,
+    # as a house of 1.5 square feet (helper-44)
+    (tmp_path / "new.csv").write_text("sqft,bedrooms,age\n1.5,3,20\n1500,3,20\n")
+    proc = run_predict(run, tmp_path / "new.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"warning: {tmp_path / 'new.csv'}: column 'sqft': 1 of 2 rows hold values (1.5 to 1.5) "
+        "far outside the training rows' 1100 to 2450; the model extrapolates there (if the "
+        "column is written in other units or with another decimal mark than the training file, "
+        "write it as that file did)"
+    ]
+
+
 def test_every_missing_column_is_listed(run, tmp_path):
     (tmp_path / "new.csv").write_text("bedrooms,note\n3,x\n")
     line = one_error_line(run_predict(run, tmp_path / "new.csv"))

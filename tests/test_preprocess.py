@@ -91,3 +91,41 @@ def test_scaling_is_fitted_on_the_training_rows_only():
     np.testing.assert_allclose(data.scaling.x_mean, train.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(data.scaling.x_scale, train.std(axis=0), rtol=1e-5)
     assert abs(data.scaling.x_mean[0] - X.mean(axis=0)[0]) > 0.1  # not the mean of all rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    X=arrays(np.float32, (30, 3), elements=st.floats(-1e4, 1e4, width=32)),
+    seed=st.integers(0, 2**31 - 1),
+    standardize=st.booleans(),
+)
+def test_the_range_new_rows_are_held_to_is_the_training_rows(X, seed, standardize):
+    assume(np.ptp(X[split_rows(30, 0.2, 0.2, seed)["train"]], axis=0).min() > 0)
+    p = prepare(
+        X, np.arange(30.0), ["a", "b", "c"], standardize=standardize, val_fraction=0.2,
+        test_fraction=0.2, seed=seed, source="t",
+    )  # fmt: skip
+    train = X[p.rows["train"]]
+    assert p.scaling.x_min == train.min(axis=0).astype(np.float64).tolist()
+    assert p.scaling.x_max == train.max(axis=0).astype(np.float64).tolist()
+
+
+def test_new_values_far_outside_the_training_range_are_named():
+    from data.preprocess import far_outside
+
+    # a positive column (1100 to 2450 square feet) and one through zero (-5 to 15)
+    scaling = Scaling([0.0, 0.0], [1.0, 1.0], 0.0, 1.0, x_min=[1100.0, -5.0], x_max=[2450.0, 15.0])
+    inside = np.array([[110.0, -25.0], [24500.0, 35.0], [1500.0, 0.0]])  # on the bounds
+    assert far_outside(inside, scaling, ["sqft", "age"]) == []
+    # '1.5' for 1,500 square feet: a thousand times off
+    outside = np.array([[1.5, 0.0], [1500.0, 35.5], [99.0, 1.0]])
+    tail = "; the model extrapolates there (if the column is written in other units or with "
+    tail += "another decimal mark than the training file, write it as that file did)"
+    assert far_outside(outside, scaling, ["sqft", "age"]) == [
+        "column 'sqft': 2 of 3 rows hold values (1.5 to 99) far outside the training rows' "
+        "1100 to 2450" + tail,
+        "column 'age': 1 of 3 rows hold values (35.5 to 35.5) far outside the training rows' "
+        "-5 to 15" + tail,
+    ]
+    # a run saved before the range was kept: nothing to hold the rows to
+    assert far_outside(outside, Scaling.identity(2), ["sqft", "age"]) == []
