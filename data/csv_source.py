@@ -1216,11 +1216,19 @@ def _read_sample(path: Path, key: str, source: str) -> str:
 
             do = do.replace("FILE", shell_word(source))
             raise UserError(f"{source}: {what}, not a CSV text file; {do}")
-    with open(path, encoding="utf-8-sig", errors="replace") as f:
+    with open(path, encoding=_text_encoding(path), errors="replace") as f:
         sample = f.read(65536)
     if not sample.strip():
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
     return sample
+
+
+def _text_encoding(path: Path | str) -> str:
+    """UTF-16 for a file that starts with its byte-order mark (Excel's "Unicode Text", a tab
+    file), else UTF-8 (its byte-order mark, if any, skipped)."""
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
 
 
 def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int) -> list[str]:
@@ -1300,7 +1308,7 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
             na_values=[""],
             keep_default_na=False,
             index_col=False,
-            encoding="utf-8-sig",
+            encoding=_text_encoding(path),
             low_memory=False,
             **options,
         )

@@ -854,6 +854,21 @@ def test_a_nameless_column_right_of_a_named_one_is_data(tmp_path):
     )
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_excels_unicode_text_is_read(tmp_path, encoding):
+    # UTF-16 with its byte-order mark, tab-separated: "found one column only, '\\x00s\\x00q...'"
+    # advised data.sep, then "not UTF-8 text" (helper-44)
+    text = "sqft\tbeds\tcity\tprice\n1200\t3\tZürich\t250000\n900\t2\tGenève\t181000\n"
+    path = tmp_path / "f.csv"
+    bom = "" if encoding == "utf-16" else "\ufeff"  # Python's utf-16 writes its own
+    path.write_bytes((bom + text).encode(encoding))
+    df, _ = read_csv(path)
+    (tmp_path / "u8.csv").write_text(text)
+    expected, _ = read_csv(tmp_path / "u8.csv")
+    pd.testing.assert_frame_equal(df, expected)
+    assert df["city"].tolist() == ["Zürich", "Genève"]
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
