@@ -724,25 +724,50 @@ def test_the_advice_of_a_shuffled_run_lists_what_reaches_least_squares(
 
 
 @pytest.mark.parametrize(
-    ("floor", "advice"),
+    ("gap", "floor", "advice"),
     [
-        (None, "rerun with trainer.tol=1e-08"),
-        (4.6e-08, "rerun with trainer.tol=1e-07"),  # 1e-08 was never met: 100,000 epochs
-        (6e-07, "rerun with trainer.tol=0 trainer.epochs=110"),  # none below 1e-06 can be
+        # the gap falls with the gradient: 5e-3 to 1e-3 at a fifth of the tol, halved
+        (5e-3, None, "rerun with trainer.tol=1e-07"),
+        (2.85e-2, None, "rerun with trainer.tol=1e-08"),  # 1.75e-08, one digit down
+        (5e-3, 4.6e-08, "rerun with trainer.tol=1e-07"),  # 1e-08 was never met: 100,000 epochs
+        (5e-3, 6e-07, "rerun with trainer.tol=0 trainer.epochs=110"),  # none below 1e-06 can be
+        # 4e-07, twice float32's floor, was advised and stopped 1.1e-02 apart: 1.75e-08 is needed
+        (2.85e-2, 1.59e-07, "rerun with trainer.tol=0 trainer.epochs=110"),
     ],
 )
-def test_a_smaller_tol_is_one_float32_can_meet(capsys, floor, advice):
+def test_a_smaller_tol_is_one_float32_can_meet(capsys, gap, floor, advice):
     from training.hooks import Progressed
     from training.report import say_convergence
 
     cfg = make_config("experiment=housing", "loader=full_batch", "trainer.tol=1e-6")
     metrics = {"train": {"r2": 0.68}, "ols": {"r2": 0.68}, "gradient_at_minimum": floor}
-    metrics["ols_gap"] = {"max_rel_coefficient_diff": 5e-3}
+    metrics["ols_gap"] = {"max_rel_coefficient_diff": gap}
     say_convergence(cfg, metrics, Progressed(step=11, epoch=11, stopped="converged"), {})
     assert capsys.readouterr().out.strip().endswith(advice)
 
 
 @pytest.mark.slow
+def test_a_tol_float32_cannot_meet_is_not_advised(tmp_path):
+    # helper-44's file: price beside Price, its thousands (condition number 7661). Stopped by
+    # trainer.tol=1e-06 with the coefficients 2.85e-02 apart, it was advised trainer.tol=4e-07
+    # (twice float32's gradient at the minimum), which stopped 1.1e-02 apart, advised again.
+    # Their gap falls with the gradient: 1e-03 needs 1.75e-08, below float32's floor
+    path = ROOT / "tests" / "data" / "price_and_thousands.csv"
+    run = (f"data.path={path}", "data=csv", "data.target=price", "logger.plots=false")
+    run += ("data.val_fraction=0", "data.test_fraction=0")
+    first = run_train(*run, f"hydra.run.dir={tmp_path / 'first'}")
+    assert first.returncode == 0, first.stderr
+    warning = next(ln for ln in first.stdout.splitlines() if ln.startswith("warning: stopped"))
+    metrics = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    gap, floor = metrics["ols_gap"]["max_rel_coefficient_diff"], metrics["gradient_at_minimum"]
+    assert 1e-6 * 1e-3 / gap / 2 < 2 * floor  # no tol float32 can meet would do
+    epochs = re.search(r"^done: (\d+) steps", first.stdout, re.M)[1]
+    assert warning.endswith(f"rerun with trainer.tol=0 trainer.epochs={10 * int(epochs)}")
+    again = run_train(*run, "trainer.tol=0", f"trainer.epochs={10 * int(epochs)}",
+                      f"hydra.run.dir={tmp_path / 'again'}")  # fmt: skip
+    assert "reached least squares" in again.stdout, again.stdout
+
+
 def test_the_smaller_tol_advised_is_met_when_followed(tmp_path):
     # a newcomer's file (helper-41: 15 columns on scales from 0.01 to 1000) stopped on
     # trainer.tol=1e-06 short of least squares; the advised 1e-08 reached it but was never met

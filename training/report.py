@@ -233,6 +233,27 @@ def reached(metrics: dict) -> bool:
     return abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP)
 
 
+def tol_needed(tol: float, metrics: dict) -> float:
+    """The gradient norm a run stopped by ``trainer.tol=tol`` short of least squares has to go
+    below to reach it: near the minimum the parameters' error is ``H^-1 g``, in proportion to
+    the gradient ``g``, so the largest relative coefficient difference ``gap`` falls with it to
+    ``CONVERGED_GAP`` at ``tol * CONVERGED_GAP / gap``, halved for a margin; a hundredth of
+    ``tol`` where the coefficients are not the measure (an aliased design: R^2 alone).
+    A fixed hundredth had been too little on a design of condition number 7661 (a gap of
+    2.85e-02 at tol 1e-06, 1.1e-02 at the advised 4e-07)."""
+    gap = metrics["ols_gap"]["max_rel_coefficient_diff"]
+    aliased = bool(metrics.get("inference", {}).get("aliased"))
+    if aliased or not gap > CONVERGED_GAP:
+        return tol / 100
+    return tol * CONVERGED_GAP / gap / 2
+
+
+def _one_digit_down(x: float) -> float:
+    """``x`` > 0 rounded down to one significant digit (1.75e-08 -> 1e-08)."""
+    exponent = math.floor(math.log10(x))
+    return math.floor(x / 10**exponent) * 10**exponent
+
+
 def _one_digit_up(x: float) -> float:
     """``x`` > 0 rounded up to one significant digit (9.02e-08 -> 1e-07)."""
     exponent = math.floor(math.log10(x))
@@ -276,10 +297,11 @@ def say_convergence(
         # a tol below float32's own gradient at the minimum is never met: the run went on to
         # its 100,000 epochs (a 200k-row file: 69 s), right but slow
         floor = metrics.get("gradient_at_minimum") or 0.0
-        smaller = max(tr.tol / 100, _one_digit_up(2 * floor) if floor else 0.0)
-        if smaller < tr.tol:
-            tol = f"trainer.tol={smaller:g}"
-        else:  # no tol below this one can be met: more epochs with none
+        needed = tol_needed(tr.tol, metrics)
+        if needed >= 2 * floor:
+            at_least = _one_digit_up(2 * floor) if floor else 0.0
+            tol = f"trainer.tol={max(_one_digit_down(needed), at_least):g}"
+        else:  # no tol that small can be met in float32: more epochs with none
             tol = f"trainer.tol=0 trainer.epochs={10 * max(at.epoch, 1)}"
         if stochastic:  # the epoch's mean loss changes little long before the end
             tol = "trainer.tol=0" if decays else f"{to_zero} trainer.tol=0"
