@@ -67,7 +67,7 @@ MISSING = "(missing)"
 # what people write around a number ("$412,000", "7.5%", "1 250") and the Swiss thousands
 # separator, an apostrophe between groups of three digits ("1'250'000"; "5'10" is no number):
 # removed before parsing
-_DECORATION = r"[\s$€£¥%]|(?<=\d)['’](?=\d{3}(?!\d))"
+_DECORATION = r"[\s$€£¥₹%]|(?<=\d)['’](?=\d{3}(?!\d))|^'(?=[+-]?\d)"
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
     # with a time, and a time zone (UTC's Z or an offset)
@@ -346,13 +346,18 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     na = text.isin(NA_TOKENS).to_numpy()
     thousands = "," if decimal == "." else "."
     bare = text.str.replace(_DECORATION, "", regex=True)
-    # the typographic minus, and accounting's parentheses for a negative amount: "(1,250)"
-    bare = bare.str.replace("\u2212", "-", regex=False).str.replace(
-        r"^\((.*)\)$", r"-\1", regex=True
+    # the typographic minus, accounting's parentheses for a negative amount, "(1,250)", and
+    # SAP's trailing minus, "1,250-"
+    bare = (
+        bare.str.replace("\u2212", "-", regex=False)
+        .str.replace(r"^\((.*)\)$", r"-\1", regex=True)
+        .str.replace(r"^(\d[\d.,]*)-$", r"-\1", regex=True)
     )
     # a thousands separator only between groups of three digits: "1,250" is 1250, but "1,5" in
     # a file whose decimal mark is "." is no number (pandas' own `thousands=` would read 15)
-    grouped = rf"[+-]?\d{{1,3}}(?:{re.escape(thousands)}\d{{3}})+(?:{re.escape(decimal)}\d*)?"
+    t, d = re.escape(thousands), re.escape(decimal)
+    # and India's lakh and crore: groups of two before the last three, "2,37,42,400"
+    grouped = rf"[+-]?(?:\d{{1,3}}(?:{t}\d{{3}})+|\d{{1,2}}(?:{t}\d{{2}})+{t}\d{{3}})(?:{d}\d*)?"
     misplaced = bare.str.contains(thousands, regex=False) & ~bare.str.fullmatch(grouped)
     cleaned = bare.mask(misplaced, "not a number").str.replace(thousands, "", regex=False)
     if decimal == ",":
@@ -518,7 +523,7 @@ def _ambiguous_note(name: str, example: str, decimal: str, cells: pd.Series) -> 
 def _looks_numeric(texts: pd.Series) -> pd.Series:
     """Which cells are digits, ``.`` and ``,`` (and signs, currency, percent, spaces) only."""
     bare = texts.astype(str).str.replace(_DECORATION, "", regex=True)
-    return bare.str.fullmatch(r"[+-]?[\d.,]*\d[\d.,]*")
+    return bare.str.fullmatch(r"[+-]?[\d.,]*\d[\d.,]*-?")
 
 
 def _mark_advice(decimal: str) -> str:
@@ -1392,9 +1397,20 @@ def _choose_kind(
         return ColumnCode(name, "boolean")
     n_rows = int((codes >= 0).sum())
     if len(levels) > 2 and len(levels) > n_rows / 2:
+        first = str(col.iloc[int(np.flatnonzero(present & np.isnan(values))[0])])
+        # '1938 sqft' beside '292.6 m2': a number and a unit in (nearly) every cell; an
+        # address, '12 Main St', is free text
+        unit = r"\s*[+-]?[\d.,']*\d\s*[^\W\d_]{1,5}[²2]?\.?\s*"
+        with_units = pd.Series(levels, dtype=object).astype(str).str.fullmatch(unit)
+        if with_units.mean() >= 0.9:
+            raise UserError(
+                f"{source}: column {name!r} is numbers written with more than a number in the "
+                f"cell ({first!r}, {len(levels)} different values in {n_rows} rows); write each "
+                "as the number alone, all in one unit, or add the column to data.drop"
+            )
         raise UserError(
             f"{source}: column {name!r} is free text ({len(levels)} different values in "
-            f"{n_rows} rows), not a category; add it to data.drop"
+            f"{n_rows} rows, such as {first!r}), not a category; add it to data.drop"
         )
     if len(levels) > opts["max_levels"]:
         raise UserError(

@@ -238,7 +238,7 @@ BAD_FILES = {
     "free text": (
         b"address,size,price\n"
         + b"".join(f"{i} Main St,{i},{2 * i + 1}\n".encode() for i in range(30)),
-        "column 'address' is free text (30 different values in 30 rows)",
+        "column 'address' is free text (30 different values in 30 rows, such as '0 Main St')",
     ),
     "too few rows": (
         b"a,b,c,price\n1,2,3,4\n2,3,1,5\n",
@@ -401,7 +401,9 @@ def test_yes_no_with_missing_words_stays_yes_no_and_case_twins_are_said(tmp_path
     assert enc.transform(df, source)[0, enc.feature_names.index("garage")] == 1.0
 
 
-@pytest.mark.parametrize("written", ["(1,250.5)", "\u22121250.5", "-1,250.5", "($1,250.50)"])
+@pytest.mark.parametrize(
+    "written", ["(1,250.5)", "\u22121250.5", "-1,250.5", "($1,250.50)", "1,250.5-"]
+)  # and SAP's trailing minus (helper-44: "free text")
 def test_negative_amounts_as_accountants_and_typesetters_write_them(written):
     # '(252,024)' and '\u2212252024' (the typographic minus) were 'not a number'
     from data.csv_source import _parse_numbers
@@ -409,6 +411,45 @@ def test_negative_amounts_as_accountants_and_typesetters_write_them(written):
     values, empty = _parse_numbers(pd.Series([written, "7"], dtype=object), ".")
     np.testing.assert_array_equal(values, [-1250.5, 7.0])
     assert not empty.any()
+
+
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("'1200", 1200.0),  # Excel's text prefix
+        ("₹2,37,42,400", 23742400.0),  # India's lakh and crore
+        ("2,37,400.5", 237400.5),
+        ("1'250'000.25", 1250000.25),  # Swiss
+    ],
+)
+def test_numbers_as_other_programs_and_countries_write_them(written, value):
+    # each made its column 'free text, add it to data.drop' (helper-44)
+    from data.csv_source import _parse_numbers
+
+    values, _ = _parse_numbers(pd.Series([written, "7"], dtype=object), ".")
+    np.testing.assert_array_equal(values, [value, 7.0])
+
+
+@pytest.mark.parametrize("cells", [["12,5,0", "7"], ["1,2345", "7"], ["5'10", "7"], ["'abc", "7"]])
+def test_what_is_no_number_stays_none(cells):
+    from data.csv_source import _parse_numbers
+
+    values, _ = _parse_numbers(pd.Series(cells, dtype=object), ".")
+    assert np.isnan(values[0]) and values[1] == 7.0
+
+
+def test_numbers_with_units_in_the_cell_are_named_so(tmp_path):
+    # '1938 sqft' beside '292.6 m2' was 'free text ... add it to data.drop', a real predictor
+    path = tmp_path / "f.csv"
+    rows = "".join(f"{1000 + 7 * i} sqft,{200000 + 900 * i}\n" for i in range(40))
+    path.write_text("area,price\n" + rows)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(path))
+    assert str(err.value) == (
+        f"{path}: column 'area' is numbers written with more than a number in the cell "
+        "('1000 sqft', 40 different values in 40 rows); write each as the number alone, all in "
+        "one unit, or add the column to data.drop"
+    )
 
 
 def test_a_level_seen_only_in_the_val_rows_is_a_note_not_note_warning(tmp_path):
