@@ -943,6 +943,12 @@ def read_csv(
         notes.append(f"skipped {titles} line(s) above the header{said}")
     header, skip, columns = _layout(sample, skip, titles, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source, skip, columns)
+    if df.attrs.get("empty_rows"):
+        rows = df.attrs["empty_rows"]
+        notes.append(
+            f"skipped {len(rows)} row(s) with every cell empty (row {', '.join(map(str, rows[:5]))}"
+            f"{', ...' if len(rows) > 5 else ''} under the header)"
+        )
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
     if len(df) == 0:
@@ -1306,7 +1312,7 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
         options.update(lineterminator="\r")  # skipped title lines by one, a data row lost
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
-        return pd.read_csv(
+        df = pd.read_csv(
             path,
             sep=sep,
             skipinitialspace=True,
@@ -1317,6 +1323,13 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
             low_memory=False,
             **options,
         )
+    # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
+    # of missing cells; the others keep their numbers (the index) for the errors that name them
+    empty = df.isna().all(axis=1).to_numpy()
+    if empty.any() and not empty.all():
+        df = df[~empty]
+    df.attrs["empty_rows"] = (np.flatnonzero(empty) + 1).tolist() if not empty.all() else []
+    return df
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:

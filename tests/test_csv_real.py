@@ -869,6 +869,20 @@ def test_excels_unicode_text_is_read(tmp_path, encoding):
     assert df["city"].tolist() == ["Zürich", "Genève"]
 
 
+def test_a_row_of_separators_only_is_skipped_with_a_note(tmp_path):
+    # ',,,' (a spreadsheet's empty row) was a row of missing cells: 'missing values in column
+    # ...' for every column (helper-44)
+    path = tmp_path / "f.csv"
+    path.write_text("sqft,beds,price\n1200,3,250000\n,,\n900,2,181000\n2100,4,390000\n")
+    df, _ = read_csv(path)
+    assert df["price"].tolist() == [250000, 181000, 390000]
+    assert df.index.tolist() == [0, 2, 3]  # errors name rows as the file has them
+    assert df.attrs["notes"] == ["skipped 1 row(s) with every cell empty (row 2 under the header)"]
+    from data.csv_source import cells_as_written
+
+    assert cells_as_written(path, ",")["price"].tolist() == ["250000", "181000", "390000"]
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
