@@ -64,10 +64,16 @@ NA_TOKENS = (
 EXCEL_ERRORS = ("#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!")
 OTHER = "other"
 MISSING = "(missing)"
-# what people write around a number ("$412,000", "7.5%", "1 250") and the Swiss thousands
-# separator, an apostrophe between groups of three digits ("1'250'000"; "5'10" is no number):
-# removed before parsing
-_DECORATION = r"[\s$€£¥₹%]|(?<=\d)['’](?=\d{3}(?!\d))|^'(?=[+-]?\d)"
+# what people write around a number ("$412,000", "USD 412,000", "7.5%", "1 250"), Excel's
+# text prefix ("'1200") and the Swiss thousands separator, an apostrophe between groups of
+# three digits ("1'250'000"; "5'10" is no number): removed before parsing
+_CURRENCY_CODES = (
+    "USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|CNY|INR|SEK|NOK|DKK|PLN|CZK|HUF|ZAR|BRL|MXN|HKD|SGD"
+)
+_DECORATION = (
+    r"[\s$€£¥₹%]|(?<=\d)['’](?=\d{3}(?!\d))|^'(?=[+-]?\d)"
+    rf"|^(?:{_CURRENCY_CODES})(?=[\s\d+-])|(?<=[\d\s])(?:{_CURRENCY_CODES})$"
+)
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
     # with a time, and a time zone (UTC's Z or an offset)
@@ -412,7 +418,9 @@ def _column_decimal(
     mark = re.escape(decimal)
     fraction = rf"(?:{re.escape(other)}\d*)?"
     repeated = bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}}){{2,}}{fraction}")
-    money = text.str.contains(r"[$€£¥]") & bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+")
+    money = text.str.contains(rf"[$€£¥₹]|\b(?:{_CURRENCY_CODES})\b") & bare.str.fullmatch(
+        rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+"
+    )
     for rule, hits in (
         ("twice in one number", repeated),
         ("between groups of three digits after a currency sign", money),
@@ -1323,6 +1331,8 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
             low_memory=False,
             **options,
         )
+    if len(df) and df.iloc[-1].isin(["\x1a"]).any():  # DOS's end-of-file mark, Ctrl-Z
+        df.iloc[-1] = df.iloc[-1].mask(df.iloc[-1].isin(["\x1a"]))
     # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
     # of missing cells; the others keep their numbers (the index) for the errors that name them
     empty = df.isna().all(axis=1).to_numpy()

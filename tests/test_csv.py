@@ -420,6 +420,9 @@ def test_negative_amounts_as_accountants_and_typesetters_write_them(written):
         ("₹2,37,42,400", 23742400.0),  # India's lakh and crore
         ("2,37,400.5", 237400.5),
         ("1'250'000.25", 1250000.25),  # Swiss
+        ("USD 242,329", 242329.0),  # currency codes, before or after
+        ("CHF 242'329", 242329.0),
+        ("242,329.50 EUR", 242329.5),
     ],
 )
 def test_numbers_as_other_programs_and_countries_write_them(written, value):
@@ -430,7 +433,9 @@ def test_numbers_as_other_programs_and_countries_write_them(written, value):
     np.testing.assert_array_equal(values, [value, 7.0])
 
 
-@pytest.mark.parametrize("cells", [["12,5,0", "7"], ["1,2345", "7"], ["5'10", "7"], ["'abc", "7"]])
+@pytest.mark.parametrize(
+    "cells", [["12,5,0", "7"], ["1,2345", "7"], ["5'10", "7"], ["'abc", "7"], ["USDA 12", "7"]]
+)
 def test_what_is_no_number_stays_none(cells):
     from data.csv_source import _parse_numbers
 

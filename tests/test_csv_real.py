@@ -883,6 +883,23 @@ def test_a_row_of_separators_only_is_skipped_with_a_note(tmp_path):
     assert cells_as_written(path, ",")["price"].tolist() == ["250000", "181000", "390000"]
 
 
+def test_dos_end_of_file_mark_is_no_row(tmp_path):
+    # a file ending in Ctrl-Z: "row 4: '\\x1a' is not a number" (helper-44)
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"sqft,price\r\n1200,250000\r\n900,181000\r\n2100,390000\r\n\x1a")
+    df, _ = read_csv(path)
+    assert df["price"].tolist() == [250000, 181000, 390000]
+
+
+def test_a_currency_code_says_where_thousands_are(tmp_path):
+    # 'USD 242,329' in a ';' file was read as 242.329, as '$242,329' was not
+    path = tmp_path / "f.csv"
+    rows = "".join(f"{900 + i};USD {240 + i},{329 + i}\n" for i in range(40))
+    path.write_text("sqft;price\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.y[:2].tolist() == [240329.0, 241330.0]
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
