@@ -1609,7 +1609,8 @@ def _check_named_columns(
     categorical: list[str],
 ) -> None:
     """Every column the config names (``data.drop``, ``data.features``, ``data.log_features``,
-    ``data.categorical``, ``data.target``) is one of ``columns``; else :class:`UserError`."""
+    ``data.categorical``, ``data.target``) is one of ``columns``, a feature is named once, and
+    the target is neither dropped nor declared a category; else :class:`UserError`."""
     for key, names in (
         ("data.drop", drop),
         ("data.features", features or []),
@@ -1626,6 +1627,16 @@ def _check_named_columns(
         raise UserError(
             f"{source}: no column {target!r} for data.target; the columns are: {', '.join(columns)}"
         )
+    twice = [name for name in features or [] if (features or []).count(name) > 1]
+    if twice:  # the column entered the model twice, two coefficients for one effect
+        raise UserError(
+            f"{source}: column {twice[0]!r} is named twice in data.features; name it once"
+        )
+    for key, names in (("data.drop", drop), ("data.categorical", categorical)):
+        if target in names:  # the target is never dropped or one-hot encoded: silently
+            raise UserError(
+                f"{source}: data.target {target!r} is also in {key}; remove it from {key}"
+            )
     both = [name for name in features or [] if name in drop]
     if both:  # data.features names what is kept: the drop was silently not done
         raise UserError(

@@ -323,6 +323,32 @@ def test_a_column_both_kept_and_dropped_is_refused(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        # size entered the model twice; the warning's advice, data.drop=[size], was refused
+        (
+            ["data.features=[size,size]"],
+            "column 'size' is named twice in data.features; name it once",
+        ),
+        # each was silently ignored (helper-44)
+        (
+            ["data.drop=[price]"],
+            "data.target 'price' is also in data.drop; remove it from data.drop",
+        ),
+        (
+            ["data.categorical=[price]"],
+            "data.target 'price' is also in data.categorical; remove it from data.categorical",
+        ),
+    ],
+)
+def test_what_cannot_be_meant_of_the_named_columns_is_refused(tmp_path, overrides, line):
+    houses().to_csv(tmp_path / "h.csv", index=False)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(tmp_path / "h.csv", *overrides))
+    assert str(err.value) == f"{tmp_path / 'h.csv'}: {line}"
+
+
 def test_a_column_of_missing_value_words_only_is_dropped_with_a_note(tmp_path):
     # an all-'N/A' column: data.missing=mean was advised, then 'has no value, add it to
     # data.drop'
