@@ -1409,10 +1409,16 @@ def _choose_kind(
     if _looks_numeric(pd.Series(levels, dtype=object)).all():
         # numbers in another convention than the file's: a text column would hide that
         bad = int(np.flatnonzero(present & np.isnan(values))[0])
+        other = _other_mark(opts["decimal"])
+        if np.isnan(_parse_numbers(col.iloc[[bad]].astype(object), other)[0][0]):
+            # with the other mark it is no number either: advising it went round in a circle
+            # ('06.01.18': set data.decimal=',', then set data.decimal=.)
+            advice = "it is no number with either decimal mark: fix the cell"
+        else:
+            advice = _mark_advice(opts["decimal"])
         raise UserError(
             f"{source}: column {name!r} row {_row(col, bad)}: {col.iloc[bad]!r} is not a "
-            f"number; {_mark_advice(opts['decimal'])} (or add it to data.categorical if "
-            f"its values are codes)"
+            f"number; {advice} (or add it to data.categorical if its values are codes)"
         )
     if name in opts["log_features"]:
         raise UserError(f"{source}: column {name!r} in data.log_features is text, not numbers")

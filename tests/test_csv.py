@@ -632,6 +632,20 @@ def test_a_number_column_in_another_convention_gets_decimal_advice(tmp_path):
     assert make_config("data=csv", word, "data.target=price").data.decimal == ","
 
 
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_cells_no_decimal_mark_reads_are_not_given_decimal_advice(tmp_path, decimal):
+    # '06.01.18' advised data.decimal=',', which advised data.decimal=. (helper-44)
+    path = tmp_path / "h.csv"
+    rows = "".join(f"{900 + i};1.2.{i};{200 + i}\n" for i in range(30))
+    path.write_text("sqft;code;price\n" + rows)
+    with pytest.raises(UserError) as err:
+        load_csv(csv_cfg(path, f"data.decimal={decimal!r}"))
+    assert str(err.value) == (
+        f"{path}: column 'code' row 1: '1.2.0' is not a number; it is no number with either "
+        "decimal mark: fix the cell (or add it to data.categorical if its values are codes)"
+    )
+
+
 def test_an_ambiguous_column_is_read_as_the_file_says_with_a_note(tmp_path):
     X, y, enc = read_semicolon_file(tmp_path, "x;price\n1;554,549\n2;320,123\n3;900,111\n")
     np.testing.assert_allclose(y, [554.549, 320.123, 900.111], rtol=1e-12)
