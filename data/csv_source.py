@@ -814,10 +814,11 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
     - below a title, the header holds more names than numbers and no other separator (split on
       ``,``, a ``;`` file's data line ``91,7;21,9`` holds ``7;21``);
     - each line above is blank, has fewer fields than the header (``Windsor house sales,
-      1987``), fewer than half of its cells written (a spreadsheet's title row,
-      ``Sales,,,,,,``), or a number above a header of names only (``House prices, 1987`` over
-      ``price,lotsize``); a line with as many names as the header less one above a header
-      that holds numbers is R's header over a data row, never a title;
+      1987``), at most half of its cells written (a spreadsheet's title row, ``Sales,,,,,,``,
+      or group names over the header's, ``Property,,,Sale``), or a number above a header of
+      names only (``House prices, 1987`` over ``price,lotsize``); a line with as many names as
+      the header less one above a header that holds numbers is R's header over a data row,
+      never a title;
     - a header holding numbers over a line of names only over numbers is a title, not a header.
 
     Failing that, 0 for a header one field short of the data lines at the top (R's
@@ -858,7 +859,7 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
         for i, (r, w) in enumerate(zip(rows[:k], written[:k], strict=True)):
             r_header = w == len(r) == n - 1 and numbers[k] > 0
             dated = numbers[i] > 0 and not numbers[k]  # a year above a header of names
-            if not (w == 0 or (len(r) < n and not r_header) or 2 * w < n or dated):
+            if not (w == 0 or (len(r) < n and not r_header) or 2 * w <= n or dated):
                 return False
         return True
 

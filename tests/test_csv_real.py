@@ -722,6 +722,9 @@ SHAPES = [
      ["North", "flat", "new", 1200, 210000]),
     # old Mac line ends: pandas skipped a title line too many, and a data row with it
     ("Sales report\r\rx,y\r1,2\r2,4.1\r3,5.9\r", ",", 2, ["x", "y"], [1.0, 2.0]),
+    # group names over the header's, half the cells written: "no column 'price'" (helper-44)
+    ("Property,,,Sale\nsqft,beds,age,price\n2077,3,49,262507\n1500,2,20,200000\n", ",", 1,
+     ["sqft", "beds", "age", "price"], [2077, 3, 49, 262507]),
     # a nameless column of data, not of row names: kept (it was dropped as an index)
     (",price\n10506,369664\n8369,256105\n9100,301000\n", ",", 0, ["Unnamed: 0", "price"],
      [10506, 369664]),
