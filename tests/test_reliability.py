@@ -169,6 +169,13 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
     assert f"checkpoint {ckpts / str(newest)} cannot be read" in resumed.stdout
     assert f"resuming from {ckpts / str(newest - STEPS_PER_EPOCH)}" in resumed.stdout
     assert params_of(tmp_path) == params_of(uninterrupted())
+    # set aside, and written again: orbax writes no step it holds, so the damaged one had
+    # stayed, and predict.py failed on it advising a resume that changed nothing (helper-45)
+    aside = tmp_path / "checkpoints.damaged"
+    assert f"moved the checkpoints that cannot be read ({newest}) to {aside}" in resumed.stdout
+    assert (aside / str(newest) / "params").is_dir()
+    rewritten = [f for f in (ckpts / str(newest)).rglob("*") if f.is_file()]
+    assert rewritten and not any(f.read_bytes() == b"\x00garbage" for f in rewritten)
 
 
 def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):

@@ -199,6 +199,29 @@ class Checkpoints:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
+    def set_aside(self, steps: list[int], writes: bool) -> Path | None:
+        """Move the checkpoints of ``steps`` (ones that cannot be read) out of the way, into
+        ``checkpoints.damaged/`` beside the directory (process 0, ``writes``, moves; every
+        process then sees them gone): orbax writes no step it already holds, so a resumed run
+        left the damaged one in place, and ``predict.py`` failed on it, advising a resume that
+        changed nothing. Returns where they went (None: nothing to move)."""
+        if not steps:
+            return None
+        aside = self.directory.parent / "checkpoints.damaged"
+        if writes:
+            aside.mkdir(exist_ok=True)
+            for step in steps:
+                target, k = aside / str(step), 1
+                while target.exists():  # set aside before, by an earlier resume
+                    target, k = aside / f"{step}.{k}", k + 1
+                (self.directory / str(step)).rename(target)
+        if jax.process_count() > 1:
+            from jax.experimental.multihost_utils import sync_global_devices
+
+            sync_global_devices("checkpoints set aside")
+        self.manager.reload()
+        return aside
+
     def restore(self, step: int, like: dict) -> tuple[dict, dict]:
         """The items of ``step`` named by ``like``'s keys, each in the structure, shapes and
         shardings of its entry in ``like``, and the metadata. Orbax's errors pass through (a

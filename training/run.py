@@ -522,11 +522,20 @@ def resume(ckpt: Checkpoints, settings: Settings, preprocessing: dict, params, o
     Raises :class:`UserError` when the checkpoint is of another run: other data (columns,
     target, transforms) or other settings under :data:`RUN_DEFINING`."""
 
+    damaged: list[int] = []
+
     def unreadable(step: int, exc: Exception) -> None:  # a damaged one: try the one before
         print(
             f"warning: checkpoint {ckpt.directory / str(step)} cannot be read "
             f"({type(exc).__name__}); trying an earlier one"
         )
+        damaged.append(step)
+
+    def set_aside() -> None:  # the run writes those steps again
+        aside = ckpt.set_aside(damaged, settings.writes)
+        if aside is not None:
+            say(f"moved the checkpoints that cannot be read ({', '.join(map(str, damaged))}) to "
+                f"{aside}")  # fmt: skip
 
     for step in reversed(ckpt.steps()):
         try:
@@ -542,9 +551,12 @@ def resume(ckpt: Checkpoints, settings: Settings, preprocessing: dict, params, o
             continue
         at = Progressed.from_meta(meta["progress"])
         print(f"resuming from {ckpt.directory / str(step)}: epoch {at.epoch}, step {at.step}")
+        set_aside()
         run_id = meta.get("preprocessing", {}).get("run_id")
         return state["params"], state["opt_state"], at, run_id
-    print(f"trainer.resume=true but no checkpoint in {ckpt.directory}: starting from scratch")
+    readable = "no checkpoint that can be read" if damaged else "no checkpoint"
+    print(f"trainer.resume=true but {readable} in {ckpt.directory}: starting from scratch")
+    set_aside()
     return params, opt_state, Progressed(), None
 
 
