@@ -178,6 +178,28 @@ def test_corrupt_or_half_written_newest_checkpoint_is_skipped(tmp_path, uninterr
     assert rewritten and not any(f.read_bytes() == b"\x00garbage" for f in rewritten)
 
 
+def test_a_resume_forgets_the_report_of_the_steps_before(tmp_path, monkeypatch):
+    # a resume with more epochs stopped before its end left the shorter run's metrics.json:
+    # the run looked finished and predict.py priced with the newer checkpoint, no note; with
+    # the plots off, the shorter run's figures and curves.npz stayed beside the longer's
+    # metrics (helper-45)
+    first = run_train("logger.print_trace=false", f"hydra.run.dir={tmp_path}")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "loss_curves.png").is_file() and (tmp_path / "curves.npz").is_file()
+    from training.run import forget_the_report
+
+    forget_the_report(tmp_path, keep_curves=True)  # as a resume begins, stopped right after
+    assert not (tmp_path / "metrics.json").exists() and not list(tmp_path.glob("*.png"))
+    assert (tmp_path / "curves.npz").is_file()  # the plots of the resumed run draw from it
+    resumed = run_train(
+        "logger.print_trace=false", "trainer.resume=true", "trainer.epochs=80",
+        "logger.plots=false", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(tmp_path.glob("*.png")) and not (tmp_path / "curves.npz").exists()
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 80
+
+
 def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):
     # "set optimizer.lr below 5" was followed with 4.9, which diverged again; then "a tenth of
     # this one" was offered whatever the step the data allow, and a tenth may diverge too

@@ -49,6 +49,7 @@ from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
 from training.devices import init_distributed, keep_freed_host_memory
 from training.hooks import (
+    Curves,
     Hooks,
     Progressed,
     ProgressLine,
@@ -149,6 +150,8 @@ def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]
                     f"note: TensorBoard's events begin at step {at.step}: the steps before were "
                     "trained with logger.tensorboard=false"
                 )
+    if resuming and settings.writes:
+        forget_the_report(settings.workdir, keep_curves=bool(settings.cfg.logger.plots))
     out.preprocessing["run_id"] = run_id or new_run_id()
     if settings.writes:
         write_json(settings.workdir / "preprocessing.json", out.preprocessing)
@@ -160,6 +163,21 @@ def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]
         purge_step=at.step if resuming else None,
     )
     return dataclasses.replace(run, out=dataclasses.replace(out, tb=tb)), params, opt_state, at
+
+
+def forget_the_report(workdir: Path, keep_curves: bool) -> None:
+    """Delete what the end of an earlier attempt at this run wrote (``metrics.json``, the
+    figures) as a resumed run begins, and the plots' histories (``curves.npz``, restored
+    already) unless the run keeps them (``keep_curves``: ``logger.plots=true``): each is of
+    the steps before. A resume that added epochs and was stopped had left the old run's
+    metrics.json, so the run looked finished, and predict.py priced with the newer checkpoint
+    without its note; one with the plots off left figures of the shorter run beside metrics
+    of the longer."""
+    stale = [workdir / "metrics.json", *workdir.glob("*.png")]
+    if not keep_curves:
+        stale.append(workdir / Curves.FILE)
+    for path in stale:
+        path.unlink(missing_ok=True)
 
 
 def finish(run: Run, metrics: dict, at: Progressed, wall_time_s: float) -> None:
