@@ -198,6 +198,18 @@ def test_a_resume_forgets_the_report_of_the_steps_before(tmp_path, monkeypatch):
     assert resumed.returncode == 0, resumed.stderr
     assert not list(tmp_path.glob("*.png")) and not (tmp_path / "curves.npz").exists()
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 80
+    # fewer epochs than ran: it trained nothing, and .hydra/config.yaml said 30 of the 80
+    config = (tmp_path / ".hydra" / "config.yaml").read_text()
+    fewer = run_train(
+        "logger.print_trace=false", "trainer.resume=true", "trainer.epochs=30",
+        f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert fewer.returncode == 2 and fewer.stderr.strip() == (
+        f"error: {tmp_path}: its newest checkpoint is at epoch 80, past trainer.epochs=30; "
+        "resume with trainer.epochs=80 or more"
+    )
+    assert (tmp_path / ".hydra" / "config.yaml").read_text() == config
+    assert (tmp_path / "metrics.json").is_file()
 
 
 def test_a_shuffled_run_that_diverges_says_what_trains(tmp_path):

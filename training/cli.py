@@ -1172,7 +1172,19 @@ def refuse_other_settings(cfg, run_dir: Path | None, preprocessing: dict | None 
         mine = OmegaConf.to_container(cfg, resolve=True)
         skip = lambda key, value: value == "auto" or key == "data.path"  # noqa: E731
         refuse_another_runs_meta(run_dir, saved, mine, preprocessing, skip)
+        refuse_fewer_epochs(run_dir, saved.get("progress", {}).get("epoch"), cfg.trainer.epochs)
         return
+
+
+def refuse_fewer_epochs(run_dir: Path, done, epochs) -> None:
+    """A resume asking for fewer epochs than its newest checkpoint holds (``done``) would train
+    nothing, and its ``.hydra/config.yaml`` would say fewer epochs than ran: one line, before
+    Hydra writes it. ``auto`` epochs are compared by the run, once chosen."""
+    if isinstance(done, int) and isinstance(epochs, int) and done > epochs:
+        raise UserError(
+            f"{run_dir}: its newest checkpoint is at epoch {done}, past trainer.epochs={epochs}; "
+            f"resume with trainer.epochs={done} or more"
+        )
 
 
 def preflight_data(cfg) -> dict | None:

@@ -39,6 +39,7 @@ from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslas
 from training.cli import (
     refuse_another_run,
     refuse_another_runs_meta,
+    refuse_fewer_epochs,
     resume_advice,
     stop_caught,
     the_run_begins,
@@ -138,6 +139,7 @@ def start(run: Run, params, opt_state) -> tuple[Run, object, object, Progressed]
         params, opt_state, at, run_id = resume(
             out.ckpt, settings, out.preprocessing, params, opt_state
         )
+        refuse_fewer_epochs(settings.workdir, at.epoch, settings.cfg.trainer.epochs)  # auto's
         if settings.writes and at.step:  # the plots draw the whole run, not the part after it
             cfg = settings.cfg
             if not out.curves.restore(settings.workdir, at.step) and cfg.logger.plots:
