@@ -749,6 +749,11 @@ def test_a_search_on_a_csv_whose_fraction_holds_no_row_fails_each_trial(tmp_path
         f"error: this run failed: bad config value: {WHY}0.0005 holds none out of the 546 rows; "
         "set data.val_fraction=0.2 (or cross-validate with data.folds=5)"
     ) in proc.stderr
+    # no trial finished: no best of value inf, as Optuna wrote it
+    assert proc.stderr.rstrip().endswith(
+        "; no run finished, so there is no optimization_results.yaml"
+    )
+    assert not (tmp_path / "s" / "optimization_results.yaml").exists()
 
 
 def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):

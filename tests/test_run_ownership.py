@@ -437,6 +437,16 @@ def test_a_search_run_again_into_its_directory_is_refused_before_hydra_writes(tm
     assert again.returncode == 2
     assert one_error_line(again).startswith(f"error: {tmp_path / '0'} already holds a run (")
     assert snapshot(tmp_path) == before  # optimization_results.yaml included
+    # resumed with another sampler seed: each trial drew other values and was refused, and
+    # Optuna wrote a failed trial as the best, value inf, over the first search's (helper-45)
+    results = (tmp_path / "optimization_results.yaml").read_bytes()
+    other = run_train(*search, "trainer.resume=true", "hydra.sweeper.sampler.seed=7")
+    assert other.returncode == 1, other.stderr
+    assert other.stderr.rstrip().endswith(
+        f"(each run's own error is above); {tmp_path / 'optimization_results.yaml'} is left as "
+        "the earlier search wrote it"
+    )
+    assert (tmp_path / "optimization_results.yaml").read_bytes() == results
 
 
 def test_a_directory_this_process_holds_is_not_in_use_by_another_run(tmp_path):

@@ -978,6 +978,10 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
             cfg = compose("config", overrides=given, return_hydra_config=True)
             with hydra_config_set(cfg):
                 sweep_dir = Path(OmegaConf.select(cfg, "hydra.sweep.dir")).expanduser()
+                if search and not num:  # what the search's end may overwrite (end_sweep)
+                    results = sweep_dir / "optimization_results.yaml"
+                    before = results.read_bytes() if results.is_file() else None
+                    SEARCH_RESULTS[:] = [results, before]
                 if not sweep_dir.is_dir():  # a new sweep (the default is named by the time)
                     return
                 path = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
@@ -1205,6 +1209,8 @@ def preflight_data(cfg) -> dict | None:
 
 SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory
 SWEEP_FAILED: list[str] = []  # those that ended with a UserError
+# a search's optimization_results.yaml and its bytes before the search (None: there was none)
+SEARCH_RESULTS: list = []
 
 
 def resume_advice(workdir: Path) -> str:
@@ -1360,9 +1366,20 @@ def report_user_errors(multirun: bool = False, run_name: str = ""):
 def end_sweep() -> None:
     """After a sweep: if any run failed, one line listing them and exit status 1, so that a
     script or CI can tell a sweep with a failed run from one that finished."""
+    kept = ""
+    if SEARCH_RESULTS and SWEEP_RUNS and len(SWEEP_FAILED) == len(SWEEP_RUNS):
+        # Optuna wrote a failed trial as the best, of value inf: over an earlier search's
+        # results when a resumed search's every trial was refused
+        results, before = SEARCH_RESULTS
+        if before is None:
+            results.unlink(missing_ok=True)
+            kept = "; no run finished, so there is no optimization_results.yaml"
+        else:
+            results.write_bytes(before)
+            kept = f"; {results} is left as the earlier search wrote it"
     if SWEEP_FAILED:
         fail(
             f"{len(SWEEP_FAILED)} of {len(SWEEP_RUNS)} runs failed: {', '.join(SWEEP_FAILED)} "
-            "(each run's own error is above)",
+            f"(each run's own error is above){kept}",
             code=1,
         )
