@@ -4,6 +4,7 @@ another run."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -301,6 +302,25 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
         "'boolean' there, 'onehot' now: the file changed?); resume it with the file it trained "
         "on, or start a new run in another hydra.run.dir"
     )
+
+
+def test_a_resume_on_the_same_file_moved_continues(tmp_path):
+    # the same bytes under another name: 'holds a run of other data (its source: ... there,
+    # ... now: the file changed?)', and the run could not be continued (helper-45)
+    import pandas as pd
+
+    houses = pd.read_csv(HOUSING)
+    path, moved = tmp_path / "houses.csv", tmp_path / "moved" / "sales 1987.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", "data.target=price", "optimizer.lr=0.1", "logger.plots=false")
+    train_and_evaluate(make_config(*args, f"data.path={path}", "trainer.epochs=3"), tmp_path / "r")
+    moved.parent.mkdir()
+    path.rename(moved)
+    cfg = make_config(*args, f"data.path={moved}", "trainer.epochs=6", "trainer.resume=true")
+    metrics = train_and_evaluate(cfg, tmp_path / "r")
+    assert metrics["steps"] == 6
+    saved = json.loads((tmp_path / "r" / "preprocessing.json").read_text())
+    assert saved["source"] == str(moved)
 
 
 @pytest.mark.slow

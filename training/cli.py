@@ -1137,14 +1137,20 @@ def refuse_another_runs_meta(
     data they made (``preprocessing``: the source, target, columns, encoding, scaling,
     transforms; None: not compared), leaving out the run's id. Everything in a run directory
     belongs to one run, so a resume with other settings or data would mix two."""
+    if preprocessing is not None:  # the data are compared themselves: a file moved is the same
+        skip_too = skip
+        skip = lambda key, value: key == "data.path" or skip_too(key, value)  # noqa: E731
     found = run_differences(meta.get("config", {}), config, skip)
     if found:
         raise other_settings(run_dir, *found[0])
     refuse_another_span(run_dir, meta.get("config", {}), config, skip)
     if preprocessing is None:
         return
-    saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k != "run_id"}
-    mine = {k: v for k, v in preprocessing.items() if k != "run_id"}
+    # the file's path aside (a file moved or renamed, the same columns, encoding and the same
+    # statistics of its training rows, is the same data)
+    leave_out = ("run_id", "source")
+    saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k not in leave_out}
+    mine = {k: v for k, v in preprocessing.items() if k not in leave_out}
     if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
         raise UserError(
