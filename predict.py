@@ -36,6 +36,16 @@ def _run_record(run_dir: Path) -> dict:
                     f"{run_dir}: inside the checkpoints of the run in {run}; give the run "
                     f"directory {run} (predict.py reads its newest checkpoint)"
                 )
+        if (run_dir / "multirun.yaml").is_file():  # Hydra's record of a sweep
+            runs = sorted(p.name for p in run_dir.iterdir() if (p / "preprocessing.json").is_file())
+            example = f", such as {run_dir / runs[0]}" if runs else ""
+            raise UserError(
+                f"{run_dir}: the directory of a sweep, not of a run; give one of its runs{example}"
+            )
+        if (run_dir / "checkpoints").is_dir():  # a run, its record deleted
+            raise UserError(
+                f"{run_dir}: no preprocessing.json; {_resume_advice(run_dir)} to write it again"
+            )
         raise UserError(
             f"{run_dir}: not a finished run (no preprocessing.json); give the "
             f"directory a train.py run wrote"
@@ -43,7 +53,35 @@ def _run_record(run_dir: Path) -> dict:
     try:
         return json.loads(prep_path.read_text())
     except (ValueError, OSError) as exc:
-        raise UserError(f"{prep_path}: cannot be read ({exc}); train the run again") from None
+        raise UserError(
+            f"{prep_path}: cannot be read ({exc}); {_resume_advice(run_dir)} to write it again"
+        ) from None
+
+
+def _resume_advice(run_dir: Path) -> str:
+    """How to go on with the run in ``run_dir``: wait for it while it trains, give another
+    step where it diverged (a resume would diverge again), else resume it."""
+    from training.checkpoint import run_in_progress
+
+    if run_in_progress(run_dir):  # resuming it now would be refused
+        return "it is still training; wait for it to end"
+    diverged = _divergence_of(run_dir)
+    if diverged:
+        return f"it diverged, and a resume would too ({diverged})"
+    return f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
+
+
+def _divergence_of(run_dir: Path) -> str | None:
+    """The divergence error the run in ``run_dir`` ended with, as its ``train.log`` holds it
+    (what it printed), without ``error: ``; None if it did not end so."""
+    try:
+        lines = (run_dir / "train.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    ends = [ln for ln in lines if ln.startswith("error: ")]
+    if ends and ends[-1].startswith("error: training diverged"):
+        return ends[-1].removeprefix("error: ")
+    return None
 
 
 def run_overrides(run_dir: Path) -> tuple[list[str], str | None]:
@@ -153,11 +191,11 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     from training.checkpoint import Checkpoints, ShapeMismatchError, run_in_progress
 
     running = run_in_progress(run_dir)  # resuming it now would be refused
-    resume = (
-        "it is still training; wait for it to end"
-        if running
-        else f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
-    )
+    diverged = None if (run_dir / "metrics.json").is_file() else _divergence_of(run_dir)
+    if diverged:  # continued, it would diverge again
+        raise UserError(f"{run_dir}: the run diverged, so there is no model to predict with "
+                        f"({diverged})")  # fmt: skip
+    resume = _resume_advice(run_dir)
     if not (run_dir / "checkpoints").is_dir():
         raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
     ckpt = Checkpoints(run_dir / "checkpoints", create=False)
@@ -182,11 +220,11 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
                 f"{where}: cannot be read ({type(exc).__name__}); {resume} to write it again"
             ) from None
         ours, theirs = prep.get("run_id"), meta.get("preprocessing", {}).get("run_id")
-        if ours != theirs:
+        if ours != theirs:  # a resume writes preprocessing.json of the checkpoint's run
             raise UserError(
                 f"{where}: the checkpoint belongs to another run (id {theirs}) than "
-                f"{run_dir / 'preprocessing.json'} (id {ours}); train again into a new "
-                "hydra.run.dir"
+                f"{run_dir / 'preprocessing.json'} (id {ours}); {resume} to write "
+                "preprocessing.json again"
             )
         n = len(prep["feature_names"])
         model = build_model(OmegaConf.create(meta["config"]).model, n, 0)

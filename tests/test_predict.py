@@ -277,6 +277,46 @@ def test_a_run_that_did_not_finish_predicts_with_a_note(run, tmp_path):
     )
 
 
+def test_a_run_whose_record_is_damaged_or_gone_is_advised_the_resume_that_writes_it(run, tmp_path):
+    # "cannot be read (...); train the run again", which is refused (the directory holds a
+    # run); and a finished run without its preprocessing.json was "not a finished run"
+    (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "preprocessing.json").write_text("{bad")
+    line = one_error_line(run_predict(copy, tmp_path / "rows.csv"))
+    assert line.startswith(f"error: {copy / 'preprocessing.json'}: cannot be read (")
+    command = re.fullmatch(r".*; continue it with (.*) to write it again", line)[1]
+    (copy / "preprocessing.json").unlink()
+    assert one_error_line(run_predict(copy, tmp_path / "rows.csv")) == (
+        f"error: {copy}: no preprocessing.json; continue it with {command} to write it again"
+    )
+    followed = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True)
+    assert followed.returncode == 0, followed.stderr
+    assert run_predict(copy, tmp_path / "rows.csv").returncode == 0
+
+
+def test_a_sweep_directory_or_a_diverged_run_is_named_so(tmp_path):
+    # a sweep's directory was "not a finished run"; a diverged run was advised a resume,
+    # which diverged again (helper-45)
+    (tmp_path / "rows.csv").write_text("x\n1\n")
+    sweep = tmp_path / "sweep"
+    (sweep / "optimizer.lr=0.5").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    (sweep / "optimizer.lr=0.5" / "preprocessing.json").write_text("{}")
+    assert one_error_line(run_predict(sweep, tmp_path / "rows.csv")) == (
+        f"error: {sweep}: the directory of a sweep, not of a run; give one of its runs, such as "
+        f"{sweep / 'optimizer.lr=0.5'}"
+    )
+    diverged = tmp_path / "diverged"
+    proc = run_train("optimizer.lr=0.5", "logger.plots=false", f"hydra.run.dir={diverged}")
+    assert proc.returncode == 3, proc.stderr
+    error = proc.stderr.strip().removeprefix("error: ")
+    assert one_error_line(run_predict(diverged, tmp_path / "rows.csv")) == (
+        f"error: {diverged}: the run diverged, so there is no model to predict with ({error})"
+    )
+
+
 def test_a_checkpoint_of_another_shape(run, tmp_path):
     """Another run's checkpoint (two features) under this run's preprocessing.json, its id
     forged to match: the shapes still tell them apart."""
