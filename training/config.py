@@ -320,6 +320,9 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+MOST_EPOCHS = 10**12  # far past any run's end, and its steps within numpy's int64
+
+
 def _count(value: object) -> bool:
     """An integer >= 0, not a bool (YAML's ``true`` is Python's ``int`` 1): a seed, say,
     which numpy's generators refuse below 0 (``seed=-1`` ended in a traceback mid-run)."""
@@ -568,11 +571,11 @@ def _validate_optimizer(opt: DictConfig) -> None:
 
 def _validate_trainer(tr: DictConfig) -> None:
     """The ``trainer`` group: epochs, tolerance, steps per call, checkpoints, divergence."""
-    _check(
-        tr.epochs == "auto" or _count(tr.epochs) and tr.epochs >= 1,  # true ran one epoch
+    _check(  # true ran one epoch; 10^20, past int64, trained 26.7e9 steps before it was stopped
+        tr.epochs == "auto" or _count(tr.epochs) and 1 <= tr.epochs <= MOST_EPOCHS,
         "trainer.epochs",
         tr.epochs,
-        "an integer >= 1 or auto",
+        f"an integer from 1 to {MOST_EPOCHS:,} or auto",
     )
     _check(tr.tol >= 0, "trainer.tol", tr.tol, "a number >= 0 (0 turns early stopping off)")
     _check(
