@@ -220,11 +220,21 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
                 f"{where}: cannot be read ({type(exc).__name__}); {resume} to write it again"
             ) from None
         ours, theirs = prep.get("run_id"), meta.get("preprocessing", {}).get("run_id")
-        if ours != theirs:  # a resume writes preprocessing.json of the checkpoint's run
+        if ours != theirs:
+            others = [
+                {k: v for k, v in p.items() if k != "run_id"}
+                for p in (prep, meta.get("preprocessing", {}))
+            ]
+            # the same data but the id: a resume writes preprocessing.json again, of the
+            # checkpoint's run; else the checkpoints are another run's, which no resume mends
+            mend = (
+                f"{resume} to write preprocessing.json again"
+                if others[0] == others[1]
+                else "train again into a new hydra.run.dir"
+            )
             raise UserError(
                 f"{where}: the checkpoint belongs to another run (id {theirs}) than "
-                f"{run_dir / 'preprocessing.json'} (id {ours}); {resume} to write "
-                "preprocessing.json again"
+                f"{run_dir / 'preprocessing.json'} (id {ours}); {mend}"
             )
         n = len(prep["feature_names"])
         model = build_model(OmegaConf.create(meta["config"]).model, n, 0)

@@ -283,6 +283,12 @@ def test_a_run_whose_record_is_damaged_or_gone_is_advised_the_resume_that_writes
     (tmp_path / "rows.csv").write_text("sqft,bedrooms,age\n1500,3,20\n")
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
+    # another run's record of the same data (its id alone differs): a resume writes it again
+    record = json.loads((copy / "preprocessing.json").read_text())
+    (copy / "preprocessing.json").write_text(json.dumps({**record, "run_id": "another"}))
+    line = one_error_line(run_predict(copy, tmp_path / "rows.csv"))
+    assert "the checkpoint belongs to another run" in line
+    assert line.endswith(" to write preprocessing.json again"), line
     (copy / "preprocessing.json").write_text("{bad")
     line = one_error_line(run_predict(copy, tmp_path / "rows.csv"))
     assert line.startswith(f"error: {copy / 'preprocessing.json'}: cannot be read (")
