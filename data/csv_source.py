@@ -577,25 +577,29 @@ def _month_or_day_first(col: pd.Series) -> bool:
 
 
 def _century(texts, fmt: str, this_year: int | None = None) -> int:
-    """The full year the earliest of the two-digit years of ``texts`` (dates in ``fmt``)
-    stands for: their 100 years begin after the widest gap between the years written (on a
-    circle of 100), in the last century that ends them no later than ``this_year`` (today's):
-    ``55`` to ``74`` are 1955-1974, ``95`` to ``05`` 1995-2005, ``10`` to ``18`` 2010-2018.
-    Python's own window (1969-2068) had read sales of 1955-1968 as 2055-2068, silently."""
+    """The first of the hundred years two-digit years are read in, for a column whose dates
+    ``texts`` are written in ``fmt``: the hundred years that end ``this_year`` (today's), or,
+    where the column's own years reach back further, those that begin with its earliest. Its
+    years are taken as one run, beginning after the widest gap between the years written (on
+    a circle of 100), in the last century that ends them no later than ``this_year``: ``55``
+    to ``74`` are 1955-1974, ``95`` to ``05`` 1995-2005, ``20`` to ``30`` 1920-1930 (a window
+    of 1920-2019). Python's own window (1969-2068) had read sales of 1955-1968 as 2055-2068,
+    silently; one that began with a column's 2005 read a new row's ``98`` as 2098."""
     import datetime
 
+    this_year = this_year or datetime.date.today().year
     texts = [str(t) for t in texts if str(t) not in NA_TOKENS]
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
     years = np.unique(when.dropna().dt.year.to_numpy() % 100)
     if years.size == 0:
-        return 1969
+        return this_year - 99
     gaps = np.diff(np.append(years, years[0] + 100))  # after each year, to the next one
     widest = int(np.argmax(gaps))
     first = int(years[(widest + 1) % years.size])
     span = int(100 - gaps[widest])  # from the first year to the last
-    this_year = this_year or datetime.date.today().year
     start = (this_year - span) // 100 * 100 + first  # the latest start ending by this year
-    return start if start + span <= this_year else start - 100
+    start = start if start + span <= this_year else start - 100
+    return min(start, this_year - 99)
 
 
 def _decimal_years(

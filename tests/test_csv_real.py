@@ -356,7 +356,14 @@ def test_a_month_is_its_first_day(tmp_path):
 
 @pytest.mark.parametrize(
     ("years", "first"),
-    [((55, 74), 1955), ((95, 99, 0, 5), 1995), ((10, 18), 2010), ((30, 40), 1930)],
+    [
+        ((55, 74), 1927),  # 1955-1974 in the hundred years to 2026
+        ((95, 99, 0, 5), 1927),
+        ((10, 18), 1927),
+        ((5, 24), 1927),  # a new row's 98 is 1998: one window from 2005 read it as 2098
+        ((20, 30), 1920),  # 1920-1930: the window reaches back to its earliest year
+        ((26, 90), 1927),  # 1990 to 2026, this year
+    ],
 )
 def test_two_digit_years_are_the_hundred_years_the_column_spans(years, first):
     from data.csv_source import _century
@@ -378,8 +385,8 @@ def test_two_digit_years_before_1969_are_read_in_their_century_and_kept_for_new_
     path.write_text("sold,price\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
     table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
     np.testing.assert_allclose(table.X[:, 0], year, rtol=1e-7)
-    assert table.encoding["columns"][0]["first_year"] == 1955  # in preprocessing.json
-    assert "two-digit years as 1955-2054" in table.description
+    assert table.encoding["columns"][0]["first_year"] == 1927  # in preprocessing.json
+    assert "two-digit years as 1927-2026" in table.description
     from data.csv_source import Encoding, read_csv
 
     again = Encoding.from_dict(json.loads(json.dumps(table.encoding)))
