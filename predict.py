@@ -162,7 +162,12 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         raise UserError(f"{exc} ({takes})") from None
     X = np.asarray(X, np.float64).reshape(len(df), len(prep["feature_names"]))
     scaling = Scaling(**prep["scaling"])
-    for line in far_outside(X, scaling, prep["feature_names"]):
+    kinds = [
+        "log" if c.log else c.kind if c.kind == "date" else "number"
+        for c in encoding.used_columns
+        for _ in c.outputs
+    ]
+    for line in far_outside(X, scaling, prep["feature_names"], kinds):
         print(f"warning: {source}: {line}", file=sys.stderr)
     return np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32), df
 

@@ -206,31 +206,41 @@ def prepare(
     return Prepared(Xs, ys, y_raw, rows, scaling, log_target)
 
 
-def far_outside(X: np.ndarray, scaling: Scaling, names: list[str]) -> list[str]:
+def far_outside(
+    X: np.ndarray, scaling: Scaling, names: list[str], kinds: list[str] | None = None
+) -> list[str]:
     """A line for each column of new rows ``X`` (``(rows, features)``, before scaling) with
-    values far outside the training rows' range: under a tenth of the least or over ten times
-    the greatest value of a positive column, else further outside than the range is wide. A
-    model fitted there extrapolates, and a value a thousand times off is most often written in
-    other units or with another decimal mark than the training file's (``3.987`` against
-    ``3987``)."""
+    values far outside the training rows' range. ``kinds`` (one a column; default
+    ``number``): a ``number`` column of positive training values is out under a tenth of its
+    least or over ten times its greatest value; a ``log`` feature's (its logarithm) the same in
+    its own units; a ``date`` (a decimal year) and any other column further outside than the
+    range is wide. A model fitted there extrapolates, and a value a thousand times off is most
+    often written in other units or with another decimal mark than the training file's
+    (``3.987`` against ``3987``)."""
     if scaling.x_min is None or scaling.x_max is None or not len(X):
         return []
     low, high = np.asarray(scaling.x_min), np.asarray(scaling.x_max)
     width = high - low
     X = np.asarray(X, np.float64)
+    kinds = kinds or ["number"] * len(names)
     lines = []
     for j in np.flatnonzero(width > 0):
-        if low[j] > 0:  # a positive quantity: a tenth of its least or ten times its greatest
-            far = (X[:, j] < low[j] / 10) | (X[:, j] > high[j] * 10)
+        x = X[:, j]
+        if kinds[j] == "log":  # ln(a tenth), ln(ten times)
+            far = (x < low[j] - np.log(10)) | (x > high[j] + np.log(10))
+        elif kinds[j] == "number" and low[j] > 0:
+            far = (x < low[j] / 10) | (x > high[j] * 10)
         else:
-            far = (X[:, j] < low[j] - width[j]) | (X[:, j] > high[j] + width[j])
+            far = (x < low[j] - width[j]) | (x > high[j] + width[j])
         if far.any():
-            values = X[far, j]
+            shown = np.exp if kinds[j] == "log" else (lambda v: v)
+            values, name = shown(x[far]), names[j]
+            name = name[4:-1] if kinds[j] == "log" and name.startswith("log(") else name
             lines.append(
-                f"column {names[j]!r}: {int(far.sum())} of {len(X)} rows hold values "
+                f"column {name!r}: {int(far.sum())} of {len(X)} rows hold values "
                 f"({values.min():.6g} to {values.max():.6g}) far outside the training rows' "
-                f"{low[j]:.6g} to {high[j]:.6g}; the model extrapolates there (if the column is "
-                "written in other units or with another decimal mark than the training file, "
-                "write it as that file did)"
+                f"{shown(low[j]):.6g} to {shown(high[j]):.6g}; the model extrapolates there (if "
+                "the column is written in other units or with another decimal mark than the "
+                "training file, write it as that file did)"
             )
     return lines

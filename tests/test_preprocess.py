@@ -129,3 +129,20 @@ def test_new_values_far_outside_the_training_range_are_named():
     ]
     # a run saved before the range was kept: nothing to hold the rows to
     assert far_outside(outside, Scaling.identity(2), ["sqft", "age"]) == []
+
+
+def test_log_and_date_columns_are_held_to_their_own_range():
+    from data.preprocess import far_outside
+
+    # sqft under data.log_features (its logarithm trained: ln 800 to ln 3000) and a sale date
+    # (2005 to 2024): 50 square feet and the year 2098 were priced without a word (helper-46)
+    low, high = [np.log(800.0), 2005.0], [np.log(3000.0), 2024.99]
+    scaling = Scaling([0.0, 0.0], [1.0, 1.0], 0.0, 1.0, x_min=low, x_max=high)
+    X = np.array([[np.log(50.0), 2098.2], [np.log(1500.0), 2015.0], [np.log(79.0), 2040.0]])
+    lines = far_outside(X, scaling, ["log(sqft)", "sold"], ["log", "date"])
+    assert [line.split(";")[0] for line in lines] == [
+        "column 'sqft': 2 of 3 rows hold values (50 to 79) far outside the training rows' 800 "
+        "to 3000",
+        "column 'sold': 1 of 3 rows hold values (2098.2 to 2098.2) far outside the training "
+        "rows' 2005 to 2024.99",
+    ]
