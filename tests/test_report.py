@@ -748,6 +748,32 @@ def test_a_smaller_tol_is_one_float32_can_meet(capsys, gap, floor, advice):
     assert capsys.readouterr().out.strip().endswith(advice)
 
 
+@pytest.mark.parametrize(
+    ("final", "at_reference", "resolution", "floor"),
+    [
+        (1.0e-2, 1.0e-2, 1e-14, True),  # no higher than at the minimum's own coefficients
+        # a fit to float32's last digit (helper-46: 3.43e-03 after 40, 400, 4000 epochs)
+        (6.639e-14, 6.574e-14, 1.4e-14, True),
+        # 4e-06 above a loss far from the floor: an ill-conditioned run still on its way
+        (1.1011913e-05, 1.10118735e-05, 1.4e-14, False),
+    ],
+)
+def test_a_fit_float32_cannot_improve_is_not_advised_more_epochs(
+    capsys, final, at_reference, resolution, floor
+):
+    from training.hooks import Progressed
+    from training.report import say_convergence
+
+    cfg = make_config("experiment=housing", "loader=full_batch", "trainer.tol=0")
+    metrics = {"train": {"r2": 1.0}, "ols": {"r2": 1.0}, "final_loss": final}
+    metrics.update(loss_at_reference=at_reference, float32_loss_resolution=resolution)
+    metrics["ols_gap"] = {"max_rel_coefficient_diff": 4.83e-3}
+    say_convergence(cfg, metrics, Progressed(step=40, epoch=40, stopped="epochs"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("reached least squares as closely as float32 allows: ") == floor, out
+    assert out.startswith("warning: stopped after 40 epochs") != floor, out
+
+
 @pytest.mark.slow
 def test_a_tol_float32_cannot_meet_is_not_advised(tmp_path):
     # helper-44's file: price beside Price, its thousands (condition number 7661). Stopped by
