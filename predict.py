@@ -36,9 +36,15 @@ def _run_record(run_dir: Path) -> dict:
                     f"{run_dir}: inside the checkpoints of the run in {run}; give the run "
                     f"directory {run} (predict.py reads its newest checkpoint)"
                 )
-        if (run_dir / "multirun.yaml").is_file():  # Hydra's record of a sweep
-            runs = sorted(p.name for p in run_dir.iterdir() if (p / "preprocessing.json").is_file())
-            example = f", such as {run_dir / runs[0]}" if runs else ""
+        # a sweep's or a search's directory: its runs below (a path in an override, as
+        # data.path=/d/f.csv, nests them), the files of their checkpoints left out
+        runs = sorted(
+            p.parent
+            for p in run_dir.glob("**/preprocessing.json")
+            if "checkpoints" not in p.relative_to(run_dir).parts
+        )
+        if runs or (run_dir / "multirun.yaml").is_file():
+            example = f", such as {runs[0]}" if runs else ""
             raise UserError(
                 f"{run_dir}: the directory of a sweep, not of a run; give one of its runs{example}"
             )

@@ -1336,8 +1336,15 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
             low_memory=False,
             **options,
         )
-    if len(df) and df.iloc[-1].isin(["\x1a"]).any():  # DOS's end-of-file mark, Ctrl-Z
-        df.iloc[-1] = df.iloc[-1].mask(df.iloc[-1].isin(["\x1a"]))
+    if len(df):  # DOS's end-of-file mark, Ctrl-Z, on a line of its own or after the last cell
+        for name in df.columns:
+            cell = df[name].iloc[-1]
+            if isinstance(cell, str) and cell.endswith("\x1a"):
+                rest = cell[:-1].strip()
+                column = df[name].copy()
+                column.iloc[-1] = rest or np.nan
+                numbers = pd.to_numeric(column, errors="coerce")  # the column pandas would read
+                df[name] = numbers if numbers.notna().sum() == column.notna().sum() else column
     # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
     # of missing cells; the others keep their numbers (the index) for the errors that name them
     empty = df.isna().all(axis=1).to_numpy()

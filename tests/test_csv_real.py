@@ -893,12 +893,15 @@ def test_a_row_of_separators_only_is_skipped_with_a_note(tmp_path):
     assert cells_as_written(path, ",")["price"].tolist() == ["250000", "181000", "390000"]
 
 
-def test_dos_end_of_file_mark_is_no_row(tmp_path):
-    # a file ending in Ctrl-Z: "row 4: '\\x1a' is not a number" (helper-44)
+@pytest.mark.parametrize("end", [b"\r\n\x1a", b"\x1a"])
+def test_dos_end_of_file_mark_is_no_row(tmp_path, end):
+    # a file ending in Ctrl-Z: "row 4: '\\x1a' is not a number" (helper-44), and right after
+    # the last cell "'390000\\x1a' is not a number" (helper-46)
     path = tmp_path / "f.csv"
-    path.write_bytes(b"sqft,price\r\n1200,250000\r\n900,181000\r\n2100,390000\r\n\x1a")
+    path.write_bytes(b"sqft,price\r\n1200,250000\r\n900,181000\r\n2100,390000" + end)
     df, _ = read_csv(path)
     assert df["price"].tolist() == [250000, 181000, 390000]
+    assert df["price"].dtype.kind in "if"  # numbers, as pandas reads the file without it
 
 
 def test_a_currency_code_says_where_thousands_are(tmp_path):

@@ -314,6 +314,12 @@ def test_a_sweep_directory_or_a_diverged_run_is_named_so(tmp_path):
         f"error: {sweep}: the directory of a sweep, not of a run; give one of its runs, such as "
         f"{sweep / 'optimizer.lr=0.5'}"
     )
+    # a search's (no multirun.yaml), its runs nested by a path in an override (helper-46)
+    search = tmp_path / "search" / "data.path=" / "d" / "f.csv,optimizer.lr=0.1"
+    search.mkdir(parents=True)
+    (search / "preprocessing.json").write_text("{}")
+    line = one_error_line(run_predict(tmp_path / "search", tmp_path / "rows.csv"))
+    assert line.endswith(f"give one of its runs, such as {search}")
     diverged = tmp_path / "diverged"
     proc = run_train("optimizer.lr=0.5", "logger.plots=false", f"hydra.run.dir={diverged}")
     assert proc.returncode == 3, proc.stderr
