@@ -1574,6 +1574,8 @@ def _choose_codes(
             f"{source}: data.target {target!r} is also a feature; remove it from data.features"
         )
     codes = []
+    for name in [*names, target]:
+        _refuse_mixed_currencies(df[name], name, source)
     for name in names:
         decimal, note = _column_decimal(
             df[name], name, opts["decimal"], opts["sep"], df.attrs.get("path")
@@ -1591,6 +1593,27 @@ def _choose_codes(
         else:
             codes.append(code)
     return codes, auto_dropped, notes
+
+
+_SIGN_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}  # as one currency
+
+
+def _refuse_mixed_currencies(col: pd.Series, name: str, source: str) -> None:
+    """A :class:`UserError` for a column of amounts in more than one currency (``USD 242,329``
+    beside ``242,329 EUR``): its numbers would be read as one unit, silently."""
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return
+    _, texts = _cells(col)
+    found = set()
+    for text in map(str, texts):
+        found.update(
+            _SIGN_CODES.get(c, c) for c in re.findall(rf"[$€£¥₹]|\b(?:{_CURRENCY_CODES})\b", text)
+        )
+    if len(found) > 1:
+        raise UserError(
+            f"{source}: column {name!r} holds amounts in more than one currency "
+            f"({', '.join(sorted(found))}); convert them to one"
+        )
 
 
 def _percent_note(col: pd.Series, name: str) -> str | None:

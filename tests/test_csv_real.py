@@ -913,6 +913,27 @@ def test_a_currency_code_says_where_thousands_are(tmp_path):
     assert table.y[:2].tolist() == [240329.0, 241330.0]
 
 
+def test_amounts_in_two_currencies_are_refused(tmp_path):
+    # 'USD 242,329' beside '242,329 EUR' were read as one unit, silently (helper-46); '$' and
+    # 'USD' are one currency
+    path = tmp_path / "f.csv"
+    rows = "".join(
+        f'{900 + i},"{"USD " if i % 2 else ""}{240 + i},329{" EUR" if i % 2 == 0 else ""}"\n'
+        for i in range(40)
+    )
+    path.write_text("sqft,price\n" + rows)
+    with pytest.raises(UserError) as err:
+        load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert str(err.value) == (
+        f"{path}: column 'price' holds amounts in more than one currency (EUR, USD); convert "
+        "them to one"
+    )
+    rows = "".join(f'{900 + i},"{"USD " if i % 2 else "$"}{240 + i},329"\n' for i in range(40))
+    path.write_text("sqft,price\n" + rows)
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.y[:2].tolist() == [240329.0, 241329.0]
+
+
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
     path = tmp_path / "f.csv"
     path.write_text("a\nb\nc\nd\ne\nf\nprice,lotsize\n1,2\n3,4\n")
