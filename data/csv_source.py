@@ -96,6 +96,8 @@ DATE_FORMATS = (
     (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{2}$"), "%d-%b-%y"),  # Excel's d-mmm-yy
     (re.compile(r"^\d{1,2} [A-Za-z]{3} \d{4}$"), "%d %b %Y"),
     (re.compile(r"^[A-Za-z]{3} \d{1,2}, \d{4}$"), "%b %d, %Y"),
+    (re.compile(r"^[A-Za-z]{3,9} \d{1,2}, \d{4}$"), "%B %d, %Y"),  # October 13, 2014; May
+    (re.compile(r"^\d{1,2} [A-Za-z]{3,9} \d{4}$"), "%d %B %Y"),
 )
 SEPARATORS = (",", ";", "\t", "|")
 

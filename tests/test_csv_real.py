@@ -330,6 +330,8 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
         "%d-%b-%y",
         "%b %d, %Y",
         "%Y-%m-%dT%H:%M:%SZ",
+        "%B %d, %Y",  # October 13, 2014
+        "%d %B %Y",
     ],
 )
 def test_more_date_formats_become_decimal_years(tmp_path, fmt):
