@@ -458,7 +458,8 @@ def _inapplicable(
         return aliased, (
             f"rank-deficient design: {', '.join(aliased)} "
             f"{'is a linear combination' if len(aliased) == 1 else 'are linear combinations'} "
-            "of the other columns, so the coefficients are not unique; drop "
+            "of the other columns, or within float32's precision of one (1 - R^2 against them "
+            "under 1e-05), so the coefficients are not determined; drop "
             f"{'it' if len(aliased) == 1 else 'them'} with data.drop"
             + (
                 ", or, if not exactly (a date in years is all but constant beside the intercept "
