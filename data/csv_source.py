@@ -969,7 +969,7 @@ def read_csv(
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     _refuse_the_header_again(df, source, skip)
-    _refuse_a_total_row(df, source, skip)
+    _refuse_a_total_row(df, source, skip, decimal)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
     df.attrs["decimal_of_the_run"] = guessed  # the numbers decided no mark: `undecided`'s
     return df, source
@@ -1111,7 +1111,26 @@ def _summary_word(cell: object) -> str:
     return re.sub(r"\s*\(.*\)\s*$", "", cell.strip()).rstrip(":").strip().casefold()
 
 
-def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
+def _numbers_of(df: pd.DataFrame, decimal: str) -> np.ndarray:
+    """``(rows, k)`` float64: the columns of ``df`` pandas read as numbers, and those of text
+    nine in ten of whose written cells are numbers written for people (``"525,711"``,
+    ``"$94,346,904"``: :func:`_parse_numbers`), NaN where a cell is none."""
+    columns = []
+    for name in df.columns:
+        col = df[name]
+        if pd.api.types.is_bool_dtype(col):
+            continue
+        if pd.api.types.is_numeric_dtype(col):
+            columns.append(col.to_numpy(np.float64))
+            continue
+        values = _parse_numbers(col, decimal)[0]
+        read = int(np.isfinite(values).sum())
+        if read and read >= 0.9 * int(col.notna().sum()):
+            columns.append(values)
+    return np.column_stack(columns) if columns else np.zeros((len(df), 0))
+
+
+def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: str = ".") -> None:
     """A :class:`UserError` naming the line of a report's total or summary row: among the
     first two and last six rows, one labelled so (``Total`` in any cell, ``Average``, ``Min``,
     ``Count``, ... in its first, in a cell no other row of its column shares) whose every
@@ -1132,7 +1151,8 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0) -> None:
         return shared[0] if shared else None
 
     labelled = {i: cell for i in positions if (cell := label_of(i)) is not None}
-    numbers = df.select_dtypes("number").to_numpy(np.float64)
+    # numbers written as text too: a total of '"525,711"' and '"$94,346,904"' was trained
+    numbers = _numbers_of(df, decimal)
     rows = np.setdiff1d(np.arange(len(df)), list(labelled))
     if numbers.shape[1] and len(rows) >= 3:
         data = numbers[rows]

@@ -1100,6 +1100,19 @@ def test_a_total_row_at_the_top_or_without_a_label_is_refused(tmp_path):
         read_csv(path)
 
 
+def test_a_total_row_of_numbers_written_for_people_is_refused(tmp_path):
+    # helper-47: a footer 'Total,"525,711",,,"$94,346,904"' (the sums, as text with thousands
+    # separators and a currency sign, other cells empty) trained under data.missing=mean: the
+    # area's fill 4845 against 2172, 'Neighborhood_other' 1.5e+07
+    rows = [(f"MLS{k}", 900 + 37 * k, 2 + k % 3, 200000 + 1234 * k) for k in range(12)]
+    body = "".join(f'{i},"{a:,}",{b},"${p:,}"\n' for i, a, b, p in rows)
+    total = f'Total,"{sum(r[1] for r in rows):,}",,"${sum(r[3] for r in rows):,}"\n'
+    path = tmp_path / "f.csv"
+    path.write_text("id,area,beds,price\n" + body + total)
+    with pytest.raises(UserError, match=r"row 13 \(line 14\) is a total or a summary \('Total'\)"):
+        read_csv(path)
+
+
 @pytest.mark.parametrize(
     ("first", "rows"),
     [
