@@ -811,3 +811,28 @@ def test_the_smaller_tol_advised_is_met_when_followed(tmp_path):
     again = run_train(*run, tol, f"hydra.run.dir={tmp_path / 'again'}")
     assert "reached least squares" in again.stdout, again.stdout
     assert "epochs (converged)" in again.stdout  # the tol was met
+
+
+def test_an_aliased_level_is_dropped_by_its_column():
+    # helper-47: "Type_other is a linear combination ...; drop it with data.drop", and
+    # data.drop=[Type_other] was refused: a one-hot level is no column of the file
+    from data.preprocess import Scaling
+    from training.evaluate import linear_inference
+
+    rng = np.random.default_rng(0)
+    sqft = rng.normal(size=40)
+    level = (rng.random(40) < 0.5).astype(float)
+    A = np.column_stack([sqft, level, level, np.ones(40)])  # Type_other a copy of Type_B
+    G = A.T @ A
+    names = ["sqft", "Type_B", "Type_other"]
+    coefs = {"sqft": 1.0, "Type_B": 0.5, "Type_other": 0.5, "intercept": 0.0}
+    sources = {"sqft": "sqft", "Type_B": "Type", "Type_other": "Type"}
+    scaled = Scaling([0.1, 0.2, 0.3], [1.1, 1.2, 1.3], 0.0, 1.0)  # data.standardize=true
+    out = linear_inference(G, G, 40, coefs, scaled, names, sources=sources)
+    assert out["inference"]["aliased"] == ["Type_other"]
+    assert out["inference"]["note"].endswith(
+        "drop it with \"data.drop=[Type]\" (Type_other of column 'Type')"  # quoted for the shell
+    )
+    # a column of the file itself keeps the plain advice
+    plain = linear_inference(G, G, 40, coefs, scaled, names)
+    assert plain["inference"]["note"].endswith("drop it with data.drop")

@@ -396,6 +396,20 @@ def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list
     return aliased
 
 
+def _drop_override(aliased: list[str], sources: dict[str, str] | None) -> str:
+    """``data.drop`` naming the file's columns the ``aliased`` inputs come from (a one-hot
+    level, ``Type_other``, is no column to drop: ``data.drop=[Type_other]`` was refused), with
+    what each level is; plain ``data.drop`` where they are the columns themselves."""
+    sources = sources or {}
+    columns = list(dict.fromkeys(sources.get(a, a) for a in aliased if a != "intercept"))
+    if not columns or all(sources.get(a, a) == a for a in aliased):
+        return "data.drop"
+    from errors import shell_word
+
+    levels = [f"{a} of column {sources[a]!r}" for a in aliased if sources.get(a, a) != a]
+    return f"{shell_word('data.drop=[' + ','.join(columns) + ']')} ({'; '.join(levels)})"
+
+
 _TABLES = ("standard_errors", "t_statistics", "p_values", "confidence_intervals_95")
 
 
@@ -408,9 +422,12 @@ def linear_inference(
     names: list[str],
     converged: bool = True,
     estimator: str = "least squares",
+    sources: dict[str, str] | None = None,
 ) -> dict:
     """Standard errors, t statistics, two-sided p-values and 95 % confidence intervals of the
-    linear model's coefficients ``coefs`` (the user's units, ``intercept`` last).
+    linear model's coefficients ``coefs`` (the user's units, ``intercept`` last). ``sources``:
+    the file's column each input of the model comes from (a one-hot level's, a log's), which
+    the advice to drop an aliased one names.
 
     ``G`` and ``H`` come from :func:`residual_moments` on the model's (scaled) training rows;
     :func:`_coefficient_covariances` gives the classical and HC1 covariances (its docstring has
@@ -427,7 +444,7 @@ def linear_inference(
     p = len(labels)
     info: dict = {"n": int(n), "df_resid": int(n - p), "aliased": [], "note": None}
     unscaled = not any(scaling.x_mean) and all(s == 1.0 for s in scaling.x_scale)
-    aliased, info["note"] = _inapplicable(G, n, names, estimator, unscaled)
+    aliased, info["note"] = _inapplicable(G, n, names, estimator, unscaled, sources or {})
     if info["note"] is not None:
         info["aliased"] = aliased
         return {**{key: {k: None for k in labels} for key in _TABLES}, "inference": info}
@@ -443,7 +460,12 @@ def linear_inference(
 
 
 def _inapplicable(
-    G: np.ndarray, n: int, names: list[str], estimator: str, unscaled: bool = False
+    G: np.ndarray,
+    n: int,
+    names: list[str],
+    estimator: str,
+    unscaled: bool = False,
+    sources: dict[str, str] | None = None,
 ) -> tuple[list[str], str | None]:
     """``(aliased, note)``: why least squares' inference does not apply to this fit (``note``
     is ``None`` when it does): another estimator, an aliased column of ``G`` (``(d + 1, d + 1)``,
@@ -460,7 +482,7 @@ def _inapplicable(
             f"{'is a linear combination' if len(aliased) == 1 else 'are linear combinations'} "
             "of the other columns, or within float32's precision of one (1 - R^2 against them "
             "under 1e-05), so the coefficients are not determined; drop "
-            f"{'it' if len(aliased) == 1 else 'them'} with data.drop"
+            f"{'it' if len(aliased) == 1 else 'them'} with {_drop_override(aliased, sources)}"
             + (
                 ", or, if not exactly (a date in years is all but constant beside the intercept "
                 "in float32), set data.standardize=true, whose centred columns tell them apart"

@@ -62,6 +62,16 @@ def fit_on_training_rows(run: Run, params) -> tuple[np.ndarray, float]:
     return pred[: rows.n], float(loss)
 
 
+def input_sources(encoding: dict | None) -> dict[str, str]:
+    """The file's column each input of the model comes from (``Type_other`` -> ``Type``,
+    ``log(area)`` -> ``area``); none for data not from a CSV."""
+    if not encoding:
+        return {}
+    from data.csv_source import Encoding
+
+    return {o: c.name for c in Encoding.from_dict(encoding).columns for o in c.all_outputs}
+
+
 def _mean_square_y(data) -> float:
     """The training target's mean square in the units the model is trained in (its log, then
     scaled), from the host's copy in the target's own units."""
@@ -220,9 +230,10 @@ def least_squares_report(run: Run, params, final: dict, metrics: dict, at: Progr
         )
     out.update(
         linear_inference(
-            G, H, rows.n, coefs, data.scaling, names, converged=converged, estimator=estimator
+            G, H, rows.n, coefs, data.scaling, names, converged=converged, estimator=estimator,
+            sources=input_sources(run.out.preprocessing.get("encoding")),
         )
-    )
+    )  # fmt: skip
     if run.settings.writes:
         if len(names) > 1:
             method = METHOD_OF_OPTIMIZER.get(run.settings.cfg.optimizer.name, "gradient descent")
