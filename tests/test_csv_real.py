@@ -906,12 +906,16 @@ def test_dos_end_of_file_mark_is_no_row(tmp_path, end):
     assert df["price"].dtype.kind in "if"  # numbers, as pandas reads the file without it
 
 
+def prices_of(path, text: str):
+    """The table of ``text`` written to ``path``, read with ``price`` as the target."""
+    path.write_text(text)
+    return load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+
+
 def test_a_currency_code_says_where_thousands_are(tmp_path):
     # 'USD 242,329' in a ';' file was read as 242.329, as '$242,329' was not
-    path = tmp_path / "f.csv"
     rows = "".join(f"{900 + i};USD {240 + i},{329 + i}\n" for i in range(40))
-    path.write_text("sqft;price\n" + rows)
-    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    table = prices_of(tmp_path / "f.csv", "sqft;price\n" + rows)
     assert table.y[:2].tolist() == [240329.0, 241330.0]
 
 
@@ -923,17 +927,14 @@ def test_amounts_in_two_currencies_are_refused(tmp_path):
         f'{900 + i},"{"USD " if i % 2 else ""}{240 + i},329{" EUR" if i % 2 == 0 else ""}"\n'
         for i in range(40)
     )
-    path.write_text("sqft,price\n" + rows)
     with pytest.raises(UserError) as err:
-        load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+        prices_of(path, "sqft,price\n" + rows)
     assert str(err.value) == (
         f"{path}: column 'price' holds amounts in more than one currency (EUR, USD); convert "
         "them to one"
     )
     rows = "".join(f'{900 + i},"{"USD " if i % 2 else "$"}{240 + i},329"\n' for i in range(40))
-    path.write_text("sqft,price\n" + rows)
-    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
-    assert table.y[:2].tolist() == [240329.0, 241329.0]
+    assert prices_of(path, "sqft,price\n" + rows).y[:2].tolist() == [240329.0, 241329.0]
 
 
 def test_more_title_lines_than_are_skipped_say_so(tmp_path):
