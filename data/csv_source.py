@@ -64,14 +64,16 @@ NA_TOKENS = (
 EXCEL_ERRORS = ("#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!")
 OTHER = "other"
 MISSING = "(missing)"
-# what people write around a number ("$412,000", "USD 412,000", "7.5%", "1 250"), Excel's
-# text prefix ("'1200") and the Swiss thousands separator, an apostrophe between groups of
-# three digits ("1'250'000"; "5'10" is no number): removed before parsing
 _CURRENCY_CODES = (
     "USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|CNY|INR|SEK|NOK|DKK|PLN|CZK|HUF|ZAR|BRL|MXN|HKD|SGD"
 )
+_SIGN_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}  # one currency each
+_MONEY = rf"[{''.join(_SIGN_CODES)}]|\b(?:{_CURRENCY_CODES})\b"  # a sign or a code in a cell
+# what people write around a number ("$412,000", "USD 412,000", "7.5%", "1 250"), Excel's
+# text prefix ("'1200") and the Swiss thousands separator, an apostrophe between groups of
+# three digits ("1'250'000"; "5'10" is no number): removed before parsing
 _DECORATION = (
-    r"[\s$€£¥₹%]|(?<=\d)['’](?=\d{3}(?!\d))|^'(?=[+-]?\d)"
+    rf"[\s{''.join(_SIGN_CODES)}%]|(?<=\d)['’](?=\d{{3}}(?!\d))|^'(?=[+-]?\d)"
     rf"|^(?:{_CURRENCY_CODES})(?=[\s\d+-])|(?<=[\d\s])(?:{_CURRENCY_CODES})$"
 )
 DATE_FORMATS = (
@@ -420,9 +422,7 @@ def _column_decimal(
     mark = re.escape(decimal)
     fraction = rf"(?:{re.escape(other)}\d*)?"
     repeated = bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}}){{2,}}{fraction}")
-    money = text.str.contains(rf"[$€£¥₹]|\b(?:{_CURRENCY_CODES})\b") & bare.str.fullmatch(
-        rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+"
-    )
+    money = text.str.contains(_MONEY) & bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}})+")
     for rule, hits in (
         ("twice in one number", repeated),
         ("between groups of three digits after a currency sign", money),
@@ -1622,9 +1622,6 @@ def _choose_codes(
     return codes, auto_dropped, notes
 
 
-_SIGN_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}  # as one currency
-
-
 def _refuse_mixed_currencies(col: pd.Series, name: str, source: str) -> None:
     """A :class:`UserError` for a column of amounts in more than one currency (``USD 242,329``
     beside ``242,329 EUR``): its numbers would be read as one unit, silently."""
@@ -1633,9 +1630,7 @@ def _refuse_mixed_currencies(col: pd.Series, name: str, source: str) -> None:
     _, texts = _cells(col)
     found = set()
     for text in map(str, texts):
-        found.update(
-            _SIGN_CODES.get(c, c) for c in re.findall(rf"[$€£¥₹]|\b(?:{_CURRENCY_CODES})\b", text)
-        )
+        found.update(_SIGN_CODES.get(c, c) for c in re.findall(_MONEY, text))
     if len(found) > 1:
         raise UserError(
             f"{source}: column {name!r} holds amounts in more than one currency "
