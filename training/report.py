@@ -252,9 +252,14 @@ def reached(metrics: dict) -> bool:
     relative (on a rank-deficient one only the fit is unique: the coefficients' gap lies along
     the aliased columns)."""
     r2, r2_ols = metrics["train"]["r2"], metrics["ols"]["r2"]
-    aliased = bool(metrics.get("inference", {}).get("aliased"))
     coef = metrics["ols_gap"]["max_rel_coefficient_diff"]
-    return abs(r2 - r2_ols) <= R2_REACHED and (aliased or coef < CONVERGED_GAP)
+    return abs(r2 - r2_ols) <= R2_REACHED and (_aliased(metrics) or coef < CONVERGED_GAP)
+
+
+def _aliased(metrics: dict) -> bool:
+    """Whether the design is rank-deficient (the standard errors' ``aliased`` columns), so the
+    coefficients are no measure of the fit."""
+    return bool(metrics.get("inference", {}).get("aliased"))
 
 
 def tol_needed(tol: float, metrics: dict) -> float:
@@ -266,22 +271,16 @@ def tol_needed(tol: float, metrics: dict) -> float:
     A fixed hundredth had been too little on a design of condition number 7661 (a gap of
     2.85e-02 at tol 1e-06, 1.1e-02 at the advised 4e-07)."""
     gap = metrics["ols_gap"]["max_rel_coefficient_diff"]
-    aliased = bool(metrics.get("inference", {}).get("aliased"))
-    if aliased or not gap > CONVERGED_GAP:
+    if _aliased(metrics) or not gap > CONVERGED_GAP:
         return tol / 100
     return tol * CONVERGED_GAP / gap / 2
 
 
-def _one_digit_down(x: float) -> float:
-    """``x`` > 0 rounded down to one significant digit (1.75e-08 -> 1e-08)."""
+def _one_digit(x: float, rounding=math.ceil) -> float:
+    """``x`` > 0 rounded to one significant digit, up (``math.ceil``: 9.02e-08 -> 1e-07) or
+    down (``math.floor``: 1.75e-08 -> 1e-08)."""
     exponent = math.floor(math.log10(x))
-    return math.floor(x / 10**exponent) * 10**exponent
-
-
-def _one_digit_up(x: float) -> float:
-    """``x`` > 0 rounded up to one significant digit (9.02e-08 -> 1e-07)."""
-    exponent = math.floor(math.log10(x))
-    return math.ceil(x / 10**exponent) * 10**exponent
+    return rounding(x / 10**exponent) * 10**exponent
 
 
 def say_convergence(
@@ -343,8 +342,8 @@ def say_convergence(
         floor = metrics.get("gradient_at_minimum") or 0.0
         needed = tol_needed(tr.tol, metrics)
         if needed >= 2 * floor:
-            at_least = _one_digit_up(2 * floor) if floor else 0.0
-            tol = f"trainer.tol={max(_one_digit_down(needed), at_least):g}"
+            at_least = _one_digit(2 * floor) if floor else 0.0
+            tol = f"trainer.tol={max(_one_digit(needed, math.floor), at_least):g}"
         else:  # no tol that small can be met in float32: more epochs with none
             tol = f"trainer.tol=0 trainer.epochs={10 * max(at.epoch, 1)}"
         if stochastic:  # the epoch's mean loss changes little long before the end
