@@ -49,9 +49,8 @@ def _run_record(run_dir: Path) -> dict:
                 f"{run_dir}: the directory of a sweep, not of a run; give one of its runs{example}"
             )
         if (run_dir / "checkpoints").is_dir():  # a run, its record deleted
-            raise UserError(
-                f"{run_dir}: no preprocessing.json; {_resume_advice(run_dir)} to write it again"
-            )
+            advice = _resume_advice(run_dir, diverged=_divergence_of(run_dir))
+            raise UserError(f"{run_dir}: no preprocessing.json; {advice} to write it again")
         raise UserError(
             f"{run_dir}: not a finished run (no preprocessing.json); give the "
             f"directory a train.py run wrote"
@@ -59,19 +58,20 @@ def _run_record(run_dir: Path) -> dict:
     try:
         return json.loads(prep_path.read_text())
     except (ValueError, OSError) as exc:
+        advice = _resume_advice(run_dir, diverged=_divergence_of(run_dir))
         raise UserError(
-            f"{prep_path}: cannot be read ({exc}); {_resume_advice(run_dir)} to write it again"
+            f"{prep_path}: cannot be read ({exc}); {advice} to write it again"
         ) from None
 
 
-def _resume_advice(run_dir: Path) -> str:
-    """How to go on with the run in ``run_dir``: wait for it while it trains, give another
-    step where it diverged (a resume would diverge again), else resume it."""
+def _resume_advice(run_dir: Path, running: bool | None = None, diverged: str | None = None) -> str:
+    """How to go on with the run in ``run_dir``: wait for it while it trains (``running``;
+    None: found out here), give another step where it diverged (``diverged``, its error: a
+    resume would diverge again), else resume it."""
     from training.checkpoint import run_in_progress
 
-    if run_in_progress(run_dir):  # resuming it now would be refused
+    if run_in_progress(run_dir) if running is None else running:  # a resume would be refused
         return "it is still training; wait for it to end"
-    diverged = _divergence_of(run_dir)
     if diverged:
         return f"it diverged, and a resume would too ({diverged})"
     return f"continue it with {resume_command(run_dir, *run_overrides(run_dir))}"
@@ -206,7 +206,7 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
     if diverged:  # continued, it would diverge again
         raise UserError(f"{run_dir}: the run diverged, so there is no model to predict with "
                         f"({diverged})")  # fmt: skip
-    resume = _resume_advice(run_dir)
+    resume = _resume_advice(run_dir, running)  # not diverged: said above
     if not (run_dir / "checkpoints").is_dir():
         raise UserError(f"{run_dir}: no checkpoint; the run did not finish ({resume})")
     ckpt = Checkpoints(run_dir / "checkpoints", create=False)
