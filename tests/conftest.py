@@ -3,6 +3,7 @@ from __future__ import annotations
 import atexit
 import copy
 import functools
+import json
 import os
 import re
 import shutil
@@ -11,10 +12,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +26,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
+import forked_run  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
@@ -90,11 +93,26 @@ def communicate(proc: subprocess.Popen, timeout: float) -> tuple:
 
 
 def run_script(
-    script: str, *args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None
+    script: str,
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    env: dict | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``python SCRIPT ARGS`` in a subprocess, as a user would; killed after ``timeout`` s."""
+    """Run ``python SCRIPT ARGS`` in a process of its own, as a user would; killed with its
+    children after ``timeout`` s.
+
+    The process is forked from one that has imported the libraries already
+    (``tests/forked_run.py``; the suite's pytest took 488 s with fresh processes on two cores,
+    378 s so) where the environment is the test session's, but for variables read only once
+    the run works (``LATE_ENV``); a run given any other environment, or ``fresh``, is a fresh
+    ``python``, as the runs that tests signal are (:func:`spawn`)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, str(ROOT / script), *map(str, args)]
+    server = None if fresh else _fork_server()
+    if server and _without_late(full_env) == _without_late(server["env"]):
+        return _run_forked(server, cmd, cwd, full_env, timeout)
     with spawn(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env
     ) as proc:
@@ -102,8 +120,67 @@ def run_script(
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+# read by XLA when the run first uses a device, and by pytest: the same in a forked process
+LATE_ENV = ("XLA_FLAGS", "PYTEST_CURRENT_TEST")
+_FORK_SERVER: dict = {}
+_FORK_SERVER_LOCK = threading.Lock()
+
+
+def _without_late(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in LATE_ENV}
+
+
+def _fork_server() -> dict:
+    """multiprocessing's fork server of this test process, started on first use with
+    ``forked_run.PRELOAD`` imported: its ``context``, the ``env`` it imported them with, and the
+    ``path`` a fresh interpreter has after its script's directory."""
+    with _FORK_SERVER_LOCK:
+        if not _FORK_SERVER:
+            from multiprocessing import forkserver, get_context
+
+            context = get_context("forkserver")
+            context.set_forkserver_preload([*forked_run.PRELOAD, "forked_run"])
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            before = os.environ.copy()
+            os.environ.update(env)  # the server's streams are unbuffered, as run_script's
+            try:
+                forkserver.ensure_running()
+            finally:
+                os.environ.clear()
+                os.environ.update(before)
+            probe = "import json, sys; print(json.dumps(sys.path[1:]))"
+            path = json.loads(subprocess.check_output([sys.executable, "-c", probe], text=True))
+            _FORK_SERVER.update(context=context, env=env, path=path)
+    return _FORK_SERVER
+
+
+def _run_forked(
+    server: dict, cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory(prefix="forked-run-") as tmp:
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        out.touch()
+        err.touch()
+        args = (cmd[1], cmd[2:], str(cwd), env, server["path"], str(out), str(err))
+        proc = server["context"].Process(target=forked_run.run, args=args)
+        proc.start()
+        try:
+            proc.join(timeout)
+            if proc.exitcode is None:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+        finally:
+            if proc.exitcode is None:
+                for kill in (os.killpg, os.kill):  # its group, or itself before setsid
+                    try:
+                        kill(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.join()
+        return subprocess.CompletedProcess(cmd, proc.exitcode, out.read_text(), err.read_text())
+
+
 def run_train(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
-    """Run ``python train.py ARGS`` in a subprocess, as a user would."""
+    """Run ``python train.py ARGS`` as a user would (:func:`run_script`)."""
     return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env)
 
 
@@ -188,35 +265,28 @@ def resumed_step(stdout: str, ckpt_dir: Path) -> int:
 
 def train_on_two_processes(
     run_dir: Path, *args: str, timeout: float = 240, env: dict | None = None
-) -> tuple[list[subprocess.Popen], list[tuple[str, str]]]:
+) -> tuple[list[subprocess.CompletedProcess], list[tuple[str, str]]]:
     """``train.py ARGS`` as two processes of two simulated CPU devices each, joined over
     ``jax.distributed`` on 127.0.0.1 (a port held for them), into ``run_dir``; returns the
     finished processes and their (stdout, stderr). A hang is killed with its children."""
-    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    with reserved_port() as port, ExitStack() as stack:
-        procs = [
-            stack.enter_context(
-                spawn(
-                    [
-                        sys.executable,
-                        str(ROOT / "train.py"),
-                        *args,
-                        f"trainer.distributed.coordinator=127.0.0.1:{port}",
-                        "trainer.distributed.num_processes=2",
-                        f"trainer.distributed.process_id={i}",
-                        f"hydra.run.dir={run_dir}",
-                    ],
-                    cwd=ROOT,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **two_devices, **(env or {})},
+    two_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2", **(env or {})}
+    with reserved_port() as port:
+        procs = concurrently(
+            *(
+                functools.partial(
+                    run_train,
+                    *args,
+                    f"trainer.distributed.coordinator=127.0.0.1:{port}",
+                    "trainer.distributed.num_processes=2",
+                    f"trainer.distributed.process_id={i}",
+                    f"hydra.run.dir={run_dir}",
+                    timeout=timeout,
+                    env=two_devices,
                 )
+                for i in (0, 1)
             )
-            for i in (0, 1)
-        ]
-        outs = [communicate(p, timeout=timeout) for p in procs]
-    return procs, outs
+        )
+    return procs, [(p.stdout, p.stderr) for p in procs]
 
 
 # -- sweeps that several tests read: each runs once a session --------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import communicate, reserved_port, spawn
+from conftest import _fork_server, communicate, reserved_port, run_script, spawn
 
 
 def gone(pid: int, within: float = 10) -> bool:
@@ -65,3 +66,54 @@ def test_a_reserved_unshared_port_refuses_connections():
         with socket.socket() as server, pytest.raises(OSError):
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             server.bind(("127.0.0.1", port))
+
+
+PROBE = """
+import atexit, json, os, sys, threading, time
+atexit.register(lambda: print("atexit handler ran"))
+threading.Thread(target=lambda: (time.sleep(0.2), print("thread joined"))).start()
+print(json.dumps({
+    "argv": sys.argv, "cwd": os.getcwd(), "path": sys.path, "name": __name__, "file": __file__,
+    "stdin": sys.stdin.read(), "own_session": os.getsid(0) == os.getpid(),
+    "unbuffered": sys.stdout.write_through, "env": os.environ.get("PROBE_VALUE"),
+}))
+print("to standard error", file=sys.stderr)
+how = sys.argv[1]
+if how == "raise":
+    raise ValueError("an uncaught exception")
+sys.exit(how if how == "a message" else int(how))
+"""
+
+
+@pytest.mark.parametrize("how", ["0", "3", "a message", "raise"])
+def test_a_forked_run_is_the_process_a_fresh_python_would_be(tmp_path, how):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    (tmp_path / "cwd").mkdir()
+    env = {"PROBE_VALUE": "late", "XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
+    forked = run_script(script, how, cwd=tmp_path / "cwd", env={"XLA_FLAGS": env["XLA_FLAGS"]})
+    fresh = run_script(script, how, cwd=tmp_path / "cwd", env=env, fresh=True)
+    assert forked.returncode == fresh.returncode == {"0": 0, "3": 3}.get(how, 1)
+    assert forked.stderr == fresh.stderr
+    assert "Traceback" in fresh.stderr if how == "raise" else "Traceback" not in fresh.stderr
+    probe = json.loads(fresh.stdout.splitlines()[0])
+    assert json.loads(forked.stdout.splitlines()[0]) == {**probe, "env": None}
+    assert probe["argv"] == [str(script), how] and probe["cwd"] == str(tmp_path / "cwd")
+    assert probe["name"] == "__main__" and probe["own_session"] and probe["unbuffered"]
+    assert forked.stdout.splitlines()[1:] == ["thread joined", "atexit handler ran"]
+    assert fresh.stdout.splitlines()[1:] == ["thread joined", "atexit handler ran"]
+
+
+def test_a_forked_run_that_times_out_is_killed_with_what_it_started(tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    script = tmp_path / "hang.py"
+    script.write_text(
+        "import subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(300)\n"
+    )
+    _fork_server()  # started before the clock: the first call imports the libraries
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_script(script, timeout=3)
+    assert gone(int(pidfile.read_text()))
