@@ -209,13 +209,13 @@ def prepare(
 def far_outside(
     X: np.ndarray, scaling: Scaling, names: list[str], kinds: list[str] | None = None
 ) -> list[str]:
-    """A line for each column of new rows ``X`` (``(rows, features)``, before scaling) with
-    values far outside the training rows' range. ``kinds`` (one a column; default
-    ``number``): a ``number`` column of positive training values is out under a tenth of its
-    least or over ten times its greatest value; a ``log`` feature's (its logarithm) the same in
-    its own units; a ``date`` (a decimal year) and any other column further outside than the
-    range is wide. A model fitted there extrapolates, and a value a thousand times off is most
-    often written in other units or with another decimal mark than the training file's
+    """A line for each column of new rows ``X`` (``(rows, features)``, before scaling) with values
+    far outside the training rows' range. ``kinds`` (one a column; default ``number``): a ``number``
+    column of positive training values is out under a tenth of its least or over ten times its
+    greatest value; a ``log`` feature's (its logarithm) the same in its own units; a ``date`` (a
+    decimal year), any other column, and a number of zero or less in a positive column, further
+    outside than the range is wide. A model fitted there extrapolates, and a value a thousand times
+    off is most often written in other units or with another decimal mark than the training file's
     (``3.987`` against ``3987``)."""
     if scaling.x_min is None or scaling.x_max is None or not len(X):
         return []
@@ -229,7 +229,10 @@ def far_outside(
         if kinds[j] == "log":  # ln(a tenth), ln(ten times)
             far = (x < low[j] - np.log(10)) | (x > high[j] + np.log(10))
         elif kinds[j] == "number" and low[j] > 0:
-            far = (x < low[j] / 10) | (x > high[j] * 10)
+            # no decimal mark or unit makes a positive number zero or less: those are held to
+            # the range's width (0 bedrooms beside 1 to 5 is no mistake of writing)
+            under = np.where(x > 0, x < low[j] / 10, x < low[j] - width[j])
+            far = under | (x > high[j] * 10)
         else:
             far = (x < low[j] - width[j]) | (x > high[j] + width[j])
         if far.any():
