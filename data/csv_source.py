@@ -76,6 +76,13 @@ _DECORATION = (
     rf"[\s{''.join(_SIGN_CODES)}%]|(?<=\d)['’](?=\d{{3}}(?!\d))|^'(?=[+-]?\d)"
     rf"|^(?:{_CURRENCY_CODES})(?=[\s\d+-])|(?<=[\d\s])(?:{_CURRENCY_CODES})$"
 )
+_MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+# a month written in full, in three letters, as AP style writes it ("Sept.", "Oct.", "March")
+_MONTH_WORD = re.compile(
+    r"\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\b\.?",
+    re.IGNORECASE,
+)
 DATE_FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
     # with a time, and a time zone (UTC's Z or an offset)
@@ -94,12 +101,11 @@ DATE_FORMATS = (
     (re.compile(r"^\d{1,2}/\d{1,2}/\d{2}$"), "%m/%d/%y"),
     (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{4}$"), "%d.%m.%Y"),
     (re.compile(r"^\d{1,2}\.\d{1,2}\.\d{2}$"), "%d.%m.%y"),
-    (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{4}$"), "%d-%b-%Y"),
-    (re.compile(r"^\d{1,2}-[A-Za-z]{3}-\d{2}$"), "%d-%b-%y"),  # Excel's d-mmm-yy
-    (re.compile(r"^\d{1,2} [A-Za-z]{3} \d{4}$"), "%d %b %Y"),
-    (re.compile(r"^[A-Za-z]{3} \d{1,2}, \d{4}$"), "%b %d, %Y"),
-    (re.compile(r"^[A-Za-z]{3,9} \d{1,2}, \d{4}$"), "%B %d, %Y"),  # October 13, 2014; May
-    (re.compile(r"^\d{1,2} [A-Za-z]{3,9} \d{4}$"), "%d %B %Y"),
+    # a month's name, matched once written as its first three letters (_month_abbreviations)
+    (re.compile(rf"^\d{{1,2}}-{_MONTH}-\d{{4}}$"), "%d-%b-%Y"),
+    (re.compile(rf"^\d{{1,2}}-{_MONTH}-\d{{2}}$"), "%d-%b-%y"),  # Excel's d-mmm-yy
+    (re.compile(rf"^\d{{1,2}} {_MONTH} \d{{4}}$"), "%d %b %Y"),
+    (re.compile(rf"^{_MONTH} \d{{1,2}}, \d{{4}}$"), "%b %d, %Y"),  # Oct 13, 2014
 )
 SEPARATORS = (",", ";", "\t", "|")
 
@@ -548,11 +554,26 @@ def _mark_advice(decimal: str) -> str:
     )
 
 
+def _month_abbreviations(texts) -> list[str]:
+    """``texts`` with each month's name written as its first three letters, as ``%b`` reads
+    it: ``October``, ``OCT``, ``Oct.`` and AP style's ``Sept.`` are ``Oct`` and ``Sep`` (a
+    column mixes them: AP style writes March in full beside Sept.)."""
+    return [_MONTH_WORD.sub(lambda m: m[1][:3].title(), str(t)) for t in texts]
+
+
+def _date_texts(texts, fmt: str) -> tuple[list[str], str]:
+    """``texts`` and ``fmt`` as ``pd.to_datetime`` reads them: month names in three letters
+    (``%b``; a run saved with ``%B`` reads the same)."""
+    if "%b" in fmt or "%B" in fmt:
+        return _month_abbreviations(texts), fmt.replace("%B", "%b")
+    return [str(t) for t in texts], fmt
+
+
 def _date_format(texts: np.ndarray) -> str | None:
     """The format every text in ``texts`` (the missing-value words left out) is written in, if
     one of :data:`DATE_FORMATS`; ``3/4/2021`` is month first (US), unless some first number is
     above 12 and no second one is (``23/05/2021``: day first)."""
-    texts = [str(t) for t in texts if str(t) not in NA_TOKENS]
+    texts = _month_abbreviations(t for t in texts if str(t) not in NA_TOKENS)
     if not texts:
         return None
     for pattern, fmt in DATE_FORMATS:
@@ -590,7 +611,7 @@ def _century(texts, fmt: str, this_year: int | None = None) -> int:
     import datetime
 
     this_year = this_year or datetime.date.today().year
-    texts = [str(t) for t in texts if str(t) not in NA_TOKENS]
+    texts, fmt = _date_texts((t for t in texts if str(t) not in NA_TOKENS), fmt)
     when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
     years = np.unique(when.dropna().dt.year.to_numpy() % 100)
     if years.size == 0:
@@ -610,7 +631,8 @@ def _decimal_years(
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty.
     Two-digit years are read in the 100 years from ``first_year`` (:func:`_century`)."""
     codes, texts = _cells(col)
-    when = pd.to_datetime(pd.Series(texts, dtype=object), format=fmt, errors="coerce")
+    read, fmt = _date_texts(texts, fmt)
+    when = pd.to_datetime(pd.Series(read, dtype=object), format=fmt, errors="coerce")
     if first_year is not None and "%y" in fmt:
         year = first_year + (when.dt.year - first_year) % 100
         when = pd.to_datetime(

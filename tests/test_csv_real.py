@@ -347,6 +347,30 @@ def test_more_date_formats_become_decimal_years(tmp_path, fmt):
     np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [
+        # AP style: Sept. and Oct. abbreviated with a point, March in full (helper-46: 'Sept'
+        # was free text)
+        ("Oct. 13, 2014", "Feb. 28, 2015", "Dec. 31, 2016", "Jan. 1, 2014", "March 3, 2015"),
+        ("Sept 13, 2014", "Feb 28, 2015", "December 31, 2016", "JAN 1, 2014", "Mar 3, 2015"),
+        ("13-OCT-14", "28-FEB-15", "31-DEC-16", "01-JAN-14", "03-MAR-15"),  # Oracle's
+    ],
+)
+def test_month_names_written_in_any_common_way_are_dates(tmp_path, texts):
+    days = [date(2014, 10, 13), date(2015, 2, 28), date(2016, 12, 31), date(2014, 1, 1)]
+    days.append(date(2015, 3, 3))
+    if texts[0].startswith("Sept"):
+        days[0] = date(2014, 9, 13)
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts)))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    expected = [
+        d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days
+    ]
+    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+
+
 def test_a_month_is_its_first_day(tmp_path):
     path = tmp_path / "h.csv"
     path.write_text("sold,price\n2014-10,1\n2016-01,2\n2015-07,3\n")
