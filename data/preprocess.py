@@ -130,6 +130,11 @@ class Scaling:
         return asdict(self)
 
 
+# the key of preprocessing.json that holds the SHA-256 of a file's validation and test rows
+# (training.build.preprocessing_of)
+HELD_OUT_DIGEST = "validation_and_test_rows_sha256"
+
+
 @dataclass
 class Prepared:
     """A table split into train/val/test and scaled as the model sees it."""

@@ -304,6 +304,46 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     )
 
 
+def test_a_resume_on_a_file_whose_held_out_rows_changed_is_refused(tmp_path):
+    # the training rows' statistics alone were compared: a validation row's new price went
+    # into the resumed run's metrics without a word (helper-44)
+    import pandas as pd
+
+    from data.preprocess import HELD_OUT_DIGEST, prepare_table
+    from data.sources import load_table
+
+    houses = pd.read_csv(HOUSING)
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "logger.plots=false")
+    train_and_evaluate(make_config(*args, "trainer.epochs=3"), tmp_path / "run")
+    cfg = make_config(*args, "trainer.epochs=6", "trainer.resume=true")
+    val_row = prepare_table(load_table(cfg.data, seed=cfg.seed), cfg.data, cfg.seed).rows["val"][0]
+    houses.loc[val_row, "price"] += 1000
+    houses.to_csv(path, index=False)
+    with pytest.raises(UserError) as exc:
+        train_and_evaluate(cfg, tmp_path / "run")
+    assert str(exc.value).startswith(
+        f"{tmp_path / 'run'} holds a run of other data (its {HELD_OUT_DIGEST}: '"
+    )
+    assert str(exc.value).endswith(
+        "now: the file changed?); resume it with the file it trained on, or start a new run "
+        "in another hydra.run.dir"
+    )
+
+
+def test_a_run_saved_without_its_held_out_rows_digest_resumes():
+    from data.preprocess import HELD_OUT_DIGEST
+    from training.cli import refuse_another_runs_meta
+
+    old = {"config": {}, "preprocessing": {"target": "price"}}
+    mine = {"target": "price", HELD_OUT_DIGEST: "00ff"}
+    refuse_another_runs_meta(ROOT, old, {}, mine)  # nothing to compare it with
+    changed = {"config": {}, "preprocessing": {**mine, HELD_OUT_DIGEST: "ff00"}}
+    with pytest.raises(UserError, match=f"its {HELD_OUT_DIGEST}: 'ff00' there, '00ff' now"):
+        refuse_another_runs_meta(ROOT, changed, {}, mine)
+
+
 def test_a_resume_on_the_same_file_moved_continues(tmp_path):
     # the same bytes under another name: 'holds a run of other data (its source: ... there,
     # ... now: the file changed?)', and the run could not be continued (helper-45)

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import FIXED_BATCH, Loader, make_loader
-from data.preprocess import Prepared, prepare_table
+from data.preprocess import HELD_OUT_DIGEST, Prepared, prepare_table
 from data.sources import load_table
 from errors import UserError
 from models.build import build_model
@@ -223,8 +223,10 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
 def preprocessing_of(table, data) -> dict:
     """What a run records of its data (``preprocessing.json``, every checkpoint): the source,
     target, feature names, encoding, the scaling fitted on the training rows, the target's
-    transform."""
-    return {
+    transform; for a file's data, the SHA-256 of its validation and test rows (their inputs as
+    scaled, the target in its units), which the training rows' statistics do not pin down: a
+    resume on a file whose held-out rows changed would report metrics of two sets of rows."""
+    record = {
         "source": table.source,
         "target": table.target_name,
         "feature_names": table.feature_names,
@@ -232,6 +234,16 @@ def preprocessing_of(table, data) -> dict:
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
     }
+    if table.encoding:
+        import hashlib
+
+        digest = hashlib.sha256()
+        for split in ("val", "test"):
+            for arrays in (data.X, data.y_raw):
+                digest.update(np.ascontiguousarray(arrays[split], np.float32).tobytes())
+                digest.update(b"|")
+        record[HELD_OUT_DIGEST] = digest.hexdigest()
+    return record
 
 
 def choose_mesh(cfg: DictConfig, device) -> tuple[Any, bool]:

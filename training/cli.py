@@ -1151,6 +1151,10 @@ def refuse_another_runs_meta(
     leave_out = ("run_id", "source")
     saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k not in leave_out}
     mine = {k: v for k, v in preprocessing.items() if k not in leave_out}
+    from data.preprocess import HELD_OUT_DIGEST
+
+    if HELD_OUT_DIGEST not in saved:  # a run saved before its held-out rows were
+        mine.pop(HELD_OUT_DIGEST, None)
     if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
         raise UserError(
