@@ -324,3 +324,47 @@ def momentum_sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]
         f"hydra.sweep.dir={sweep}",
     )
     return sweep, proc
+
+
+# -- optimizer files of a user's own (README: "An optimizer of your own") ------------------
+
+
+LION = """\
+# Lion (Chen et al. 2023): the sign of a mix of the momentum and the gradient
+name: lion
+lr: auto
+b1: 0.9
+b2: 0.99
+weight_decay: 0.0
+freeze: []
+schedule: constant
+family: adaptive
+transform:
+  _target_: optax.lion
+  _partial_: true
+  b1: ${..b1}
+  b2: ${..b2}
+  weight_decay: ${..weight_decay}
+"""
+# an argument no other optimizer has (decay) needs no schema: it stays inside transform
+RMSPROP = """\
+name: rmsprop
+lr: auto
+freeze: []
+schedule: constant
+family: adaptive
+transform:
+  _target_: optax.rmsprop
+  _partial_: true
+  decay: 0.8
+"""
+
+
+@pytest.fixture
+def conf_with_new_optimizers(tmp_path):
+    """A copy of conf/ with two optimizer files more, and no other change."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "optimizer" / "lion.yaml").write_text(LION)
+    (conf / "optimizer" / "rmsprop.yaml").write_text(RMSPROP)
+    return conf

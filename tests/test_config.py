@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, concurrently, make_config, read_scalars, run_train
+from conftest import CONF, LION, concurrently, make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -201,49 +201,6 @@ def test_bad_override_is_one_line_and_exit_2(bad_override_runs, args, needle):
     assert len(errors) == 1, proc.stderr
     assert errors[0].startswith("error: ") and needle in errors[0]
     assert "Traceback" not in proc.stderr
-
-
-LION = """\
-# Lion (Chen et al. 2023): the sign of a mix of the momentum and the gradient
-name: lion
-lr: auto
-b1: 0.9
-b2: 0.99
-weight_decay: 0.0
-freeze: []
-schedule: constant
-family: adaptive
-transform:
-  _target_: optax.lion
-  _partial_: true
-  b1: ${..b1}
-  b2: ${..b2}
-  weight_decay: ${..weight_decay}
-"""
-# an argument no other optimizer has (decay) needs no schema: it stays inside transform
-RMSPROP = """\
-name: rmsprop
-lr: auto
-freeze: []
-schedule: constant
-family: adaptive
-transform:
-  _target_: optax.rmsprop
-  _partial_: true
-  decay: 0.8
-"""
-
-
-@pytest.fixture
-def conf_with_new_optimizers(tmp_path):
-    """A copy of conf/ with two optimizer files more, and no other change."""
-    import shutil
-
-    conf = tmp_path / "conf"
-    shutil.copytree(CONF, conf)
-    (conf / "optimizer" / "lion.yaml").write_text(LION)
-    (conf / "optimizer" / "rmsprop.yaml").write_text(RMSPROP)
-    return conf
 
 
 @pytest.mark.slow

@@ -692,7 +692,47 @@ def test_more_epochs_are_advised_from_the_epochs_done(capsys):
     metrics = {"train": {"r2": 0.57}, "ols": {"r2": 0.68}}
     metrics["ols_gap"] = {"max_rel_coefficient_diff": 11}
     say_convergence(cfg, metrics, Progressed(step=3500, epoch=3500), {})
-    assert "rerun with trainer.epochs=35000" in capsys.readouterr().out
+    assert "rerun with trainer.epochs=35000" in capsys.readouterr().out  # far from it: more
+
+
+def test_an_adaptive_step_circling_the_minimum_is_advised_a_step_that_decays(capsys):
+    # the README's Lion file (sign steps, a constant step size) was advised 10x the epochs after
+    # 20,000, which never reach least squares: its R^2 is there, its coefficients circle it
+    from training.config import validate
+    from training.hooks import Progressed
+    from training.report import say_convergence
+
+    given = ["optimizer.name=adam", "trainer.epochs=400"]
+    cfg = make_config("experiment=housing", "loader=full_batch", *given)
+    validate(cfg, given, {})
+    metrics = {"train": {"r2": 0.683640}, "ols": {"r2": 0.683649}}
+    metrics["ols_gap"] = {"max_rel_coefficient_diff": 8.0e-02}
+    say_convergence(cfg, metrics, Progressed(step=400, epoch=400), {})
+    line = capsys.readouterr().out
+    assert line.endswith(
+        "; rerun with optimizer.schedule=cosine trainer.tol=0 (a step that does not decay to 0 "
+        "moves the weights about as far at each step near the minimum as away from it), or with "
+        "trainer.epochs=4000, or with optimizer.lr=auto\n"
+    )
+
+
+@pytest.mark.slow
+def test_lions_advice_followed_as_written_reaches_least_squares(
+    capsys, tmp_path, conf_with_new_optimizers
+):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    base = ["experiment=housing", "optimizer=lion", "optimizer.lr=1e-4", "logger.plots=false"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_with_new_optimizers), version_base="1.3"):
+        train_and_evaluate(compose("config", overrides=base), tmp_path / "constant")
+        out = capsys.readouterr().out
+        advice = re.search(r"rerun with (optimizer.schedule=cosine trainer.tol=0) \(", out)
+        assert advice, out
+        cfg = compose("config", overrides=[*base, *advice.group(1).split()])
+        train_and_evaluate(cfg, tmp_path / "cosine")
+    assert "reached least squares" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

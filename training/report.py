@@ -389,6 +389,24 @@ def say_convergence(
             f"rerun with {more}, or with optimizer.name=nesterov optimizer.lr=auto "
             "optimizer.momentum=auto (both taken from the data)"
         )
+    elif (
+        method_of(o) is None
+        and not decays
+        and o.schedule != "exponential"
+        and abs(r2 - r2_ols) <= R2_REACHED
+    ):
+        # the objective at its minimum, the coefficients not: an adaptive step divided by the
+        # gradient's own size (Lion's sign, Adam's m / sqrt(v) once eps no longer dominates) is
+        # about the step size in every weight however near the minimum, so with a constant step
+        # the iterates circle it. The README's Lion file ended 8.0e-02 from least squares after
+        # 20,000 epochs, and was advised 200,000; with cosine's decay to 0 the same 20,000
+        # reached it (4.5e-07)
+        auto = "" if "optimizer.lr" in chosen else ", or with optimizer.lr=auto"
+        advice = (
+            f"rerun with {to_zero} trainer.tol=0 (a step that does not decay to 0 moves the "
+            f"weights about as far at each step near the minimum as away from it), or with "
+            f"{more}{auto}"
+        )
     else:
         auto = "" if "optimizer.lr" in chosen else " or optimizer.lr=auto"
         advice = f"rerun with {more}{auto}"
