@@ -270,7 +270,10 @@ class Encoding:
         X = np.empty((n, len(self.feature_names)), np.float32, order="F")
         j = 0
         for c in columns:
-            for name, values in _encode(df[c.name], c, source, self.decimal, self.warnings, where):
+            encoded = _encode(
+                df[c.name], c, source, self.decimal, self.warnings, where, missing == "predict"
+            )
+            for name, values in encoded:
                 if name not in c.dropped:
                     X[:, j] = values
                     j += 1
@@ -656,13 +659,25 @@ def _decimal_years(
     return _per_cell(year + day / days, codes, np.nan)
 
 
-def _numbers(col: pd.Series, name: str, source: str, decimal: str = ".") -> np.ndarray:
-    """The column as float64 (NaN where empty); a word or an infinite value is an error."""
+def _numbers(
+    col: pd.Series, name: str, source: str, decimal: str = ".", new_rows: bool = False
+) -> np.ndarray:
+    """The column as float64 (NaN where empty); a word or an infinite value is an error.
+    ``new_rows``: a finished run's new rows (predict.py), which take no ``data.*`` setting:
+    the advice is to write the cell as the run reads it."""
     values, empty = _parse_numbers(col, decimal)
     bad = np.flatnonzero(np.isnan(values) & ~empty)
     if bad.size:
         cell = col.iloc[bad[0]]
-        if _looks_numeric(pd.Series([cell])).all():
+        if new_rows:
+            other = _other_mark(decimal)
+            advice = (
+                f"; this file's numbers are read with {decimal!r} as the decimal mark and "
+                f"{other!r} between thousands: write the cell so"
+                if _looks_numeric(pd.Series([cell])).all()
+                else "; write a number there (the run was trained on numbers in this column)"
+            )
+        elif _looks_numeric(pd.Series([cell])).all():
             advice = f"; {_mark_advice(decimal)}"
         elif str(cell).strip() in EXCEL_ERRORS:
             advice = (
@@ -708,12 +723,14 @@ def _missing_mask(col: pd.Series, c: ColumnCode, decimal: str) -> np.ndarray:
     return codes < 0
 
 
-def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.ndarray:
+def _raw_values(
+    col: pd.Series, c: ColumnCode, source: str, decimal: str, new_rows: bool = False
+) -> np.ndarray:
     """numeric, date or boolean cells as float64, NaN where empty (before any fill)."""
     if c.kind == "date":
         return _decimal_years(col, c.date_format, source, c.first_year)
     if c.kind == "numeric":
-        return _numbers(col, c.name, source, c.decimal or decimal)
+        return _numbers(col, c.name, source, c.decimal or decimal, new_rows)
     if pd.api.types.is_bool_dtype(col):
         return col.to_numpy(dtype=np.float64)
     codes, texts = _cells(col)
@@ -732,15 +749,29 @@ def _raw_values(col: pd.Series, c: ColumnCode, source: str, decimal: str) -> np.
 
 
 def _encode(
-    col: pd.Series, c: ColumnCode, source: str, decimal: str, warn: list[str], where: str
+    col: pd.Series,
+    c: ColumnCode,
+    source: str,
+    decimal: str,
+    warn: list[str],
+    where: str,
+    new_rows: bool = False,
 ) -> list[tuple[str, np.ndarray]]:
-    """The output columns of one source column: (name, float64 values) pairs."""
+    """The output columns of one source column: (name, float64 values) pairs. ``new_rows``:
+    rows priced by a finished run (predict.py), whose errors advise a fix of the rows, not
+    of the run's settings."""
     if c.kind != "onehot":
-        values = _raw_values(col, c, source, decimal)
+        values = _raw_values(col, c, source, decimal, new_rows)
         if c.fill is not None:
             values = np.where(np.isnan(values), c.fill, values)
         if c.log:
-            values = _log(values, col, source, f"remove {c.name!r} from data.log_features")
+            fix = (
+                f"the run trained on the logarithm of {c.name!r} (data.log_features): give it a "
+                "value above 0"
+                if new_rows
+                else f"remove {c.name!r} from data.log_features"
+            )
+            values = _log(values, col, source, fix)
         return [(c.all_outputs[0], values)]
     codes, texts = _cells(col)
     texts = np.append(texts, MISSING)  # the last: empty cells

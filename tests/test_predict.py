@@ -122,10 +122,21 @@ def test_every_missing_column_is_listed(run, tmp_path):
         (b"", "the file is empty"),
         (b"sqft,bedrooms,age\n", "no data rows"),
         (b"sqft,bedrooms,age\n1500,3,\xff\xfe\n", "not UTF-8"),
-        (b"sqft,bedrooms,age\n1500,3,old\n", "column 'age' row 1: 'old' is not a number"),
+        # predict.py takes no data.* setting: the advice is to write the cell (helper-49: it
+        # advised data.decimal, which predict.py refuses, and data.drop)
+        (
+            b"sqft,bedrooms,age\n1500,3,old\n",
+            "column 'age' row 1: 'old' is not a number; write a number there (the run was "
+            "trained on numbers in this column) (the run in",
+        ),
+        (
+            b'sqft,bedrooms,age\n"1500,5",3,20\n',
+            "column 'sqft' row 1: '1500,5' is not a number; this file's numbers are read with "
+            "'.' as the decimal mark and ',' between thousands: write the cell so (the run in",
+        ),
         (b"sqft,bedrooms,age\n1500,,20\n", "column 'bedrooms' row 1 is empty"),
     ],
-    ids=["missing", "directory", "empty", "header-only", "not-utf8", "wrong-type", "gap"],
+    ids=["missing", "directory", "empty", "header-only", "not-utf8", "wrong-type", "mark", "gap"],
 )
 def test_a_bad_file_is_one_line_naming_the_run(run, tmp_path, content, needle):
     path = tmp_path / "new.csv"
@@ -503,3 +514,22 @@ def test_new_rows_written_by_r_keep_every_column_in_the_output(run, tmp_path):
     assert lines[1].split("\t")[:4] == ["1", "1500", "3", "20"]
     priced = [ln.split(",")[-1] for ln in plain.stdout.splitlines()[1:]]
     assert [ln.split("\t")[-1] for ln in lines[1:]] == priced
+
+
+def test_a_new_rows_value_without_a_logarithm_is_advised_a_value_not_a_setting():
+    # predict.py said "remove 'lot' from data.log_features", which retrains (helper-49)
+    import pandas as pd
+
+    from data.csv_source import ColumnCode, Encoding
+    from errors import UserError
+
+    encoding = Encoding("price", [ColumnCode("lot", "numeric", log=True)])
+    rows = pd.DataFrame({"lot": ["0.25", "0"]})
+    with pytest.raises(UserError) as exc:
+        encoding.transform(rows, "new.csv", missing="predict")
+    assert str(exc.value) == (
+        "new.csv: column 'lot' row 2: 0 has no logarithm; the run trained on the logarithm of "
+        "'lot' (data.log_features): give it a value above 0"
+    )
+    with pytest.raises(UserError, match="remove 'lot' from data.log_features"):
+        encoding.transform(rows, "train.csv")  # a run's own rows: its setting
