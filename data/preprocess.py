@@ -218,10 +218,10 @@ def far_outside(
     far outside the training rows' range. ``kinds`` (one a column; default ``number``): a ``number``
     column of positive training values is out under a tenth of its least or over ten times its
     greatest value; a ``log`` feature's (its logarithm) the same in its own units; a ``date`` (a
-    decimal year), any other column, and a number of zero or less in a positive column, further
-    outside than the range is wide. A model fitted there extrapolates, and a value a thousand times
-    off is most often written in other units or with another decimal mark than the training file's
-    (``3.987`` against ``3987``)."""
+    decimal year) and any other column further outside than the range is wide; in a positive column
+    a number below 0 is out, and 0 where the least training value is 10 or more. A model fitted
+    there extrapolates, and a value a thousand times off is most often written in other units or
+    with another decimal mark than the training file's (``3.987`` against ``3987``)."""
     if scaling.x_min is None or scaling.x_max is None or not len(X):
         return []
     low, high = np.asarray(scaling.x_min), np.asarray(scaling.x_max)
@@ -234,9 +234,11 @@ def far_outside(
         if kinds[j] == "log":  # ln(a tenth), ln(ten times)
             far = (x < low[j] - np.log(10)) | (x > high[j] + np.log(10))
         elif kinds[j] == "number" and low[j] > 0:
-            # no decimal mark or unit makes a positive number zero or less: those are held to
-            # the range's width (0 bedrooms beside 1 to 5 is no mistake of writing)
-            under = np.where(x > 0, x < low[j] / 10, x < low[j] - width[j])
+            # a count whose least is 1 to 9 may be 0 (bedrooms, garage places: helper-46); a
+            # size or a year whose least is 10 or more is not, nor is any positive column below
+            # 0 (helper-49: 0 and -1500 square feet beside 800 to 3460 were priced silently)
+            zero = x == 0
+            under = np.where(zero, low[j] >= 10, (x < 0) | (x < low[j] / 10))
             far = under | (x > high[j] * 10)
         else:
             far = (x < low[j] - width[j]) | (x > high[j] + width[j])

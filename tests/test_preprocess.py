@@ -127,13 +127,19 @@ def test_new_values_far_outside_the_training_range_are_named():
         "column 'age': 1 of 3 rows hold values (35.5 to 35.5) far outside the training rows' "
         "-5 to 15" + tail,
     ]
-    # no decimal mark makes a positive number zero or less: 0 bedrooms beside 1 to 5 is no
-    # mistake, -4 is (helper-46: 0 was warned of)
+    # a count whose least is 1 may be 0 (helper-46: 0 bedrooms beside 1 to 5 was warned of);
+    # a size whose least is 1100 may not, and no positive column goes below 0 (helper-49: 0
+    # and -1500 square feet were priced without a word)
     bedrooms = Scaling([0.0], [1.0], 0.0, 1.0, x_min=[1.0], x_max=[5.0])
-    assert far_outside(np.array([[0.0], [-3.0], [0.5]]), bedrooms, ["bedrooms"]) == []
-    assert far_outside(np.array([[0.0], [-4.0]]), bedrooms, ["bedrooms"]) == [
-        "column 'bedrooms': 1 of 2 rows hold values (-4 to -4) far outside the training rows' "
+    assert far_outside(np.array([[0.0], [0.5], [2.0]]), bedrooms, ["bedrooms"]) == []
+    assert far_outside(np.array([[0.0], [-1.0]]), bedrooms, ["bedrooms"]) == [
+        "column 'bedrooms': 1 of 2 rows hold values (-1 to -1) far outside the training rows' "
         "1 to 5" + tail
+    ]
+    sizes = np.array([[0.0, 0.0], [-1500.0, 1.0], [1500.0, 2.0]])
+    assert far_outside(sizes, scaling, ["sqft", "age"]) == [
+        "column 'sqft': 2 of 3 rows hold values (-1500 to 0) far outside the training rows' "
+        "1100 to 2450" + tail
     ]
     # a run saved before the range was kept: nothing to hold the rows to
     assert far_outside(outside, Scaling.identity(2), ["sqft", "age"]) == []
