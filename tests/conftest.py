@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import errno
 import functools
 import json
 import os
@@ -108,9 +109,9 @@ def run_script(
     378 s so) where the environment is the test session's, but for variables read only once
     the run works (``LATE_ENV``); a run given any other environment, or ``fresh``, is a fresh
     ``python``, as the runs that tests signal are (:func:`spawn`)."""
+    server = None if fresh else _fork_server()  # first: its start sets os.environ a moment
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     cmd = [sys.executable, str(ROOT / script), *map(str, args)]
-    server = None if fresh else _fork_server()
     if server and _without_late(full_env) == _without_late(server["env"]):
         return _run_forked(server, cmd, cwd, full_env, timeout)
     with spawn(
@@ -124,6 +125,10 @@ def run_script(
 LATE_ENV = ("XLA_FLAGS", "PYTEST_CURRENT_TEST")
 _FORK_SERVER: dict = {}
 _FORK_SERVER_LOCK = threading.Lock()
+# multiprocessing's start() reaps every child it started that has ended, from any thread: the
+# exit status another thread then waits for is gone (it reads 255). Each start is alone, and
+# its child is left to the thread that waits for it
+_START_LOCK = threading.Lock()
 
 
 def _without_late(env: dict[str, str]) -> dict[str, str]:
@@ -157,13 +162,19 @@ def _fork_server() -> dict:
 def _run_forked(
     server: dict, cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
 ) -> subprocess.CompletedProcess:
+    import multiprocessing.process
+
+    if not Path(cwd).is_dir():  # as Popen raises it, in the test
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(cwd))
     with tempfile.TemporaryDirectory(prefix="forked-run-") as tmp:
         out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
         out.touch()
         err.touch()
         args = (cmd[1], cmd[2:], str(cwd), env, server["path"], str(out), str(err))
         proc = server["context"].Process(target=forked_run.run, args=args)
-        proc.start()
+        with _START_LOCK:
+            proc.start()
+            multiprocessing.process._children.discard(proc)
         try:
             proc.join(timeout)
             if proc.exitcode is None:
@@ -179,9 +190,15 @@ def _run_forked(
         return subprocess.CompletedProcess(cmd, proc.exitcode, out.read_text(), err.read_text())
 
 
-def run_train(*args: str, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
+def run_train(
+    *args: str,
+    cwd: Path = ROOT,
+    timeout: float = 300,
+    env: dict | None = None,
+    fresh: bool = False,
+):
     """Run ``python train.py ARGS`` as a user would (:func:`run_script`)."""
-    return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env)
+    return run_script("train.py", *args, cwd=cwd, timeout=timeout, env=env, fresh=fresh)
 
 
 def concurrently(*calls: Callable[[], T], workers: int | None = None) -> list[T]:

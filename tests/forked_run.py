@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import runpy
 import sys
 import threading
@@ -56,9 +57,6 @@ def run(
     error written to the files ``out`` and ``err``; never returns (``os._exit``). ``path``:
     ``sys.path`` after its first entry, the script's directory, in a fresh interpreter."""
     os.setsid()  # as Popen(start_new_session=True): its group is killed with it
-    os.chdir(cwd)
-    os.environ.clear()
-    os.environ.update(env)
     for fd, name, flags in (
         (0, os.devnull, os.O_RDONLY),
         (1, out, os.O_WRONLY),
@@ -67,9 +65,24 @@ def run(
         opened = os.open(name, flags)
         os.dup2(opened, fd)
         os.close(opened)
+    # Popen closes every other descriptor: the fork server's pipes stay out of grandchildren
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:  # the listing's own descriptor, closed since
+                pass
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - fd 0 lives as long as the process
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
     sys.argv = [script, *args]
     sys.path[:] = [os.path.dirname(script), *path]
+    # a fresh interpreter seeds these from the system; forked, every run would share the
+    # server's (str hashes keep the server's seed: determinism tests run fresh processes)
+    random.seed()
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()
     code: object = 0
     try:
         runpy.run_path(script, run_name="__main__")
@@ -87,9 +100,10 @@ def run(
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # Python's exit: threading's own exit hooks (concurrent.futures' pools shut down), the
+    # threads that are not daemons joined, then the atexit handlers. The interpreter's
+    # teardown of its modules is not run (nor is it in train.py, which ends with os._exit)
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

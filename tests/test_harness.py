@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import _fork_server, communicate, reserved_port, run_script, spawn
+from conftest import _fork_server, communicate, concurrently, reserved_port, run_script, spawn
 
 
 def gone(pid: int, within: float = 10) -> bool:
@@ -117,3 +117,36 @@ def test_a_forked_run_that_times_out_is_killed_with_what_it_started(tmp_path):
     with pytest.raises(subprocess.TimeoutExpired):
         run_script(script, timeout=3)
     assert gone(int(pidfile.read_text()))
+
+
+def test_forked_runs_at_once_each_get_their_own_exit_status(tmp_path):
+    # multiprocessing's start() reaped other threads' children: one in about 150 read 255
+    script = tmp_path / "code.py"
+    script.write_text("import sys, time\ntime.sleep(0.05)\nsys.exit(int(sys.argv[1]))\n")
+    codes = [k % 50 for k in range(200)]
+    done = concurrently(*(lambda k=k: run_script(script, str(k)) for k in codes), workers=6)
+    assert [p.returncode for p in done] == codes
+
+
+def test_a_forked_run_ends_as_python_does_with_a_pool_and_seeds_of_its_own(tmp_path):
+    # a thread pool's workers (not daemons) waited for ever in a join of every thread; and
+    # every forked run drew the same "random" numbers from the server's state
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import json\nfrom concurrent.futures import ThreadPoolExecutor\n"
+        "import numpy as np\n"
+        "json.pool = ThreadPoolExecutor(2)  # held by a module, as a library holds one\n"
+        "json.pool.submit(print, 'from the pool').result()\n"
+        "print(np.random.random())\n"
+    )
+    runs = concurrently(*(lambda: run_script(script, timeout=60) for _ in range(2)))
+    assert [p.returncode for p in runs] == [0, 0]
+    assert runs[0].stdout.splitlines()[0] == "from the pool"
+    assert runs[0].stdout != runs[1].stdout
+
+
+def test_a_missing_directory_is_an_error_in_the_test_as_popens(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        run_script(tmp_path / "any.py", cwd=tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError):
+        run_script(tmp_path / "any.py", cwd=tmp_path / "nowhere", fresh=True)

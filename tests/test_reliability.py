@@ -326,7 +326,8 @@ def test_lr_above_the_stability_bound_is_warned_before_training(tmp_path):
 def test_two_runs_are_bit_identical(tmp_path):
     a, b = concurrently(
         *(
-            lambda d=d: run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={d}")
+            # fresh processes: each its own seed of str hashes, as two runs of a user's have
+            lambda d=d: run_train(*RUN, "trainer.epochs=3", f"hydra.run.dir={d}", fresh=True)
             for d in (tmp_path / "a", tmp_path / "b")
         )
     )
