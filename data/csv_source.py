@@ -77,6 +77,11 @@ _DECORATION = (
     rf"|^(?:{_CURRENCY_CODES})(?=[\s\d+-])|(?<=[\d\s])(?:{_CURRENCY_CODES})$"
 )
 _MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+# a day's name before a date ("Tuesday, July 8, 2014", "Tue, 08 Jul 2014"): it says nothing more
+_WEEKDAY = re.compile(
+    r"^(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:\.|day|nesday|rsday|urday)?,?\s+",
+    re.IGNORECASE,
+)
 # a month written in full, in three letters, as AP style writes it ("Sept.", "Oct.", "March")
 _MONTH_WORD = re.compile(
     r"\b(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
@@ -106,6 +111,14 @@ DATE_FORMATS = (
     (re.compile(rf"^\d{{1,2}}-{_MONTH}-\d{{2}}$"), "%d-%b-%y"),  # Excel's d-mmm-yy
     (re.compile(rf"^\d{{1,2}} {_MONTH} \d{{4}}$"), "%d %b %Y"),
     (re.compile(rf"^{_MONTH} \d{{1,2}}, \d{{4}}$"), "%b %d, %Y"),  # Oct 13, 2014
+    (re.compile(rf"^{_MONTH} \d{{1,2}} \d{{4}}$"), "%b %d %Y"),
+    (re.compile(rf"^\d{{1,2}} {_MONTH}, \d{{4}}$"), "%d %b, %Y"),
+    (re.compile(rf"^\d{{1,2}}/{_MONTH}/\d{{4}}$"), "%d/%b/%Y"),  # a web server's log
+    (re.compile(rf"^\d{{4}}-{_MONTH}-\d{{1,2}}$"), "%Y-%b-%d"),
+    # a month: its first day (Excel's mmm-yy, Jul-14)
+    (re.compile(rf"^{_MONTH}-\d{{2}}$"), "%b-%y"),
+    (re.compile(rf"^{_MONTH}-\d{{4}}$"), "%b-%Y"),
+    (re.compile(rf"^{_MONTH} \d{{4}}$"), "%b %Y"),
 )
 SEPARATORS = (",", ";", "\t", "|")
 
@@ -560,8 +573,12 @@ def _mark_advice(decimal: str) -> str:
 def _month_abbreviations(texts) -> list[str]:
     """``texts`` with each month's name written as its first three letters, as ``%b`` reads
     it: ``October``, ``OCT``, ``Oct.`` and AP style's ``Sept.`` are ``Oct`` and ``Sep`` (a
-    column mixes them: AP style writes March in full beside Sept.)."""
-    return [_MONTH_WORD.sub(lambda m: m[1][:3].title(), str(t)) for t in texts]
+    column mixes them: AP style writes March in full beside Sept.); a day's name before the
+    date (Excel's long date, ``Tuesday, July 8, 2014``) is left out."""
+    return [
+        _MONTH_WORD.sub(lambda m: m[1][:3].title(), _WEEKDAY.sub("", str(t), count=1))
+        for t in texts
+    ]
 
 
 def _date_texts(texts, fmt: str) -> tuple[list[str], str]:

@@ -371,6 +371,42 @@ def test_month_names_written_in_any_common_way_are_dates(tmp_path, texts):
     np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [
+        # each was free text (helper-49)
+        ("Jul 8 2014", "Sept 1 2015", "Dec 31 2016"),
+        ("Tuesday, July 8, 2014", "Tuesday, September 1, 2015", "Saturday, Dec. 31, 2016"),
+        ("Tue, 08 Jul 2014", "Tue, 01 Sep 2015", "Sat, 31 Dec 2016"),  # RFC 2822's date
+        ("08/Jul/2014", "01/Sep/2015", "31/Dec/2016"),
+        ("2014-Jul-08", "2015-Sep-01", "2016-Dec-31"),
+        ("08 July, 2014", "1 September, 2015", "31 December, 2016"),
+    ],
+)
+def test_more_ways_of_writing_a_month_are_dates(tmp_path, texts):
+    days = [date(2014, 7, 8), date(2015, 9, 1), date(2016, 12, 31)]
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts)))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    expected = [
+        d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days
+    ]
+    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "texts", [("Jul-14", "Sep-15", "Jan-16"), ("July 2014", "Sept. 2015", "Jan 2016")]
+)
+def test_a_month_and_year_is_the_months_first_day(tmp_path, texts):
+    # Excel's mmm-yy and a month's name with its year were one-hot levels (helper-49)
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f"{t},{i}\n" for i, t in enumerate(texts)))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    np.testing.assert_allclose(
+        table.X[:, 0], [2014 + 181 / 365, 2015 + 243 / 365, 2016.0], rtol=1e-7
+    )
+
+
 def test_a_month_is_its_first_day(tmp_path):
     path = tmp_path / "h.csv"
     path.write_text("sold,price\n2014-10,1\n2016-01,2\n2015-07,3\n")
