@@ -13,6 +13,14 @@ Python's exit (non-daemon threads joined, ``atexit`` handlers run, the exit stat
 
 Only this module's standard-library imports reach the fork server: the project's own modules
 are imported by each run, as a fresh ``python`` would.
+
+What a forked run cannot be (helper-48's review): a run whose own imports are missing a library
+module finds it imported; ``str`` hashes keep the server's seed; the interpreter's teardown of
+its modules is not run (train.py skips it too, with ``os._exit``; predict.py and failed runs
+have it); interpreter flags given to pytest (``-O``, ``-X dev``, ``-W``) reach the child; the
+libraries' import-time logging handlers are there before the script's first line. So a few
+tests run fresh processes (``fresh=True``): two runs that must be bit-identical, a predict.py
+run that must print its one line on standard error, a bad override that must print one line.
 """
 
 from __future__ import annotations

@@ -178,13 +178,14 @@ BAD_OVERRIDES = [
 
 @pytest.fixture(scope="module")
 def bad_override_runs(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
-    """``train.py ARGS`` of every bad override, a few at once: each ends in its second or two
-    of imports, which on two cores overlap."""
+    """``train.py ARGS`` of every bad override, a few at once; the first in a fresh python, as
+    a user's: its own imports, and the interpreter's teardown after the error (a forked run
+    has neither: conftest.run_script)."""
     base = tmp_path_factory.mktemp("bad_overrides")
     cases = [tuple(args) for args, _ in BAD_OVERRIDES]
     runs = concurrently(
         *(
-            lambda i=i, a=a: run_train(*a, f"hydra.run.dir={base / str(i)}")
+            lambda i=i, a=a: run_train(*a, f"hydra.run.dir={base / str(i)}", fresh=i == 0)
             for i, a in enumerate(cases)
         ),
         workers=4,

@@ -30,10 +30,11 @@ HOUSES = pd.DataFrame(
 FEATURES = ["sqft", "bedrooms", "age"]
 
 
-def run_predict(*args):
-    """``python predict.py ARGS`` in a subprocess, as a user would (killed, with anything it
-    started, after 300 s)."""
-    return run_script("predict.py", *args)
+def run_predict(*args, fresh: bool = False):
+    """``python predict.py ARGS`` in a process of its own, as a user would (killed, with
+    anything it started, after 300 s); ``fresh``: a fresh ``python``, not forked with its
+    libraries imported (conftest.run_script)."""
+    return run_script("predict.py", *args, fresh=fresh)
 
 
 def one_error_line(proc) -> str:
@@ -79,8 +80,10 @@ def test_extra_reordered_and_target_columns_keep_working(run, tmp_path):
     new = pd.DataFrame({"note": ["a", "b"], "age": [10, 25], "price": [1, 2], "bedrooms": [3, 4]})
     new["sqft"] = [1500, 2000]  # columns in another order, an extra one, the target present
     new.to_csv(tmp_path / "new.csv", index=False)
-    proc = run_predict(run, tmp_path / "new.csv", "-o", tmp_path / "out.csv")
+    # a fresh python, as every user's: its own imports, and the interpreter's teardown
+    proc = run_predict(run, tmp_path / "new.csv", "-o", tmp_path / "out.csv", fresh=True)
     assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"wrote 2 predictions to {tmp_path / 'out.csv'}\n"
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == [*new.columns, "predicted_price"]
     # gradient descent stopped at a gradient norm of 1e-6 on standardised columns
@@ -89,7 +92,7 @@ def test_extra_reordered_and_target_columns_keep_working(run, tmp_path):
 
 def test_the_issues_missing_column_is_one_line(run, tmp_path):
     (tmp_path / "new.csv").write_text("sqft,bedrooms\n1500,3\n")
-    line = one_error_line(run_predict(run, tmp_path / "new.csv"))
+    line = one_error_line(run_predict(run, tmp_path / "new.csv", fresh=True))
     assert "no column 'age'" in line and str(run) in line
     assert "sqft, bedrooms, age" in line  # what the run takes
 
