@@ -232,10 +232,9 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
             ) from None
         ours, theirs = prep.get("run_id"), meta.get("preprocessing", {}).get("run_id")
         if ours != theirs:
-            others = [
-                {k: v for k, v in p.items() if k != "run_id"}
-                for p in (prep, meta.get("preprocessing", {}))
-            ]
+            from training.cli import the_data_itself  # as the resume compares them
+
+            others = [the_data_itself(p) for p in (prep, meta.get("preprocessing", {}))]
             # the same data but the id: a resume writes preprocessing.json again, of the
             # checkpoint's run; else the checkpoints are another run's, which no resume mends
             mend = (

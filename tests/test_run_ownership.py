@@ -309,7 +309,7 @@ def test_a_resume_on_a_file_whose_held_out_rows_changed_is_refused(tmp_path):
     # into the resumed run's metrics without a word (helper-44)
     import pandas as pd
 
-    from data.preprocess import HELD_OUT_DIGEST, prepare_table
+    from data.preprocess import prepare_table
     from data.sources import load_table
 
     houses = pd.read_csv(HOUSING)
@@ -324,12 +324,52 @@ def test_a_resume_on_a_file_whose_held_out_rows_changed_is_refused(tmp_path):
     with pytest.raises(UserError) as exc:
         train_and_evaluate(cfg, tmp_path / "run")
     assert str(exc.value).startswith(
-        f"{tmp_path / 'run'} holds a run of other data (its {HELD_OUT_DIGEST}: '"
+        f"{tmp_path / 'run'} holds a run of other data (its validation or test rows (their "
+        "SHA-256): '"
     )
     assert str(exc.value).endswith(
         "now: the file changed?); resume it with the file it trained on, or start a new run "
         "in another hydra.run.dir"
     )
+
+
+def test_a_resume_on_the_same_rows_written_another_way_continues(tmp_path):
+    # a ';' file with decimal commas, a title line and pandas' index column, of the same rows:
+    # "holds a run of other data (its encoding.decimal: '.' there, ',' now ...)" (helper-49)
+    import pandas as pd
+
+    houses = pd.read_csv(HOUSING)
+    houses["lot_acres"] = houses["lotsize"] / 43560
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "logger.plots=false")
+    train_and_evaluate(make_config(*args, "trainer.epochs=3"), tmp_path / "run")
+    text = houses.to_csv(sep=";", decimal=",")  # the index too: a nameless first column
+    path.write_text("Windsor house sales, 1987\n" + text)
+    cfg = make_config(*args, "trainer.epochs=6", "trainer.resume=true")
+    assert train_and_evaluate(cfg, tmp_path / "run")["steps"] == 6
+
+
+def test_a_resume_on_a_changed_training_row_names_its_column(tmp_path):
+    # "its scaling.x_max[6]: -122.20050048828125 there, ..." (helper-49)
+    import pandas as pd
+
+    from data.preprocess import prepare_table
+    from data.sources import load_table
+
+    houses = pd.read_csv(HOUSING)
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "optimizer.lr=0.1", *QUIET)
+    train_and_evaluate(make_config(*args, "trainer.epochs=3"), tmp_path / "run")
+    cfg = make_config(*args, "trainer.epochs=6", "trainer.resume=true")
+    row = prepare_table(load_table(cfg.data, seed=cfg.seed), cfg.data, cfg.seed).rows["train"][0]
+    houses.loc[row, "lotsize"] = 99999
+    houses.to_csv(path, index=False)
+    with pytest.raises(UserError, match=r"^\S+ holds a run of other data \(its training rows' "):
+        train_and_evaluate(cfg, tmp_path / "run")
+    with pytest.raises(UserError, match=r"of 'lotsize': 16200\.0 there, 99999\.0 now"):
+        train_and_evaluate(cfg, tmp_path / "run")
 
 
 def test_a_run_saved_without_its_held_out_rows_digest_resumes():
@@ -340,7 +380,7 @@ def test_a_run_saved_without_its_held_out_rows_digest_resumes():
     mine = {"target": "price", HELD_OUT_DIGEST: "00ff"}
     refuse_another_runs_meta(ROOT, old, {}, mine)  # nothing to compare it with
     changed = {"config": {}, "preprocessing": {**mine, HELD_OUT_DIGEST: "ff00"}}
-    with pytest.raises(UserError, match=f"its {HELD_OUT_DIGEST}: 'ff00' there, '00ff' now"):
+    with pytest.raises(UserError, match=r"its validation or test rows \(their SHA-256\): 'ff00' "):
         refuse_another_runs_meta(ROOT, changed, {}, mine)
 
 

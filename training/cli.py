@@ -1128,6 +1128,47 @@ def refuse_another_span(run_dir: Path, saved: dict, mine: dict, skip) -> None:
     )
 
 
+# how a file writes its data, not what they are: a file saved again with a decimal comma, ISO
+# dates, pandas' index column or a title line holds the same rows (helper-49: each refused)
+_WRITING = ("sep", "decimal", "target_decimal", "notes", "warnings", "dropped_columns")
+_COLUMN_WRITING = ("date_format", "decimal")
+
+
+def the_data_itself(preprocessing: dict) -> dict:
+    """A run's ``preprocessing`` (``preprocessing.json``) without what only says where and how
+    its file is written: the path (a file moved or renamed), the run's id, separators, decimal
+    marks, date formats, notes and the columns left out of the model unread. What is left (the
+    columns and their encoding, the training rows' statistics, the held-out rows' digest)
+    decides whether two files hold the same data."""
+    data = {k: v for k, v in preprocessing.items() if k not in ("run_id", "source")}
+    encoding = data.get("encoding")
+    if encoding:
+        encoding = {k: v for k, v in encoding.items() if k not in _WRITING}
+        encoding["columns"] = [
+            {k: v for k, v in c.items() if k not in _COLUMN_WRITING}
+            for c in encoding.get("columns", [])
+        ]
+        data["encoding"] = encoding
+    return data
+
+
+_STATISTICS = {
+    "x_mean": "training rows' mean",
+    "x_scale": "training rows' standard deviation",
+    "x_min": "training rows' least value",
+    "x_max": "training rows' greatest value",
+}
+
+
+def _named_column(key: str, names: list[str]) -> str:
+    """``scaling.x_max[6]`` as ``the training rows' greatest value of 'longitude'`` (the 7th
+    of ``names``, the model's inputs); any other key as it is."""
+    found = re.fullmatch(r"scaling\.(x_\w+)\[(\d+)\]", key)
+    if not found or found[1] not in _STATISTICS or int(found[2]) >= len(names):
+        return key
+    return f"{_STATISTICS[found[1]]} of {names[int(found[2])]!r}"
+
+
 def refuse_another_runs_meta(
     run_dir: Path, meta: dict, config: dict, preprocessing: dict | None, skip=lambda k, v: False
 ) -> None:
@@ -1148,15 +1189,17 @@ def refuse_another_runs_meta(
         return
     # the file's path aside (a file moved or renamed, the same columns, encoding and the same
     # statistics of its training rows, is the same data)
-    leave_out = ("run_id", "source")
-    saved = {k: v for k, v in meta.get("preprocessing", {}).items() if k not in leave_out}
-    mine = {k: v for k, v in preprocessing.items() if k not in leave_out}
     from data.preprocess import HELD_OUT_DIGEST
 
+    saved = the_data_itself(meta.get("preprocessing", {}))
+    mine = the_data_itself(preprocessing)
     if HELD_OUT_DIGEST not in saved:  # a run saved before its held-out rows were
         mine.pop(HELD_OUT_DIGEST, None)
     if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
+        key = _named_column(key, mine.get("feature_names") or [])
+        if key == HELD_OUT_DIGEST:
+            key, was, now = "validation or test rows (their SHA-256)", was[:12], now[:12]
         raise UserError(
             f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
             f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
