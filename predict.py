@@ -232,7 +232,7 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
             ) from None
         ours, theirs = prep.get("run_id"), meta.get("preprocessing", {}).get("run_id")
         if ours != theirs:
-            from training.cli import the_data_itself  # as the resume compares them
+            from data.preprocess import the_data_itself  # as the resume compares them
 
             others = [the_data_itself(p) for p in (prep, meta.get("preprocessing", {}))]
             # the same data but the id: a resume writes preprocessing.json again, of the

@@ -135,6 +135,30 @@ class Scaling:
 HELD_OUT_DIGEST = "validation_and_test_rows_sha256"
 
 
+# how a file writes its data, not what they are: a file saved again with a decimal comma, ISO
+# dates, pandas' index column or a title line holds the same rows (helper-49: each refused)
+_WRITING = ("sep", "decimal", "target_decimal", "notes", "warnings", "dropped_columns")
+_COLUMN_WRITING = ("date_format", "decimal")
+
+
+def the_data_itself(preprocessing: dict) -> dict:
+    """A run's ``preprocessing`` (``preprocessing.json``) without what only says where and how
+    its file is written: the path (a file moved or renamed), the run's id, separators, decimal
+    marks, date formats, notes and the columns left out of the model unread. What is left (the
+    columns and their encoding, the training rows' statistics, the held-out rows' digest)
+    decides whether two files hold the same data."""
+    data = {k: v for k, v in preprocessing.items() if k not in ("run_id", "source")}
+    encoding = data.get("encoding")
+    if encoding:
+        encoding = {k: v for k, v in encoding.items() if k not in _WRITING}
+        encoding["columns"] = [
+            {k: v for k, v in c.items() if k not in _COLUMN_WRITING}
+            for c in encoding.get("columns", [])
+        ]
+        data["encoding"] = encoding
+    return data
+
+
 @dataclass
 class Prepared:
     """A table split into train/val/test and scaled as the model sees it."""

@@ -319,6 +319,19 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
     assert table.feature_names == ["size"]
 
 
+def decimal_year(d: date) -> float:
+    """A date as load_csv reads it: the year plus the days gone by over the days in that year."""
+    return d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365)
+
+
+def dates_read(tmp_path, texts) -> np.ndarray:
+    """What load_csv reads from a date column of ``texts`` (each quoted), as float32."""
+    path = tmp_path / "h.csv"
+    path.write_text("sold,price\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts)))
+    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
+    return table.X[:, 0]
+
+
 @pytest.mark.parametrize(
     "fmt",
     [
@@ -336,15 +349,8 @@ def test_dates_become_decimal_years_or_are_dropped(tmp_path):
 )
 def test_more_date_formats_become_decimal_years(tmp_path, fmt):
     days = [date(2014, 10, 13), date(2015, 2, 28), date(2016, 12, 31), date(2014, 1, 1)]
-    path = tmp_path / "h.csv"
-    path.write_text(
-        "sold,price\n" + "".join(f'"{d.strftime(fmt)}",{i}\n' for i, d in enumerate(days))
-    )
-    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
-    expected = [
-        d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days
-    ]
-    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+    read = dates_read(tmp_path, [d.strftime(fmt) for d in days])
+    np.testing.assert_allclose(read, [decimal_year(d) for d in days], rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -362,13 +368,8 @@ def test_month_names_written_in_any_common_way_are_dates(tmp_path, texts):
     days.append(date(2015, 3, 3))
     if texts[0].startswith("Sept"):
         days[0] = date(2014, 9, 13)
-    path = tmp_path / "h.csv"
-    path.write_text("sold,price\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts)))
-    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
-    expected = [
-        d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days
-    ]
-    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+    read = dates_read(tmp_path, texts)
+    np.testing.assert_allclose(read, [decimal_year(d) for d in days], rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -385,13 +386,8 @@ def test_month_names_written_in_any_common_way_are_dates(tmp_path, texts):
 )
 def test_more_ways_of_writing_a_month_are_dates(tmp_path, texts):
     days = [date(2014, 7, 8), date(2015, 9, 1), date(2016, 12, 31)]
-    path = tmp_path / "h.csv"
-    path.write_text("sold,price\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts)))
-    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
-    expected = [
-        d.year + (d.timetuple().tm_yday - 1) / (366 if d.year % 4 == 0 else 365) for d in days
-    ]
-    np.testing.assert_allclose(table.X[:, 0], expected, rtol=1e-7)
+    read = dates_read(tmp_path, texts)
+    np.testing.assert_allclose(read, [decimal_year(d) for d in days], rtol=1e-7)
 
 
 @pytest.mark.parametrize(
@@ -399,12 +395,9 @@ def test_more_ways_of_writing_a_month_are_dates(tmp_path, texts):
 )
 def test_a_month_and_year_is_the_months_first_day(tmp_path, texts):
     # Excel's mmm-yy and a month's name with its year were one-hot levels (helper-49)
-    path = tmp_path / "h.csv"
-    path.write_text("sold,price\n" + "".join(f"{t},{i}\n" for i, t in enumerate(texts)))
-    table = load_csv(csv_cfg(path, "price", "data.val_fraction=0", "data.test_fraction=0"), 0)
-    np.testing.assert_allclose(
-        table.X[:, 0], [2014 + 181 / 365, 2015 + 243 / 365, 2016.0], rtol=1e-7
-    )
+    days = [date(2014, 7, 1), date(2015, 9, 1), date(2016, 1, 1)]
+    read = dates_read(tmp_path, texts)
+    np.testing.assert_allclose(read, [decimal_year(d) for d in days], rtol=1e-7)
 
 
 def test_a_month_is_its_first_day(tmp_path):

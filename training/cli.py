@@ -1128,30 +1128,6 @@ def refuse_another_span(run_dir: Path, saved: dict, mine: dict, skip) -> None:
     )
 
 
-# how a file writes its data, not what they are: a file saved again with a decimal comma, ISO
-# dates, pandas' index column or a title line holds the same rows (helper-49: each refused)
-_WRITING = ("sep", "decimal", "target_decimal", "notes", "warnings", "dropped_columns")
-_COLUMN_WRITING = ("date_format", "decimal")
-
-
-def the_data_itself(preprocessing: dict) -> dict:
-    """A run's ``preprocessing`` (``preprocessing.json``) without what only says where and how
-    its file is written: the path (a file moved or renamed), the run's id, separators, decimal
-    marks, date formats, notes and the columns left out of the model unread. What is left (the
-    columns and their encoding, the training rows' statistics, the held-out rows' digest)
-    decides whether two files hold the same data."""
-    data = {k: v for k, v in preprocessing.items() if k not in ("run_id", "source")}
-    encoding = data.get("encoding")
-    if encoding:
-        encoding = {k: v for k, v in encoding.items() if k not in _WRITING}
-        encoding["columns"] = [
-            {k: v for k, v in c.items() if k not in _COLUMN_WRITING}
-            for c in encoding.get("columns", [])
-        ]
-        data["encoding"] = encoding
-    return data
-
-
 _STATISTICS = {
     "x_mean": "training rows' mean",
     "x_scale": "training rows' standard deviation",
@@ -1187,9 +1163,8 @@ def refuse_another_runs_meta(
     refuse_another_span(run_dir, meta.get("config", {}), config, skip)
     if preprocessing is None:
         return
-    # the file's path aside (a file moved or renamed, the same columns, encoding and the same
-    # statistics of its training rows, is the same data)
-    from data.preprocess import HELD_OUT_DIGEST
+    # the data themselves, not where or how the file writes them (the_data_itself)
+    from data.preprocess import HELD_OUT_DIGEST, the_data_itself
 
     saved = the_data_itself(meta.get("preprocessing", {}))
     mine = the_data_itself(preprocessing)
@@ -1199,7 +1174,8 @@ def refuse_another_runs_meta(
         key, was, now = first_difference(saved, mine)
         key = _named_column(key, mine.get("feature_names") or [])
         if key == HELD_OUT_DIGEST:
-            key, was, now = "validation or test rows (their SHA-256)", was[:12], now[:12]
+            key = "validation or test rows (their SHA-256)"
+            was, now = (v[:12] if isinstance(v, str) else v for v in (was, now))
         raise UserError(
             f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
             f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
