@@ -589,6 +589,13 @@ def _date_texts(texts, fmt: str) -> tuple[list[str], str]:
     return [str(t) for t in texts], fmt
 
 
+def _written_as(text: str, fmt: str) -> bool:
+    """Whether ``text`` (month names in three letters) has the shape of dates in ``fmt``, one
+    of :data:`DATE_FORMATS` (``%d/%m/`` being ``%m/%d/``'s day-first reading)."""
+    shape = "%m/%d/" + fmt[6:] if fmt.startswith("%d/%m/") else fmt
+    return any(f == shape and pattern.match(text) for pattern, f in DATE_FORMATS)
+
+
 def _date_format(texts: np.ndarray) -> str | None:
     """The format every text in ``texts`` (the missing-value words left out) is written in, if
     one of :data:`DATE_FORMATS`; ``3/4/2021`` is month first (US), unless some first number is
@@ -646,10 +653,15 @@ def _century(texts, fmt: str, this_year: int | None = None) -> int:
 
 
 def _decimal_years(
-    col: pd.Series, fmt: str, source: str, first_year: int | None = None
+    col: pd.Series,
+    fmt: str,
+    source: str,
+    first_year: int | None = None,
+    new_rows: bool = False,
 ) -> np.ndarray:
     """``year + (day of year - 1 + time of day) / days in the year``: float64, NaN where empty.
-    Two-digit years are read in the 100 years from ``first_year`` (:func:`_century`)."""
+    Two-digit years are read in the 100 years from ``first_year`` (:func:`_century`).
+    ``new_rows``: a finished run's new rows (predict.py), held to the training file's format."""
     codes, texts = _cells(col)
     read, fmt = _date_texts(texts, fmt)
     when = pd.to_datetime(pd.Series(read, dtype=object), format=fmt, errors="coerce")
@@ -664,11 +676,15 @@ def _decimal_years(
         import datetime
 
         example = datetime.datetime(2024, 4, 8, 9, 30).strftime(fmt)
-        raise UserError(
-            f"{source}: column {col.name!r} row {_row(col, bad[0])}: "
-            f"{texts[codes[bad[0]]]!r} is not a date like the others ({fmt}, as in "
-            f"{example!r} for 8 April 2024); write it that way"
-        )
+        text = texts[codes[bad[0]]]
+        if _written_as(read[codes[bad[0]]], fmt):  # the shape is right, the day is not
+            what = f"is no date: its month has no such day ({fmt}, as in {example!r} for 8 "
+            what += "April 2024); correct it"
+        else:
+            others = "the run's training file's dates" if new_rows else "the others"
+            what = f"is not a date like {others} ({fmt}, as in {example!r} for 8 April 2024)"
+            what += "; write it that way"
+        raise UserError(f"{source}: column {col.name!r} row {_row(col, bad[0])}: {text!r} {what}")
     year = when.dt.year.to_numpy(dtype=np.float64)
     days = np.where(when.dt.is_leap_year.to_numpy(dtype=bool), 366.0, 365.0)
     seconds = (when - when.dt.normalize()).dt.total_seconds().to_numpy(dtype=np.float64)
@@ -745,7 +761,7 @@ def _raw_values(
 ) -> np.ndarray:
     """numeric, date or boolean cells as float64, NaN where empty (before any fill)."""
     if c.kind == "date":
-        return _decimal_years(col, c.date_format, source, c.first_year)
+        return _decimal_years(col, c.date_format, source, c.first_year, new_rows)
     if c.kind == "numeric":
         return _numbers(col, c.name, source, c.decimal or decimal, new_rows)
     if pd.api.types.is_bool_dtype(col):

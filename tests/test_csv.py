@@ -991,10 +991,22 @@ def test_a_new_row_s_date_in_another_format_is_shown_how_to_write_it(tmp_path):
     (tmp_path / "new.csv").write_text("sold,area\n4/8/2024,1\n")
     with pytest.raises(UserError) as err:
         enc.transform(*read_csv(tmp_path / "new.csv"), missing="predict")
+    # "like the others" of a one-row file of new rows (helper-49)
     assert str(err.value) == (
-        f"{tmp_path / 'new.csv'}: column 'sold' row 1: '4/8/2024' is not a date like the others "
-        "(%Y-%m-%d, as in '2024-04-08' for 8 April 2024); write it that way"
+        f"{tmp_path / 'new.csv'}: column 'sold' row 1: '4/8/2024' is not a date like the run's "
+        "training file's dates (%Y-%m-%d, as in '2024-04-08' for 8 April 2024); write it that way"
     )
+    # the right shape, a day its month lacks: "write it that way" of a date written that way
+    (tmp_path / "new.csv").write_text("sold,area\n2024-09-31,1\n")
+    with pytest.raises(UserError) as err:
+        enc.transform(*read_csv(tmp_path / "new.csv"), missing="predict")
+    assert str(err.value).endswith(
+        "'2024-09-31' is no date: its month has no such day (%Y-%m-%d, as in '2024-04-08' for 8 "
+        "April 2024); correct it"
+    )
+    (tmp_path / "g.csv").write_text('sold,price\n"Sept. 30, 2014",1\n"Sept. 31, 2014",2\n')
+    with pytest.raises(UserError, match=r"'Sept. 31, 2014' is no date: its month has no such"):
+        fit_encoding(*read_csv(tmp_path / "g.csv"), "price")
 
 
 def test_a_mean_run_fills_every_column_and_an_older_run_is_read_as_it_was():
