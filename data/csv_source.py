@@ -676,13 +676,14 @@ def _decimal_years(
         import datetime
 
         example = datetime.datetime(2024, 4, 8, 9, 30).strftime(fmt)
+        day = "8 April 2024" if "%d" in fmt else "April 2024"  # a month: its first day
         text = texts[codes[bad[0]]]
         if _written_as(read[codes[bad[0]]], fmt):  # the shape is right, the day is not
-            what = f"is no date: its month has no such day ({fmt}, as in {example!r} for 8 "
-            what += "April 2024); correct it"
+            what = f"is no date: its month has no such day ({fmt}, as in {example!r} for {day})"
+            what += "; correct it"
         else:
             others = "the run's training file's dates" if new_rows else "the others"
-            what = f"is not a date like {others} ({fmt}, as in {example!r} for 8 April 2024)"
+            what = f"is not a date like {others} ({fmt}, as in {example!r} for {day})"
             what += "; write it that way"
         raise UserError(f"{source}: column {col.name!r} row {_row(col, bad[0])}: {text!r} {what}")
     year = when.dt.year.to_numpy(dtype=np.float64)

@@ -130,9 +130,8 @@ class Scaling:
         return asdict(self)
 
 
-# the key of preprocessing.json that holds the SHA-256 of a file's validation and test rows
-# (training.build.preprocessing_of)
-HELD_OUT_DIGEST = "validation_and_test_rows_sha256"
+# the key of preprocessing.json that holds the SHA-256 of a file's rows (rows_digest)
+ROWS_DIGEST = "rows_sha256"
 
 
 # how a file writes its data, not what they are: a file saved again with a decimal comma, ISO
@@ -157,6 +156,20 @@ def the_data_itself(preprocessing: dict) -> dict:
         ]
         data["encoding"] = encoding
     return data
+
+
+def rows_digest(data: Prepared) -> str:
+    """The SHA-256 of every row of ``data`` (the training, validation and test rows' inputs as
+    scaled, and their target in its units, split by split): what the training rows' statistics
+    do not pin down, as two training rows' prices swapped or a held-out row changed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in ("train", "val", "test"):
+        for arrays in (data.X, data.y_raw):
+            digest.update(np.ascontiguousarray(arrays[split], np.float32).tobytes())
+            digest.update(b"|")
+    return digest.hexdigest()
 
 
 @dataclass

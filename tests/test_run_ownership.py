@@ -304,9 +304,11 @@ def test_a_resume_on_a_file_that_changed_names_what_changed(tmp_path):
     )
 
 
-def test_a_resume_on_a_file_whose_held_out_rows_changed_is_refused(tmp_path):
+@pytest.mark.parametrize("change", ["a validation row", "two training rows swapped"])
+def test_a_resume_on_a_file_whose_rows_changed_is_refused(tmp_path, change):
     # the training rows' statistics alone were compared: a validation row's new price went
-    # into the resumed run's metrics without a word (helper-44)
+    # into the resumed run's metrics without a word (helper-44), and two training rows' prices
+    # swapped (the same statistics) were trained on as the same run (helper-50)
     import pandas as pd
 
     from data.preprocess import prepare_table
@@ -318,14 +320,18 @@ def test_a_resume_on_a_file_whose_held_out_rows_changed_is_refused(tmp_path):
     args = ("data=csv", f"data.path={path}", "data.target=price", "logger.plots=false")
     train_and_evaluate(make_config(*args, "trainer.epochs=3"), tmp_path / "run")
     cfg = make_config(*args, "trainer.epochs=6", "trainer.resume=true")
-    val_row = prepare_table(load_table(cfg.data, seed=cfg.seed), cfg.data, cfg.seed).rows["val"][0]
-    houses.loc[val_row, "price"] += 1000
+    rows = prepare_table(load_table(cfg.data, seed=cfg.seed), cfg.data, cfg.seed).rows
+    if change == "a validation row":
+        houses.loc[rows["val"][0], "price"] += 1000
+    else:
+        a, b = rows["train"][:2]
+        houses.loc[[a, b], "price"] = houses.loc[[b, a], "price"].to_numpy()
     houses.to_csv(path, index=False)
     with pytest.raises(UserError) as exc:
         train_and_evaluate(cfg, tmp_path / "run")
     assert str(exc.value).startswith(
-        f"{tmp_path / 'run'} holds a run of other data (its validation or test rows (their "
-        "SHA-256): '"
+        f"{tmp_path / 'run'} holds a run of other data (its rows, of the same columns and "
+        "statistics (their SHA-256): '"
     )
     assert str(exc.value).endswith(
         "now: the file changed?); resume it with the file it trained on, or start a new run "
@@ -368,19 +374,44 @@ def test_a_resume_on_a_changed_training_row_names_its_column(tmp_path):
     houses.to_csv(path, index=False)
     with pytest.raises(UserError, match=r"^\S+ holds a run of other data \(its training rows' "):
         train_and_evaluate(cfg, tmp_path / "run")
-    with pytest.raises(UserError, match=r"of 'lotsize': 16200\.0 there, 99999\.0 now"):
+    with pytest.raises(
+        UserError, match=r"greatest value of 'lotsize': 16200\.0 there, 99999\.0 now"
+    ):
         train_and_evaluate(cfg, tmp_path / "run")
 
 
-def test_a_run_saved_without_its_held_out_rows_digest_resumes():
-    from data.preprocess import HELD_OUT_DIGEST
+def test_a_resume_on_the_same_columns_in_another_order_says_so(tmp_path):
+    # "its encoding.columns[0].kind: 'date' there, 'numeric' now" (helper-50): the weights
+    # follow the columns' order, so it is another run, said in words
+    import pandas as pd
+
+    houses = pd.read_csv(HOUSING)
+    path = tmp_path / "houses.csv"
+    houses.to_csv(path, index=False)
+    args = ("data=csv", f"data.path={path}", "data.target=price", "optimizer.lr=0.1", *QUIET)
+    train_and_evaluate(make_config(*args, "trainer.epochs=3"), tmp_path / "run")
+    names = [c for c in houses.columns if c != "price"]
+    houses[["price", names[1], names[0], *names[2:]]].to_csv(path, index=False)  # target moved
+    cfg = make_config(*args, "trainer.epochs=6", "trainer.resume=true")
+    with pytest.raises(UserError) as exc:
+        train_and_evaluate(cfg, tmp_path / "run")
+    assert str(exc.value) == (
+        f"{tmp_path / 'run'} holds a run of the same columns in another order "
+        f"({', '.join(names)} there, {', '.join([names[1], names[0], *names[2:]])} now: the "
+        "model's weights follow it); resume it with the columns in the order it trained on, or "
+        "start a new run in another hydra.run.dir"
+    )
+
+
+def test_a_run_saved_without_its_rows_digest_resumes():
+    from data.preprocess import ROWS_DIGEST
     from training.cli import refuse_another_runs_meta
 
     old = {"config": {}, "preprocessing": {"target": "price"}}
-    mine = {"target": "price", HELD_OUT_DIGEST: "00ff"}
+    mine = {"target": "price", ROWS_DIGEST: "00ff"}
     refuse_another_runs_meta(ROOT, old, {}, mine)  # nothing to compare it with
-    changed = {"config": {}, "preprocessing": {**mine, HELD_OUT_DIGEST: "ff00"}}
-    with pytest.raises(UserError, match=r"its validation or test rows \(their SHA-256\): 'ff00' "):
+    changed = {"config": {}, "preprocessing": {**mine, ROWS_DIGEST: "ff00"}}
+    with pytest.raises(UserError, match=r"statistics \(their SHA-256\): 'ff00' there, '00ff' now"):
         refuse_another_runs_meta(ROOT, changed, {}, mine)
 
 

@@ -23,7 +23,7 @@ from jax.experimental import multihost_utils
 from omegaconf import DictConfig, OmegaConf
 
 from data.loaders import FIXED_BATCH, Loader, make_loader
-from data.preprocess import HELD_OUT_DIGEST, Prepared, prepare_table
+from data.preprocess import ROWS_DIGEST, Prepared, prepare_table, rows_digest
 from data.sources import load_table
 from errors import UserError
 from models.build import build_model
@@ -214,18 +214,19 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
         fold_rows(n_rows, cfg.data.folds, d.val_fraction, d.test_fraction, cfg.seed)
     n_train = d.n_samples if mine else len(data.rows["train"])
     objective = build_objective(cfg.loss, data.scaling.y_scale)
+    digest = rows_digest(data) if table.encoding else None  # a file's rows, while all here
     on_device = training_rows(data, mesh, device, copies, n_train, objective, bool(mine))
     table.X = table.y = None  # the host forgets the training rows (10^7 of them are GBs)
-    preprocessing = preprocessing_of(table, data)  # with the run's id once resume says which
+    preprocessing = preprocessing_of(table, data, digest)  # the run's id once resume says
     return on_device, data, preprocessing, objective
 
 
-def preprocessing_of(table, data) -> dict:
+def preprocessing_of(table, data, digest: str | None = None) -> dict:
     """What a run records of its data (``preprocessing.json``, every checkpoint): the source,
     target, feature names, encoding, the scaling fitted on the training rows, the target's
-    transform; for a file's data, the SHA-256 of its validation and test rows (their inputs as
-    scaled, the target in its units), which the training rows' statistics do not pin down: a
-    resume on a file whose held-out rows changed would report metrics of two sets of rows."""
+    transform; for a file's data, ``digest``, the SHA-256 of its rows (``rows_digest``, taken
+    before the training rows leave the host), which the statistics do not pin down: a resume
+    on a file whose rows changed would train one run on two sets of rows."""
     record = {
         "source": table.source,
         "target": table.target_name,
@@ -234,15 +235,8 @@ def preprocessing_of(table, data) -> dict:
         "scaling": data.scaling.to_dict(),
         "log_target": data.log_target,
     }
-    if table.encoding:
-        import hashlib
-
-        digest = hashlib.sha256()
-        for split in ("val", "test"):
-            for arrays in (data.X, data.y_raw):
-                digest.update(np.ascontiguousarray(arrays[split], np.float32).tobytes())
-                digest.update(b"|")
-        record[HELD_OUT_DIGEST] = digest.hexdigest()
+    if digest is not None:
+        record[ROWS_DIGEST] = digest
     return record
 
 

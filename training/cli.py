@@ -1164,18 +1164,32 @@ def refuse_another_runs_meta(
     if preprocessing is None:
         return
     # the data themselves, not where or how the file writes them (the_data_itself)
-    from data.preprocess import HELD_OUT_DIGEST, the_data_itself
+    from data.preprocess import ROWS_DIGEST, the_data_itself
 
     saved = the_data_itself(meta.get("preprocessing", {}))
     mine = the_data_itself(preprocessing)
-    if HELD_OUT_DIGEST not in saved:  # a run saved before its held-out rows were
-        mine.pop(HELD_OUT_DIGEST, None)
+    # the digest last, when all that names a column is the same (a checkpoint's keys come back
+    # sorted); a run saved before its rows' digest was has none to compare
+    digests = {"saved": saved.pop(ROWS_DIGEST, None), "mine": mine.pop(ROWS_DIGEST, None)}
+    if digests["saved"] is not None and saved == mine:
+        saved[ROWS_DIGEST], mine[ROWS_DIGEST] = digests["saved"], digests["mine"]
+    order = [[c.get("name") for c in (p.get("encoding") or {}).get("columns", [])] for p in
+             (saved, mine)]  # fmt: skip
+    if order[0] != order[1] and sorted(order[0]) == sorted(order[1]):
+        raise UserError(
+            f"{run_dir} holds a run of the same columns in another order ({', '.join(order[0])} "
+            f"there, {', '.join(order[1])} now: the model's weights follow it); resume it with "
+            f"the columns in the order it trained on, or start a new run in another "
+            f"{run_dir_key()}"
+        )
     if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
         key = _named_column(key, mine.get("feature_names") or [])
-        if key == HELD_OUT_DIGEST:
-            key = "validation or test rows (their SHA-256)"
+        if key == ROWS_DIGEST:  # the columns and statistics alike: some row's values not
+            key = "rows, of the same columns and statistics (their SHA-256)"
             was, now = (v[:12] if isinstance(v, str) else v for v in (was, now))
+        elif isinstance(was, float) and isinstance(now, float):
+            was, now = float(f"{was:.8g}"), float(f"{now:.8g}")
         raise UserError(
             f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
             f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
@@ -1224,7 +1238,7 @@ def preflight_data(cfg) -> dict | None:
     """Read and prepare the data once before Hydra starts the run, so that a bad file cannot
     make Hydra write over an earlier run kept in the same directory. Returns the preprocessing
     a run records of it (``training.build.preprocessing_of``; None for data not from a file)."""
-    from data.preprocess import prepare_table
+    from data.preprocess import prepare_table, rows_digest
     from data.sources import load_table
     from training.build import preprocessing_of
 
@@ -1233,7 +1247,8 @@ def preflight_data(cfg) -> dict | None:
     with contextlib.redirect_stdout(io.StringIO()):  # the run itself reports the encoding
         # kept for the run, which then takes the table instead of reading the file again
         table = load_table(cfg.data, seed=cfg.seed, keep=True)
-        return preprocessing_of(table, prepare_table(table, cfg.data, cfg.seed))
+        prepared = prepare_table(table, cfg.data, cfg.seed)
+        return preprocessing_of(table, prepared, rows_digest(prepared))
 
 
 SWEEP_RUNS: list[str] = []  # every run of this process's sweep, by its override directory
