@@ -104,9 +104,9 @@ def exit_now(code: int = 0) -> None:
     # the run is over and its files written: a signal now would only break an atexit handler
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, signal.SIG_IGN)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # as Python's exit: threading's own exit hooks first (concurrent.futures' pools shut
+    # down; joining their idle workers would wait for ever), then every thread not a daemon
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

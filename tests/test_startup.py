@@ -1,4 +1,5 @@
-"""Start-up: what a run imports before it needs it, the compilation cache, plots drawn once."""
+"""Start-up and the end: what a run imports before it needs it, the compilation cache, plots
+drawn once, the exit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import CONF, ROOT, concurrently, run_train
+from conftest import CONF, ROOT, concurrently, run_script, run_train
 
 # libraries only some runs need, each imported when first used: the plots at a run's end,
 # checkpoints at its first save, the CSV readers for data=csv
@@ -285,3 +286,18 @@ def test_train_py_imports_with_the_collector_off_and_trains_with_it_on(tmp_path)
     assert done.returncode == 0, done.stderr
     on, frozen = done.stdout.strip().splitlines()[-1].split()[1:]
     assert on == "True" and int(frozen) > 100_000  # JAX's, Flax's and Hydra's objects
+
+
+def test_train_py_ends_as_python_does_with_a_librarys_thread_pool_alive(tmp_path):
+    # train.py's exit_now joined every thread that is not a daemon, and a pool's idle workers
+    # are not: a library's pool alive at the end would have held the run for ever (helper-48)
+    script = tmp_path / "end.py"
+    script.write_text(
+        "import json, sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "json.pool = ThreadPoolExecutor(2)\njson.pool.submit(print, 'pool ran').result()\n"
+        "import atexit\natexit.register(print, 'atexit ran')\n"
+        "from train import exit_now\nexit_now(3)\n"
+    )
+    proc = run_script(script, timeout=60)
+    assert (proc.returncode, proc.stdout) == (3, "pool ran\natexit ran\n"), proc.stderr
