@@ -88,11 +88,11 @@ hydra_main = hydra.main(config_path=CONF, config_name="config", version_base="1.
 
 
 def exit_now(code: int = 0) -> None:
-    """End the process once every file is written, as a normal exit does (wait for the
-    threads that are not daemons, run the ``atexit`` handlers: logging's flush, jax's and
-    orbax's own, flush the streams) but without the interpreter's teardown of its modules,
-    which takes about 0.8 s of CPU after a walkthrough run of 3 s (bench/startup_phases.py,
-    ``exit``). Under a tracer or profiler the process exits normally."""
+    """End the process once every file is written, as a normal exit does (threading's exit hooks,
+    wait for the threads that are not daemons, run the ``atexit`` handlers: logging's flush, jax's
+    and orbax's own, flush the streams) but without the interpreter's teardown of its modules, which
+    takes about 0.8 s of CPU after a walkthrough run of 3 s (bench/startup_phases.py, ``exit``).
+    Under a tracer or profiler the process exits normally."""
     import atexit
     import os
     import threading
