@@ -597,16 +597,24 @@ def _written_as(text: str, fmt: str) -> bool:
 
 
 def _date_format(texts: np.ndarray) -> str | None:
-    """The format every text in ``texts`` (the missing-value words left out) is written in, if
-    one of :data:`DATE_FORMATS`; ``3/4/2021`` is month first (US), unless some first number is
+    """The format the texts ``texts`` (distinct, the missing-value words left out) are written
+    in, if one of :data:`DATE_FORMATS`: every text's, nine in ten of them, or all but one of at
+    least four (as a column of numbers with a few bad cells is numbers), so that the cells in
+    no such format are errors that name them (a ``TBD``, a date in another format), not a
+    column of free text to drop. ``3/4/2021`` is month first (US), unless some first number is
     above 12 and no second one is (``23/05/2021``: day first)."""
     texts = _month_abbreviations(t for t in texts if str(t) not in NA_TOKENS)
     if not texts:
         return None
+    sample = texts[:10]  # a format none of the first ten texts has is not nine in ten's
     for pattern, fmt in DATE_FORMATS:
-        if pattern.match(texts[0]) and all(pattern.match(t) for t in texts):
+        if not any(pattern.match(t) for t in sample):
+            continue
+        dates = [t for t in texts if pattern.match(t)]
+        n, most = len(dates), len(texts)
+        if n == most or n >= 0.9 * most or (n == most - 1 and n >= 3):
             if fmt.startswith("%m/%d/"):
-                first, second = _slashed_pairs(texts)
+                first, second = _slashed_pairs(dates)
                 if max(first) > 12 >= max(second):
                     fmt = "%d/%m/" + fmt[6:]
             return fmt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -398,6 +398,26 @@ def test_a_month_and_year_is_the_months_first_day(tmp_path, texts):
     days = [date(2014, 7, 1), date(2015, 9, 1), date(2016, 1, 1)]
     read = dates_read(tmp_path, texts)
     np.testing.assert_allclose(read, [decimal_year(d) for d in days], rtol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("odd", "fmt"),
+    [("TBD", "%Y-%m-%d"), ("13 Sept 2014", "%b %d, %Y")],
+)
+def test_a_date_column_with_a_cell_in_no_such_format_names_the_cell(tmp_path, odd, fmt):
+    # one 'TBD', or one date written another way, made the column 'free text ... add it to
+    # data.drop', which throws the dates away (helper-49)
+    days = [date(2014, 1, 1) + timedelta(days=9 * k) for k in range(12)]
+    written = "%Y-%m-%d" if fmt == "%Y-%m-%d" else "%b %d, %Y"
+    texts = [d.strftime(written) for d in days]
+    texts[7] = odd
+    with pytest.raises(UserError) as err:
+        dates_read(tmp_path, texts)
+    assert str(err.value).startswith(
+        f"{tmp_path / 'h.csv'}: column 'sold' row 8: {odd!r} is not a date like the others "
+        f"({fmt}, as in "
+    )
+    assert str(err.value).endswith("); write it that way")
 
 
 def test_a_month_is_its_first_day(tmp_path):
