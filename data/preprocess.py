@@ -144,8 +144,8 @@ def the_data_itself(preprocessing: dict) -> dict:
     """A run's ``preprocessing`` (``preprocessing.json``) without what only says where and how
     its file is written: the path (a file moved or renamed), the run's id, separators, decimal
     marks, date formats, notes and the columns left out of the model unread. What is left (the
-    columns and their encoding, the training rows' statistics, the held-out rows' digest)
-    decides whether two files hold the same data."""
+    columns and their encoding, the training rows' statistics, the rows' digest) decides
+    whether two files hold the same data."""
     data = {k: v for k, v in preprocessing.items() if k not in ("run_id", "source")}
     encoding = data.get("encoding")
     if encoding:
@@ -274,8 +274,7 @@ def far_outside(
             # a count whose least is 1 to 9 may be 0 (bedrooms, garage places: helper-46); a
             # size or a year whose least is 10 or more is not, nor is any positive column below
             # 0 (helper-49: 0 and -1500 square feet beside 800 to 3460 were priced silently)
-            zero = x == 0
-            under = np.where(zero, low[j] >= 10, (x < 0) | (x < low[j] / 10))
+            under = np.where(x == 0, low[j] >= 10, x < low[j] / 10)  # below 0 too
             far = under | (x > high[j] * 10)
         else:
             far = (x < low[j] - width[j]) | (x > high[j] + width[j])

@@ -320,6 +320,13 @@ def trained_on_a_copy(tmp_path, houses, *args: str):
     return path, cfg, rows
 
 
+def resume_refusal(cfg, tmp_path) -> str:
+    """The one line a resume of ``tmp_path/run`` with ``cfg`` is refused with."""
+    with pytest.raises(UserError) as exc:
+        train_and_evaluate(cfg, tmp_path / "run")
+    return str(exc.value)
+
+
 @pytest.mark.parametrize("change", ["a validation row", "two training rows swapped"])
 def test_a_resume_on_a_file_whose_rows_changed_is_refused(tmp_path, change):
     # the training rows' statistics alone were compared: a validation row's new price went
@@ -335,13 +342,12 @@ def test_a_resume_on_a_file_whose_rows_changed_is_refused(tmp_path, change):
         a, b = rows["train"][:2]
         houses.loc[[a, b], "price"] = houses.loc[[b, a], "price"].to_numpy()
     houses.to_csv(path, index=False)
-    with pytest.raises(UserError) as exc:
-        train_and_evaluate(cfg, tmp_path / "run")
-    assert str(exc.value).startswith(
+    line = resume_refusal(cfg, tmp_path)
+    assert line.startswith(
         f"{tmp_path / 'run'} holds a run of other data (its rows, of the same columns and "
         "statistics (their SHA-256): '"
     )
-    assert str(exc.value).endswith(
+    assert line.endswith(
         "now: the file changed?); resume it with the file it trained on, or start a new run "
         "in another hydra.run.dir"
     )
@@ -368,9 +374,7 @@ def test_a_resume_on_a_changed_training_row_names_its_column(tmp_path):
     path, cfg, rows = trained_on_a_copy(tmp_path, houses, "optimizer.lr=0.1")
     houses.loc[rows["train"][0], "lotsize"] = 99999
     houses.to_csv(path, index=False)
-    with pytest.raises(UserError) as exc:
-        train_and_evaluate(cfg, tmp_path / "run")
-    assert str(exc.value).startswith(
+    assert resume_refusal(cfg, tmp_path).startswith(
         f"{tmp_path / 'run'} holds a run of other data (its training rows' greatest value of "
         "'lotsize': 16200.0 there, 99999.0 now: the file changed?)"
     )
@@ -385,9 +389,7 @@ def test_a_resume_on_the_same_columns_in_another_order_says_so(tmp_path):
     path, cfg, _ = trained_on_a_copy(tmp_path, houses, "optimizer.lr=0.1")
     names = [c for c in houses.columns if c != "price"]
     houses[["price", names[1], names[0], *names[2:]]].to_csv(path, index=False)  # target moved
-    with pytest.raises(UserError) as exc:
-        train_and_evaluate(cfg, tmp_path / "run")
-    assert str(exc.value) == (
+    assert resume_refusal(cfg, tmp_path) == (
         f"{tmp_path / 'run'} holds a run of the same columns in another order "
         f"({', '.join(names)} there, {', '.join([names[1], names[0], *names[2:]])} now: the "
         "model's weights follow it); resume it with the columns in the order it trained on, or "

@@ -1168,11 +1168,9 @@ def refuse_another_runs_meta(
 
     saved = the_data_itself(meta.get("preprocessing", {}))
     mine = the_data_itself(preprocessing)
-    # the digest last, when all that names a column is the same (a checkpoint's keys come back
-    # sorted); a run saved before its rows' digest was has none to compare
-    digests = {"saved": saved.pop(ROWS_DIGEST, None), "mine": mine.pop(ROWS_DIGEST, None)}
-    if digests["saved"] is not None and saved == mine:
-        saved[ROWS_DIGEST], mine[ROWS_DIGEST] = digests["saved"], digests["mine"]
+    # the rows' digest last, once all that names a column is the same (a run saved before it
+    # has none to compare)
+    was_rows, now_rows = saved.pop(ROWS_DIGEST, None), mine.pop(ROWS_DIGEST, None)
     order = [[c.get("name") for c in (p.get("encoding") or {}).get("columns", [])] for p in
              (saved, mine)]  # fmt: skip
     if order[0] != order[1] and sorted(order[0]) == sorted(order[1]):
@@ -1185,16 +1183,18 @@ def refuse_another_runs_meta(
     if saved != mine:  # the same settings, another file or another file's contents
         key, was, now = first_difference(saved, mine)
         key = _named_column(key, mine.get("feature_names") or [])
-        if key == ROWS_DIGEST:  # the columns and statistics alike: some row's values not
-            key = "rows, of the same columns and statistics (their SHA-256)"
-            was, now = (v[:12] if isinstance(v, str) else v for v in (was, now))
-        elif isinstance(was, float) and isinstance(now, float):
+        if isinstance(was, float) and isinstance(now, float):
             was, now = float(f"{was:.8g}"), float(f"{now:.8g}")
-        raise UserError(
-            f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
-            f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
-            f"start a new run in another {run_dir_key()}"
-        )
+    elif was_rows is not None and was_rows != now_rows:  # some row's values, not their columns
+        key = "rows, of the same columns and statistics (their SHA-256)"
+        was, now = was_rows[:12], now_rows[:12] if isinstance(now_rows, str) else now_rows
+    else:
+        return
+    raise UserError(
+        f"{run_dir} holds a run of other data (its {key}: {_short(was)} there, "
+        f"{_short(now)} now: the file changed?); resume it with the file it trained on, or "
+        f"start a new run in another {run_dir_key()}"
+    )
 
 
 def refuse_other_settings(cfg, run_dir: Path | None, preprocessing: dict | None = None) -> None:

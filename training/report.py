@@ -399,9 +399,8 @@ def say_convergence(
         # gradient's own size (Lion's sign, Adam's m / sqrt(v) once eps no longer dominates) is
         # about the step size in every weight however near the minimum, so with a constant step
         # the iterates circle it. The README's Lion file ended 8.0e-02 from least squares after
-        # 20,000 epochs, and was advised 200,000; with cosine's decay to 0 the same 20,000
-        # reached it (4.5e-07)
-        # (more epochs at the same step are no alternative: 200,000 ended 6.4e-02 from it)
+        # 20,000 epochs, and 6.4e-02 after the 200,000 it was advised; with cosine's decay to 0
+        # the same 20,000 reached it (4.5e-07)
         advice = (
             f"rerun with {to_zero} trainer.tol=0 (a step that does not decay to 0 moves the "
             "weights about as far at each step near the minimum as away from it)"
