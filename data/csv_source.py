@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.column_code import MISSING, OTHER, ColumnCode
 from data.table import Table
 from errors import UserError
 
@@ -62,8 +63,6 @@ NA_TOKENS = (
     *("?", "-", "--", ".", "missing", "Missing", "MISSING"),
 )
 EXCEL_ERRORS = ("#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!", "#CALC!")
-OTHER = "other"
-MISSING = "(missing)"
 _CURRENCY_CODES = (
     "USD|EUR|GBP|CHF|CAD|AUD|NZD|JPY|CNY|INR|SEK|NOK|DKK|PLN|CZK|HUF|ZAR|BRL|MXN|HKD|SGD"
 )
@@ -121,44 +120,6 @@ DATE_FORMATS = (
     (re.compile(rf"^{_MONTH} \d{{4}}$"), "%b %Y"),
 )
 SEPARATORS = (",", ";", "\t", "|")
-
-
-@dataclass
-class ColumnCode:
-    """How one source column becomes model inputs.
-
-    ``kind``: ``numeric`` | ``date`` | ``boolean`` | ``onehot``. ``levels`` (onehot): the levels
-    kept, sorted, :data:`MISSING` last; the first is the reference and has no column. ``pooled``:
-    the rare training levels counted as :data:`OTHER`; ``other``: whether an ``other`` column
-    exists. ``fill``: numeric/date under ``data.missing=mean``, the training rows' mean.
-    ``dropped``: output names constant in the training rows, left out of the model."""
-
-    name: str
-    kind: str
-    levels: list[str] = field(default_factory=list)
-    pooled: list[str] = field(default_factory=list)
-    other: bool = False
-    log: bool = False
-    fill: float | None = None
-    date_format: str | None = None
-    dropped: list[str] = field(default_factory=list)
-    # the column's own decimal mark where its cells contradict the file's (see _column_decimal)
-    decimal: str | None = None
-    # a date of two-digit years: the full year the earliest stands for, where their 100 years
-    # begin (see _century); None: Python's window, 1969-2068 (a run saved before it was fitted)
-    first_year: int | None = None
-
-    @property
-    def all_outputs(self) -> list[str]:
-        if self.kind == "onehot":
-            return [f"{self.name}_{lv}" for lv in self.levels[1:]] + (
-                [f"{self.name}_{OTHER}"] if self.other else []
-            )
-        return [f"log({self.name})" if self.log else self.name]
-
-    @property
-    def outputs(self) -> list[str]:
-        return [o for o in self.all_outputs if o not in self.dropped]
 
 
 @dataclass
@@ -1860,8 +1821,9 @@ def _fit_column(
     notes: list[str],
 ) -> None:
     """Fit column ``c`` on the ``train`` rows of ``col``: a one-hot column's levels, and under
-    ``missing=mean`` a number column's fill (scikit-learn's ``SimpleImputer``); what a user
-    should know goes in ``notes``. Raises :class:`UserError` for a column to fill that has no
+    ``missing=mean`` a number column's fill (the mean of its training rows' values, as
+    scikit-learn's ``SimpleImputer`` computes it); what a user should know goes in ``notes``.
+    Raises :class:`UserError` for a column to fill that has no
     value in the training rows."""
     if c.kind == "onehot":
         _fit_levels(c, col, train, min_level_count)
@@ -1910,20 +1872,15 @@ def _fit_column(
     if missing == "mean" and c.kind != "onehot":
         # every column gets its fill, also one with no empty cell in this file: a new row's
         # empty cell is filled as the run's own val/test rows would have been
-        raw = _raw_values(col, c, source, decimal)
-        if not np.isnan(raw).any():
-            c.fill = float(np.mean(raw[train]))  # SimpleImputer's mean, with no cell to skip
-        elif np.isnan(raw[train]).all():
+        raw = _raw_values(col, c, source, decimal)[train]
+        if raw.size and np.isnan(raw).all():
             raise UserError(
                 f"{source}: column {c.name!r} has no value in the training rows; "
                 f"add it to data.drop"
             )
-        else:
-            # scikit-learn takes about 1 s to import: only a file with a cell to fill pays it
-            from sklearn.impute import SimpleImputer
-
-            imputer = SimpleImputer(strategy="mean").fit(raw[train].reshape(-1, 1))
-            c.fill = float(imputer.statistics_[0])
+        # scikit-learn's SimpleImputer(strategy="mean"), bit for bit (tests/test_csv.py): its
+        # import takes the reader about 1 s, longer than the whole read ahead of the run
+        c.fill = float(np.nanmean(raw))
 
 
 def _drop_constant(X: np.ndarray, enc: Encoding, train: np.ndarray, notes: list[str]) -> np.ndarray:

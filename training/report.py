@@ -17,6 +17,7 @@ import optax
 from jax.experimental.multihost_utils import process_allgather
 from omegaconf import DictConfig
 
+from data.column_code import input_sources
 from training.build import Rows, Run
 from training.devices import replicate, to_host
 from training.evaluate import (
@@ -60,16 +61,6 @@ def fit_on_training_rows(run: Run, params) -> tuple[np.ndarray, float]:
         tiled=True,
     )
     return pred[: rows.n], float(loss)
-
-
-def input_sources(encoding: dict | None) -> dict[str, str]:
-    """The file's column each input of the model comes from (``Type_other`` -> ``Type``,
-    ``log(area)`` -> ``area``); none for data not from a CSV."""
-    if not encoding:
-        return {}
-    from data.csv_source import Encoding
-
-    return {o: c.name for c in Encoding.from_dict(encoding).columns for o in c.all_outputs}
 
 
 def _mean_square_y(data) -> float:
