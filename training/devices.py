@@ -77,6 +77,23 @@ def keep_freed_host_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, KEPT_FREE_BYTES)
 
 
+def one_blas_thread() -> None:
+    """Have the BLAS under numpy's linear algebra (OpenBLAS) use one thread in this process
+    from now on (``threadpoolctl``).
+
+    The host's float64 linear algebra is on matrices of a column a side (least squares, the
+    Hessian's eigenvalues, the standard errors); the rows are summed on the devices. Such
+    matrices gain little from a second thread, and on this project's 2-core machine that core
+    is the plot process's or the CSV reader's: OpenBLAS's threads then wait for each other at
+    every step. On ``bench/time_to_fit.py``'s file (275 columns) the two eigenvalue problems of
+    the step size took 0.28 s with two threads and about 5 ms with one, the run 2.1-2.9 s
+    against 2.5-2.9 s (alternating ``OPENBLAS_NUM_THREADS=1`` runs); 274 least-squares solves
+    naming aliased columns 6 s against 0.2 s on two busy cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def make_mesh(platform: str, sharded: bool):
     """A 1-D ``data`` mesh over every device of ``platform``, or None for one device."""
     import jax

@@ -370,29 +370,26 @@ def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list
     to that span, relative to its own squared norm, is ``1 - R^2`` of an uncentred regression on
     them; below ``rtol`` (a variance inflation of 10^5, beyond what float32 sums resolve) the
     column is aliased."""
-    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
-
     labels = [*names, "intercept"]
     order = [len(names), *range(len(names))]
     kept: list[int] = []
     aliased = []
-    # one BLAS thread: a few hundred small solves spend more on waking OpenBLAS's threads than
-    # on the arithmetic (274 columns on 2 shared cores: 6 s against 0.2 s, bench/time_to_fit.py)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for j in order:
-            g_jj = G[j, j]
-            if g_jj <= 0:
-                aliased.append(labels[j])
-                continue
-            if kept:
-                g = G[kept, j]
-                resid = g_jj - g @ np.linalg.solve(G[np.ix_(kept, kept)], g)
-            else:
-                resid = g_jj
-            if resid / g_jj < rtol:
-                aliased.append(labels[j])
-            else:
-                kept.append(j)
+    # a few hundred small solves: a run has OpenBLAS on one thread (training.devices
+    # one_blas_thread), else waking its threads costs more than the arithmetic
+    for j in order:
+        g_jj = G[j, j]
+        if g_jj <= 0:
+            aliased.append(labels[j])
+            continue
+        if kept:
+            g = G[kept, j]
+            resid = g_jj - g @ np.linalg.solve(G[np.ix_(kept, kept)], g)
+        else:
+            resid = g_jj
+        if resid / g_jj < rtol:
+            aliased.append(labels[j])
+        else:
+            kept.append(j)
     return aliased
 
 

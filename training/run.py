@@ -48,7 +48,7 @@ from training.cli import (
 )
 from training.compilation_cache import enable_compilation_cache
 from training.config import command_line_overrides, validate
-from training.devices import init_distributed, keep_freed_host_memory
+from training.devices import init_distributed, keep_freed_host_memory, one_blas_thread
 from training.hooks import (
     Curves,
     Hooks,
@@ -80,6 +80,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         validate(cfg)
         enable_compilation_cache(cfg.trainer.compilation_cache)
         keep_freed_host_memory()
+        one_blas_thread()
         refuse_a_backslash(Path(workdir).absolute())
         if not cfg.trainer.resume:  # before any process writes: no process has connected yet
             refuse_another_run(Path(workdir))
