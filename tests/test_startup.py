@@ -13,7 +13,8 @@ import pytest
 from conftest import CONF, ROOT, concurrently, run_script, run_train
 
 # libraries only some runs need, each imported when first used: the plots at a run's end,
-# checkpoints at its first save, the CSV readers for data=csv
+# checkpoints at its first save, the CSV reader for data=csv; scikit-learn by none (the tests'
+# reference only)
 LATE = ("matplotlib", "orbax", "sklearn", "pandas")
 
 
@@ -301,3 +302,30 @@ def test_train_py_ends_as_python_does_with_a_librarys_thread_pool_alive(tmp_path
     )
     proc = run_script(script, timeout=60)
     assert (proc.returncode, proc.stdout) == (3, "pool ran\natexit ran\n"), proc.stderr
+
+
+def test_a_csv_run_takes_its_table_without_pandas_and_solves_on_one_blas_thread(tmp_path):
+    # train.py's own process, as `python train.py` runs it, on a file with cells to fill: the
+    # read ahead's process reads it, so the run imports neither pandas (its report names the
+    # columns of aliased levels from the saved encoding) nor scikit-learn (the fill is
+    # numpy's); its float64 linear algebra runs on one OpenBLAS thread, numpy's and scipy's
+    # (training.devices one_blas_thread)
+    rows = "".join(
+        f"{i % 7 + 1},{'' if i % 9 == 0 else 30 + i},{'ab'[i % 2]},{2 * i + 5}\n" for i in range(60)
+    )
+    (tmp_path / "h.csv").write_text("rooms,area,kind,price\n" + rows)
+    done = python(
+        "import atexit, runpy, sys\n"
+        "def seen():\n"
+        "    from threadpoolctl import threadpool_info\n"
+        "    blas = [i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas']\n"
+        "    print('seen', 'pandas' in sys.modules, 'sklearn' in sys.modules, blas)\n"
+        "atexit.register(seen)\n"
+        f"sys.argv = ['train.py', 'hydra.run.dir={tmp_path / 'run'}', 'logger.plots=false',\n"
+        f"            'data=csv', 'data.path={tmp_path / 'h.csv'}', 'data.target=price',\n"
+        "            'data.missing=mean']\n"
+        "runpy.run_path('train.py', run_name='__main__')"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "area: numeric, missing cells filled with" in done.stdout  # the read ahead filled them
+    assert done.stdout.strip().splitlines()[-1] == "seen False False [1, 1]", done.stdout

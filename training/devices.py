@@ -88,9 +88,17 @@ def one_blas_thread() -> None:
     every step. On ``bench/time_to_fit.py``'s file (275 columns) the two eigenvalue problems of
     the step size took 0.28 s with two threads and about 5 ms with one, the run 2.1-2.9 s
     against 2.5-2.9 s (alternating ``OPENBLAS_NUM_THREADS=1`` runs); 274 least-squares solves
-    naming aliased columns 6 s against 0.2 s on two busy cores."""
+    naming aliased columns 6 s against 0.2 s on two busy cores.
+
+    Libraries loaded later (scipy's own OpenBLAS, with its special functions) read
+    ``OPENBLAS_NUM_THREADS``, set here to 1; a user who set it keeps that setting."""
+    import os
+
+    if "OPENBLAS_NUM_THREADS" in os.environ:
+        return
     from threadpoolctl import threadpool_limits
 
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
     threadpool_limits(limits=1, user_api="blas")
 
 
