@@ -1,7 +1,7 @@
 """A CSV read and encoded in a second process while this one imports JAX.
 
-Importing pandas and encoding a 3,000-row file takes about 0.6 s on one core (scikit-learn,
-imported for a file with cells to fill, 1 s more); importing JAX, Flax and optax about 1 s.
+Importing pandas and encoding a 3,000-row file takes about 0.6 s on one core; importing JAX,
+Flax and optax about 1 s.
 Both hold Python's lock, so a thread cannot overlap them, but a second process can
 (``bench/time_to_fit.py``): :func:`start` launches ``python -m data.read_ahead``, which runs
 :func:`data.csv_source.load_csv` exactly as this process would and sends back the
