@@ -47,12 +47,42 @@ class Stop(KeyboardInterrupt):
 
 # a word bash reads back as it is: no quoting needed (a leading ~ is the home directory)
 _SHELL_SAFE = re.compile(r"(?!~)(?!.*[=:]~)[\w@%+=:,./~-]+")  # bash expands x=~ and a:~ too
-_HYDRA_SAFE = re.compile(r"[\w@%+:./~-]+")  # read unquoted by Hydra's grammar (a comma: a sweep)
+# read unquoted by Hydra's grammar as written: ASCII letters and digits, a few signs (not ~, a
+# comma, which is a sweep, nor brackets, quotes or parentheses: a function call)
+_HYDRA_SAFE = re.compile(r"[\w@%+:./-]+", re.ASCII)
+_HYDRA_SAFE_ITEM = re.compile(r"[\w./-]+", re.ASCII)  # the same for an item of a list
 
 
 def hydra_quoted(key: str, value: str) -> str:
     """``key='value'``: Hydra's quoted form, which reads any character as part of the string."""
     return f"{key}='{value.replace(chr(39), chr(92) + chr(39))}'"
+
+
+def hydra_item(item: str) -> str:
+    """``item`` as an item of a Hydra list override reads it back, a string: as it is, or in
+    Hydra's quotes (``'Zone (2020)'``, ``'Région'``, ``'2020'``, which bare is a number);
+    quoting the whole list would make it one string. In Hydra's quotes a backslash is doubled
+    only before a quote or at the end, as its grammar reads them."""
+    if _HYDRA_SAFE_ITEM.fullmatch(item) and _hydra_reads(f"k=[{item}]", [item]):
+        return item
+    escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, item).replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _hydra_reads(override: str, value: object) -> bool:
+    """Whether Hydra's parser reads ``override`` (``key=value``) as ``value``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).value() == value
+    except Exception:  # noqa: BLE001 - any refusal of the parser is a no
+        return False
+
+
+def hydra_list(key: str, items: list[str]) -> str:
+    """The override ``key=[a,'b c']`` setting ``key`` to ``items`` (strings), as a shell word
+    Hydra reads back as that list."""
+    return shell_word(f"{key}=[{','.join(map(hydra_item, items))}]")
 
 
 def hydra_value(key: str, value: object) -> str:

@@ -1159,3 +1159,41 @@ def test_a_trials_advice_is_sized_to_the_rows_it_read():
         "data.folds=2)"
     )
     assert no_validation_rows(data, None).endswith("(or cross-validate with data.folds=5)")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
+            lambda s: s.strip() == s
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_list_advised_in_an_error_is_read_back_by_bash_and_hydra_as_those_names(names):
+    # the advice "data.drop=[Zone (2020)]" (helper-51) was refused as it was written: each
+    # item Hydra cannot read bare (a space, a comma, brackets, an accent, a number) is quoted
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from errors import hydra_list
+
+    word = hydra_list("data.drop", names)
+    shell = subprocess.run(
+        ["bash", "-c", f"printf '%s' {word}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert OverridesParser.create().parse_override(shell).value() == names
+
+
+@pytest.mark.parametrize("name", ["Région", "Zone (2020)", "Dist\\", "O'Brien's"])
+def test_an_item_hydra_cannot_read_bare_is_advised_quoted_and_the_advice_works(capsys, name):
+    # "data.drop=[Région]" was advised "data.drop='[Région]'", a string, then
+    # "data.drop=['[Région]']", no such column: a loop (helper-51)
+    err = refusal(
+        capsys, ["data=csv", "data.path=f.csv", "data.target=price", f"data.drop=[{name}]"]
+    )
+    shown = err.strip().rsplit("inside the shell's quotes: ", 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert list(make_config("data=csv", word, "data.target=price").data.drop) == [name]

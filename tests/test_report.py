@@ -875,3 +875,10 @@ def test_an_aliased_level_is_dropped_by_its_column():
     # a column of the file itself keeps the plain advice
     plain = linear_inference(G, G, 40, coefs, scaled, names)
     assert plain["inference"]["note"].endswith("drop it with data.drop")
+    # a column named as Hydra cannot read it bare: quoted, so the advice works as written
+    # ("data.drop=[Zone (2020)]" was refused, helper-51)
+    odd = {"sqft": "sqft", "Type_B": "Zone (2020)", "Type_other": "Zone (2020)"}
+    note = linear_inference(G, G, 40, coefs, scaled, names, sources=odd)["inference"]["note"]
+    assert note.endswith(
+        "drop it with \"data.drop=['Zone (2020)']\" (Type_other of column 'Zone (2020)')"
+    )

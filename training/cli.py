@@ -17,6 +17,7 @@ from errors import (
     Stop,
     UserError,
     fail,
+    hydra_item,
     hydra_quoted,
     hydra_value,
     resume_command,
@@ -362,11 +363,7 @@ def _with_its_items_quoted(key: str, value: str) -> str | None:
     if not (value.startswith("[") and value.endswith("]")) or value.count("[") != 1:
         return None
     items = [item.strip() for item in value[1:-1].split(",")]
-    bare = re.compile(r"[\w./~-]+")
-    quoted = [
-        item if bare.fullmatch(item) else "'" + item.replace("'", "\\'") + "'" for item in items
-    ]
-    return f"{key}=[{','.join(quoted)}]"
+    return f"{key}=[{','.join(map(hydra_item, items))}]"
 
 
 def _refuse_a_split_override(before: str, pieces: list[str], parses) -> None:

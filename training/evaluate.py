@@ -401,10 +401,10 @@ def _drop_override(aliased: list[str], sources: dict[str, str] | None) -> str:
     columns = list(dict.fromkeys(sources.get(a, a) for a in aliased if a != "intercept"))
     if not columns or all(sources.get(a, a) == a for a in aliased):
         return "data.drop"
-    from errors import shell_word
+    from errors import hydra_list
 
     levels = [f"{a} of column {sources[a]!r}" for a in aliased if sources.get(a, a) != a]
-    return f"{shell_word('data.drop=[' + ','.join(columns) + ']')} ({'; '.join(levels)})"
+    return f"{hydra_list('data.drop', columns)} ({'; '.join(levels)})"
 
 
 _TABLES = ("standard_errors", "t_statistics", "p_values", "confidence_intervals_95")
