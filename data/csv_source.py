@@ -51,7 +51,7 @@ import pandas as pd
 
 from data.column_code import MISSING, OTHER, ColumnCode
 from data.table import Table
-from errors import UserError
+from errors import UserError, hydra_list
 
 BOOLEAN_PAIRS = ({"yes", "no"}, {"y", "n"}, {"true", "false"}, {"t", "f"}, {"on", "off"})
 TRUE_WORDS = {"yes", "y", "true", "t", "on"}
@@ -182,7 +182,8 @@ class Encoding:
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
-                pooled = f", {len(c.pooled)} rare level(s) as {OTHER!r}" if c.pooled else ""
+                rare = len([lv for lv in c.pooled if lv != OTHER])
+                pooled = f", {rare} rare level(s) as {OTHER!r}" if rare else ""
                 reference = repr(c.levels[0]) if c.levels else "none: every level is rare"
                 parts.append(f"{c.name}: one-hot {c.outputs} (reference {reference}{pooled})")
             elif c.kind == "boolean":
@@ -665,7 +666,8 @@ def _decimal_years(
 def _numbers(
     col: pd.Series, name: str, source: str, decimal: str = ".", new_rows: bool = False
 ) -> np.ndarray:
-    """The column as float64 (NaN where empty); a word or an infinite value is an error.
+    """The column as float64 (NaN where empty); a word, an infinite value or one beyond
+    float32's range is an error.
     ``new_rows``: a finished run's new rows (predict.py), which take no ``data.*`` setting:
     the advice is to write the cell as the run reads it."""
     values, empty = _parse_numbers(col, decimal)
@@ -700,6 +702,17 @@ def _numbers(
         raise UserError(
             f"{source}: column {name!r} row {_row(col, inf[0])}: the value is "
             f"infinite; fix the cell or drop the row"
+        )
+    # the model's numbers are float32: a larger one is infinite there, its column's mean
+    # (in float64 even, 1.7e308 + 1.7e308) too, and every fit on it NaN
+    with np.errstate(over="ignore"):
+        huge = np.flatnonzero(np.isinf(values.astype(np.float32)))
+    if huge.size:
+        where = "a number of at most 3.4e+38 in size" if new_rows else "the column in a larger unit"
+        raise UserError(
+            f"{source}: column {name!r} row {_row(col, huge[0])}: {values[huge[0]]:g} is beyond "
+            f"float32's range (at most 3.4e+38 in size), in which the model computes; write "
+            f"{where}"
         )
     return values
 
@@ -1552,11 +1565,13 @@ def _choose_kind(
 
 def _fit_levels(c: ColumnCode, col: pd.Series, train: np.ndarray, min_count: int) -> None:
     """Kept and pooled levels from the training rows' cells, an empty cell the level
-    :data:`MISSING`. The rule is scikit-learn's ``OneHotEncoder(min_frequency=min_count,
-    handle_unknown="infrequent_if_exist")``: a level seen fewer than ``min_count`` times is
-    infrequent, and so is (at transform) one never seen. We count with ``numpy.bincount`` on
-    the factorized column (scikit-learn's fit counts 10^6 strings in a Python ``Counter``, 3.5 s
-    a column here); ``tests/test_csv_real.py`` holds the two to the same levels."""
+    :data:`MISSING`; where some are pooled, a level the file writes :data:`OTHER` is pooled with
+    them (both would be the input ``<column>_other``). The rule is otherwise scikit-learn's
+    ``OneHotEncoder(min_frequency=min_count, handle_unknown="infrequent_if_exist")``: a level
+    seen fewer than ``min_count`` times is infrequent, and so is (at transform) one never seen.
+    We count with ``numpy.bincount`` on the factorized column (scikit-learn's fit counts 10^6
+    strings in a Python ``Counter``, 3.5 s a column here); ``tests/test_csv_real.py`` holds the
+    two to the same levels."""
     codes, texts = _cells(col)
     counts = np.bincount(
         np.where(codes[train] < 0, len(texts), codes[train]), minlength=len(texts) + 1
@@ -1565,6 +1580,9 @@ def _fit_levels(c: ColumnCode, col: pd.Series, train: np.ndarray, min_count: int
     seen = counts > 0
     kept = [str(t) for t in texts[seen & (counts >= min_count)]]
     c.pooled = sorted(str(t) for t in texts[seen & (counts < min_count)])
+    if c.pooled and OTHER in kept:  # the file's own level 'other' is where the rare ones go
+        kept.remove(OTHER)
+        c.pooled = sorted([*c.pooled, OTHER])
     c.levels = sorted(v for v in kept if v != MISSING) + ([MISSING] if MISSING in kept else [])
     c.other = bool(c.pooled)
 
@@ -1626,11 +1644,47 @@ def _fit_encoding(
     train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
     for c in codes:
         _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
+    _refuse_inputs_of_one_name(codes, source)
     X = enc.transform(df, source, missing, where="the val/test rows")
     notes += enc.warnings  # the val/test rows' unseen levels: notes of the fit
     X = _drop_constant(X, enc, train, notes)
     enc.notes = notes
     return enc, df, X
+
+
+def _refuse_inputs_of_one_name(codes: list[ColumnCode], source: str) -> None:
+    """A :class:`UserError` where two of the model's inputs would have one name: a column
+    ``Zone_B`` beside the level ``B`` of a column ``Zone``, or ``lot``'s level ``type_x``
+    beside ``lot_type``'s ``x``. The second would silently replace the first in every table
+    of coefficients, and advice to drop it could name the other's column."""
+    made_by: dict[str, list[tuple[ColumnCode, str]]] = {}
+    for c in codes:
+        for output, level in zip(c.all_outputs, _output_levels(c), strict=True):
+            made_by.setdefault(output, []).append((c, level))
+    for name, makers in made_by.items():
+        if len(makers) < 2:
+            continue
+        said = [
+            f"column {c.name!r}"
+            if level is None
+            else f"the rare levels of column {c.name!r} (pooled as {OTHER!r})"
+            if level == OTHER and c.other
+            else f"the level {level!r} of column {c.name!r}"
+            for c, level in makers
+        ]
+        raise UserError(
+            f"{source}: {' and '.join(said)} would both be the model's input {name!r}; rename "
+            f"one of the columns in the file, or leave one out with "
+            f"{hydra_list('data.drop', [makers[0][0].name])}"
+        )
+
+
+def _output_levels(c: ColumnCode) -> list[str | None]:
+    """The level each of ``c.all_outputs`` stands for (``other``: the pooled ones), None for
+    a column that is one input."""
+    if c.kind != "onehot":
+        return [None]
+    return [*c.levels[1:], *([OTHER] if c.other else [])]
 
 
 def _choose_codes(
@@ -1838,12 +1892,14 @@ def _fit_column(
                 f"case and are {len(twins[0])} levels; write them alike in the file to make "
                 "them one"
             )
-        if c.pooled:
+        rare = [lv for lv in c.pooled if lv != OTHER]
+        if rare:
+            own = f", with the file's own level {OTHER!r}" if OTHER in c.pooled else ""
             notes.append(
-                f"column {c.name!r}: {len(c.pooled)} level(s) seen fewer than "
+                f"column {c.name!r}: {len(rare)} level(s) seen fewer than "
                 f"data.min_level_count={min_level_count} times in the training rows "
-                f"pooled as {OTHER!r} ({', '.join(map(repr, c.pooled[:5]))}"
-                f"{', ...' if len(c.pooled) > 5 else ''})"
+                f"pooled as {OTHER!r} ({', '.join(map(repr, rare[:5]))}"
+                f"{', ...' if len(rare) > 5 else ''}){own}"
             )
     elif c.kind == "date":
         years = (

@@ -1066,3 +1066,81 @@ def test_a_filled_yes_no_column_says_its_fill():
     assert "aircon: yes/no as 1/0, missing cells filled with 0.4 (training mean)" in (
         enc.describe()
     )
+
+
+def test_two_inputs_of_one_name_are_refused_and_the_advice_works():
+    # helper-51: a column Zone_B beside Zone's level B (and lot's level type_x beside lot_type's
+    # x) made two inputs of one name: one coefficient vanished from every table, silently
+    from data.csv_source import fit_encoding
+
+    rng = np.random.default_rng(0)
+    zone = rng.choice(["A", "B", "C"], 60)
+    df = pd.DataFrame(
+        {
+            "sqft": rng.integers(800, 3000, 60).astype(float),
+            "Zone": zone,
+            "Zone_B": (zone == "B").astype(float),
+            "price": rng.normal(200, 10, 60),
+        }
+    )
+    with pytest.raises(UserError) as refused:
+        fit_encoding(df, "f.csv", "price")
+    assert str(refused.value) == (
+        "f.csv: the level 'B' of column 'Zone' and column 'Zone_B' would both be the model's "
+        "input 'Zone_B'; rename one of the columns in the file, or leave one out with "
+        '"data.drop=[Zone]"'  # quoted for the shell, which reads [...] as a pattern
+    )
+    enc, _, X = fit_encoding(df, "f.csv", "price", drop=["Zone"])  # as advised
+    assert enc.feature_names == ["sqft", "Zone_B"] and X.shape == (60, 2)
+    lots = pd.DataFrame(
+        {
+            "lot": rng.choice(["type_x", "type_y"], 60),
+            "lot_type": rng.choice(["w", "x", "y"], 60),
+            "price": rng.normal(200, 10, 60),
+        }
+    )
+    with pytest.raises(
+        UserError,
+        match="the level 'type_y' of column 'lot' and the level 'y' of "
+        "column 'lot_type' would both be the model's input 'lot_type_y'",
+    ):
+        fit_encoding(lots, "f.csv", "price")
+
+
+def test_a_level_written_other_is_pooled_with_the_rare_levels():
+    # helper-51: a file's own level 'other' beside rare levels pooled as 'other' made two inputs
+    # Type_other; the model had 4 dummies and its tables 3
+    from data.csv_source import fit_encoding
+
+    kinds = ["house"] * 20 + ["condo"] * 20 + ["other"] * 10 + ["castle", "barn"]
+    df = pd.DataFrame({"Type": kinds, "price": np.arange(len(kinds), dtype=float)})
+    enc, _, X = fit_encoding(df, "f.csv", "price")
+    assert enc.feature_names == ["Type_house", "Type_other"]
+    np.testing.assert_array_equal(X[:, 1], np.isin(kinds, ["other", "castle", "barn"]))
+    assert (
+        "column 'Type': 2 level(s) seen fewer than data.min_level_count=5 times in the training "
+        "rows pooled as 'other' ('barn', 'castle'), with the file's own level 'other'"
+    ) in enc.notes
+    # without rare levels the file's 'other' is a level like any other
+    plain, _, _ = fit_encoding(df.iloc[:50], "f.csv", "price")
+    assert plain.feature_names == ["Type_house", "Type_other"] and not plain.columns[0].other
+
+
+def test_a_number_beyond_float32_is_an_error_not_an_infinite_fill(tmp_path):
+    # helper-51: 1.7e308 passed the check for infinite values, its column's mean was inf (and
+    # the note said the column was constant, inf): the model's numbers are float32
+    from data.csv_source import _numbers, fit_encoding, read_csv
+
+    (tmp_path / "h.csv").write_text("huge,price\n1.7e308,1\n1.6e308,2\n,3\n1e3,4\n2e3,5\n")
+    with pytest.raises(UserError) as refused:
+        fit_encoding(*read_csv(tmp_path / "h.csv"), "price", missing="mean")
+    assert str(refused.value).endswith(
+        "column 'huge' row 1: 1.7e+308 is beyond float32's range (at most 3.4e+38 in size), in "
+        "which the model computes; write the column in a larger unit"
+    )
+    new = pd.Series(["5e38"], name="huge")
+    with pytest.raises(UserError, match="write a number of at most 3.4e.38 in size$"):
+        _numbers(new, "huge", "new.csv", new_rows=True)
+    # the largest float32 as it is printed (3.4028235e+38, a little above it, rounds to it): kept
+    edge = pd.Series([str(np.finfo(np.float32).max)], name="huge")
+    assert np.float32(_numbers(edge, "huge", "f.csv")[0]) == np.finfo(np.float32).max
