@@ -66,6 +66,9 @@ def hydra_item(item: str) -> str:
     if _HYDRA_SAFE_ITEM.fullmatch(item) and _hydra_reads(f"k=[{item}]", [item]):
         return item
     escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, item).replace("'", "\\'")
+    # ${ is an interpolation even in quotes: OmegaConf reads \${ as the text, \\${ as a
+    # backslash and an interpolation
+    escaped = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", escaped)
     return f"'{escaped}'"
 
 

@@ -710,7 +710,7 @@ def _numbers(
     if huge.size:
         where = "a number of at most 3.4e+38 in size" if new_rows else "the column in a larger unit"
         raise UserError(
-            f"{source}: column {name!r} row {_row(col, huge[0])}: {values[huge[0]]:g} is beyond "
+            f"{source}: column {name!r} row {_row(col, huge[0])}: {values[huge[0]]:.9g} is beyond "
             f"float32's range (at most 3.4e+38 in size), in which the model computes; write "
             f"{where}"
         )
@@ -790,6 +790,13 @@ def _encode(
             values = _log(values, col, source, fix)
         return [(c.all_outputs[0], values)]
     codes, texts = _cells(col)
+    if MISSING in texts:  # it would be read as an empty cell, silently
+        row = int(np.flatnonzero(codes == list(texts).index(MISSING))[0])
+        raise UserError(
+            f"{source}: column {c.name!r} row {_row(col, row)}: {MISSING!r} is what this "
+            "project calls an empty cell's level; leave the cell empty for a missing value, "
+            "or write another text for a level of its own"
+        )
     texts = np.append(texts, MISSING)  # the last: empty cells
     codes = np.where(codes < 0, len(texts) - 1, codes)
     # per distinct text: 0 the reference, 1.. the other kept levels, len(levels) for other
@@ -1642,9 +1649,9 @@ def _fit_encoding(
     if callable(train_rows):
         train_rows = train_rows(len(df))
     train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
+    _refuse_inputs_of_one_name(codes, df, source)
     for c in codes:
         _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
-    _refuse_inputs_of_one_name(codes, source)
     X = enc.transform(df, source, missing, where="the val/test rows")
     notes += enc.warnings  # the val/test rows' unseen levels: notes of the fit
     X = _drop_constant(X, enc, train, notes)
@@ -1652,39 +1659,47 @@ def _fit_encoding(
     return enc, df, X
 
 
-def _refuse_inputs_of_one_name(codes: list[ColumnCode], source: str) -> None:
-    """A :class:`UserError` where two of the model's inputs would have one name: a column
-    ``Zone_B`` beside the level ``B`` of a column ``Zone``, or ``lot``'s level ``type_x``
-    beside ``lot_type``'s ``x``. The second would silently replace the first in every table
-    of coefficients, and advice to drop it could name the other's column."""
-    made_by: dict[str, list[tuple[ColumnCode, str]]] = {}
+def _refuse_inputs_of_one_name(codes: list[ColumnCode], df: pd.DataFrame, source: str) -> None:
+    """A :class:`UserError` where two columns can make model inputs of one name: a column
+    ``Zone_B`` beside the level ``B`` of a column ``Zone``, ``lot``'s level ``type_x`` beside
+    ``lot_type``'s ``x``, a column ``Zone_other`` beside ``Zone``'s pooled rare levels. The
+    second would silently replace the first in every table of coefficients, and advice to drop
+    it could name the other's column. Every level of the whole file counts, and the pooled
+    ``other``: which levels are kept depends on the training rows, so a cross-validation fold
+    must not meet a clash its run did not."""
+    made_by: dict[str, list[tuple[ColumnCode, str | None]]] = {}
     for c in codes:
-        for output, level in zip(c.all_outputs, _output_levels(c), strict=True):
-            made_by.setdefault(output, []).append((c, level))
+        for output, level in _possible_outputs(c, df[c.name]):
+            makers = made_by.setdefault(output, [])
+            if all(m is not c for m, _ in makers):
+                makers.append((c, level))
     for name, makers in made_by.items():
         if len(makers) < 2:
             continue
         said = [
             f"column {c.name!r}"
             if level is None
-            else f"the rare levels of column {c.name!r} (pooled as {OTHER!r})"
-            if level == OTHER and c.other
-            else f"the level {level!r} of column {c.name!r}"
+            else f"column {c.name!r} (its rare and unseen levels, pooled as {OTHER!r})"
+            if level == OTHER
+            else f"column {c.name!r} (its level {level!r})"
             for c, level in makers
         ]
+        drops = " or ".join(hydra_list("data.drop", [c.name]) for c, _ in makers)
         raise UserError(
-            f"{source}: {' and '.join(said)} would both be the model's input {name!r}; rename "
-            f"one of the columns in the file, or leave one out with "
-            f"{hydra_list('data.drop', [makers[0][0].name])}"
+            f"{source}: {' and '.join(said)} can both be the model's input {name!r}; rename "
+            f"one of the columns in the file, or leave one out with {drops}"
         )
 
 
-def _output_levels(c: ColumnCode) -> list[str | None]:
-    """The level each of ``c.all_outputs`` stands for (``other``: the pooled ones), None for
-    a column that is one input."""
+def _possible_outputs(c: ColumnCode, col: pd.Series) -> list[tuple[str, str | None]]:
+    """The inputs column ``c`` can make on any training rows, each with the level it stands
+    for (None: the column is one input): a one-hot column's every level in ``col`` (empty
+    cells :data:`MISSING`) and :data:`OTHER`."""
     if c.kind != "onehot":
-        return [None]
-    return [*c.levels[1:], *([OTHER] if c.other else [])]
+        return [(c.all_outputs[0], None)]
+    codes, texts = _cells(col)
+    levels = [str(t) for t in texts] + ([MISSING] if (codes < 0).any() else []) + [OTHER]
+    return [(f"{c.name}_{level}", level) for level in levels]
 
 
 def _choose_codes(
@@ -1810,12 +1825,17 @@ def _check_named_columns(
             raise UserError(
                 f"{source}: data.target {target!r} is also in {key}; remove it from {key}"
             )
-    both = [name for name in features or [] if name in drop]
-    if both:  # data.features names what is kept: the drop was silently not done
-        raise UserError(
-            f"{source}: column {both[0]!r} is in both data.features and data.drop; remove it "
-            "from one of them"
-        )
+    for key, names in (
+        ("data.features", features or []),
+        ("data.log_features", log_features),
+        ("data.categorical", categorical),
+    ):
+        both = [name for name in names if name in drop]
+        if both:  # the drop, or the log or one-hot encoding, was silently not done
+            raise UserError(
+                f"{source}: column {both[0]!r} is in both {key} and data.drop; remove it "
+                "from one of them"
+            )
 
 
 def _rows_to_keep(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import CONF, LION, concurrently, make_config, read_scalars, run_train
 from hydra.errors import ConfigCompositionException
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
@@ -1161,6 +1161,7 @@ def test_a_trials_advice_is_sized_to_the_rows_it_read():
     assert no_validation_rows(data, None).endswith("(or cross-validate with data.folds=5)")
 
 
+@example(["${x}", "a\\${x}", "true", "null", "Dist\\"])
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -1173,7 +1174,7 @@ def test_a_trials_advice_is_sized_to_the_rows_it_read():
 )
 def test_a_list_advised_in_an_error_is_read_back_by_bash_and_hydra_as_those_names(names):
     # the advice "data.drop=[Zone (2020)]" (helper-51) was refused as it was written: each
-    # item Hydra cannot read bare (a space, a comma, brackets, an accent, a number) is quoted
+    # item Hydra cannot read bare (a space, a comma, brackets, an accent, a number, ${) is quoted
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from errors import hydra_list
@@ -1182,7 +1183,9 @@ def test_a_list_advised_in_an_error_is_read_back_by_bash_and_hydra_as_those_name
     shell = subprocess.run(
         ["bash", "-c", f"printf '%s' {word}"], capture_output=True, text=True, check=True
     ).stdout
-    assert OverridesParser.create().parse_override(shell).value() == names
+    parsed = OverridesParser.create().parse_override(shell).value()
+    # and OmegaConf resolves it to the names: '${x}' in Hydra's quotes was an interpolation
+    assert OmegaConf.to_container(OmegaConf.create({"d": parsed}), resolve=True)["d"] == names
 
 
 @pytest.mark.parametrize("name", ["Région", "Zone (2020)", "Dist\\", "O'Brien's"])
@@ -1197,3 +1200,28 @@ def test_an_item_hydra_cannot_read_bare_is_advised_quoted_and_the_advice_works(c
         ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
     ).stdout
     assert list(make_config("data=csv", word, "data.target=price").data.drop) == [name]
+
+
+@pytest.mark.parametrize(
+    ("arg", "quoted"),
+    [
+        ("data.drop=[true]", "data.drop=['true']"),
+        ("data.categorical=[a,null]", "data.categorical=[a,'null']"),
+    ],
+)
+def test_a_name_hydra_reads_as_a_value_is_advised_quoted(capsys, arg, quoted):
+    # helper-52: data.drop=[true] was "no column 'True'", and [null] Hydra's own merge error
+    err = refusal(capsys, ["data=csv", "data.path=f.csv", "data.target=price", arg])
+    assert err.strip().endswith(f'inside the shell\'s quotes: "{quoted}"'), err
+    assert "\n" not in err.strip()
+    assert not refusal_free_of(
+        capsys, ["data=csv", "data.path=f.csv", "data.target=price", "data.drop=[2020]"]
+    )  # read back as written: no error
+
+
+def refusal_free_of(capsys, args: list[str]) -> str:
+    """What train.py's check of ``args`` prints when it lets them through (nothing)."""
+    from training.cli import check_overrides
+
+    check_overrides(args)
+    return capsys.readouterr().err

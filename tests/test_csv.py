@@ -1086,12 +1086,13 @@ def test_two_inputs_of_one_name_are_refused_and_the_advice_works():
     with pytest.raises(UserError) as refused:
         fit_encoding(df, "f.csv", "price")
     assert str(refused.value) == (
-        "f.csv: the level 'B' of column 'Zone' and column 'Zone_B' would both be the model's "
-        "input 'Zone_B'; rename one of the columns in the file, or leave one out with "
-        '"data.drop=[Zone]"'  # quoted for the shell, which reads [...] as a pattern
+        "f.csv: column 'Zone' (its level 'B') and column 'Zone_B' can both be the model's input "
+        "'Zone_B'; rename one of the columns in the file, or leave one out with "
+        '"data.drop=[Zone]" or "data.drop=[Zone_B]"'  # quoted: the shell reads [...] as a pattern
     )
-    enc, _, X = fit_encoding(df, "f.csv", "price", drop=["Zone"])  # as advised
-    assert enc.feature_names == ["sqft", "Zone_B"] and X.shape == (60, 2)
+    for drop in ["Zone"], ["Zone_B"]:  # as advised, either
+        enc, _, X = fit_encoding(df, "f.csv", "price", drop=drop)
+        assert X.shape == (60, 2 if drop == ["Zone"] else 3)
     lots = pd.DataFrame(
         {
             "lot": rng.choice(["type_x", "type_y"], 60),
@@ -1101,10 +1102,22 @@ def test_two_inputs_of_one_name_are_refused_and_the_advice_works():
     )
     with pytest.raises(
         UserError,
-        match="the level 'type_y' of column 'lot' and the level 'y' of "
-        "column 'lot_type' would both be the model's input 'lot_type_y'",
+        match="column 'lot' .its level 'type_y'. and column 'lot_type' "
+        ".its level 'y'. can both be the model's input 'lot_type_y'",
     ):
         fit_encoding(lots, "f.csv", "price")
+    # helper-52: a column Zone_other clashed only where a training split pooled a rare level,
+    # so one cross-validation fold failed midway; every level of the file and the pooled
+    # 'other' count, whatever the training rows
+    common = pd.DataFrame(
+        {"Zone": ["A", "C"] * 30, "Zone_other": rng.normal(size=60), "price": rng.normal(size=60)}
+    )
+    with pytest.raises(
+        UserError,
+        match="column 'Zone' .its rare and unseen levels, pooled as "
+        "'other'. and column 'Zone_other' can both be",
+    ):
+        fit_encoding(common, "f.csv", "price")
 
 
 def test_a_level_written_other_is_pooled_with_the_rare_levels():
@@ -1144,3 +1157,35 @@ def test_a_number_beyond_float32_is_an_error_not_an_infinite_fill(tmp_path):
     # the largest float32 as it is printed (3.4028235e+38, a little above it, rounds to it): kept
     edge = pd.Series([str(np.finfo(np.float32).max)], name="huge")
     assert np.float32(_numbers(edge, "huge", "f.csv")[0]) == np.finfo(np.float32).max
+
+
+def test_a_cell_written_as_the_empty_cells_level_is_refused():
+    # helper-52: a text cell '(missing)' was silently the level of empty cells: both shared one
+    # coefficient, and predict.py priced them alike
+    from data.csv_source import fit_encoding
+
+    hood = ["north", "south"] * 10
+    hood[3], hood[6] = None, "(missing)"
+    df = pd.DataFrame({"hood": hood, "price": np.arange(20, dtype=float)})
+    with pytest.raises(UserError) as refused:
+        fit_encoding(df, "f.csv", "price", missing="mean")
+    assert str(refused.value) == (
+        "f.csv: column 'hood' row 7: '(missing)' is what this project calls an empty cell's "
+        "level; leave the cell empty for a missing value, or write another text for a level of "
+        "its own"
+    )
+
+
+def test_a_column_both_dropped_and_logged_or_one_hot_is_refused():
+    # helper-52: data.log_features=[area] with data.drop=[area] (as a clash's advice said) was
+    # silently no log feature at all
+    from data.csv_source import fit_encoding
+
+    df = pd.DataFrame({"area": [1.0, 2, 3, 4], "zip": [1, 2, 1, 2], "price": [1.0, 2, 3, 5]})
+    for key, option in (("data.log_features", "log_features"), ("data.categorical", "categorical")):
+        column = "area" if option == "log_features" else "zip"
+        with pytest.raises(UserError) as refused:
+            fit_encoding(df, "f.csv", "price", drop=[column], **{option: [column]})
+        assert str(refused.value) == (
+            f"f.csv: column {column!r} is in both {key} and data.drop; remove it from one of them"
+        )

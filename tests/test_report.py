@@ -872,9 +872,12 @@ def test_an_aliased_level_is_dropped_by_its_column():
     assert out["inference"]["note"].endswith(
         "drop it with \"data.drop=[Type]\" (Type_other of column 'Type')"  # quoted for the shell
     )
-    # a column of the file itself keeps the plain advice
+    # data from no file keep the plain advice; a file's own columns are named to paste
     plain = linear_inference(G, G, 40, coefs, scaled, names)
     assert plain["inference"]["note"].endswith("drop it with data.drop")
+    itself = {n: n for n in names}
+    note = linear_inference(G, G, 40, coefs, scaled, names, sources=itself)["inference"]["note"]
+    assert note.endswith('drop it with "data.drop=[Type_other]"')
     # a column named as Hydra cannot read it bare: quoted, so the advice works as written
     # ("data.drop=[Zone (2020)]" was refused, helper-51)
     odd = {"sqft": "sqft", "Type_B": "Zone (2020)", "Type_other": "Zone (2020)"}

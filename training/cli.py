@@ -30,7 +30,10 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-RESERVED = "(it reserves characters such as = ( ) [ ] , ' and spaces around them)"
+RESERVED = (
+    "(it reads only ASCII letters, digits and a few signs bare, and reserves = ( ) [ ] , ' and "
+    "spaces around them)"
+)
 # the fix for a sweep whose runs' names, made of their overrides, no directory can have
 NUMBER_THE_RUNS = (
     "number the runs instead with 'hydra.sweep.subdir=${hydra.job.num}' (in single quotes, "
@@ -333,6 +336,7 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             _refuse_a_split_override(argv[i - 1], pieces, parses)
     out = []
     for arg in argv:
+        _refuse_names_read_as_values(arg, parser)
         if arg.startswith("-") or "=" not in arg or parses(arg):
             out.append(arg)
             continue
@@ -355,6 +359,40 @@ def quote_for_hydra(argv: list[str]) -> list[str]:
             f"quote it for Hydra, inside the shell's quotes: {shell_word(hydra_quoted(key, value))}"
         )
     return out
+
+
+# the settings whose items are names (of columns, features, parameters)
+NAME_LISTS = (
+    "data.drop",
+    "data.features",
+    "data.log_features",
+    "data.categorical",
+    "logger.plot_weights",
+    "optimizer.freeze",
+)
+
+
+def _refuse_names_read_as_values(arg: str, parser) -> None:
+    """A one-line error for a list of names with an item Hydra reads bare as something else
+    (``data.drop=[true]``: the column ``True``; ``[null]``: no name; ``[1e5]``: ``100000.0``),
+    showing the items quoted; a number it reads back as written (``[2020]``) is no error."""
+    key, _, value = arg.partition("=")
+    if key.lstrip("+") not in NAME_LISTS or not value.startswith("["):
+        return
+    try:
+        items = parser.parse_override(arg).value()
+    except Exception:  # noqa: BLE001 - a list Hydra cannot read: quote_for_hydra says so
+        return
+    texts = [t.strip() for t in value[1:-1].split(",")]
+    if not isinstance(items, list) or len(items) != len(texts):
+        return
+    if all(isinstance(v, str) or str(v) == t for v, t in zip(items, texts, strict=True)):
+        return
+    fail(
+        f"bad override {arg}: Hydra reads an item of the list {key} unquoted as a value, not "
+        f"a name (true, null, 1e5 ...); quote the items for Hydra, inside the shell's quotes: "
+        f"{shell_word(_with_its_items_quoted(key, value))}"
+    )
 
 
 def _with_its_items_quoted(key: str, value: str) -> str | None:

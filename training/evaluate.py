@@ -396,15 +396,14 @@ def aliased_columns(G: np.ndarray, names: list[str], rtol: float = 1e-5) -> list
 def _drop_override(aliased: list[str], sources: dict[str, str] | None) -> str:
     """``data.drop`` naming the file's columns the ``aliased`` inputs come from (a one-hot
     level, ``Type_other``, is no column to drop: ``data.drop=[Type_other]`` was refused), with
-    what each level is; plain ``data.drop`` where they are the columns themselves."""
-    sources = sources or {}
-    columns = list(dict.fromkeys(sources.get(a, a) for a in aliased if a != "intercept"))
-    if not columns or all(sources.get(a, a) == a for a in aliased):
+    what each level is; plain ``data.drop`` for data from no file (``sources`` empty)."""
+    columns = list(dict.fromkeys((sources or {}).get(a, a) for a in aliased if a != "intercept"))
+    if not columns or not sources:
         return "data.drop"
     from errors import hydra_list
 
     levels = [f"{a} of column {sources[a]!r}" for a in aliased if sources.get(a, a) != a]
-    return f"{hydra_list('data.drop', columns)} ({'; '.join(levels)})"
+    return hydra_list("data.drop", columns) + (f" ({'; '.join(levels)})" if levels else "")
 
 
 _TABLES = ("standard_errors", "t_statistics", "p_values", "confidence_intervals_95")
