@@ -1897,8 +1897,7 @@ def _fit_column(
     """Fit column ``c`` on the ``train`` rows of ``col``: a one-hot column's levels, and under
     ``missing=mean`` a number column's fill (the mean of its training rows' values, as
     scikit-learn's ``SimpleImputer`` computes it); what a user should know goes in ``notes``.
-    Raises :class:`UserError` for a column to fill that has no
-    value in the training rows."""
+    Raises :class:`UserError` for a column to fill that has no value in the training rows."""
     if c.kind == "onehot":
         _fit_levels(c, col, train, min_level_count)
         kept = [lv for lv in [*c.levels, *c.pooled] if lv != MISSING]
