@@ -27,6 +27,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
 
+# a run sets it (training.devices.one_blas_thread) when it is unset: set here, before the first
+# run and the fork server, the environment forked runs are compared with stays the session's
+# (once an in-process run had set it, every later run_script was a fresh process)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import forked_run  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402

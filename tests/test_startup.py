@@ -18,14 +18,15 @@ from conftest import CONF, ROOT, concurrently, run_script, run_train
 LATE = ("matplotlib", "orbax", "sklearn", "pandas")
 
 
-def python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def python(code: str, env: dict | None = None, unset: tuple = ()) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **(env or {})},
+        env={**environ, **(env or {})},
     )
 
 
@@ -324,7 +325,8 @@ def test_a_csv_run_takes_its_table_without_pandas_and_solves_on_one_blas_thread(
         f"sys.argv = ['train.py', 'hydra.run.dir={tmp_path / 'run'}', 'logger.plots=false',\n"
         f"            'data=csv', 'data.path={tmp_path / 'h.csv'}', 'data.target=price',\n"
         "            'data.missing=mean']\n"
-        "runpy.run_path('train.py', run_name='__main__')"
+        "runpy.run_path('train.py', run_name='__main__')",
+        unset=("OPENBLAS_NUM_THREADS",),  # as a user's shell: conftest sets it for the session
     )
     assert done.returncode == 0, done.stderr
     assert "area: numeric, missing cells filled with" in done.stdout  # the read ahead filled them
