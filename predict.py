@@ -175,7 +175,17 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
     ]
     for line in far_outside(X, scaling, prep["feature_names"], kinds):
         print(f"warning: {source}: {line}", file=sys.stderr)
-    return np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32), df
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.asarray(scaling.apply_X(X.astype(np.float32)), np.float32)
+    beyond = np.argwhere(~np.isfinite(scaled))
+    if len(beyond):  # 3e38 over a spread of 0.001: past float32, and its price infinite
+        i, j = beyond[0]
+        raise UserError(
+            f"{source}: column {prep['feature_names'][j]!r} row {int(df.index[i]) + 1}: "
+            f"{X[i, j]:.9g} is too far from the training rows' values for the model's float32 "
+            f"arithmetic (scaled by their spread it is beyond 3.4e+38); check the cell"
+        )
+    return scaled, df
 
 
 def _marks_the_run_was_given(run_dir: Path) -> tuple[str | None, str | None]:
@@ -284,7 +294,15 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     pred = np.asarray(jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, X))
     out = Scaling(**prep["scaling"]).invert_y(pred)
     if prep["log_target"]:
-        out = np.exp(out)
+        with np.errstate(over="ignore"):
+            out = np.exp(out)
+    infinite = np.flatnonzero(~np.isfinite(out))
+    if len(infinite):  # never a price of inf written as if it were one
+        raise UserError(
+            f"{rows_csv}: row {int(df.index[infinite[0]]) + 1}: its predicted "
+            f"{prep['target']!r} is not finite: its values lie too far from the training rows' "
+            "(the warnings above name them); check the row"
+        )
     return out, df, prep
 
 

@@ -536,3 +536,31 @@ def test_a_new_rows_value_without_a_logarithm_is_advised_a_value_not_a_setting()
     )
     with pytest.raises(UserError, match="remove 'lot' from data.log_features"):
         encoding.transform(rows, "train.csv")  # a run's own rows: its setting
+
+
+def test_rows_past_float32_are_refused_never_priced_infinite(tmp_path):
+    # helper-53: 3e38 in a column whose training rows spread by 0.006 scaled past float32, and
+    # predict.py wrote prices of inf and -inf after a numpy warning; so did a log price's exp
+    houses = HOUSES.assign(lat=42.3 + np.linspace(-0.003, 0.003, len(HOUSES)))
+    run_dir = train_on(houses, tmp_path, "data.log_target=true")
+    (tmp_path / "new.csv").write_text("sqft,bedrooms,age,lat\n1500,3,20,42.3\n1500,3,20,3e38\n")
+    line = one_error_line_after_warnings(run_predict(run_dir, tmp_path / "new.csv"))
+    assert line == (
+        f"error: {tmp_path / 'new.csv'}: column 'lat' row 2: 3.00000001e+38 is too far from the "
+        "training rows' values for the model's float32 arithmetic (scaled by their spread it is "
+        "beyond 3.4e+38); check the cell"
+    )
+    (tmp_path / "big.csv").write_text("sqft,bedrooms,age,lat\n1500,3,20,42.3\n3e37,3,20,42.3\n")
+    line = one_error_line_after_warnings(run_predict(run_dir, tmp_path / "big.csv"))
+    assert line == (
+        f"error: {tmp_path / 'big.csv'}: row 2: its predicted 'price' is not finite: its values "
+        "lie too far from the training rows' (the warnings above name them); check the row"
+    )
+
+
+def one_error_line_after_warnings(proc) -> str:
+    """The ``error: ...`` line a failed command ends with, after its warnings, and no traceback."""
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert all(ln.startswith("warning: ") for ln in lines[:-1]), proc.stderr
+    return lines[-1]
