@@ -1649,7 +1649,8 @@ def _fit_encoding(
     if callable(train_rows):
         train_rows = train_rows(len(df))
     train = np.arange(len(df)) if train_rows is None else np.asarray(train_rows)
-    _refuse_inputs_of_one_name(codes, df, source)
+    named = {"data.features": features or [], "data.log_features": log_features}
+    _refuse_inputs_of_one_name(codes, df, source, {**named, "data.categorical": categorical})
     for c in codes:
         _fit_column(c, df[c.name], train, source, missing, decimal, min_level_count, notes)
     X = enc.transform(df, source, missing, where="the val/test rows")
@@ -1659,14 +1660,17 @@ def _fit_encoding(
     return enc, df, X
 
 
-def _refuse_inputs_of_one_name(codes: list[ColumnCode], df: pd.DataFrame, source: str) -> None:
+def _refuse_inputs_of_one_name(
+    codes: list[ColumnCode], df: pd.DataFrame, source: str, named: dict[str, list[str]]
+) -> None:
     """A :class:`UserError` where two columns can make model inputs of one name: a column
     ``Zone_B`` beside the level ``B`` of a column ``Zone``, ``lot``'s level ``type_x`` beside
     ``lot_type``'s ``x``, a column ``Zone_other`` beside ``Zone``'s pooled rare levels. The
     second would silently replace the first in every table of coefficients, and advice to drop
     it could name the other's column. Every level of the whole file counts, and the pooled
     ``other``: which levels are kept depends on the training rows, so a cross-validation fold
-    must not meet a clash its run did not."""
+    must not meet a clash its run did not. ``named``: the settings naming columns
+    (``data.log_features``, ...), out of which a column to drop must be taken too."""
     made_by: dict[str, list[tuple[ColumnCode, str | None]]] = {}
     for c in codes:
         for output, level in _possible_outputs(c, df[c.name]):
@@ -1684,7 +1688,11 @@ def _refuse_inputs_of_one_name(codes: list[ColumnCode], df: pd.DataFrame, source
             else f"column {c.name!r} (its level {level!r})"
             for c, level in makers
         ]
-        drops = " or ".join(hydra_list("data.drop", [c.name]) for c, _ in makers)
+        drops = " or ".join(
+            hydra_list("data.drop", [c.name])
+            + "".join(f" with {c.name!r} out of {k}" for k, v in named.items() if c.name in v)
+            for c, _ in makers
+        )
         raise UserError(
             f"{source}: {' and '.join(said)} can both be the model's input {name!r}; rename "
             f"one of the columns in the file, or leave one out with {drops}"

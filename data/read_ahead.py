@@ -40,7 +40,10 @@ def csv_key(cfg, seed: int) -> tuple | None:
         stat = path.stat()
     except (OSError, TypeError, ValueError):
         return None
-    settings = OmegaConf.to_yaml(cfg, resolve=True) if OmegaConf.is_config(cfg) else repr(cfg)
+    try:
+        settings = OmegaConf.to_yaml(cfg, resolve=True) if OmegaConf.is_config(cfg) else repr(cfg)
+    except Exception:  # noqa: BLE001 - a ${...} that does not resolve: the run's check says so
+        return None
     return settings, seed, str(path.resolve()), stat.st_size, stat.st_mtime_ns
 
 

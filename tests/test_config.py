@@ -1225,3 +1225,16 @@ def refusal_free_of(capsys, args: list[str]) -> str:
 
     check_overrides(args)
     return capsys.readouterr().err
+
+
+def test_a_name_with_a_literal_dollar_brace_is_advised_escaped(capsys, tmp_path):
+    # helper-53: data.drop=[${x}] ended in a traceback from Hydra's record of the overrides
+    args = ["data=csv", "data.path=f.csv", "data.target=price", f"hydra.run.dir={tmp_path}/r"]
+    err = refusal(capsys, [*args, "data.drop=[a,${x}]"]).strip()
+    assert "\n" not in err and err.startswith("error: bad override: Interpolation key 'x'")
+    shown = err.rsplit("write it as '\\${': ", 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout
+    drop = make_config("data=csv", word, "data.target=price").data.drop
+    assert OmegaConf.to_container(drop, resolve=True) == ["a", "${x}"]

@@ -1118,6 +1118,16 @@ def test_two_inputs_of_one_name_are_refused_and_the_advice_works():
         "'other'. and column 'Zone_other' can both be",
     ):
         fit_encoding(common, "f.csv", "price")
+    # helper-53: the advice to drop a column the user logged was refused as in both lists
+    logged = pd.DataFrame(
+        {"area": [1.0, 2, 3, 4], "log(area)": [0.0, 1, 1, 2], "price": [1.0, 2, 3, 5]}
+    )
+    with pytest.raises(UserError) as refused:
+        fit_encoding(logged, "f.csv", "price", log_features=["area"])
+    assert str(refused.value).endswith(
+        "leave one out with \"data.drop=[area]\" with 'area' out of data.log_features or "
+        "\"data.drop=['log(area)']\""
+    )
 
 
 def test_a_level_written_other_is_pooled_with_the_rare_levels():

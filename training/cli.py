@@ -18,6 +18,7 @@ from errors import (
     UserError,
     fail,
     hydra_item,
+    hydra_list,
     hydra_quoted,
     hydra_value,
     resume_command,
@@ -738,7 +739,7 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
     refusal is one line and exits."""
     import copy
 
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import InterpolationResolutionError
 
     # a CSV: a second process reads and encodes the file while this one imports JAX
@@ -760,6 +761,9 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
         start(now=cfg.data.get("name") != "csv")
     try:
         with hydra_config_set(run):
+            # every ${...} resolves (data.drop=[${x}] failed in Hydra's own record of the
+            # overrides, with a traceback, where nothing before read the list)
+            OmegaConf.to_container(cfg, resolve=True)
             validate(cfg, overrides, {})  # the run checks Hydra's choice of files
             run_dir = run_directory(run)
             if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -780,17 +784,30 @@ def _check_the_run(run: DictConfig, overrides: list[str]) -> None:
 
 
 def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
-    """For a ``${...}`` of the command line that does not resolve in a path or a column's name
-    (``data.path=c${d}.csv``): how to write a literal ``${``, escaped as OmegaConf reads it,
-    for the shell."""
-    key = getattr(exc, "full_key", None)
-    textual = key in ("data.path", "data.target") or str(key).endswith((".path", ".dir"))
-    if not textual or "Interpolation key" not in str(exc):  # a number is never "${...}" text
+    """For a ``${...}`` of the command line that does not resolve in a path, a column's name or
+    a list of names (``data.path=c${d}.csv``, ``data.drop=[${x}]``): how to write a literal
+    ``${``, escaped as OmegaConf reads it, for the shell."""
+    if "Interpolation key" not in str(exc):
         return ""
-    given = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").split("=", 1)[0] == key]
-    if not given or "${" not in given[-1]:
+
+    def textual(key: str) -> bool:  # a number is never "${...}" text
+        named_file = key in ("data.path", "data.target") or key.endswith((".path", ".dir"))
+        return key in NAME_LISTS or named_file
+
+    # the key the error names (data.drop[0]: the list), else the first such override
+    named = re.sub(r"\[\d+\]$", "", str(getattr(exc, "full_key", None) or ""))
+    given = [
+        (key, value)
+        for key, _, value in (o.lstrip("+").partition("=") for o in overrides)
+        if "${" in value and textual(key) and (not named or key == named)
+    ]
+    if not given:
         return ""
-    literal = given[-1].replace("${", "\\${")
+    key, value = given[-1]
+    if key in NAME_LISTS and value.startswith("[") and value.endswith("]"):
+        items = [t.strip().strip("'") for t in value[1:-1].split(",")]
+        return f"; for a literal '${{' write it as '\\${{': {hydra_list(key, items)}"
+    literal = value.replace("${", "\\${")
     return f"; for a literal '${{' write it as '\\${{': {shell_word(f'{key}={literal}')}"
 
 
