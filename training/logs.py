@@ -67,7 +67,9 @@ def valid_tag(tag: str) -> str:
 
 class TensorBoardLog:
     """A tensorboardX writer in the run directory, or nothing when TensorBoard is off. Tags
-    are made valid here (:func:`valid_tag`), so tensorboardX has nothing to rename."""
+    are made valid here (:func:`valid_tag`), so tensorboardX has nothing to rename, and kept
+    apart: a second tag made valid as one taken already (``Zone B`` beside ``Zone_B``, both
+    ``params/W/Zone_B``) gets ``_2`` (a resumed run writes its tags in the same order)."""
 
     def __init__(self, workdir: Path, enabled: bool, purge_step: int | None = None) -> None:
         self.writer = None
@@ -75,6 +77,8 @@ class TensorBoardLog:
         # scalars): the report writes the final ones only where training has not (a run that
         # converged recorded the parameters at the step it stopped at: two points there)
         self.params_at: dict[str, int] = {}
+        self.tags: dict[str, str] = {}  # each tag given -> the valid one written
+        self.taken: set[str] = set()
         if enabled:
             from tensorboardX import SummaryWriter
 
@@ -82,6 +86,17 @@ class TensorBoardLog:
             logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
             self.writer = SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30)
+
+    def tag(self, tag: str) -> str:
+        """The valid tag ``tag`` is written under (:func:`valid_tag`, made unique)."""
+        if tag not in self.tags:
+            valid = unique = valid_tag(tag)
+            k = 2
+            while unique in self.taken:
+                unique, k = f"{valid}_{k}", k + 1
+            self.tags[tag] = unique
+            self.taken.add(unique)
+        return self.tags[tag]
 
     def scalars(self, tag_values: dict[str, np.ndarray], steps: np.ndarray) -> None:
         if self.writer is None:
@@ -91,7 +106,7 @@ class TensorBoardLog:
         # one event per step holding every tag's value, which add_scalar would write as one
         # event each (the same float32 simple_value): 274 columns over 105 steps take 0.10 s
         # instead of 1.18 s
-        tags = [valid_tag(tag) for tag in tag_values]
+        tags = [self.tag(tag) for tag in tag_values]
         columns = [np.asarray(v, np.float64).tolist() for v in tag_values.values()]
         writer = self.writer._get_file_writer()
         for i, step in enumerate(np.asarray(steps).tolist()):
@@ -102,16 +117,16 @@ class TensorBoardLog:
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
-            self.writer.add_scalar(valid_tag(tag), float(value), step)
+            self.writer.add_scalar(self.tag(tag), float(value), step)
 
     def histogram(self, tag: str, values: np.ndarray, step: int) -> None:
         if self.writer is None:
             return
         values = np.asarray(values, np.float64)
         try:
-            self.writer.add_histogram(valid_tag(tag), values, step)
+            self.writer.add_histogram(self.tag(tag), values, step)
         except ValueError:  # values beyond TensorFlow's buckets (about 1e20): numpy's bins
-            self.writer.add_histogram(valid_tag(tag), values, step, bins="auto")
+            self.writer.add_histogram(self.tag(tag), values, step, bins="auto")
 
     def png(self, tag: str, png: bytes, step: int) -> None:
         """An image summary holding the bytes of a PNG file as they are: the figure already
@@ -126,7 +141,7 @@ class TensorBoardLog:
         image = Summary.Image(
             height=height, width=width, colorspace=channels, encoded_image_string=png
         )
-        summary = Summary(value=[Summary.Value(tag=valid_tag(tag), image=image)])
+        summary = Summary(value=[Summary.Value(tag=self.tag(tag), image=image)])
         self.writer._get_file_writer().add_summary(summary, step)
 
     def hparams(self, hparams: dict, metrics: dict, step: int) -> None:
@@ -139,7 +154,7 @@ class TensorBoardLog:
         for summary in hparams_summary(hparams, metrics):
             self.writer._get_file_writer().add_summary(summary)
         for tag, value in metrics.items():
-            self.writer.add_scalar(valid_tag(tag), value, step)
+            self.writer.add_scalar(self.tag(tag), value, step)
 
     def close(self) -> None:
         if self.writer is not None:
