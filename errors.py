@@ -66,10 +66,13 @@ def hydra_item(item: str) -> str:
     if _HYDRA_SAFE_ITEM.fullmatch(item) and _hydra_reads(f"k=[{item}]", [item]):
         return item
     escaped = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, item).replace("'", "\\'")
-    # ${ is an interpolation even in quotes: OmegaConf reads \${ as the text, \\${ as a
-    # backslash and an interpolation
-    escaped = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", escaped)
-    return f"'{escaped}'"
+    return f"'{omegaconf_text(escaped)}'"  # ${ is an interpolation even in quotes
+
+
+def omegaconf_text(text: str) -> str:
+    """``text`` as OmegaConf reads it back as that text: each ``${`` escaped (``\\${``), and
+    the backslashes before it doubled (``\\\\${`` is a backslash, then an interpolation)."""
+    return re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
 
 
 def _hydra_reads(override: str, value: object) -> bool:

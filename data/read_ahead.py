@@ -152,12 +152,27 @@ def main() -> None:
 
     settings, seed = second_process.request()
     try:
-        reply = ("table", load_csv(OmegaConf.create(settings), seed))
+        reply = ("table", load_csv(OmegaConf.create(_as_text(settings)), seed))
     except UserError as exc:
         reply = ("error", exc)
     except Exception:  # noqa: BLE001 - our bug: the run reads the file itself and reports it
         os._exit(1)
     second_process.answer(out, reply)
+
+
+def _as_text(value):
+    """``value`` (resolved settings: dicts, lists, strings, numbers) with each ``${`` escaped
+    as OmegaConf reads it back as text: a column named ``${seed}`` (given escaped, resolved
+    once already) was looked up again in the config made here, and became 0."""
+    from errors import omegaconf_text
+
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    if isinstance(value, str):
+        return omegaconf_text(value)
+    return value
 
 
 if __name__ == "__main__":

@@ -1199,3 +1199,22 @@ def test_a_column_both_dropped_and_logged_or_one_hot_is_refused():
         assert str(refused.value) == (
             f"f.csv: column {column!r} is in both {key} and data.drop; remove it from one of them"
         )
+
+
+@pytest.mark.slow
+def test_a_column_named_like_an_interpolation_is_dropped_as_advised(tmp_path):
+    # helper-53: the advised "data.drop=['\\\${seed}']" dropped no column: the read ahead's
+    # process rebuilt the resolved settings as a config, where ${seed} was looked up again (0)
+    (tmp_path / "h.csv").write_text(
+        "area,${seed},price\n" + "".join(f"{i},{'ab'[i % 2]},{2 * i + 1}\n" for i in range(1, 9))
+    )
+    proc = run_train(
+        "data=csv",
+        f"data.path={tmp_path / 'h.csv'}",
+        "data.target=price",
+        "data.drop=['\\${seed}']",  # as the shell hands over the advice
+        "logger.plots=false",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"encoding of {tmp_path / 'h.csv'}: area: numeric; target price: numeric" in proc.stdout

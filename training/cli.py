@@ -21,6 +21,7 @@ from errors import (
     hydra_list,
     hydra_quoted,
     hydra_value,
+    omegaconf_text,
     resume_command,
     shell_word,
     stopped_before_the_run,
@@ -807,7 +808,7 @@ def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
     if key in NAME_LISTS and value.startswith("[") and value.endswith("]"):
         items = [t.strip().strip("'") for t in value[1:-1].split(",")]
         return f"; for a literal '${{' write it as '\\${{': {hydra_list(key, items)}"
-    literal = value.replace("${", "\\${")
+    literal = omegaconf_text(value)
     return f"; for a literal '${{' write it as '\\${{': {shell_word(f'{key}={literal}')}"
 
 
