@@ -795,7 +795,7 @@ def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
         named_file = key in ("data.path", "data.target") or key.endswith((".path", ".dir"))
         return key in NAME_LISTS or named_file
 
-    # the key the error names (data.drop[0]: the list), else the first such override
+    # the key the error names (data.drop[0]: the list), else the last such override
     named = re.sub(r"\[\d+\]$", "", str(getattr(exc, "full_key", None) or ""))
     given = [
         (key, value)
