@@ -97,13 +97,16 @@ def run_overrides(run_dir: Path) -> tuple[list[str], str | None]:
     from omegaconf import OmegaConf
 
     try:
-        overrides = [str(a) for a in OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")]
+        # as typed: iterating the list would resolve a literal \${ to ${
+        saved = OmegaConf.load(run_dir / ".hydra" / "overrides.yaml")
+        overrides = [str(a) for a in OmegaConf.to_container(saved, resolve=False)]
     except Exception:  # noqa: BLE001 - no such file, or not Hydra's: advice without overrides
         overrides = []
     try:
         hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra
         cwd = str(hydra.runtime.cwd)
-        overrides += [str(a) for a in hydra.overrides.hydra]  # hydra.job.chdir=true, ...
+        # hydra.job.chdir=true, ...
+        overrides += [str(a) for a in OmegaConf.to_container(hydra.overrides.hydra, resolve=False)]
     except Exception:  # noqa: BLE001 - as above: the command is run where predict.py is
         cwd = None
     return overrides, cwd
@@ -294,13 +297,16 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     pred = np.asarray(jax.jit(lambda p, x: nnx.merge(graphdef, p)(x))(params, X))
     out = Scaling(**prep["scaling"]).invert_y(pred)
     if prep["log_target"]:
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", under="ignore"):
             out = np.exp(out)
-    infinite = np.flatnonzero(~np.isfinite(out))
-    if len(infinite):  # never a price of inf written as if it were one
+    impossible = ~np.isfinite(out)
+    if prep["log_target"]:
+        impossible |= ~(out > 0)  # a log price's exp is above 0: 0 is an underflow
+    if impossible.any():  # never a price of inf, or a log model's 0, written as if it were one
+        what = "not finite" if not np.isfinite(out[impossible]).all() else "0, out of reach"
         raise UserError(
-            f"{rows_csv}: row {int(df.index[infinite[0]]) + 1}: its predicted "
-            f"{prep['target']!r} is not finite: its values lie too far from the training rows' "
+            f"{rows_csv}: row {int(df.index[np.flatnonzero(impossible)[0]]) + 1}: its predicted "
+            f"{prep['target']!r} is {what}: its values lie too far from the training rows' "
             "(the warnings above name them); check the row"
         )
     return out, df, prep

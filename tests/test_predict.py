@@ -556,6 +556,13 @@ def test_rows_past_float32_are_refused_never_priced_infinite(tmp_path):
         f"error: {tmp_path / 'big.csv'}: row 2: its predicted 'price' is not finite: its values "
         "lie too far from the training rows' (the warnings above name them); check the row"
     )
+    # helper-54: a log price's exp underflowed to a price of 0.0, which it can never be
+    (tmp_path / "low.csv").write_text("sqft,bedrooms,age,lat\n1500,3,20,42.3\n-3e37,3,20,42.3\n")
+    line = one_error_line_after_warnings(run_predict(run_dir, tmp_path / "low.csv"))
+    assert line == (
+        f"error: {tmp_path / 'low.csv'}: row 2: its predicted 'price' is 0, out of reach: its "
+        "values lie too far from the training rows' (the warnings above name them); check the row"
+    )
 
 
 def one_error_line_after_warnings(proc) -> str:
@@ -564,3 +571,16 @@ def one_error_line_after_warnings(proc) -> str:
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert all(ln.startswith("warning: ") for ln in lines[:-1]), proc.stderr
     return lines[-1]
+
+
+def test_the_resume_command_keeps_an_escaped_dollar_brace_as_typed(tmp_path):
+    # helper-54: iterating .hydra/overrides.yaml resolved '\${x}' to '${x}', and the pasted
+    # "continue it with ..." command failed on an interpolation
+    from predict import run_overrides
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(
+        "- data=csv\n- data.path=\\${x}.csv\n- data.drop=['\\${seed}']\n"
+    )
+    overrides, _ = run_overrides(tmp_path)
+    assert overrides == ["data=csv", "data.path=\\${x}.csv", "data.drop=['\\${seed}']"]

@@ -178,17 +178,27 @@ def test_tensorboard_events_are_checksummed_natively():
     assert crc32c.crc32c(b"123456789") == 0xE3069283
 
 
-def test_two_columns_of_one_valid_tag_are_kept_apart(tmp_path):
+def test_two_columns_of_one_valid_tag_are_kept_apart(tmp_path, capsys):
     # helper-53: 'Zone B' beside Zone's level B, both params/W/Zone_B: one tag held both
     # weights, two points a step, interleaved
     from training.logs import TensorBoardLog
 
     log = TensorBoardLog(tmp_path, enabled=True)
-    log.scalars({"params/W/Zone B": [1.0, 2.0], "params/W/Zone_B": [3.0, 4.0]}, np.arange(2))
-    log.scalar("params/W/Zone B", 5.0, 2)  # a tag given again keeps its own
+    given = {  # a name valid as it is keeps it, whatever the order (helper-54)
+        "params/W/Zone B": [1.0, 2.0],
+        "params/W/Zone_B": [3.0, 4.0],
+        "params/W/Zone_B_2": [5.0, 6.0],
+    }
+    log.scalars(given, np.arange(2))
+    log.scalar("params/W/Zone B", 7.0, 2)  # a tag given again keeps its own
     log.close()
     scalars = read_scalars(tmp_path)
     assert {t: [v for _, v in s] for t, s in scalars.items() if t.startswith("params/")} == {
-        "params/W/Zone_B": [1.0, 2.0, 5.0],
-        "params/W/Zone_B_2": [3.0, 4.0],
+        "params/W/Zone_B_3": [1.0, 2.0, 7.0],
+        "params/W/Zone_B": [3.0, 4.0],
+        "params/W/Zone_B_2": [5.0, 6.0],
     }
+    assert capsys.readouterr().out == (
+        "note: TensorBoard tag params/W/Zone_B_3 is 'params/W/Zone B' (params/W/Zone_B is "
+        "another's)\n"
+    )

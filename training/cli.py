@@ -1319,10 +1319,14 @@ def resume_advice(workdir: Path) -> str:
 
     if in_a_sweep():
         from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
 
         hydra = HydraConfig.get()
         cwd = hydra.runtime.cwd  # the sweep's directory: its paths are relative to it
-        given = [*command_line_overrides(), *hydra.overrides.hydra]
+        given = [
+            *command_line_overrides(),
+            *OmegaConf.to_container(hydra.overrides.hydra, resolve=False),  # as typed
+        ]
         return "run " + resume_command(workdir, given, cwd)
     return f"run the same command with trainer.resume=true {hydra_value('hydra.run.dir', workdir)}"
 

@@ -299,11 +299,15 @@ def in_a_search() -> bool:
 
 
 def command_line_overrides() -> list[str]:
-    """The running Hydra app's overrides (``hydra.overrides.task``); ``[]`` outside one (the
-    compose API: pass the overrides to :func:`validate` instead)."""
+    """The running Hydra app's overrides (``hydra.overrides.task``) as typed, ``\\${``
+    included (iterating the list would resolve it to ``${``); ``[]`` outside one (the compose
+    API: pass the overrides to :func:`validate` instead)."""
     from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
 
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    if not HydraConfig.initialized():
+        return []
+    return list(OmegaConf.to_container(HydraConfig.get().overrides.task, resolve=False))
 
 
 def _check(ok: bool, key: str, value: object, allowed: str) -> None:

@@ -68,8 +68,9 @@ def valid_tag(tag: str) -> str:
 class TensorBoardLog:
     """A tensorboardX writer in the run directory, or nothing when TensorBoard is off. Tags
     are made valid here (:func:`valid_tag`), so tensorboardX has nothing to rename, and kept
-    apart: a second tag made valid as one taken already (``Zone B`` beside ``Zone_B``, both
-    ``params/W/Zone_B``) gets ``_2`` (a resumed run writes its tags in the same order)."""
+    apart: of tags written together, those valid as they are keep them, and one made valid as a
+    tag taken already (``Zone B`` beside ``Zone_B``, both ``params/W/Zone_B``) gets the first
+    free ``_2``, ``_3``, ... (a resumed run writes its tags in the same order)."""
 
     def __init__(self, workdir: Path, enabled: bool, purge_step: int | None = None) -> None:
         self.writer = None
@@ -88,7 +89,8 @@ class TensorBoardLog:
             self.writer = SummaryWriter(str(workdir), purge_step=purge_step, flush_secs=30)
 
     def tag(self, tag: str) -> str:
-        """The valid tag ``tag`` is written under (:func:`valid_tag`, made unique)."""
+        """The valid tag ``tag`` is written under (:func:`valid_tag`, made unique: said in a
+        note line when it is not the plain one)."""
         if tag not in self.tags:
             valid = unique = valid_tag(tag)
             k = 2
@@ -96,7 +98,17 @@ class TensorBoardLog:
                 unique, k = f"{valid}_{k}", k + 1
             self.tags[tag] = unique
             self.taken.add(unique)
+            if unique != valid:
+                print(f"note: TensorBoard tag {unique} is {tag!r} ({valid} is another's)")
         return self.tags[tag]
+
+    def reserve(self, tags) -> None:
+        """Give each of ``tags`` that is valid as it is its own tag first, so that a name made
+        valid (``Lot Area``) never takes the tag of another given as it is (``Lot_Area``)."""
+        for tag in tags:
+            if tag not in self.tags and tag == valid_tag(tag) and tag not in self.taken:
+                self.tags[tag] = tag
+                self.taken.add(tag)
 
     def scalars(self, tag_values: dict[str, np.ndarray], steps: np.ndarray) -> None:
         if self.writer is None:
@@ -106,6 +118,7 @@ class TensorBoardLog:
         # one event per step holding every tag's value, which add_scalar would write as one
         # event each (the same float32 simple_value): 274 columns over 105 steps take 0.10 s
         # instead of 1.18 s
+        self.reserve(tag_values)
         tags = [self.tag(tag) for tag in tag_values]
         columns = [np.asarray(v, np.float64).tolist() for v in tag_values.values()]
         writer = self.writer._get_file_writer()
