@@ -340,7 +340,13 @@ def main(argv: list[str] | None = None) -> None:
     from data.csv_source import cells_as_written
 
     df = cells_as_written(Path(args.rows), sep)
-    df[f"predicted_{prep['target']}"] = pred
+    column = f"predicted_{prep['target']}"
+    if column in df.columns:  # a file priced before, priced again
+        print(
+            f"note: {args.rows}: its column {column!r} is replaced by this run's predictions",
+            file=sys.stderr,
+        )
+    df[column] = pred
     fmt = {"sep": sep, "decimal": decimal, "index": False}
     if out is not None:
         try:

@@ -282,11 +282,22 @@ def far_outside(
             shown = np.exp if kinds[j] == "log" else (lambda v: v)
             values, name = shown(x[far]), names[j]
             name = name[4:-1] if kinds[j] == "log" and name.startswith("log(") else name
+            lo, hi = _apart(float(shown(low[j])), float(shown(high[j])))
             lines.append(
                 f"column {name!r}: {int(far.sum())} of {len(X)} rows hold values "
                 f"({values.min():.6g} to {values.max():.6g}) far outside the training rows' "
-                f"{shown(low[j]):.6g} to {shown(high[j]):.6g}; the model extrapolates there (if "
+                f"{lo} to {hi}; the model extrapolates there (if "
                 "the column is written in other units or with another decimal mark than the "
                 "training file, write it as that file did)"
             )
     return lines
+
+
+def _apart(low: float, high: float) -> tuple[str, str]:
+    """``low`` and ``high`` to 6 significant digits, or as many more (up to 17) as tell them
+    apart: a range of 45.00000 to 45.00002 read "45 to 45" (helper-54)."""
+    for digits in range(6, 18):
+        lo, hi = f"{low:.{digits}g}", f"{high:.{digits}g}"
+        if lo != hi or low == high:
+            return lo, hi
+    return lo, hi

@@ -584,3 +584,17 @@ def test_the_resume_command_keeps_an_escaped_dollar_brace_as_typed(tmp_path):
     )
     overrides, _ = run_overrides(tmp_path)
     assert overrides == ["data=csv", "data.path=\\${x}.csv", "data.drop=['\\${seed}']"]
+
+
+def test_a_predicted_column_already_there_is_replaced_with_a_note(run, tmp_path):
+    # helper-54: a file priced before was priced again and its column replaced silently
+    (tmp_path / "new.csv").write_text("sqft,bedrooms,age,predicted_price\n1500,3,20,1.0\n")
+    proc = run_predict(run, tmp_path / "new.csv", "-o", tmp_path / "out.csv")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        f"note: {tmp_path / 'new.csv'}: its column 'predicted_price' is replaced by this run's "
+        "predictions"
+    )
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["sqft", "bedrooms", "age", "predicted_price"]
+    np.testing.assert_allclose(out["predicted_price"], least_squares_prices(out), rtol=1e-4)

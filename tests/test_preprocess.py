@@ -160,3 +160,12 @@ def test_log_and_date_columns_are_held_to_their_own_range():
         "column 'sold': 1 of 3 rows hold values (2098.2 to 2098.2) far outside the training "
         "rows' 2005 to 2024.99",
     ]
+
+
+def test_a_narrow_training_range_is_shown_with_the_digits_that_tell_its_ends_apart():
+    # helper-54: a latitude of 45.00000 to 45.00002 was shown as "45 to 45"
+    from data.preprocess import far_outside
+
+    lat = Scaling([45.0], [1e-5], 0.0, 1.0, x_min=[45.0], x_max=[45.00002])
+    (line,) = far_outside(np.array([[3e5]]), lat, ["lat"])
+    assert "far outside the training rows' 45 to 45.00002;" in line
