@@ -1238,3 +1238,10 @@ def test_a_name_with_a_literal_dollar_brace_is_advised_escaped(capsys, tmp_path)
     ).stdout
     drop = make_config("data=csv", word, "data.target=price").data.drop
     assert OmegaConf.to_container(drop, resolve=True) == ["a", "${x}"]
+
+
+def test_a_sweep_over_a_value_with_a_backslash_is_said_to_have_one(capsys, tmp_path):
+    # helper-54: the refusal said "this value's space" of a value with a backslash and no space
+    sweep = ["-m", "data=csv", "data.path=h.csv", "data.target=price", "data.drop=[a\\b]"]
+    err = refusal(capsys, [*sweep, "optimizer.lr=0.1,0.2", f"hydra.sweep.dir={tmp_path}/s"])
+    assert "and Hydra writes this value's backslash there, which orbax's checkpoints" in err

@@ -957,9 +957,11 @@ def refuse_a_space_in_run_names(overrides: list[str], hydra_args: list[str]) -> 
         return
     spaced = [a for a in overrides if re.search(r"\s|\\", a.split("=", 1)[-1])]
     if spaced:
+        value = spaced[0].split("=", 1)[-1]
+        what = "space there as '\\ '" if re.search(r"\s", value) else "backslash there"
         fail(
             f"bad override {spaced[0]}: a sweep names each run's directory after its overrides, "
-            "and Hydra writes this value's space there as '\\ ', which orbax's checkpoints "
+            f"and Hydra writes this value's {what}, which orbax's checkpoints "
             f"cannot hold; {NUMBER_THE_RUNS}"
         )
 
