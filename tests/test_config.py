@@ -1245,3 +1245,18 @@ def test_a_sweep_over_a_value_with_a_backslash_is_said_to_have_one(capsys, tmp_p
     sweep = ["-m", "data=csv", "data.path=h.csv", "data.target=price", "data.drop=[a\\b]"]
     err = refusal(capsys, [*sweep, "optimizer.lr=0.1,0.2", f"hydra.sweep.dir={tmp_path}/s"])
     assert "and Hydra writes this value's backslash there, which orbax's checkpoints" in err
+
+
+def test_an_item_already_quoted_stays_the_name_in_the_hint_and_a_nested_list_is_no_traceback(
+    capsys, tmp_path
+):
+    # review: the hint for "data.drop=['a b',Région]" quoted the user's quotes into the name
+    # ("'a b'"), and data.drop=[[br]] ended in a TypeError's traceback
+    args = ["data=csv", "data.path=f.csv", "data.target=price", f"hydra.run.dir={tmp_path}/r"]
+    err = refusal(capsys, [*args, "data.drop=['a b',Région]"]).strip()
+    shown = err.rsplit("inside the shell's quotes: ", 1)[1]
+    word = subprocess.run(
+        ["bash", "-c", f"printf '%s' {shown}"], capture_output=True, text=True, check=True
+    ).stdout
+    assert list(make_config("data=csv", word, "data.target=price").data.drop) == ["a b", "Région"]
+    assert refusal_free_of(capsys, [*args, "data.drop=[[br]]"]) == ""  # the reader names it

@@ -385,8 +385,8 @@ def _refuse_names_read_as_values(arg: str, parser) -> None:
         items = parser.parse_override(arg).value()
     except Exception:  # noqa: BLE001 - a list Hydra cannot read: quote_for_hydra says so
         return
-    texts = [t.strip() for t in value[1:-1].split(",")]
-    if not isinstance(items, list) or len(items) != len(texts):
+    texts = _list_items(value)
+    if texts is None or not isinstance(items, list) or len(items) != len(texts):
         return
     if all(isinstance(v, str) or str(v) == t for v, t in zip(items, texts, strict=True)):
         return
@@ -397,13 +397,26 @@ def _refuse_names_read_as_values(arg: str, parser) -> None:
     )
 
 
-def _with_its_items_quoted(key: str, value: str) -> str | None:
-    """``key=[a,'b c']``: a list value with each item Hydra cannot read bare in its quotes
-    (quoting the whole list makes it a string); None for a value that is no list."""
+def _list_items(value: str) -> list[str] | None:
+    """The items of a list value as the user means them (``[a,'b c']``: ``a``, ``b c``): split
+    at its commas, an item in Hydra's quotes unquoted; None for a value that is no list of
+    plain items (a nested list is not split)."""
     if not (value.startswith("[") and value.endswith("]")) or value.count("[") != 1:
         return None
     items = [item.strip() for item in value[1:-1].split(",")]
-    return f"{key}=[{','.join(map(hydra_item, items))}]"
+    return [
+        item[1:-1].replace("\\" + item[0], item[0])
+        if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\""
+        else item
+        for item in items
+    ]
+
+
+def _with_its_items_quoted(key: str, value: str) -> str | None:
+    """``key=[a,'b c']``: a list value with each item Hydra cannot read bare in its quotes
+    (quoting the whole list makes it a string); None for a value that is no list."""
+    items = _list_items(value)
+    return None if items is None else f"{key}=[{','.join(map(hydra_item, items))}]"
 
 
 def _refuse_a_split_override(before: str, pieces: list[str], parses) -> None:
@@ -805,8 +818,8 @@ def _literal_dollar(exc: BaseException, overrides: list[str]) -> str:
     if not given:
         return ""
     key, value = given[-1]
-    if key in NAME_LISTS and value.startswith("[") and value.endswith("]"):
-        items = [t.strip().strip("'") for t in value[1:-1].split(",")]
+    items = _list_items(value) if key in NAME_LISTS else None
+    if items is not None:
         return f"; for a literal '${{' write it as '\\${{': {hydra_list(key, items)}"
     literal = omegaconf_text(value)
     return f"; for a literal '${{' write it as '\\${{': {shell_word(f'{key}={literal}')}"
