@@ -47,6 +47,12 @@ class ColumnCode:
     def outputs(self) -> list[str]:
         return [o for o in self.all_outputs if o not in self.dropped]
 
+    @property
+    def rare(self) -> list[str]:
+        """The pooled levels that were rare in the training rows: the file's own level
+        :data:`OTHER`, pooled with them, aside."""
+        return [lv for lv in self.pooled if lv != OTHER]
+
 
 def input_sources(encoding: dict | None) -> dict[str, str]:
     """The file's column each input of the model comes from (``Type_other`` -> ``Type``,

@@ -182,8 +182,7 @@ class Encoding:
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
-                rare = len([lv for lv in c.pooled if lv != OTHER])
-                pooled = f", {rare} rare level(s) as {OTHER!r}" if rare else ""
+                pooled = f", {len(c.rare)} rare level(s) as {OTHER!r}" if c.rare else ""
                 reference = repr(c.levels[0]) if c.levels else "none: every level is rare"
                 parts.append(f"{c.name}: one-hot {c.outputs} (reference {reference}{pooled})")
             elif c.kind == "boolean":
@@ -1919,7 +1918,7 @@ def _fit_column(
                 f"case and are {len(twins[0])} levels; write them alike in the file to make "
                 "them one"
             )
-        rare = [lv for lv in c.pooled if lv != OTHER]
+        rare = c.rare
         if rare:
             own = f", with the file's own level {OTHER!r}" if OTHER in c.pooled else ""
             notes.append(
