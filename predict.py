@@ -303,9 +303,10 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     if prep["log_target"]:
         impossible |= ~(out > 0)  # a log price's exp is above 0: 0 is an underflow
     if impossible.any():  # never a price of inf, or a log model's 0, written as if it were one
-        what = "not finite" if not np.isfinite(out[impossible]).all() else "0, out of reach"
+        first = np.flatnonzero(impossible)[0]
+        what = "0, out of reach" if np.isfinite(out[first]) else "not finite"
         raise UserError(
-            f"{rows_csv}: row {int(df.index[np.flatnonzero(impossible)[0]]) + 1}: its predicted "
+            f"{rows_csv}: row {int(df.index[first]) + 1}: its predicted "
             f"{prep['target']!r} is {what}: its values lie too far from the training rows' "
             "(the warnings above name them); check the row"
         )
