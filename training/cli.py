@@ -1239,8 +1239,9 @@ def refuse_another_runs_meta(
     # the rows' digest last, once all that names a column is the same (a run saved before it
     # has none to compare)
     was_rows, now_rows = saved.pop(ROWS_DIGEST, None), mine.pop(ROWS_DIGEST, None)
-    order = [[c.get("name") for c in (p.get("encoding") or {}).get("columns", [])] for p in
-             (saved, mine)]  # fmt: skip
+    order = [
+        [c.get("name") for c in (p.get("encoding") or {}).get("columns", [])] for p in (saved, mine)
+    ]
     if order[0] != order[1] and sorted(order[0]) == sorted(order[1]):
         raise UserError(
             f"{run_dir} holds a run of the same columns in another order ({', '.join(order[0])} "
