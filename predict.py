@@ -125,7 +125,13 @@ def needed_columns(prep: dict) -> list[str]:
 def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarray, object]:
     """The rows of ``rows_csv`` as the run's scaled model inputs, float32 ``(n, features)``,
     and the rows as read. Raises UserError naming the run's columns on any mismatch."""
-    from data.csv_source import ColumnCode, Encoding, read_csv, undecided_notes
+    from data.csv_source import (
+        ColumnCode,
+        Encoding,
+        empty_rows_note,
+        read_csv,
+        undecided_notes,
+    )
     from data.preprocess import Scaling, far_outside
 
     needed = needed_columns(prep)
@@ -148,7 +154,8 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
         )
     except UserError as exc:
         raise UserError(f"{exc} ({takes})") from None
-    for note in [*df.attrs["notes"], *undecided_notes(df, needed)]:  # titles, 4.350
+    notes = [n for n in df.attrs["notes"] if n != empty_rows_note(df.attrs["empty_rows"])]
+    for note in [*notes, *undecided_notes(df, needed)]:  # titles, 4.350; empty rows: main's
         print(f"note: {source}: {note}", file=sys.stderr)
     absent = [c for c in needed if c not in df.columns]
     if absent:
@@ -313,6 +320,23 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     return out, df, prep
 
 
+def _with_predictions(df, column: str, pred: np.ndarray) -> tuple[object, list[int]]:
+    """The file's rows ``df`` (every line under the header, blank ones as rows of missing cells)
+    with ``column`` holding ``pred``, one prediction for each row with a cell, in order; rows
+    with every cell empty keep an empty prediction, so that the output lines up row for row with
+    the file (empty rows after the last one with a cell are left out). Returns the table and the
+    empty rows' numbers (1 = the first line under the header)."""
+    empty = df.drop(columns=column, errors="ignore").isna().all(axis=1).to_numpy()
+    rows = np.flatnonzero(~empty)
+    if len(rows) != len(pred):  # read_csv and cells_as_written disagree on the rows: our bug
+        raise RuntimeError(f"{len(pred)} predictions for {len(rows)} rows with a cell")
+    df = df.iloc[: rows[-1] + 1 if len(rows) else 0].copy()
+    values = np.full(len(df), np.nan)
+    values[rows] = pred
+    df[column] = values
+    return df, (np.flatnonzero(empty[: len(df)]) + 1).tolist()
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -340,21 +364,28 @@ def main(argv: list[str] | None = None) -> None:
     # as read: Excel's `sep=;` line and title lines skipped, R's row names in their column
     from data.csv_source import cells_as_written
 
-    df = cells_as_written(Path(args.rows), sep)
+    df = cells_as_written(Path(args.rows), sep, keep_empty_rows=True)
     column = f"predicted_{prep['target']}"
     if column in df.columns:  # a file priced before, priced again
         print(
             f"note: {args.rows}: its column {column!r} is replaced by this run's predictions",
             file=sys.stderr,
         )
-    df[column] = pred
+    df, empty = _with_predictions(df, column, pred)
+    if empty:
+        print(
+            f"note: {args.rows}: {len(empty)} row(s) with every cell empty (row "
+            f"{', '.join(map(str, empty[:5]))}{', ...' if len(empty) > 5 else ''} under the "
+            "header) are kept without a prediction, so the output's rows line up with the file's",
+            file=sys.stderr,
+        )
     fmt = {"sep": sep, "decimal": decimal, "index": False}
     if out is not None:
         try:
             df.to_csv(out, **fmt)
         except OSError as exc:  # a directory, a missing or read-only place, a full disk
             fail(f"cannot write -o {args.output}: {exc.strerror or exc}; choose another file")
-        print(f"wrote {len(df)} predictions to {args.output}", file=sys.stderr)
+        print(f"wrote {len(pred)} predictions to {args.output}", file=sys.stderr)
         return
     try:
         df.to_csv(sys.stdout, **fmt)

@@ -470,26 +470,35 @@ def _cells_as_written(col: pd.Series, path: str | None, sep: str) -> pd.Series |
 _AS_WRITTEN: dict = {}  # (path, sep, mtime) -> the table of strings, the last one read
 
 
-def cells_as_written(path: str | Path, sep: str) -> pd.DataFrame:
+def cells_as_written(path: str | Path, sep: str, *, keep_empty_rows: bool = False) -> pd.DataFrame:
     """Every cell of the file at ``path`` (separator ``sep``) as a string as the file writes
     it (``"1,250"``, ``02134``; an empty cell missing), its columns named as :func:`read_csv`
-    names them: its title lines skipped, R's row names a nameless first column."""
+    names them: its title lines skipped, R's row names a nameless first column.
+
+    ``keep_empty_rows``: blank lines and lines of separators only stay, as rows of missing
+    cells (``predict.py`` writes one output row for each row of the file); else they are left
+    out, as :func:`read_csv` leaves them out."""
     path = str(Path(path).expanduser())
-    raw = _table_as_written(path, sep, Path(path).stat().st_mtime_ns).copy()
+    mtime_ns = Path(path).stat().st_mtime_ns
+    raw = _table_as_written(path, sep, mtime_ns, keep_empty_rows).copy()
     raw.columns = raw.attrs["names"]
     return raw
 
 
-def _table_as_written(path: str, sep: str, mtime_ns: int) -> pd.DataFrame:
+def _table_as_written(
+    path: str, sep: str, mtime_ns: int, keep_empty_rows: bool = False
+) -> pd.DataFrame:
     """The file's cells as strings (its columns named as :func:`read_csv` names them, in
     ``attrs["names"]``), read once per file: only a ``;``/tab file with a numeric column whose
     every value has at most three decimals asks for it."""
-    key = (path, sep, mtime_ns)
+    key = (path, sep, mtime_ns, keep_empty_rows)
     if key not in _AS_WRITTEN:
         sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
         titles = _title_lines(sample.splitlines()[:50], sep) or 0
         header, skip, columns = _layout(sample, skip, titles, sep, path, "", 1)
-        raw = _pandas_read(path, sep, columns, dtype=str, skiprows=skip)
+        raw = _pandas_read(
+            path, sep, columns, dtype=str, skiprows=skip, keep_empty_rows=keep_empty_rows
+        )
         raw.attrs["names"] = _column_names(header, raw.shape[1])
         _AS_WRITTEN.clear()
         _AS_WRITTEN[key] = raw
@@ -1034,11 +1043,7 @@ def read_csv(
     header, skip, columns = _layout(sample, skip, titles, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source, skip, columns)
     if df.attrs.get("empty_rows"):
-        rows = df.attrs["empty_rows"]
-        notes.append(
-            f"skipped {len(rows)} row(s) with every cell empty (row {', '.join(map(str, rows[:5]))}"
-            f"{', ...' if len(rows) > 5 else ''} under the header)"
-        )
+        notes.append(empty_rows_note(df.attrs["empty_rows"]))
     df.columns = _column_names(header, df.shape[1])
     _compose_unicode(df)
     if len(df) == 0:
@@ -1048,6 +1053,15 @@ def read_csv(
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
     df.attrs["decimal_of_the_run"] = guessed  # the numbers decided no mark: `undecided`'s
     return df, source
+
+
+def empty_rows_note(rows: list[int]) -> str:
+    """The note for the rows :func:`read_csv` left out as empty (numbers as the index has
+    them, 1 = the first row under the header)."""
+    return (
+        f"skipped {len(rows)} row(s) with every cell empty (row {', '.join(map(str, rows[:5]))}"
+        f"{', ...' if len(rows) > 5 else ''} under the header)"
+    )
 
 
 def undecided_notes(df: pd.DataFrame, names: list[str]) -> list[str]:
@@ -1415,10 +1429,21 @@ def _parse_table(
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
 
 
-def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **options) -> pd.DataFrame:
+def _pandas_read(
+    path: Path | str,
+    sep: str,
+    columns: int | None = None,
+    keep_empty_rows: bool = False,
+    **options,
+) -> pd.DataFrame:
     """``pandas.read_csv`` of the whole file as this module reads every file (only ``""`` is
     missing, no index, a BOM skipped), with ``options`` (``decimal``, or ``dtype=str``);
-    ``columns``: fields a line, the header's names replaced (a header short of them)."""
+    ``columns``: fields a line, the header's names replaced (a header short of them).
+    ``keep_empty_rows``: blank lines and lines of separators only are rows of missing cells
+    (``attrs["empty_rows"]`` empty); else they are left out, their numbers (1 = the first line
+    under the header) in ``attrs["empty_rows"]``."""
+    if keep_empty_rows:
+        options.update(skip_blank_lines=False)
     if columns is not None:
         options.update(header=0, names=range(columns))
     with open(path, "rb") as f:
@@ -1445,15 +1470,44 @@ def _pandas_read(path: Path | str, sep: str, columns: int | None = None, **optio
                 rest = cell[:-1].strip()
                 column = df[name].copy()
                 column.iloc[-1] = rest or np.nan
+                if options.get("dtype") is str:  # the cells as written stay strings
+                    df[name] = column
+                    continue
                 numbers = pd.to_numeric(column, errors="coerce")  # the column pandas would read
                 df[name] = numbers if numbers.notna().sum() == column.notna().sum() else column
     # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
     # of missing cells; the others keep their numbers (the index) for the errors that name them
     empty = df.isna().all(axis=1).to_numpy()
-    if empty.any() and not empty.all():
-        df = df[~empty]
-    df.attrs["empty_rows"] = (np.flatnonzero(empty) + 1).tolist() if not empty.all() else []
+    if keep_empty_rows:
+        df.attrs["empty_rows"] = []
+        return df
+    if empty.all():
+        df.attrs["empty_rows"] = []
+        return df
+    lines = np.flatnonzero(~empty)  # each row's line under the header, 0 the first
+    if _has_a_blank_line(path):  # pandas skips blank lines and numbers the rows without them
+        every = _pandas_read(path, sep, columns, True, dtype=str, skiprows=options.get("skiprows"))
+        filled = np.flatnonzero(~every.isna().all(axis=1).to_numpy())
+        if len(filled) == len(lines):  # the same rows with a cell, in the same order
+            lines = filled
+    df = df[~empty]
+    df.index = lines
+    # the empty lines among the rows; those after the last row are no row of the table
+    df.attrs["empty_rows"] = (np.setdiff1d(np.arange(lines[-1]), lines) + 1).tolist()
     return df
+
+
+def _has_a_blank_line(path: Path | str) -> bool:
+    """Whether the file has an empty line (anywhere, the lines above the header too: then the
+    rows are counted once more, to no effect)."""
+    with open(path, "rb") as f:
+        tail = b""
+        while chunk := f.read(1 << 24):
+            text = tail + chunk
+            if b"\n\n" in text or b"\n\r\n" in text or b"\r\r" in text:
+                return True
+            tail = text[-2:]
+    return False
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:

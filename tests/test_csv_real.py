@@ -968,6 +968,43 @@ def test_a_row_of_separators_only_is_skipped_with_a_note(tmp_path):
     assert cells_as_written(path, ",")["price"].tolist() == ["250000", "181000", "390000"]
 
 
+def test_rows_are_numbered_as_the_file_has_them_blank_lines_included(tmp_path):
+    # pandas skips blank lines and numbered the rows without them: a value beyond float32 on
+    # the file's 4th line under the header was "row 3" (session 13)
+    path = tmp_path / "f.csv"
+    path.write_text("sqft,beds,price\n1200,3,250000\n\n900,2,181000\n1000,1e39,1\n1100,2,19\n\n\n")
+    df, _ = read_csv(path)
+    assert df.index.tolist() == [0, 2, 3, 4]
+    assert df.attrs["notes"] == ["skipped 1 row(s) with every cell empty (row 2 under the header)"]
+    with pytest.raises(UserError, match=r"column 'beds' row 4: 1e\+39 is beyond float32"):
+        load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.tuples(st.integers(0, 99), st.integers(0, 9)).map(lambda r: f"{r[0]},{r[1]}"),
+            st.sampled_from(["", ",", " "]),  # blank, separators only, a space
+        ),
+        min_size=1,
+        max_size=12,
+    ).filter(lambda ls: any("," in ln and ln != "," for ln in ls)),
+    ending=st.sampled_from(["\n", "\r\n"]),
+)
+def test_each_row_is_named_by_its_line_under_the_header(tmp_path_factory, lines, ending):
+    path = tmp_path_factory.getbasetemp() / "blank_lines.csv"
+    path.write_bytes(ending.join(["a,b", *lines, ""]).encode())
+    df, _ = read_csv(path)
+    rows = [i for i, ln in enumerate(lines) if ln not in ("", ",", " ")]
+    assert df.index.tolist() == rows
+    assert df["a"].tolist() == [int(lines[i].split(",")[0]) for i in rows]
+    from data.csv_source import cells_as_written
+
+    every = cells_as_written(path, ",", keep_empty_rows=True)
+    assert every.notna().any(axis=1).to_numpy().nonzero()[0].tolist() == rows
+
+
 @pytest.mark.parametrize("end", [b"\r\n\x1a", b"\x1a"])
 def test_dos_end_of_file_mark_is_no_row(tmp_path, end):
     # a file ending in Ctrl-Z: "row 4: '\\x1a' is not a number" (helper-44), and right after
