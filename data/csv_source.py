@@ -2119,4 +2119,5 @@ def load_csv(cfg, seed: int = 0, train_rows: np.ndarray | None = None) -> Table:
         source,
         encoding=enc.to_dict(),
         description=enc.describe(),
+        file_rows=df.index.to_numpy(np.int64) + 1,
     )

@@ -182,6 +182,7 @@ class Prepared:
     rows: dict[str, np.ndarray]  # split -> indices into the table
     scaling: Scaling
     log_target: bool
+    file_rows: np.ndarray | None = None  # a CSV's rows: each table row's number in the file
 
     def to_target_units(self, pred: np.ndarray) -> np.ndarray:
         """Undo every target transform: standardisation, then the log if one was taken."""
@@ -191,7 +192,7 @@ class Prepared:
 
 def prepare_table(table, d, seed: int, rows: dict[str, np.ndarray] | None = None) -> Prepared:
     """:func:`prepare` a :class:`~data.sources.Table` as the ``data`` config ``d`` says."""
-    return prepare(
+    prepared = prepare(
         table.X,
         table.y,
         table.feature_names,
@@ -203,6 +204,8 @@ def prepare_table(table, d, seed: int, rows: dict[str, np.ndarray] | None = None
         log_target=d.log_target,
         rows=rows,
     )
+    prepared.file_rows = table.file_rows
+    return prepared
 
 
 def prepare(

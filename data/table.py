@@ -24,3 +24,6 @@ class Table:
     # CSV: the encoding in words, made where the file is read, so a run that takes the table
     # from the second process (data/read_ahead.py) does not import pandas to describe it
     description: str = ""
+    # CSV: each row's number in its file, 1 the first under the header (blank lines counted),
+    # as errors name rows; a row left out (data.missing=drop) has none
+    file_rows: np.ndarray | None = None

@@ -980,6 +980,43 @@ def test_rows_are_numbered_as_the_file_has_them_blank_lines_included(tmp_path):
         load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
 
 
+@pytest.mark.slow
+def test_predictions_csv_names_each_row_by_its_number_in_the_file(tmp_path):
+    # no file said which rows trained and which were held out (helper-51): predictions.csv
+    # lists them by the numbers errors use, blank lines counted, a dropped row left out
+    sqft, beds = 1000 + 37 * np.arange(40), 2 + np.arange(40) % 4
+    rows = [f"{a},{b},{150000 + 90 * a + 5000 * b}" for a, b in zip(sqft, beds, strict=True)]
+    rows[7] = "1259,,"  # no price: dropped (data.missing=drop)
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(["sqft,beds,price", *rows[:5], "", *rows[5:], "", ""]) + "\n")
+    cfg = make_config(
+        "data=csv",
+        f"data.path={path}",
+        "data.target=price",
+        "data.missing=drop",
+        "logger.plots=false",
+        "logger.tensorboard=false",
+    )
+    metrics = train_and_evaluate(cfg, tmp_path / "run")
+    written = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    expected = [n for n in range(1, 42) if n not in (6, 9)]  # the blank line, the dropped row
+    assert written["row"].tolist() == expected
+    kept = [r for i, r in enumerate(rows) if i != 7]
+    assert written["price"].tolist() == [float(r.split(",")[2]) for r in kept]
+    split = split_rows(len(kept), 0.1, 0.1, 0)
+    for name, part in split.items():
+        assert set(written["row"].to_numpy()[part]) == set(
+            written.loc[written.split == name, "row"]
+        )
+    assert (written["split"] == "test").sum() == len(split["test"]) == 4
+    test = written[written.split == "test"]
+    assert np.mean(test["residual"] ** 2) == pytest.approx(metrics["test"]["mse"], rel=1e-6)
+    from training.run import forget_the_report
+
+    forget_the_report(tmp_path / "run", keep_curves=False)  # as a resume begins
+    assert not (tmp_path / "run" / "predictions.csv").exists()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     lines=st.lists(

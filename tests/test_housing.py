@@ -79,6 +79,22 @@ def test_metrics_match_sklearn_on_every_split(tmp_path):
         assert m["rmse"] == pytest.approx(np.sqrt(mean_squared_error(truth, guess)), rel=1e-5)
         assert m["mae"] == pytest.approx(mean_absolute_error(truth, guess), rel=1e-5)
         assert m["r2"] == pytest.approx(r2_score(truth, guess), abs=1e-5)
+    # predictions.csv: every row once, by its number in the file, with its split, price and
+    # prediction (predict.py's on the same file, to float32's rounding of the scaled
+    # prediction); its splits' errors are metrics.json's
+    written = pd.read_csv(tmp_path / "predictions.csv")
+    assert list(written.columns) == ["row", "split", "price", "predicted_price", "residual"]
+    assert written["row"].tolist() == list(range(1, len(df) + 1))
+    for split in ("train", "val", "test"):
+        assert (written["split"] == split).sum() == len(rows[split])
+        assert (written["split"].to_numpy()[rows[split]] == split).all()
+    np.testing.assert_array_equal(written["price"], df["price"])
+    np.testing.assert_allclose(written["predicted_price"], pred, rtol=1e-6)
+    np.testing.assert_array_equal(
+        written["residual"], written["price"] - written["predicted_price"]
+    )
+    for split, part in written.groupby("split"):
+        assert np.mean(part["residual"] ** 2) == pytest.approx(metrics[split]["mse"], rel=1e-6)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert set(saved["val"]) == {"mse", "rmse", "mae", "r2"}
     assert saved["coefficients"].keys() == saved["ols"].keys() - {"r2"}

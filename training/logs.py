@@ -4,6 +4,7 @@ copy of what it prints in Hydra's log file (``train.log``)."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import math
@@ -373,4 +374,36 @@ def write_json(path: Path, payload: dict) -> None:
     with open(tmp, "w") as f:
         json.dump(_jsonable(payload), f, indent=2)
         f.write("\n")
+    os.replace(tmp, path)
+
+
+PREDICTIONS = "predictions.csv"
+
+
+def write_predictions(
+    path: Path, target: str, file_rows: np.ndarray, rows: dict, actual: dict, predicted: dict
+) -> None:
+    """Write each row's split, target and prediction as CSV, atomically, ordered by row:
+    ``row`` (its number in the file, 1 the first under the header, as errors name it),
+    ``split`` (``train``, ``val`` or ``test``), the target in its units, ``predicted_<target>``
+    and ``residual`` (the target less the prediction).
+
+    ``file_rows``: ``(n,)`` the table's rows' numbers in the file; ``rows``: split -> indices
+    into the table; ``actual``, ``predicted``: split -> ``(len(rows[split]),)`` in the target's
+    units (a split with no rows may be absent). Floats are written with ``repr`` (the shortest
+    text that reads back as the same float64)."""
+    parts = [s for s in rows if len(rows[s])]
+    table = np.concatenate([file_rows[rows[s]] for s in parts])
+    order = np.argsort(table, kind="stable")
+    split = np.concatenate([[s] * len(rows[s]) for s in parts])[order]
+    y = np.concatenate([np.asarray(actual[s], np.float64) for s in parts])[order]
+    pred = np.concatenate([np.asarray(predicted[s], np.float64) for s in parts])[order]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["row", "split", target, f"predicted_{target}", "residual"])
+        out.writerows(
+            (int(r), s, repr(float(a)), repr(float(p)), repr(float(a - p)))
+            for r, s, a, p in zip(table[order], split, y, pred, strict=True)
+        )
     os.replace(tmp, path)

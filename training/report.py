@@ -28,7 +28,7 @@ from training.evaluate import (
     residual_moments,
 )
 from training.hooks import Progressed
-from training.logs import fmt, param_columns
+from training.logs import PREDICTIONS, fmt, param_columns, write_predictions
 from training.optim import GRADIENT_DESCENT, method_of
 from training.stability import condition_numbers
 from training.step import loss_fn
@@ -108,6 +108,15 @@ def evaluate(run: Run, params, at: Progressed) -> dict:
     names, writes = run.model.names, run.settings.writes
     final = to_host(params)
     metrics, predicted = split_metrics(run, params, final, at)
+    if writes and run.data.file_rows is not None:  # a file's rows: which trained, each's error
+        write_predictions(
+            run.settings.workdir / PREDICTIONS,
+            run.settings.cfg.data.target,
+            run.data.file_rows,
+            run.data.rows,
+            run.data.y_raw,
+            predicted,
+        )
     if run.settings.cfg.logger.plots:
         # what the plots need from the sharded rows is a collective: every process computes
         # it, process 0 draws (a call only process 0 makes waits for the others for ever)

@@ -62,7 +62,7 @@ from training.hooks import (
     trace,
     weights_path,
 )
-from training.logs import TensorBoardLog, copy_to_run_log, fmt, write_json
+from training.logs import PREDICTIONS, TensorBoardLog, copy_to_run_log, fmt, write_json
 from training.report import SPLITS, evaluate
 from training.step import Runner
 
@@ -176,7 +176,7 @@ def forget_the_report(workdir: Path, keep_curves: bool) -> None:
     metrics.json, so the run looked finished, and predict.py priced with the newer checkpoint
     without its note; one with the plots off left figures of the shorter run beside metrics
     of the longer."""
-    stale = [workdir / "metrics.json", *workdir.glob("*.png")]
+    stale = [workdir / "metrics.json", workdir / PREDICTIONS, *workdir.glob("*.png")]
     if not keep_curves:
         stale.append(workdir / Curves.FILE)
     for path in stale:
