@@ -1498,16 +1498,20 @@ def _pandas_read(
 
 
 def _has_a_blank_line(path: Path | str) -> bool:
-    """Whether the file has an empty line (anywhere, the lines above the header too: then the
-    rows are counted once more, to no effect)."""
+    """Whether the file has a line that is empty or only spaces and tabs (anywhere, the lines
+    above the header too: then the rows are counted once more, to no effect)."""
     with open(path, "rb") as f:
         tail = b""
         while chunk := f.read(1 << 24):
             text = tail + chunk
-            if b"\n\n" in text or b"\n\r\n" in text or b"\r\r" in text:
+            if _BLANK_LINE.search(text):
                 return True
-            tail = text[-2:]
+            tail = text[-4096:]
     return False
+
+
+# a line end (a lone CR only when no LF follows it), spaces or tabs, a line end
+_BLANK_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))[ \t]*(?:\r\n|\n|\r)")
 
 
 def _nameless_or_empty(df: pd.DataFrame, keep: set[str]) -> tuple[list[str], list[str]]:
@@ -1945,6 +1949,23 @@ def _identifier(name: str, values: np.ndarray) -> bool:
     )
 
 
+_POSTAL = ("zip", "zipcode", "zip5", "postcode", "postalcode", "plz", "postleitzahl")
+
+
+def _postal_code(name: str, values: np.ndarray) -> bool:
+    """Whether a number column is most likely a zip or postal code: its name, without case,
+    spaces or signs, is or ends in ``zip``, ``zipcode``, ``postcode``, ``postalcode`` (``ZIP``,
+    ``Zip Code``, ``owner_zip``, ``PostalCode``) or the German ``PLZ``, and ``values`` are
+    whole numbers, more than one of them different."""
+    plain = re.sub(r"[^a-z0-9]", "", name.lower())
+    values = values[~np.isnan(values)]
+    return bool(
+        plain.endswith(_POSTAL)
+        and np.all(values == np.round(values))
+        and len(np.unique(values)) > 1
+    )
+
+
 def _fit_column(
     c: ColumnCode,
     col: pd.Series,
@@ -2004,6 +2025,12 @@ def _fit_column(
         notes.append(
             f"column {c.name!r} looks like an identifier (a different whole number in every "
             f"training row) and is used as a number; add it to data.drop to leave it out"
+        )
+    elif c.kind == "numeric" and _postal_code(c.name, _raw_values(col, c, source, decimal)[train]):
+        notes.append(
+            f"column {c.name!r} looks like a zip or postal code and is used as a number (one "
+            f"coefficient times the code: 98199 is not 'more' than 98001); add it to "
+            f"data.categorical for a coefficient per code (rare ones pooled), or to data.drop"
         )
     if missing == "mean" and c.kind != "onehot":
         # every column gets its fill, also one with no empty cell in this file: a new row's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from datetime import date, timedelta
 
 import numpy as np
@@ -21,7 +22,7 @@ from make_housing_files import ames, european, king_county, r_export
 
 from data.csv_source import load_csv, read_csv
 from data.preprocess import split_rows
-from errors import UserError
+from errors import UserError, hydra_list
 from training.run import train_and_evaluate
 
 SQFT = (
@@ -265,6 +266,38 @@ def test_an_identifier_column_gets_a_note_naming_it(tmp_path, name, ids, flagged
         0,
     )
     assert dropped.feature_names == ["size"]  # the advice, followed, leaves the column out
+
+
+@pytest.mark.parametrize(
+    ("name", "codes", "flagged"),
+    [
+        ("zipcode", "98103,98103,98117,98001,98199,98117", True),
+        ("Zip Code", "2134,2134,2215,2115,2134,2215", True),  # leading zeros read as numbers
+        ("owner_zip", "98103,98117,98001,98199,98117,98103", True),
+        ("PLZ", "8001,8002,8001,8004,8003,8002", True),
+        ("zipcode", "98103,98103,98103,98103,98103,98103", False),  # one value: dropped
+        ("zip_share", "0.1,0.2,0.3,0.4,0.5,0.6", False),  # not whole numbers
+        ("zipper_count", "1,2,3,4,5,6", False),
+    ],
+)
+def test_a_postal_code_used_as_a_number_gets_a_note(tmp_path, name, codes, flagged):
+    # a zip code was one coefficient times the code, without a word (helper-54)
+    rows = zip(codes.split(","), [1.5, 2.0, 3.5, 4.0, 5.5, 6.0], [3, 5, 8, 9, 12, 13], strict=True)
+    path = tmp_path / "h.csv"
+    path.write_text(f"{name},size,price\n" + "".join(f"{c},{s},{p}\n" for c, s, p in rows))
+    settings = ("data.val_fraction=0", "data.test_fraction=0", "data.min_level_count=1")
+    table = load_csv(csv_cfg(path, "price", *settings), 0)
+    note = (
+        f"column {name!r} looks like a zip or postal code and is used as a number (one "
+        "coefficient times the code: 98199 is not 'more' than 98001); add it to "
+        "data.categorical for a coefficient per code (rare ones pooled), or to data.drop"
+    )
+    assert (note in table.encoding["notes"]) is flagged
+    if flagged:  # the advice, followed: a coefficient per code, and no note
+        (listed,) = shlex.split(hydra_list("data.categorical", [name]))  # as bash passes it
+        coded = load_csv(csv_cfg(path, "price", *settings, listed), 0)
+        assert not [n for n in coded.encoding["notes"] if "postal code" in n]
+        assert len(coded.feature_names) == len(set(codes.split(","))) - 1 + 1  # and size
 
 
 def test_free_text_is_still_an_error_suggesting_data_drop(tmp_path):
@@ -1027,7 +1060,7 @@ def test_predictions_csv_names_each_row_by_its_number_in_the_file(tmp_path):
         min_size=1,
         max_size=12,
     ).filter(lambda ls: any("," in ln and ln != "," for ln in ls)),
-    ending=st.sampled_from(["\n", "\r\n"]),
+    ending=st.sampled_from(["\n", "\r\n", "\r"]),
 )
 def test_each_row_is_named_by_its_line_under_the_header(tmp_path_factory, lines, ending):
     path = tmp_path_factory.getbasetemp() / "blank_lines.csv"
