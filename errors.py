@@ -103,14 +103,27 @@ def hydra_value(key: str, value: object) -> str:
 def shell_word(arg: str) -> str:
     """``arg`` as a POSIX shell reads it back: as it is, or in double quotes with ``$ ` " \\``
     escaped (a Hydra interpolation ``${...}`` stays readable), or ``shlex``-quoted when it has
-    a ``!`` (which bash expands inside double quotes)."""
+    a ``!`` (which bash expands inside double quotes). With a control character (a tab, a
+    line end: a column name ``'Lot\\tArea'``), bash's ``$'...'`` with each written as an escape
+    (``\\t``): a raw tab pasted into a terminal completes a file name instead."""
     import shlex
 
     if _SHELL_SAFE.fullmatch(arg):
         return arg
+    if _CONTROL.search(arg):
+        return "$'" + _CONTROL_OR_QUOTE.sub(_ansi_c_escape, arg) + "'"
     if "!" in arg:
         return shlex.quote(arg)
     return '"' + re.sub(r'([$`"\\])', r"\\\1", arg) + '"'
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_QUOTE = re.compile(r"[\x00-\x1f\x7f'\\]")
+_ANSI_C = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'", "\\": "\\\\"}
+
+
+def _ansi_c_escape(m: re.Match) -> str:
+    return _ANSI_C.get(m.group(), f"\\x{ord(m.group()):02x}")
 
 
 def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:

@@ -1064,6 +1064,8 @@ def test_a_shell_word_is_read_back_by_bash_as_it_was(args):
     from errors import shell_word
 
     line = " ".join(shell_word(a) for a in args)
+    # a tab or line end is written as an escape: pasted raw, a tab completes a file name
+    assert not re.search(r"[\x00-\x1f\x7f]", line)
     read = subprocess.run(
         ["bash", "-c", f"printf '%s\\0' {line}"], capture_output=True, check=True
     ).stdout
@@ -1161,13 +1163,15 @@ def test_a_trials_advice_is_sized_to_the_rows_it_read():
     assert no_validation_rows(data, None).endswith("(or cross-validate with data.folds=5)")
 
 
-@example(["${x}", "a\\${x}", "true", "null", "Dist\\"])
+@example(["${x}", "a\\${x}", "true", "null", "Dist\\", "Lot\tArea"])
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
-        st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12).filter(
-            lambda s: s.strip() == s
-        ),
+        st.text(
+            st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+            min_size=1,
+            max_size=12,
+        ).filter(lambda s: s.strip() == s),
         min_size=1,
         max_size=4,
     )
@@ -1180,9 +1184,10 @@ def test_a_list_advised_in_an_error_is_read_back_by_bash_and_hydra_as_those_name
     from errors import hydra_list
 
     word = hydra_list("data.drop", names)
-    shell = subprocess.run(
-        ["bash", "-c", f"printf '%s' {word}"], capture_output=True, text=True, check=True
-    ).stdout
+    assert not re.search(r"[\x00-\x1f\x7f]", word)  # a tab written \t, in bash's $'...'
+    shell = subprocess.run(  # bytes: text mode would read a carriage return as a line end
+        ["bash", "-c", f"printf '%s' {word}"], capture_output=True, check=True
+    ).stdout.decode()
     parsed = OverridesParser.create().parse_override(shell).value()
     # and OmegaConf resolves it to the names: '${x}' in Hydra's quotes was an interpolation
     assert OmegaConf.to_container(OmegaConf.create({"d": parsed}), resolve=True)["d"] == names
