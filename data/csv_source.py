@@ -75,6 +75,7 @@ _DECORATION = (
     rf"[\s{''.join(_SIGN_CODES)}%]|(?<=\d)['’](?=\d{{3}}(?!\d))|^'(?=[+-]?\d)"
     rf"|^(?:{_CURRENCY_CODES})(?=[\s\d+-])|(?<=[\d\s])(?:{_CURRENCY_CODES})$"
 )
+_FULL_WIDTH = "[\uff01-\uff5e\uffe0-\uffe6\u3000]"  # full-width ASCII, signs, space
 _MONTH = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
 # a day's name before a date ("Tuesday, July 8, 2014", "Tue, 08 Jul 2014"): it says nothing more
 _WEEKDAY = re.compile(
@@ -337,6 +338,12 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     codes, texts = _cells(col)
     text = pd.Series(texts, dtype=object)
     na = text.isin(NA_TOKENS).to_numpy()
+    # full-width forms, as East Asian input methods type them ("２００８", "１，２５０", "￥"):
+    # their ASCII and sign forms (Unicode's compatibility normalization)
+    wide = text.str.contains(_FULL_WIDTH, regex=True).fillna(False).to_numpy(bool)
+    if wide.any():
+        text = text.copy()
+        text[wide] = [unicodedata.normalize("NFKC", t) for t in text[wide]]
     thousands = "," if decimal == "." else "."
     bare = text.str.replace(_DECORATION, "", regex=True)
     # the typographic minus, accounting's parentheses for a negative amount, "(1,250)", and
@@ -2019,7 +2026,7 @@ def _fit_column(
         notes.append(
             _percent_note(col, c.name)
             or f"column {c.name!r} is numbers written as text (thousands separators, currency "
-            f"or percent signs, spaces, NA words): read as numbers"
+            f"or percent signs, spaces, full-width digits, NA words): read as numbers"
         )
     if c.kind == "numeric" and _identifier(c.name, _raw_values(col, c, source, decimal)[train]):
         notes.append(

@@ -747,7 +747,7 @@ def test_thousands_grouped_integers_are_read_as_the_files_convention_writes_them
     np.testing.assert_array_equal(X[:, enc.feature_names.index("sqft")], SQUARE_FEET)
     assert enc.notes == [
         "column 'sqft' is numbers written as text (thousands separators, currency or percent "
-        "signs, spaces, NA words): read as numbers"
+        "signs, spaces, full-width digits, NA words): read as numbers"
     ]
 
 

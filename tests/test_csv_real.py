@@ -700,10 +700,16 @@ def test_realistic_file_trains_to_least_squares(tmp_path, files, name):
     sign=st.sampled_from(["", "$", "€"]),
     pad=st.sampled_from(["", " "]),
     percent=st.sampled_from(["", "%"]),
+    wide=st.booleans(),
 )
-def test_numbers_written_for_people_read_as_numbers(tmp_path_factory, values, sign, pad, percent):
+def test_numbers_written_for_people_read_as_numbers(
+    tmp_path_factory, values, sign, pad, percent, wide
+):
     path = tmp_path_factory.getbasetemp() / "numbers_for_people.csv"  # one path: one config
     cells = [f'"{pad}{"-" if v < 0 else ""}{sign}{abs(v):,}{percent}{pad}"' for v in values]
+    if wide:  # full-width, as East Asian input methods type them: "１，２５０" was text (helper-44)
+        fold = {c: chr(ord(c) + 0xFEE0) for c in "0123456789,-$%"} | {" ": "\u3000"}
+        cells = ['"' + "".join(fold.get(ch, ch) for ch in c[1:-1]) + '"' for c in cells]
     path.write_text("price,y\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
     df, _ = read_csv(path)
     table = (
