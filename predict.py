@@ -326,7 +326,9 @@ def _with_predictions(df, column: str, pred: np.ndarray) -> tuple[object, list[i
     with every cell empty keep an empty prediction, so that the output lines up row for row with
     the file (empty rows after the last one with a cell are left out). Returns the table and the
     empty rows' numbers (1 = the first line under the header)."""
-    empty = df.drop(columns=column, errors="ignore").isna().all(axis=1).to_numpy()
+    from data.csv_source import every_cell_empty
+
+    empty = every_cell_empty(df.drop(columns=column, errors="ignore"))
     rows = np.flatnonzero(~empty)
     if len(rows) != len(pred):  # read_csv and cells_as_written disagree on the rows: our bug
         raise RuntimeError(f"{len(pred)} predictions for {len(rows)} rows with a cell")

@@ -501,6 +501,7 @@ def _table_as_written(
     key = (path, sep, mtime_ns, keep_empty_rows)
     if key not in _AS_WRITTEN:
         sample, skip, _ = _without_the_separator_line(_read_sample(Path(path), "", path))
+        sample, skip = _without_leading_blank_lines(sample, skip)
         titles = _title_lines(sample.splitlines()[:50], sep) or 0
         header, skip, columns = _layout(sample, skip, titles, sep, path, "", 1)
         raw = _pandas_read(
@@ -923,7 +924,8 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
     number (over a line of names only, it is a title above the header); failing that, the
     first line that splits, below lines of one field each (a title above a header of years).
     None when ``sep`` does not split the file."""
-    rows = list(csv.reader(lines, delimiter=sep))
+    # a line of spaces, tabs or DOS's end-of-file mark is blank, as pandas reads it
+    rows = list(csv.reader(["" if _is_blank(line) else line for line in lines], delimiter=sep))
     if len(rows) > 2 and len(rows[-1]) < len(rows[-2]):  # the sample's last record, cut
         rows = rows[:-1]  # short inside a quoted newline
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
@@ -1041,12 +1043,14 @@ def read_csv(
     sample = _read_sample(path, key, source)
     sep = "\t" if sep in ("tab", "\\t") else sep
     sample, skip, hinted = _without_the_separator_line(sample)
+    sample, below = _without_leading_blank_lines(sample, skip)
+    blank, skip = below - skip, below
     sep, decimal, titles, guessed = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
-    if titles:
+    if titles or blank:
         above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]
         said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
-        notes.append(f"skipped {titles} line(s) above the header{said}")
+        notes.append(f"skipped {titles + blank} line(s) above the header{said}")
     header, skip, columns = _layout(sample, skip, titles, sep, source, key, min_columns)
     df = _parse_table(path, sep, decimal, source, skip, columns)
     if df.attrs.get("empty_rows"):
@@ -1122,7 +1126,7 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
     lines = sample.splitlines()[1:50]
     if len(sample) >= 65536 and len(lines) > 1:
         lines = lines[:-1]  # the last may be cut short
-    rows = [r for r in csv.reader(lines, delimiter=sep) if r]
+    rows = [r for r in csv.reader(lines, delimiter=sep) if r and not _is_blank(sep.join(r))]
     widths = [_width(r) for r in rows]
     fields = max(widths, key=widths.count) if rows else 0  # most lines' width
     longest = max((len(r) for r in rows), default=0)  # an empty last cell is a field written
@@ -1268,8 +1272,9 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
             at = np.isfinite(v)
             # within 1 % or a report's two decimals (a mean rate of 0.1565 written 0.16)
             if at.any() and any(np.allclose(v[at], s[at], rtol=1e-2, atol=0.01) for s in stats):
+                n = int(df.index[i])  # the row's line under the header, blank lines counted
                 raise UserError(
-                    f"{source}: row {i + 1} (line {i + 2 + skip}) is a total or a summary "
+                    f"{source}: row {n + 1} (line {n + 2 + skip}) is a total or a summary "
                     f"({cell.strip()!r}), not a row of data; delete that line"
                 )
     numbers = df.select_dtypes("number").to_numpy(np.float64)
@@ -1282,8 +1287,9 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
                 and np.abs(sums).min() > 0
                 and np.allclose(numbers[i], sums, rtol=1e-3, atol=0)
             ):
+                n = int(df.index[i])
                 raise UserError(
-                    f"{source}: row {i + 1} (line {i + 2 + skip}) holds the sums of the other "
+                    f"{source}: row {n + 1} (line {n + 2 + skip}) holds the sums of the other "
                     "rows' numbers (a report's total), not a row of data; delete that line"
                 )
 
@@ -1299,8 +1305,9 @@ def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> No
     for i in maybe:
         cells = [str(v).strip() for v in df.iloc[i]]
         if cells == [str(c) for c in df.columns]:
+            n = int(df.index[i])
             raise UserError(
-                f"{source}: row {i + 1} repeats the header (line {i + 2 + skip}); delete that line"
+                f"{source}: row {n + 1} repeats the header (line {n + 2 + skip}); delete that line"
             )
 
 
@@ -1401,6 +1408,20 @@ def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int)
     return header
 
 
+def _is_blank(line: str) -> bool:
+    """A line pandas skips as blank: nothing but spaces and tabs (DOS's end-of-file mark, a
+    last line of its own, likewise)."""
+    return not line.strip(" \t\r\n\x1a")
+
+
+def _without_leading_blank_lines(sample: str, skip: int) -> tuple[str, int]:
+    """``(sample, skip)`` without the blank lines at the top of ``sample``, counted in
+    ``skip``: they are no title, and do not count against :data:`MAX_TITLE_LINES`."""
+    lines = sample.splitlines(keepends=True)
+    blank = next((k for k, line in enumerate(lines) if not _is_blank(line)), len(lines))
+    return "".join(lines[blank:]), skip + blank
+
+
 def _without_the_separator_line(sample: str) -> tuple[str, int, str | None]:
     """``(sample, lines to skip, separator)``: Excel's ``sep=;`` first line (written so that
     Excel opens the file right in any locale) names the separator and is no header: the
@@ -1455,8 +1476,10 @@ def _pandas_read(
         options.update(header=0, names=range(columns))
     with open(path, "rb") as f:
         head = f.read(65536)
-    if b"\r" in head and b"\n" not in head:  # old Mac line ends: pandas miscounted the
-        options.update(lineterminator="\r")  # skipped title lines by one, a data row lost
+    # old Mac line ends (a newline inside a quoted cell aside): pandas miscounted the skipped
+    # lines above the header, and a data row was lost
+    if len(re.findall(rb"\r(?!\n)", head)) > head.count(b"\n"):
+        options.update(lineterminator="\r")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
         df = pd.read_csv(
@@ -1484,7 +1507,7 @@ def _pandas_read(
                 df[name] = numbers if numbers.notna().sum() == column.notna().sum() else column
     # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
     # of missing cells; the others keep their numbers (the index) for the errors that name them
-    empty = df.isna().all(axis=1).to_numpy()
+    empty = every_cell_empty(df)
     if keep_empty_rows:
         df.attrs["empty_rows"] = []
         return df
@@ -1494,7 +1517,7 @@ def _pandas_read(
     lines = np.flatnonzero(~empty)  # each row's line under the header, 0 the first
     if _has_a_blank_line(path):  # pandas skips blank lines and numbers the rows without them
         every = _pandas_read(path, sep, columns, True, dtype=str, skiprows=options.get("skiprows"))
-        filled = np.flatnonzero(~every.isna().all(axis=1).to_numpy())
+        filled = np.flatnonzero(~every_cell_empty(every))
         if len(filled) == len(lines):  # the same rows with a cell, in the same order
             lines = filled
     df = df[~empty]
@@ -1504,9 +1527,26 @@ def _pandas_read(
     return df
 
 
+def every_cell_empty(df: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``df`` have no cell written: each missing, or only spaces and tabs (a
+    line pandas skips as blank, read as a row when blank lines are kept). ``(len(df),)``."""
+    empty = df.isna().to_numpy(copy=True)
+    for j in range(df.shape[1]):
+        col = df.iloc[:, j]
+        if not pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            codes, texts = pd.factorize(col, use_na_sentinel=True)  # each distinct text once
+            blank = np.array([isinstance(t, str) and _is_blank(t) for t in texts] + [True])
+            empty[:, j] |= blank[codes]
+    return empty.all(axis=1)
+
+
 def _has_a_blank_line(path: Path | str) -> bool:
     """Whether the file has a line that is empty or only spaces and tabs (anywhere, the lines
     above the header too: then the rows are counted once more, to no effect)."""
+    encoding = _text_encoding(path)
+    if encoding != "utf-8-sig":  # UTF-16: its line ends are two bytes each
+        with open(path, encoding=encoding, newline="") as f:
+            return bool(_BLANK_LINE.search(f.read().encode()))
     with open(path, "rb") as f:
         tail = b""
         while chunk := f.read(1 << 24):

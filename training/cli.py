@@ -1073,7 +1073,13 @@ def refuse_runs_in_the_sweep_directory(overrides: list[str], hydra_args: list[st
 
 
 # what a run that reached its data leaves; `.hydra/` alone is a run that failed before it
-RUN_FILES = ("checkpoints", "metrics.json", "preprocessing.json", "events.out.tfevents.*")
+RUN_FILES = (
+    "checkpoints",
+    "metrics.json",
+    "predictions.csv",
+    "preprocessing.json",
+    "events.out.tfevents.*",
+)
 
 
 def run_files(path: Path) -> list[str]:

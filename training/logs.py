@@ -378,6 +378,7 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 PREDICTIONS = "predictions.csv"
+PREDICTION_COLUMNS = ("row", "split", "residual")  # beside the target and its prediction
 
 
 def write_predictions(
@@ -386,7 +387,8 @@ def write_predictions(
     """Write each row's split, target and prediction as CSV, atomically, ordered by row:
     ``row`` (its number in the file, 1 the first under the header, as errors name it),
     ``split`` (``train``, ``val`` or ``test``), the target in its units, ``predicted_<target>``
-    and ``residual`` (the target less the prediction).
+    and ``residual`` (the target less the prediction); a target named ``row``, ``split`` or
+    ``residual`` keeps its name, and that column of ours is ``_row``, ``_split``, ``_residual``.
 
     ``file_rows``: ``(n,)`` the table's rows' numbers in the file; ``rows``: split -> indices
     into the table; ``actual``, ``predicted``: split -> ``(len(rows[split]),)`` in the target's
@@ -401,7 +403,9 @@ def write_predictions(
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["row", "split", target, f"predicted_{target}", "residual"])
+        # a target named as one of this file's own columns keeps its name; ours gets a "_"
+        row, part, residual = (f"_{c}" if c == target else c for c in PREDICTION_COLUMNS)
+        out.writerow([row, part, target, f"predicted_{target}", residual])
         out.writerows(
             (int(r), s, repr(float(a)), repr(float(p)), repr(float(a - p)))
             for r, s, a, p in zip(table[order], split, y, pred, strict=True)
