@@ -126,6 +126,14 @@ def _ansi_c_escape(m: re.Match) -> str:
     return _ANSI_C.get(m.group(), f"\\x{ord(m.group()):02x}")
 
 
+def printable(text: str) -> str:
+    """``text`` with each control character written as Python writes it in a string (``\\t``,
+    ``\\n``, ``\\x1b``): a column name shown in a message or a table, whose raw tab looked
+    like spaces, whose line break split a one-line warning, whose escape sequence coloured the
+    terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:
     """``PYTHON train.py OVERRIDES trainer.resume=true hydra.run.dir=W``: the command that
     continues the run in ``workdir`` made with ``overrides`` (its ``hydra.overrides.task`` and

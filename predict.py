@@ -333,6 +333,7 @@ def _with_predictions(df, column: str, pred: np.ndarray) -> tuple[object, list[i
     if len(rows) != len(pred):  # read_csv and cells_as_written disagree on the rows: our bug
         raise RuntimeError(f"{len(pred)} predictions for {len(rows)} rows with a cell")
     df = df.iloc[: rows[-1] + 1 if len(rows) else 0].copy()
+    df.iloc[np.flatnonzero(empty[: len(df)]), :] = np.nan  # a line of spaces or tabs: blank
     values = np.full(len(df), np.nan)
     values[rows] = pred
     df[column] = values
@@ -382,6 +383,10 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
     fmt = {"sep": sep, "decimal": decimal, "index": False}
+    if any(df[c].astype(str).str.contains("\r", regex=False).any() for c in df.columns):
+        # Python's csv quotes a cell holding its line end's characters only: a cell of an old
+        # Mac file's CR line break, unquoted at "\n", split its row in two
+        fmt["lineterminator"] = "\r\n"
     if out is not None:
         try:
             df.to_csv(out, **fmt)

@@ -51,7 +51,7 @@ import pandas as pd
 
 from data.column_code import MISSING, OTHER, ColumnCode
 from data.table import Table
-from errors import UserError, hydra_list
+from errors import UserError, hydra_list, printable
 
 BOOLEAN_PAIRS = ({"yes", "no"}, {"y", "n"}, {"true", "false"}, {"t", "f"}, {"on", "off"})
 TRUE_WORDS = {"yes", "y", "true", "t", "on"}
@@ -930,8 +930,12 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
         rows = rows[:-1]  # short inside a quoted newline
     written = [sum(bool(cell.strip()) for cell in r) for r in rows]
     widths = [_width(r) for r in rows]
+    # the last line the header may be on: below at most `most` lines with a cell written (blank
+    # lines and a spreadsheet's empty rows, ',,,,', count for nothing)
+    filled = [i for i, w in enumerate(written) if w]
+    last = min(filled[most] if len(filled) > most else len(rows) - 1, len(rows) - 1)
     # numbers in the lines a header or a title may be on (a wide file's cells cost ms each)
-    numbers = [sum(_is_number(cell) for cell in r) for r in rows[: most + 2]]
+    numbers = [sum(_is_number(cell) for cell in r) for r in rows[: last + 2]]
     others = [c for c in SEPARATORS if c != sep]
 
     def header_at(k: int, short: int) -> bool:
@@ -963,12 +967,12 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
         return True
 
     for short in (0, 1):
-        for k in range(min(most, len(rows) - 1) + 1 if short == 0 else 1):
+        for k in range(last + 1 if short == 0 else 1):
             if header_at(k, short):
                 return k
     # a header of years ('region,2019,2020') looks like a data row: below lines of one field
     # each (a title, blank lines), the first line that splits is the header all the same
-    for k in range(1, min(most, len(rows) - 1) + 1):
+    for k in range(1, last + 1):
         if rows[k] and len(rows[k]) > 1:
             if all(len(r) <= 1 for r in rows[:k]) and any(written[:k]):
                 below = [w for r, w in zip(rows[k + 1 :], widths[k + 1 :], strict=True) if r]
@@ -1139,6 +1143,7 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
             f"the name too many, or quote a name that holds {sep!r})"
         )
     if not rows or len(header) >= fields:
+        _refuse_a_line_wider_than_the_header(header, lines, sep, source)
         return header
     first = rows[0][0].strip()
     quoted = all(line.lstrip().startswith('"') for line in lines if line.strip())
@@ -1169,6 +1174,33 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
             "names' column)"
         )
     raise UserError(f"{source}: {names}; give every column a name in the header")
+
+
+def _refuse_a_line_wider_than_the_header(
+    header: list[str], lines: list[str], sep: str, source: str
+) -> None:
+    """A :class:`UserError` naming the first of ``lines`` (those under the header) with a field
+    written beyond the header's last: pandas read such a first data line as if its last field
+    were not there and its others one column to the left (``42,000`` unquoted: a price of 42,
+    silently), and a later one as a malformed file."""
+    for k, row in enumerate(csv.reader(lines, delimiter=sep)):
+        if _width(row) > len(header):
+            raise UserError(wider_than_the_header(source, k + 1, _width(row), len(header), sep))
+
+
+def wider_than_the_header(source: str, row: int, fields: int, named: int, sep: str) -> str:
+    """The one line for row ``row`` (1 the first under the header) of ``fields`` fields under a
+    header of ``named`` names."""
+    why = (
+        "a number written with ',' between thousands splits in two fields unless quoted: quote "
+        "it (\"42,000\") or write it without the ','; "
+        if sep == ","
+        else ""
+    )
+    return (
+        f"{source}: row {row} has {fields} fields where the header names {named} columns: "
+        f"{why}quote a cell that holds {sep!r}, or name the extra column in the header"
+    )
 
 
 def _row_names(first: pd.Series) -> bool:
@@ -1268,13 +1300,10 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
                 np.nanstd(data, 0, ddof=1),
             ]  # fmt: skip
         for i, cell in labelled.items():
-            v = numbers[i]
-            at = np.isfinite(v)
-            # within 1 % or a report's two decimals (a mean rate of 0.1565 written 0.16)
-            if at.any() and any(np.allclose(v[at], s[at], rtol=1e-2, atol=0.01) for s in stats):
-                n = int(df.index[i])  # the row's line under the header, blank lines counted
+            if _is_a_statistic(numbers[i], stats):
+                n, line = int(df.index[i]), _line_of(df, i, skip)  # as the file has them
                 raise UserError(
-                    f"{source}: row {n + 1} (line {n + 2 + skip}) is a total or a summary "
+                    f"{source}: row {n + 1} (line {line}) is a total or a summary "
                     f"({cell.strip()!r}), not a row of data; delete that line"
                 )
     numbers = df.select_dtypes("number").to_numpy(np.float64)
@@ -1287,11 +1316,50 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
                 and np.abs(sums).min() > 0
                 and np.allclose(numbers[i], sums, rtol=1e-3, atol=0)
             ):
-                n = int(df.index[i])
+                n, line = int(df.index[i]), _line_of(df, i, skip)
                 raise UserError(
-                    f"{source}: row {n + 1} (line {n + 2 + skip}) holds the sums of the other "
+                    f"{source}: row {n + 1} (line {line}) holds the sums of the other "
                     "rows' numbers (a report's total), not a row of data; delete that line"
                 )
+
+
+def _line_of(df: pd.DataFrame, i: int, skip: int) -> int:
+    """The file's line (1 the first) on which the ``i``-th row of ``df`` begins: its row under
+    the header (``df.index``, blank lines counted), the header's line and the ``skip`` lines
+    above it, and the line breaks inside the quoted cells above it (the header's too)."""
+    breaks = sum(len(_LINE_BREAK.findall(str(name))) for name in df.columns)
+    for j in range(df.shape[1]):
+        above = df.iloc[:i, j]
+        if not pd.api.types.is_numeric_dtype(above):
+            breaks += int(above.dropna().astype(str).str.count(_LINE_BREAK.pattern).sum())
+    return int(df.index[i]) + 2 + skip + breaks
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _is_a_statistic(row: np.ndarray, stats: list[np.ndarray]) -> bool:
+    """Whether a row's numbers (NaN: no number) are one of ``stats``, each column's statistic
+    of the other rows: within 1 %, or within the rounding of the digits written (a mean of
+    1.175 written 1.2), at least a report's two decimals (a mean rate of 0.1565 written 0.16)."""
+    at = np.isfinite(row)
+    if not at.any():
+        return False
+    slack = np.maximum(0.01, _half_unit(row[at]))
+    return any(
+        bool(np.all(np.abs(row[at] - s[at]) <= np.maximum(1e-2 * np.abs(s[at]), slack)))
+        for s in stats
+    )
+
+
+def _half_unit(values: np.ndarray) -> np.ndarray:
+    """Half a unit in the last decimal each value is written to (its shortest repr): 0.05 for
+    1.2, 0.5 for 52166, 0.005 for 0.16."""
+    decimals = [
+        0 if "e" in (text := repr(float(v))) or text.endswith(".0") else len(text.split(".")[1])
+        for v in values
+    ]
+    return 0.5 * 10.0 ** -np.asarray(decimals, np.float64)
 
 
 def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> None:
@@ -1305,9 +1373,9 @@ def _refuse_the_header_again(df: pd.DataFrame, source: str, skip: int = 0) -> No
     for i in maybe:
         cells = [str(v).strip() for v in df.iloc[i]]
         if cells == [str(c) for c in df.columns]:
-            n = int(df.index[i])
+            n, line = int(df.index[i]), _line_of(df, i, skip)
             raise UserError(
-                f"{source}: row {n + 1} repeats the header (line {n + 2 + skip}); delete that line"
+                f"{source}: row {n + 1} repeats the header (line {line}); delete that line"
             )
 
 
@@ -1372,17 +1440,27 @@ def _read_sample(path: Path, key: str, source: str) -> str:
             raise UserError(f"{source}: {what}, not a CSV text file; {do}")
     with open(path, encoding=_text_encoding(path), errors="replace") as f:
         sample = f.read(65536)
-    if not sample.strip():
+    if not sample.strip(" \t\r\n\x1a"):  # a DOS end-of-file mark alone is no text either
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
     return sample
 
 
 def _text_encoding(path: Path | str) -> str:
     """UTF-16 for a file that starts with its byte-order mark (Excel's "Unicode Text", a tab
-    file), else UTF-8 (its byte-order mark, if any, skipped)."""
+    file), or without one whose every other byte is 0 in nine of ten characters or more (the
+    high byte of Latin text in UTF-16, little- or big-endian as the zeros fall), else UTF-8
+    (its byte-order mark, if any, skipped)."""
     with open(path, "rb") as f:
-        head = f.read(2)
-    return "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+        head = f.read(4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = len(head) // 2
+    even, odd = head[: pairs * 2 : 2], head[1 : pairs * 2 : 2]
+    if pairs >= 2 and b"\x00" not in even and odd.count(0) >= 0.9 * pairs:
+        return "utf-16-le"
+    if pairs >= 2 and b"\x00" not in odd and even.count(0) >= 0.9 * pairs:
+        return "utf-16-be"
+    return "utf-8-sig"
 
 
 def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int) -> list[str]:
@@ -1454,7 +1532,40 @@ def _parse_table(
                 f" save the file as UTF-8"
             ) from None
     except pd.errors.ParserError as exc:
+        wider = re.search(r"Expected (\d+) fields in line \d+, saw \d+", str(exc))
+        if wider:  # a line with a field past the header's last, below the lines sniffed
+            row = _first_row_wider_than(path, sep, skip, int(wider.group(1)))
+            if row is not None:
+                raise UserError(
+                    wider_than_the_header(source, *row, int(wider.group(1)), sep)
+                ) from None
         raise UserError(f"{source}: not a well-formed CSV file: {exc}".splitlines()[0]) from None
+
+
+def _first_row_wider_than(path: Path, sep: str, skip: int, fields: int) -> tuple[int, int] | None:
+    """The first row (1 the first under the header, blank lines counted) with a field written
+    past the ``fields``-th, and its fields; None when there is none (another fault of the
+    file). Read with Python's csv module: only when pandas has refused the file."""
+    lineterminator = _old_mac_line_ends(path)
+    with open(path, encoding=_text_encoding(path), newline="") as f:
+        text = f.read()
+    if lineterminator:
+        text = text.replace("\r", "\n")
+    records = csv.reader(io.StringIO(text), delimiter=sep)
+    for _ in range(skip + 1):  # the lines above the header, and the header
+        next(records, None)
+    for k, record in enumerate(records):
+        if _width(record) > fields:
+            return k + 1, _width(record)
+    return None
+
+
+def _old_mac_line_ends(path: Path | str) -> bool:
+    """Whether the file ends its lines with a lone CR (old Mac), more often than with an LF
+    (a newline inside a quoted cell aside)."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    return len(re.findall(rb"\r(?!\n)", head)) > head.count(b"\n")
 
 
 def _pandas_read(
@@ -1474,11 +1585,9 @@ def _pandas_read(
         options.update(skip_blank_lines=False)
     if columns is not None:
         options.update(header=0, names=range(columns))
-    with open(path, "rb") as f:
-        head = f.read(65536)
-    # old Mac line ends (a newline inside a quoted cell aside): pandas miscounted the skipped
-    # lines above the header, and a data row was lost
-    if len(re.findall(rb"\r(?!\n)", head)) > head.count(b"\n"):
+    # old Mac line ends: pandas miscounted the skipped lines above the header, and a data row
+    # was lost
+    if _old_mac_line_ends(path):
         options.update(lineterminator="\r")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a trailing separator on every line: pandas warns
@@ -1511,7 +1620,8 @@ def _pandas_read(
     if keep_empty_rows:
         df.attrs["empty_rows"] = []
         return df
-    if empty.all():
+    if empty.all():  # a header over empty rows: no data rows (read_csv says so)
+        df = df.iloc[:0]
         df.attrs["empty_rows"] = []
         return df
     lines = np.flatnonzero(~empty)  # each row's line under the header, 0 the first
@@ -1921,11 +2031,12 @@ def _check_named_columns(
             if name not in columns:
                 raise UserError(
                     f"{source}: no column {name!r} (from {key}); the columns are: "
-                    f"{', '.join(columns)}"
+                    f"{printable(', '.join(columns))}"
                 )
     if target not in columns:
         raise UserError(
-            f"{source}: no column {target!r} for data.target; the columns are: {', '.join(columns)}"
+            f"{source}: no column {target!r} for data.target; the columns are: "
+            f"{printable(', '.join(columns))}"
         )
     twice = [name for name in features or [] if (features or []).count(name) > 1]
     if twice:  # the column entered the model twice, two coefficients for one effect
@@ -1996,18 +2107,22 @@ def _identifier(name: str, values: np.ndarray) -> bool:
     )
 
 
-_POSTAL = ("zip", "zipcode", "zip5", "postcode", "postalcode", "plz", "postleitzahl")
+# how a zip or postal code's column ends its name, in lower case without signs or spaces
+_POSTAL = ("zip", "zipcode", "postcode", "postalcode", "plz", "postleitzahl", "pincode")
+_POSTAL_ALONE = ("cep", "codepostal")  # Brazil's, France's: the whole name
 
 
 def _postal_code(name: str, values: np.ndarray) -> bool:
     """Whether a number column is most likely a zip or postal code: its name, without case,
-    spaces or signs, is or ends in ``zip``, ``zipcode``, ``postcode``, ``postalcode`` (``ZIP``,
-    ``Zip Code``, ``owner_zip``, ``PostalCode``) or the German ``PLZ``, and ``values`` are
-    whole numbers, more than one of them different."""
-    plain = re.sub(r"[^a-z0-9]", "", name.lower())
+    spaces, signs, a note in parentheses or a count of digits after it, is or ends in ``zip``,
+    ``zipcode``, ``postcode``, ``postalcode``, ``pincode`` (``ZIP``, ``Zip Code (5)``,
+    ``owner_zip``, ``zip_code_5digit``, ``PostalCode``), the German ``PLZ``, or is ``CEP`` or
+    ``code_postal``; and ``values`` are whole numbers, more than one different."""
+    plain = re.sub(r"[^a-z0-9]", "", re.sub(r"\(.*?\)", "", name.lower()))
+    plain = re.sub(r"\d+(digits?)?$", "", plain)
     values = values[~np.isnan(values)]
     return bool(
-        plain.endswith(_POSTAL)
+        (plain.endswith(_POSTAL) or plain in _POSTAL_ALONE)
         and np.all(values == np.round(values))
         and len(np.unique(values)) > 1
     )

@@ -93,25 +93,25 @@ def test_extra_reordered_and_target_columns_keep_working(run, tmp_path):
 def test_the_output_lines_up_row_for_row_with_the_file(run, tmp_path):
     # a blank line and a spreadsheet's empty row (',,,') were left out of the output, so its
     # predictions no longer lined up with the file's rows (helper-54); a DOS end-of-file mark
-    # turned the column it ended in to floats ('1500.0')
-    lines = ["sqft,bedrooms,age", "1500,3,10", "", ",,", "2000,4,25", "1800,3,30", "", ""]
-    (tmp_path / "new.csv").write_text("\n".join(lines) + "\x1a")
+    # turned the column it ended in to floats ('1500.0'); a line of a tab was written as a
+    # cell, and a cell's CR line break unquoted, which split its row in two (helper-56)
+    lines = ["sqft,bedrooms,age,note", '1500,3,10,"a\rb"', "", ",,,", " \t", "2000,4,25,x"]
+    (tmp_path / "new.csv").write_text("\n".join([*lines, "1800,3,30,y", "", ""]) + "\x1a")
     proc = run_predict(run, tmp_path / "new.csv", "-o", tmp_path / "out.csv")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
-        f"note: {tmp_path / 'new.csv'}: 2 row(s) with every cell empty (row 2, 3 under the "
+        f"note: {tmp_path / 'new.csv'}: 3 row(s) with every cell empty (row 2, 3, 4 under the "
         "header) are kept without a prediction, so the output's rows line up with the file's",
         f"wrote 3 predictions to {tmp_path / 'out.csv'}",
     ]
-    written = (tmp_path / "out.csv").read_text().splitlines()
-    cells = ["sqft,bedrooms,age", "1500,3,10", ",,", ",,", "2000,4,25", "1800,3,30"]
-    assert [ln.rsplit(",", 1)[0] for ln in written] == cells
-    out = pd.read_csv(tmp_path / "out.csv", skip_blank_lines=False)
-    rows = out.iloc[[0, 3, 4]][FEATURES].astype(int)
+    out = pd.read_csv(tmp_path / "out.csv", skip_blank_lines=False, dtype={"note": str})
+    assert out["sqft"].tolist()[:1] + out["sqft"].tolist()[4:] == [1500, 2000, 1800]
+    assert out.iloc[1:4].isna().all(axis=None)  # the three empty rows, in their places
+    assert out["note"].tolist()[0] == "a\rb"  # one cell, as written
+    rows = out.iloc[[0, 4, 5]][FEATURES].astype(int)
     np.testing.assert_allclose(
-        out["predicted_price"].iloc[[0, 3, 4]], least_squares_prices(rows), rtol=1e-4
+        out["predicted_price"].iloc[[0, 4, 5]], least_squares_prices(rows), rtol=1e-4
     )
-    assert out["predicted_price"].iloc[[1, 2]].isna().all()
 
 
 def test_the_issues_missing_column_is_one_line(run, tmp_path):

@@ -18,6 +18,7 @@ from jax.experimental.multihost_utils import process_allgather
 from omegaconf import DictConfig
 
 from data.column_code import input_sources
+from errors import printable
 from training.build import Rows, Run
 from training.devices import replicate, to_host
 from training.evaluate import (
@@ -514,7 +515,7 @@ def print_coefficients(
     """The coefficient table: the trained coefficients (``method``, the column's header: what
     trained them) beside ``ref``'s, with the classical and HC1 (White) standard errors, the
     classical t statistic and its two-sided p-value."""
-    width = max(len(k) for k in coefs)
+    width = max(len(printable(k)) for k in coefs)
     se, t, pv = metrics["standard_errors"], metrics["t_statistics"], metrics["p_values"]
     print(
         f"{'coefficient':<{width}}  {method:>16}  {ref:>14}  rel diff"
@@ -528,7 +529,7 @@ def print_coefficients(
                 f"  {se[k]['classical']:>10.6g}  {se[k]['hc1']:>10.6g}  "
                 f"{t[k]['classical']:>7.3f}  {pv[k]['classical']:>8.2g}"
             )
-        print(f"{k:<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}{stats}")
+        print(f"{printable(k):<{width}}  {v:>16.6g}  {ols[k]:>14.6g}  {rel:.2e}{stats}")
     gap = metrics["ols_gap"]
     print(
         f"largest relative coefficient difference {gap['max_rel_coefficient_diff']:.2e}; "
