@@ -943,7 +943,8 @@ def _title_lines(lines: list[str], sep: str, most: int = MAX_TITLE_LINES) -> int
         n = len(rows[k])
         if not rows[k] or n < 2 or any(len(r) < 2 for r in rows[k:] if r):
             return False
-        if below and n < max(below) - short:
+        # most lines' width: a line wider than the header is named by its row afterwards
+        if below and n < max(below, key=below.count) - short:
             return False
         leading = len(rows[k]) - len("".join("x" if c.strip() else " " for c in rows[k]).lstrip())
         index_names = 0 < written[k] == n - leading  # pandas' index levels: nameless, then names

@@ -1335,8 +1335,9 @@ def test_old_mac_line_ends_with_a_newline_in_a_quoted_cell_keep_every_row(tmp_pa
     assert df["notes"].tolist()[3] == "a\nb"
 
 
+@pytest.mark.parametrize("title", ["", "Windsor sales, 1987\n"])  # was "one column only"
 @pytest.mark.parametrize("where", [1, 21, 200])
-def test_a_line_wider_than_the_header_is_named_wherever_it_is(tmp_path, where):
+def test_a_line_wider_than_the_header_is_named_wherever_it_is(tmp_path, where, title):
     # '42,000' unquoted in the first data line trained a price of 42, silently (pandas read the
     # line as if its last field were not there); further down it was pandas' own "Expected 12
     # fields in line 22, saw 13" (helper-56)
@@ -1344,7 +1345,7 @@ def test_a_line_wider_than_the_header_is_named_wherever_it_is(tmp_path, where):
     cells = lines[where].split(",")
     lines[where] = ",".join([f"{cells[0][:-3]},{cells[0][-3:]}", *cells[1:]])
     path = tmp_path / "f.csv"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(title + "\n".join(lines) + "\n")
     with pytest.raises(UserError) as err:
         read_csv(path)
     assert str(err.value) == (
