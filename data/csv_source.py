@@ -338,12 +338,7 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
     codes, texts = _cells(col)
     text = pd.Series(texts, dtype=object)
     na = text.isin(NA_TOKENS).to_numpy()
-    # full-width forms, as East Asian input methods type them ("２００８", "１，２５０", "￥"):
-    # their ASCII and sign forms (Unicode's compatibility normalization)
-    wide = text.str.contains(_FULL_WIDTH, regex=True).fillna(False).to_numpy(bool)
-    if wide.any():
-        text = text.copy()
-        text[wide] = [unicodedata.normalize("NFKC", t) for t in text[wide]]
+    text = _half_width(text)
     thousands = "," if decimal == "." else "."
     bare = text.str.replace(_DECORATION, "", regex=True)
     # the typographic minus, accounting's parentheses for a negative amount, "(1,250)", and
@@ -364,6 +359,18 @@ def _parse_numbers(col: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray
         cleaned = cleaned.str.replace(",", ".", regex=False)
     values = pd.to_numeric(cleaned.where(~na), errors="coerce").to_numpy(dtype=np.float64)
     return _per_cell(values, codes, np.nan), _per_cell(na, codes, True)
+
+
+def _half_width(text: pd.Series) -> pd.Series:
+    """``text`` (strings) with the full-width forms East Asian input methods type ("２００８",
+    "１，２５０", "￥") in their ASCII and sign forms (Unicode's compatibility normalization),
+    the cells without them as they are."""
+    wide = text.str.contains(_FULL_WIDTH, regex=True).fillna(False).to_numpy(bool)
+    if not wide.any():
+        return text
+    text = text.copy()
+    text[wide] = [unicodedata.normalize("NFKC", t) for t in text[wide]]
+    return text
 
 
 def _other_mark(mark: str) -> str:
@@ -408,7 +415,7 @@ def _column_decimal(
     _, texts = _cells(col)
     text = pd.Series(texts, dtype=object)
     text = text[~text.isin(NA_TOKENS)]
-    bare = text.str.replace(_DECORATION, "", regex=True)
+    bare = _half_width(text).str.replace(_DECORATION, "", regex=True)
     mark = re.escape(decimal)
     fraction = rf"(?:{re.escape(other)}\d*)?"
     repeated = bare.str.fullmatch(rf"[+-]?\d{{1,3}}(?:{mark}\d{{3}}){{2,}}{fraction}")

@@ -1409,6 +1409,26 @@ def test_blank_lines_and_empty_spreadsheet_rows_above_the_header_count_for_nothi
         assert list(df.columns) == ["price", "sqft", "beds"] and len(df) == 9
 
 
+@pytest.mark.slow
+def test_full_width_thousands_in_a_semicolon_file_get_the_decimal_marks_note(tmp_path):
+    # '５，８５０' in a ';' file was read as 5.85 without the note '5,850' gets (helper-56);
+    # the note is its own line of the run's printout
+    wide = str.maketrans("0123456789,", "０１２３４５６７８９，")
+    lots = [5850, 4000, 3060, 6650, 6360, 4160, 3880, 4160, 4800, 5500]
+    lots = [f"{lot:,}".translate(wide) for lot in lots]
+    rows = [f"{40000 + 1000 * i};{lot};{1 + i % 2}" for i, lot in enumerate(lots)]
+    (tmp_path / "f.csv").write_text("price;lotsize;baths\n" + "\n".join(rows) + "\n")
+    settings = ["data=csv", f"data.path={tmp_path / 'f.csv'}", "data.target=price"]
+    proc = run_train(*settings, "logger.plots=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    encoding = next(i for i, line in enumerate(lines) if line.startswith("encoding of"))
+    assert lines[encoding + 1].startswith(
+        "note: column 'lotsize': every value is written like '５，８５０', read with ',' as the "
+        "decimal mark"
+    )
+
+
 def test_utf16_without_its_byte_order_mark_is_read(tmp_path):
     # "found one column only, 'p\x00r\x00i\x00...'; set data.sep" (helper-56)
     text = "price\tsqft\n100\t900\n110\t950\n"

@@ -205,7 +205,8 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
     fold = None if rows is None else rows["train"]  # a fold's encoding: its training rows'
     table = load_table(d, device if single else None, rows=mine, seed=cfg.seed, train_rows=fold)
     if table.description:
-        say(f"encoding of {table.source}: {printable(table.description)}")
+        lines = table.description.split("\n")  # the encoding, then its notes: a line each
+        say(f"encoding of {table.source}: " + "\n".join(map(printable, lines)))
     data = prepare_table(table, cfg.data, cfg.seed, rows)
     if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
         from data.preprocess import fold_rows
