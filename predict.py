@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError, fail, resume_command
+from errors import UserError, fail, printable, resume_command
 
 
 def _run_record(run_dir: Path) -> dict:
@@ -136,7 +136,7 @@ def features(prep: dict, rows_csv: str | Path, run_dir: Path) -> tuple[np.ndarra
 
     needed = needed_columns(prep)
     takes = (
-        f"the run in {run_dir} takes columns {', '.join(needed)}"
+        f"the run in {run_dir} takes columns {printable(', '.join(needed))}"
         if needed
         else f"the run in {run_dir} takes no feature columns"
     )

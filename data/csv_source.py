@@ -179,7 +179,7 @@ class Encoding:
 
     def describe(self) -> str:
         """Each column's encoding, the target's, and the notes of the fit, in words (what a run
-        prints)."""
+        prints), the encoding on the first line and each note on one of its own."""
         parts = []
         for c in self.columns:
             if c.kind == "onehot":
@@ -195,7 +195,8 @@ class Encoding:
         if not self.used_columns:  # no feature columns: b alone, the mean-price baseline
             parts = ["no feature columns, the model predicts the mean target", *parts]
         parts.append(f"target {self.target}: {'log' if self.log_target else 'numeric'}")
-        return "; ".join(parts) + "".join(f"\nnote: {n}" for n in self.notes)
+        # a line each, a name's control characters escaped (a line break split the line)
+        return printable("; ".join(parts)) + "".join(f"\nnote: {printable(n)}" for n in self.notes)
 
     def transform(
         self, df: pd.DataFrame, source: str, missing: str = "error", where: str = "the new rows"
@@ -532,7 +533,8 @@ def _ambiguous_note(name: str, example: str, decimal: str, cells: pd.Series) -> 
     return (
         f"column {name!r}: {every} is written like {example!r}, read with {decimal!r} as "
         f"the decimal mark; if {decimal!r} separates thousands there, write the numbers "
-        f"without it ({example.replace(decimal, '')}) or with a currency sign, or, if it does "
+        f"without it ({_half_width(pd.Series([example])).iloc[0].replace(decimal, '')}) or "
+        "with a currency sign, or, if it does "
         f"in every column, set {other}"
     )
 
@@ -1057,6 +1059,8 @@ def read_csv(
     sample, skip, hinted = _without_the_separator_line(sample)
     sample, below = _without_leading_blank_lines(sample, skip)
     blank, skip = below - skip, below
+    if not sample.strip(" \t\r\n\x1a"):  # Excel's `sep=;` line over nothing
+        raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
     sep, decimal, titles, guessed = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
     if titles or blank:
@@ -1151,7 +1155,7 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
             f"the name too many, or quote a name that holds {sep!r})"
         )
     if not rows or len(header) >= fields:
-        _refuse_a_line_wider_than_the_header(header, lines, sep, source)
+        _refuse_a_line_wider_than_the_header(header, sample, sep, source)
         return header
     first = rows[0][0].strip()
     quoted = all(line.lstrip().startswith('"') for line in lines if line.strip())
@@ -1185,15 +1189,21 @@ def _with_the_row_names(header: list[str], sample: str, sep: str, source: str) -
 
 
 def _refuse_a_line_wider_than_the_header(
-    header: list[str], lines: list[str], sep: str, source: str
+    header: list[str], sample: str, sep: str, source: str
 ) -> None:
-    """A :class:`UserError` naming the first of ``lines`` (those under the header) with a field
-    written beyond the header's last: pandas read such a first data line as if its last field
-    were not there and its others one column to the left (``42,000`` unquoted: a price of 42,
-    silently), and a later one as a malformed file."""
-    for k, row in enumerate(csv.reader(lines, delimiter=sep)):
-        if _width(row) > len(header):
-            raise UserError(wider_than_the_header(source, k + 1, _width(row), len(header), sep))
+    """A :class:`UserError` naming the first record of ``sample`` (from its header on: the
+    first 50 of its rows) with more fields than the header and than most rows (a separator at
+    the end of every line is no field): pandas read such a first data line as if its last
+    field were not there and its others one column to the left (``42,000`` unquoted: a price
+    of 42, silently), and a later one as a malformed file."""
+    records = list(itertools.islice(csv.reader(io.StringIO(sample), delimiter=sep), 51))[1:]
+    if len(sample) >= 65536 and len(records) > 1:
+        records = records[:-1]  # the last may be cut short
+    lengths = [len(r) for r in records if r]
+    usual = max(len(header), max(lengths, key=lengths.count, default=0))
+    for k, record in enumerate(records):
+        if len(record) > usual:
+            raise UserError(wider_than_the_header(source, k + 1, len(record), len(header), sep))
 
 
 def wider_than_the_header(source: str, row: int, fields: int, named: int, sep: str) -> str:
@@ -1207,7 +1217,8 @@ def wider_than_the_header(source: str, row: int, fields: int, named: int, sep: s
     )
     return (
         f"{source}: row {row} has {fields} fields where the header names {named} columns: "
-        f"{why}quote a cell that holds {sep!r}, or name the extra column in the header"
+        f"{why}quote a cell that holds {sep!r}, delete separators at its end that the other "
+        "rows do not have, or name the extra column in the header"
     )
 
 
@@ -1280,7 +1291,10 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
     rows for 40, a fill value inflated by it; 43 for 40, the coefficients' signs turned). A
     label alone refuses nothing: an agent called Max, a ward called Suma, a loss rated Total."""
     head, tail = SUMMARY_ROWS
-    positions = sorted({*range(min(head, len(df))), *range(max(len(df) - tail, 0), len(df))})
+    # among the rows of two cells or more: a report's footnotes under its total ('Source: ...',
+    # 'Page 1 of 1') had filled the last six
+    filled = np.flatnonzero(df.notna().sum(axis=1).to_numpy() >= 2)
+    positions = sorted({*filled[:head].tolist(), *filled[max(len(filled) - tail, 0) :].tolist()})
 
     def label_of(i: int) -> str | None:
         row = df.iloc[i].tolist()
@@ -1455,20 +1469,23 @@ def _read_sample(path: Path, key: str, source: str) -> str:
 
 def _text_encoding(path: Path | str) -> str:
     """UTF-16 for a file that starts with its byte-order mark (Excel's "Unicode Text", a tab
-    file), or without one whose every other byte is 0 in nine of ten characters or more (the
-    high byte of Latin text in UTF-16, little- or big-endian as the zeros fall), else UTF-8
-    (its byte-order mark, if any, skipped)."""
+    file), or without one when a tenth of its first bytes or more are 0 (UTF-8 text has none),
+    in the byte order that reads as lines and fields; else UTF-8 (its byte-order mark, if any,
+    skipped)."""
     with open(path, "rb") as f:
         head = f.read(4096)
     if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return "utf-16"
-    pairs = len(head) // 2
-    even, odd = head[: pairs * 2 : 2], head[1 : pairs * 2 : 2]
-    if pairs >= 2 and b"\x00" not in even and odd.count(0) >= 0.9 * pairs:
-        return "utf-16-le"
-    if pairs >= 2 and b"\x00" not in odd and even.count(0) >= 0.9 * pairs:
-        return "utf-16-be"
-    return "utf-8-sig"
+    if head.count(0) * 10 < len(head):  # UTF-8 text has no zero bytes
+        return "utf-8-sig"
+    # UTF-16 without its mark: the byte order in which the text reads as lines and fields
+    best, found = "utf-8-sig", 0
+    for encoding in ("utf-16-le", "utf-16-be"):  # (a pair of surrogates cut at the end)
+        text = head[: len(head) // 2 * 2].decode(encoding, errors="replace")
+        marks = sum(text.count(c) for c in "\n\r,;\t|")
+        if marks > found:
+            best, found = encoding, marks
+    return best
 
 
 def _read_header(sample: str, sep: str, source: str, key: str, min_columns: int) -> list[str]:
@@ -1563,8 +1580,8 @@ def _first_row_wider_than(path: Path, sep: str, skip: int, fields: int) -> tuple
     for _ in range(skip + 1):  # the lines above the header, and the header
         next(records, None)
     for k, record in enumerate(records):
-        if _width(record) > fields:
-            return k + 1, _width(record)
+        if len(record) > fields:
+            return k + 1, len(record)
     return None
 
 

@@ -1351,15 +1351,46 @@ def test_a_line_wider_than_the_header_is_named_wherever_it_is(tmp_path, where, t
     assert str(err.value) == (
         f"{path}: row {where} has 13 fields where the header names 12 columns: a number written "
         "with ',' between thousands splits in two fields unless quoted: quote it (\"42,000\") "
-        "or write it without the ','; quote a cell that holds ',', or name the extra column in "
-        "the header"
+        "or write it without the ','; quote a cell that holds ',', delete separators at its end "
+        "that the other rows do not have, or name the extra column in the header"
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "first"),
+    [
+        # the last cell empty on every line: the line wider only by an empty field (helper-57)
+        ("price,lotsize,beds,note", "42,000,5850,3,"),
+        ('price,"lot\nsize",beds', "42,000,5850,3"),  # a line break in the header's quotes
+        ("price,lotsize,beds", "42000,5850,3,"),  # a separator more at its end than the others
+    ],
+)
+def test_a_first_line_wider_than_the_others_is_named(tmp_path, header, first):
+    # trained as a price of 42, silently, when the extra field was empty (helper-57)
+    fill = "," if header.endswith("note") else ""
+    rows = [first, *(f"{40000 + 100 * i},{5000 + i},{2 + i % 3}{fill}" for i in range(40))]
+    (tmp_path / "f.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(UserError, match=r": row 1 has \d+ fields where the header names"):
+        read_csv(tmp_path / "f.csv")
+
+
+def test_a_total_row_above_a_reports_footnotes_is_refused(tmp_path):
+    # the footnotes under a total filled the last six rows looked at, and the total trained
+    # once data.missing=drop was set as advised (helper-57)
+    rows = [f"{40000 + 100 * i},{5000 + i}" for i in range(20)]
+    notes = ["", "Source: county records", "Prepared by: A. Agent", "Page 1 of 1", "x", "y", "z"]
+    total = f"Total,{sum(40000 + 100 * i for i in range(20))},{sum(5000 + i for i in range(20))}"
+    body = "label,price,lot\n" + "".join(f"h{i},{r}\n" for i, r in enumerate(rows))
+    (tmp_path / "f.csv").write_text(body + total + "\n" + "\n".join(notes) + "\n")
+    with pytest.raises(UserError, match=r"row 21 \(line 22\) is a total or a summary"):
+        read_csv(tmp_path / "f.csv")
 
 
 @pytest.mark.parametrize(
     ("text", "error"),
     [
         (b"\x1a", "the file is empty"),  # DOS's end-of-file mark alone: a traceback
+        (b"sep=;\r\n", "the file is empty"),  # Excel's separator line alone: a traceback
         (b"\r\n\x1a", "the file is empty"),
         ("\x1a".encode("utf-16"), "the file is empty"),
         (b"price,lotsize\r\n\x1a", "has a header but no data rows"),  # "missing values"
@@ -1425,17 +1456,18 @@ def test_full_width_thousands_in_a_semicolon_file_get_the_decimal_marks_note(tmp
     encoding = next(i for i, line in enumerate(lines) if line.startswith("encoding of"))
     assert lines[encoding + 1].startswith(
         "note: column 'lotsize': every value is written like '５，８５０', read with ',' as the "
-        "decimal mark"
-    )
+        "decimal mark; if ',' separates thousands there, write the numbers without it (5850)"
+    )  # the advice written with ASCII digits: it kept the full-width comma (helper-57)
 
 
 def test_utf16_without_its_byte_order_mark_is_read(tmp_path):
-    # "found one column only, 'p\x00r\x00i\x00...'; set data.sep" (helper-56)
-    text = "price\tsqft\n100\t900\n110\t950\n"
+    # "found one column only, 'p\x00r\x00i\x00...'; set data.sep" (helper-56); with Chinese
+    # addresses, "line 2 is not UTF-8 text" (helper-57)
+    text = "price\tsqft\taddress\n100\t900\t北京市一号　North\n110\t950\t上海\n"
     for encoding in ("utf-16-le", "utf-16-be"):
         (tmp_path / "f.txt").write_bytes(text.encode(encoding))
         df, _ = read_csv(tmp_path / "f.txt")
-        assert df["sqft"].tolist() == [900, 950]
+        assert df["sqft"].tolist() == [900, 950] and df["address"].tolist()[1] == "上海"
 
 
 def test_a_name_with_a_control_character_is_shown_escaped(tmp_path):
@@ -1446,6 +1478,11 @@ def test_a_name_with_a_control_character_is_shown_escaped(tmp_path):
     with pytest.raises(UserError) as err:
         load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
     assert str(err.value).endswith("the columns are: sale\\tprice, lot\\x1bsize")
+    # a line break in a name split the encoding's line in two (helper-57)
+    rows = [f"{i},{'NS'[i % 2]},{i % 7}" for i in range(12)]
+    path.write_text('price,"dis\ntrict",lot\n' + "\n".join(rows) + "\n")
+    table = load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
+    assert table.description.splitlines()[0].startswith("dis\\ntrict: one-hot")
 
 
 def test_a_total_row_at_the_top_or_without_a_label_is_refused(tmp_path):

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from data.loaders import FIXED_BATCH, Loader, make_loader
 from data.preprocess import ROWS_DIGEST, Prepared, prepare_table, rows_digest
 from data.sources import load_table
-from errors import UserError, printable
+from errors import UserError
 from models.build import build_model
 from training.checkpoint import Checkpoints, start_importing_orbax
 from training.config import in_a_search
@@ -205,8 +205,7 @@ def place_data(cfg: DictConfig, device, rows: dict | None) -> tuple[Rows, Prepar
     fold = None if rows is None else rows["train"]  # a fold's encoding: its training rows'
     table = load_table(d, device if single else None, rows=mine, seed=cfg.seed, train_rows=fold)
     if table.description:
-        lines = table.description.split("\n")  # the encoding, then its notes: a line each
-        say(f"encoding of {table.source}: " + "\n".join(map(printable, lines)))
+        say(f"encoding of {table.source}: {table.description}")
     data = prepare_table(table, cfg.data, cfg.seed, rows)
     if cfg.data.folds and rows is None:  # too many folds: said before anything is trained
         from data.preprocess import fold_rows
