@@ -1639,12 +1639,12 @@ def _pandas_read(
                     continue
                 numbers = pd.to_numeric(column, errors="coerce")  # the column pandas would read
                 df[name] = numbers if numbers.notna().sum() == column.notna().sum() else column
-    # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
-    # of missing cells; the others keep their numbers (the index) for the errors that name them
-    empty = every_cell_empty(df)
     if keep_empty_rows:
         df.attrs["empty_rows"] = []
         return df
+    # a line of separators only (',,,': a spreadsheet's empty row) is a blank line, not a row
+    # of missing cells; the others keep their numbers (the index) for the errors that name them
+    empty = every_cell_empty(df)
     if empty.all():  # a header over empty rows: no data rows (read_csv says so)
         df = df.iloc[:0]
         df.attrs["empty_rows"] = []
