@@ -2132,24 +2132,33 @@ def _identifier(name: str, values: np.ndarray) -> bool:
     )
 
 
-# how a zip or postal code's column ends its name, in lower case without signs or spaces
-_POSTAL = ("zip", "zipcode", "postcode", "postalcode", "plz", "postleitzahl", "pincode")
-_POSTAL_ALONE = ("cep", "codepostal")  # Brazil's, France's: the whole name
+# the last word(s) of a zip or postal code's column name, and names that are one alone
+_POSTAL = {"zip", "zipcode", "postcode", "postalcode", "pincode", "plz", "postleitzahl"}
+_POSTAL_ALONE = {"cep", "codepostal"}  # Brazil's, France's
 
 
 def _postal_code(name: str, values: np.ndarray) -> bool:
-    """Whether a number column is most likely a zip or postal code: its name, without case,
-    spaces, signs, a note in parentheses or a count of digits after it, is or ends in ``zip``,
-    ``zipcode``, ``postcode``, ``postalcode``, ``pincode`` (``ZIP``, ``Zip Code (5)``,
-    ``owner_zip``, ``zip_code_5digit``, ``PostalCode``), the German ``PLZ``, or is ``CEP`` or
-    ``code_postal``; and ``values`` are whole numbers, more than one different."""
-    plain = re.sub(r"[^a-z0-9]", "", re.sub(r"\(.*?\)", "", name.lower()))
-    plain = re.sub(r"\d+(digits?)?$", "", plain)
+    """Whether a number column is most likely a zip or postal code: its name's last word, or
+    last two run together, is ``zip``, ``zipcode``, ``postcode``, ``postalcode``, ``pincode``,
+    the German ``PLZ`` or ``Postleitzahl`` (``ZIP``, ``Zip Code (5)``, ``owner_zip``,
+    ``zip_code_5digit``, ``PostalCode``; not ``unzip``), or the name is ``CEP`` or
+    ``code_postal``; a note in parentheses and a count of digits after it left out; and
+    ``values`` are whole numbers, more than two different (a 0/1 flag is no code)."""
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", re.sub(r"\(.*?\)", "", name)).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", words) if w]
+    if words:  # 'zip5', 'zip code 5digit': the count of digits is no word of the name
+        last = re.sub(r"\d+(digits?)?$", "", words[-1])
+        words = words[:-1] + ([last] if last else [])
     values = values[~np.isnan(values)]
     return bool(
-        (plain.endswith(_POSTAL) or plain in _POSTAL_ALONE)
+        words
+        and (
+            words[-1] in _POSTAL
+            or "".join(words[-2:]) in _POSTAL
+            or "".join(words) in _POSTAL_ALONE
+        )
         and np.all(values == np.round(values))
-        and len(np.unique(values)) > 1
+        and len(np.unique(values)) > 2
     )
 
 

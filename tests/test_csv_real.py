@@ -280,6 +280,9 @@ def test_an_identifier_column_gets_a_note_naming_it(tmp_path, name, ids, flagged
         ("CEP", "1310,1311,1310,1312,1313,1311", True),
         ("postcode_avg_price", "310,311,310,312,313,311", False),  # about the code, not it
         ("cap", "310,311,310,312,313,311", False),
+        ("ownerZip", "98103,98117,98001,98199,98117,98103", True),
+        ("unzip", "98103,98117,98001,98199,98117,98103", False),  # noted (helper-57)
+        ("same_zip", "0,1,0,1,1,0", False),  # a flag, no code
         ("zipcode", "98103,98103,98103,98103,98103,98103", False),  # one value: dropped
         ("zip_share", "0.1,0.2,0.3,0.4,0.5,0.6", False),  # not whole numbers
         ("zipper_count", "1,2,3,4,5,6", False),
