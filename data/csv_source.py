@@ -1064,7 +1064,7 @@ def read_csv(
     sep, decimal, titles, guessed = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
     if titles or blank:
-        above = [line.strip() for line in sample.splitlines()[:titles] if line.strip(sep + " ")]
+        above = [ln.strip() for ln in sample.splitlines()[:titles] if ln.strip(sep + " \t\x1a")]
         said = f" ({', '.join(repr(t.strip(sep + ' ')) for t in above)})" if above else ""
         notes.append(f"skipped {titles + blank} line(s) above the header{said}")
     header, skip, columns = _layout(sample, skip, titles, sep, source, key, min_columns)

@@ -1437,10 +1437,12 @@ def test_blank_lines_and_empty_spreadsheet_rows_above_the_header_count_for_nothi
     # a title and five blank lines, or eight ',,,,' rows: "found one column only" or the
     # header 'Unnamed: 0, ...' (helper-56)
     body = "price,sqft,beds\n" + "".join(f"{100 + i},{900 + 7 * i},{2 + i % 3}\n" for i in range(9))
-    for above in ("Title\n" + "\n" * 6, "Sales,,\n" + ",,\n" * 8, "\n" * 3 + "Title\n\n"):
+    for above in ("Title\n" + "\n" * 6, "Sales,,\n" + ",,\n" * 8, "\n" * 3 + "Title\n\t\n"):
         (tmp_path / "f.csv").write_text(above + body)
         df, _ = read_csv(tmp_path / "f.csv")
         assert list(df.columns) == ["price", "sqft", "beds"] and len(df) == 9
+        # a line of a tab was named as a title '' (helper-57)
+        assert "''" not in df.attrs["notes"][0]
 
 
 @pytest.mark.slow
