@@ -118,8 +118,6 @@ def shell_word(arg: str) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# shown escaped: C0 and C1 controls, line and paragraph separators, bidirectional overrides
-_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CONTROL_OR_QUOTE = re.compile(r"[\x00-\x1f\x7f'\\]")
 _ANSI_C = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'", "\\": "\\\\"}
 
@@ -129,11 +127,15 @@ def _ansi_c_escape(m: re.Match) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` with each control character (C0, C1), line separator and bidirectional override
-    written as a Python escape (``\\t``, ``\\n``, ``\\x1b``, ``\\u202e``): a column name shown
-    in a message or a table, whose raw tab looked like spaces, whose line break split a one-line
-    warning, whose escape sequence coloured the terminal."""
-    return _UNSHOWN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with each character Python does not print in a string's repr (controls, line
+    separators, bidirectional overrides, a no-break or zero-width space, a byte-order mark)
+    written as its escape (``\\t``, ``\\n``, ``\\x1b``, ``\\xa0``, ``\\u200b``): a column name
+    shown in a message or a table, whose raw tab looked like spaces, whose line break split a
+    one-line warning, whose escape sequence coloured the terminal, whose no-break space made
+    "no column 'lot size'; the columns are: lot size" contradict itself."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
 
 
 def resume_command(workdir: object, overrides: list[str], cwd: object = None) -> str:

@@ -689,12 +689,18 @@ def _decimal_years(
 
 
 def _numbers(
-    col: pd.Series, name: str, source: str, decimal: str = ".", new_rows: bool = False
+    col: pd.Series,
+    name: str,
+    source: str,
+    decimal: str = ".",
+    new_rows: bool = False,
+    target: bool = False,
 ) -> np.ndarray:
     """The column as float64 (NaN where empty); a word, an infinite value or one beyond
     float32's range is an error.
     ``new_rows``: a finished run's new rows (predict.py), which take no ``data.*`` setting:
-    the advice is to write the cell as the run reads it."""
+    the advice is to write the cell as the run reads it. ``target``: the column is
+    ``data.target``, which cannot be dropped."""
     values, empty = _parse_numbers(col, decimal)
     bad = np.flatnonzero(np.isnan(values) & ~empty)
     if bad.size:
@@ -713,6 +719,12 @@ def _numbers(
             advice = (
                 "; it is a spreadsheet's error value: fix the formula (or clear the cell) and "
                 "save the file again"
+            )
+        elif target:  # the advice to drop it was refused: the target is in data.drop
+            advice = (
+                "; the target must be a number: fix the cell, leave it empty if the value is "
+                "missing (data.missing=drop then leaves the row out), or choose another "
+                "data.target"
             )
         else:
             advice = (
@@ -1240,16 +1252,19 @@ def _row_names(first: pd.Series) -> bool:
 
 
 # what a report's total row says in any of its cells (English, German, Dutch, French, Italian,
-# Spanish), compared in lower case with a trailing ':' and a parenthesis ('Total (40 sales)')
-# left out; and what its summary rows say in their first cell, where a report labels them
+# Spanish, Japanese, Chinese), compared in lower case with a trailing ':' and a parenthesis
+# ('Total (40 sales)') left out; and what its summary rows say in their first cell, where a
+# report labels them
 TOTAL_WORDS = {
     "total", "totals", "grand total", "sum", "subtotal", "sub-total", "summe", "gesamt",
-    "totaal", "somme", "totale", "suma",
+    "totaal", "somme", "totale", "suma", "insgesamt", "total général", "total general",
+    "合計", "総計", "合计", "总计", "小計", "小计",
 }  # fmt: skip
 SUMMARY_WORDS = {
     "average", "avg", "mean", "median", "min", "max", "minimum", "maximum", "count", "std",
     "std dev", "stdev", "standard deviation", "overall", "all", "moyenne", "durchschnitt",
-    "mittelwert", "gemiddelde", "media", "promedio",
+    "mittelwert", "gemiddelde", "media", "promedio", "平均", "平均値", "平均值", "中央値",
+    "中位数", "最大", "最小",
 }  # fmt: skip
 SUMMARY_ROWS = (2, 6)  # the first and the last rows a report's totals stand in
 
@@ -1329,8 +1344,8 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
                     f"({cell.strip()!r}), not a row of data; delete that line"
                 )
     numbers = df.select_dtypes("number").to_numpy(np.float64)
-    if len(df) >= 10 and numbers.shape[1] >= 2:  # a total row with no label: the column sums
-        for i in (0, len(df) - 1):
+    if len(filled) >= 10 and numbers.shape[1] >= 2:  # a total row with no label: the sums
+        for i in (filled[0], filled[-1]):  # of the rows of two cells or more: footnotes aside
             others = np.delete(numbers, i, axis=0)
             sums = np.nansum(others, axis=0)
             if (
@@ -2275,7 +2290,8 @@ def fit_encoding(df: pd.DataFrame, source: str, target: str, **options):
 
 
 def target_values(df: pd.DataFrame, enc: Encoding, source: str) -> np.ndarray:
-    y = _numbers(df[enc.target], enc.target, source, enc.target_decimal or enc.decimal)
+    decimal = enc.target_decimal or enc.decimal
+    y = _numbers(df[enc.target], enc.target, source, decimal, target=True)
     if enc.log_target:
         _log(y, df[enc.target], source, "set data.log_target=false")  # checked, taken later
     return y

@@ -1377,6 +1377,35 @@ def test_a_first_line_wider_than_the_others_is_named(tmp_path, header, first):
         read_csv(tmp_path / "f.csv")
 
 
+@pytest.mark.parametrize("label", ["", "合計", "Insgesamt", "Total général"])
+def test_a_sums_row_above_a_footnote_is_refused(tmp_path, label):
+    # an unlabelled (or Japanese, German, French) sums row over a footnote escaped the check
+    # of the first and last rows, and data.missing=mean, as advised, trained it (helper-58)
+    rows = [f"{'NSEW'[i % 4]},{40000 + 100 * i},{5000 + 7 * i}" for i in range(20)]
+    total = (
+        f"{label},{sum(40000 + 100 * i for i in range(20))},{sum(5000 + 7 * i for i in range(20))}"
+    )
+    (tmp_path / "f.csv").write_text(
+        "district,price,lot\n" + "\n".join([*rows, total, "Source: x"]) + "\n"
+    )
+    with pytest.raises(UserError, match=r"row 21 \(line 22\) (holds the sums|is a total)"):
+        read_csv(tmp_path / "f.csv")
+
+
+def test_a_word_in_the_target_is_advised_without_dropping_it(tmp_path):
+    # "or add the column to data.drop": the target cannot be dropped (helper-58)
+    (tmp_path / "f.csv").write_text("price,sqft\n100,9\nno,8\n120,7\n130,6\n")
+    with pytest.raises(UserError) as err:
+        load_csv(
+            make_config("data=csv", f"data.path={tmp_path / 'f.csv'}", "data.target=price").data
+        )
+    assert str(err.value).endswith(
+        "column 'price' row 2: 'no' is not a number; the target must be a number: fix the "
+        "cell, leave it empty if the value is missing (data.missing=drop then leaves the row "
+        "out), or choose another data.target"
+    )
+
+
 def test_a_total_row_above_a_reports_footnotes_is_refused(tmp_path):
     # the footnotes under a total filled the last six rows looked at, and the total trained
     # once data.missing=drop was set as advised (helper-57)
@@ -1479,10 +1508,14 @@ def test_a_name_with_a_control_character_is_shown_escaped(tmp_path):
     # a raw tab looked like a space in "the columns are: ...", an escape sequence coloured
     # the terminal (helper-56)
     path = tmp_path / "f.csv"
-    path.write_text("sale\tprice,lot\x1bsize\n1,2\n3,4\n")
+    path.write_text("sale\tprice,lot\x1bsize,lot\xa0area,drive\u200bway\n1,2,3,4\n3,4,5,6\n")
     with pytest.raises(UserError) as err:
         load_csv(make_config("data=csv", f"data.path={path}", "data.target=price").data)
-    assert str(err.value).endswith("the columns are: sale\\tprice, lot\\x1bsize")
+    # a no-break or zero-width space had made "no column 'lot area'; the columns are: ...,
+    # lot area" contradict itself (helper-58)
+    assert str(err.value).endswith(
+        "the columns are: sale\\tprice, lot\\x1bsize, lot\\xa0area, drive\\u200bway"
+    )
     # a line break in a name split the encoding's line in two (helper-57)
     rows = [f"{i},{'NS'[i % 2]},{i % 7}" for i in range(12)]
     path.write_text('price,"dis\ntrict",lot\n' + "\n".join(rows) + "\n")
