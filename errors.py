@@ -103,27 +103,34 @@ def hydra_value(key: str, value: object) -> str:
 def shell_word(arg: str) -> str:
     """``arg`` as a POSIX shell reads it back: as it is, or in double quotes with ``$ ` " \\``
     escaped (a Hydra interpolation ``${...}`` stays readable), or ``shlex``-quoted when it has
-    a ``!`` (which bash expands inside double quotes). With a control character (a tab, a
-    line end: a column name ``'Lot\\tArea'``), bash's ``$'...'`` with each written as an escape
-    (``\\t``): a raw tab pasted into a terminal completes a file name instead."""
+    a ``!`` (which bash expands inside double quotes). With a character Python would not print
+    (a tab, a line end, a no-break or zero-width space: a column name ``'Lot\\tArea'``), bash's
+    ``$'...'`` with each written as an escape (``\\t``, ``\\xc2\\xa0``): a raw tab pasted into a
+    terminal completes a file name, and an invisible space looks like none or a plain one."""
     import shlex
 
     if _SHELL_SAFE.fullmatch(arg):
         return arg
-    if _CONTROL.search(arg):
-        return "$'" + _CONTROL_OR_QUOTE.sub(_ansi_c_escape, arg) + "'"
+    if not arg.isprintable():
+        return "$'" + "".join(map(_ansi_c, arg)) + "'"
     if "!" in arg:
         return shlex.quote(arg)
     return '"' + re.sub(r'([$`"\\])', r"\\\1", arg) + '"'
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_OR_QUOTE = re.compile(r"[\x00-\x1f\x7f'\\]")
 _ANSI_C = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "'": "\\'", "\\": "\\\\"}
 
 
-def _ansi_c_escape(m: re.Match) -> str:
-    return _ANSI_C.get(m.group(), f"\\x{ord(m.group()):02x}")
+def _ansi_c(c: str) -> str:
+    """One character as bash reads it back inside ``$'...'``: an escape for a quote, a
+    backslash and each character Python would not print (``\\t``, ``\\x1b``, and a no-break
+    space's UTF-8 bytes ``\\xc2\\xa0``)."""
+    if c in _ANSI_C:
+        return _ANSI_C[c]
+    if c.isprintable():
+        return c
+    # the UTF-8 bytes, each as \\xHH: bash's \\uHHHH is left as written outside a UTF-8 locale
+    return "".join(f"\\x{byte:02x}" for byte in c.encode("utf-8"))
 
 
 def printable(text: str) -> str:

@@ -1326,28 +1326,20 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
     numbers = (
         _numbers_of(df, decimal) if labelled else df.select_dtypes("number").to_numpy(np.float64)
     )
-    rows = np.setdiff1d(np.arange(len(df)), list(labelled))
-    if numbers.shape[1] and len(rows) >= 3:
-        data = numbers[rows]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a column of no numbers among the data rows
-            stats = [
-                np.nansum(data, 0), np.nanmean(data, 0), np.nanmedian(data, 0),
-                np.nanmin(data, 0), np.nanmax(data, 0), np.sum(np.isfinite(data), 0),
-                np.nanstd(data, 0, ddof=1),
-            ]  # fmt: skip
-        for i, cell in labelled.items():
-            if _is_a_statistic(numbers[i], stats):
-                n, line = int(df.index[i]), _line_of(df, i, skip)  # as the file has them
-                raise UserError(
-                    f"{source}: row {n + 1} (line {line}) is a total or a summary "
-                    f"({cell.strip()!r}), not a row of data; delete that line"
-                )
+    for i, cell in labelled.items():
+        if numbers.shape[1] and _is_a_statistic(
+            numbers[i], _statistics(numbers, _summed(i, len(df), labelled))
+        ):
+            n, line = int(df.index[i]), _line_of(df, i, skip)  # as the file has them
+            raise UserError(
+                f"{source}: row {n + 1} (line {line}) is a total or a summary "
+                f"({cell.strip()!r}), not a row of data; delete that line"
+            )
     numbers = df.select_dtypes("number").to_numpy(np.float64)
     if len(filled) >= 10 and numbers.shape[1] >= 2:  # a total row with no label: the sums
-        for i in (filled[0], filled[-1]):  # of the rows of two cells or more: footnotes aside
-            others = np.delete(numbers, i, axis=0)
-            sums = np.nansum(others, axis=0)
+        # of the rows of two cells or more (a footnote's 'Source: Registry, 2024' has two)
+        for i in dict.fromkeys([filled[0], *filled[-3:]]):
+            sums = np.nansum(numbers[_summed(i, len(df), {})], axis=0)
             if (
                 np.isfinite(numbers[i]).all()
                 and np.abs(sums).min() > 0
@@ -1358,6 +1350,29 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
                     f"{source}: row {n + 1} (line {line}) holds the sums of the other "
                     "rows' numbers (a report's total), not a row of data; delete that line"
                 )
+
+
+def _summed(i: int, n: int, labelled: dict) -> np.ndarray:
+    """The rows a total on row ``i`` of ``n`` sums: those above it when it stands in the lower
+    half (the footnotes below a report's total are none of them), else those below it; the
+    other labelled rows left out."""
+    rows = np.arange(i) if 2 * i >= n else np.arange(i + 1, n)
+    return np.setdiff1d(rows, list(labelled))
+
+
+def _statistics(numbers: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
+    """Each column's sum, mean, median, least, greatest, count and standard deviation over
+    ``rows`` of ``numbers`` (NaN: no number); none for fewer than three rows."""
+    if len(rows) < 3:
+        return []
+    data = numbers[rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a column of no numbers among the data rows
+        return [
+            np.nansum(data, 0), np.nanmean(data, 0), np.nanmedian(data, 0),
+            np.nanmin(data, 0), np.nanmax(data, 0), np.sum(np.isfinite(data), 0),
+            np.nanstd(data, 0, ddof=1),
+        ]  # fmt: skip
 
 
 def _line_of(df: pd.DataFrame, i: int, skip: int) -> int:
@@ -1376,17 +1391,16 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _is_a_statistic(row: np.ndarray, stats: list[np.ndarray]) -> bool:
-    """Whether a row's numbers (NaN: no number) are one of ``stats``, each column's statistic
-    of the other rows: within 1 %, or within the rounding of the digits written (a mean of
-    1.175 written 1.2), at least a report's two decimals (a mean rate of 0.1565 written 0.16)."""
+    """Whether each of a row's numbers (NaN: no number) is one of ``stats`` of its column, the
+    other rows' (a report's total row sums the areas and averages the prices): within 1 %, or
+    within the rounding of the digits written (a mean of 1.175 written 1.2), at least a
+    report's two decimals (a mean rate of 0.1565 written 0.16)."""
     at = np.isfinite(row)
-    if not at.any():
+    if not at.any() or not stats:
         return False
     slack = np.maximum(0.01, _half_unit(row[at]))
-    return any(
-        bool(np.all(np.abs(row[at] - s[at]) <= np.maximum(1e-2 * np.abs(s[at]), slack)))
-        for s in stats
-    )
+    near = [np.abs(row[at] - s[at]) <= np.maximum(1e-2 * np.abs(s[at]), slack) for s in stats]
+    return bool(np.logical_or.reduce(near).all())
 
 
 def _half_unit(values: np.ndarray) -> np.ndarray:

@@ -1392,6 +1392,28 @@ def test_a_sums_row_above_a_footnote_is_refused(tmp_path, label):
         read_csv(tmp_path / "f.csv")
 
 
+@pytest.mark.parametrize(
+    ("total", "footnote"),
+    [
+        ("Total,{area},{beds},{price}", "Source: Registry, 2024"),  # a footnote of two cells
+        ("Total,{area},{beds},{price}", "Source: Registry, 2024, page 1"),
+        ("Total,{area},{mean_beds},{mean_price}", "Source: x"),  # areas summed, prices averaged
+    ],
+)
+def test_a_total_is_compared_with_the_rows_above_it(tmp_path, total, footnote):
+    # a footnote with a comma became a row the total was compared with: "missing values", then
+    # data.missing=drop trained the total (R^2 0.9998); a total of sums and means was not
+    # one statistic (helper-59)
+    rows = [(f"D{i % 3}", 1500 + 37 * i, 2 + i % 3, 200000 + 9000 * i) for i in range(14)]
+    area, beds, price = (sum(r[k] for r in rows) for k in (1, 2, 3))
+    cells = {"area": area, "beds": beds, "price": price}
+    cells |= {"mean_beds": f"{beds / 14:.1f}", "mean_price": f"{price / 14:.0f}"}
+    lines = ["district,area,bedrooms,price", *(",".join(map(str, r)) for r in rows)]
+    (tmp_path / "f.csv").write_text("\n".join([*lines, total.format(**cells), footnote]) + "\n")
+    with pytest.raises(UserError, match=r"row 15 \(line 16\) is a total or a summary"):
+        read_csv(tmp_path / "f.csv")
+
+
 def test_a_word_in_the_target_is_advised_without_dropping_it(tmp_path):
     # "or add the column to data.drop": the target cannot be dropped (helper-58)
     (tmp_path / "f.csv").write_text("price,sqft\n100,9\nno,8\n120,7\n130,6\n")

@@ -132,7 +132,8 @@ def evaluate(run: Run, params, at: Progressed) -> dict:
         shown = list(metrics["params"].items())[:8] if len(names) <= 8 else []
         print(
             f"done: {at.step} steps, {at.epoch} epochs ({at.stopped}), final loss "
-            f"{fmt(metrics['final_loss'])}" + "".join(f", {k} {fmt(v)}" for k, v in shown)
+            f"{fmt(metrics['final_loss'])}"
+            + "".join(f", {printable(k)} {fmt(v)}" for k, v in shown)
         )
     workdir = run.settings.workdir
     for name in run.out.plots.wait():  # each figure drawn once, into its PNG: TensorBoard's too
