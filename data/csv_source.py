@@ -2063,6 +2063,25 @@ def _percent_note(col: pd.Series, name: str) -> str | None:
     return note
 
 
+def _as_shown(name: str, columns: list[str], key: str, names: list[str] | None = None) -> str:
+    """For ``name`` typed as a column is shown escaped (``lot\\xa0size`` for a no-break space):
+    the override that names that column, for bash (``names``: the list ``name`` is in); else
+    nothing."""
+    from errors import hydra_list, hydra_value
+
+    meant = [c for c in columns if c != name and printable(c) == name]
+    if not meant:
+        return ""
+    if names is None:
+        override = hydra_value(key, meant[0])
+    else:
+        override = hydra_list(key, [meant[0] if n == name else n for n in names])
+    return (
+        f"; {name!r} is how the column {printable(meant[0])} is shown: it holds a character "
+        f"that is not printed; give it as {override}"
+    )
+
+
 def _check_named_columns(
     columns: list[str],
     source: str,
@@ -2085,12 +2104,12 @@ def _check_named_columns(
             if name not in columns:
                 raise UserError(
                     f"{source}: no column {name!r} (from {key}); the columns are: "
-                    f"{printable(', '.join(columns))}"
+                    f"{printable(', '.join(columns))}{_as_shown(name, columns, key, names)}"
                 )
     if target not in columns:
         raise UserError(
             f"{source}: no column {target!r} for data.target; the columns are: "
-            f"{printable(', '.join(columns))}"
+            f"{printable(', '.join(columns))}{_as_shown(target, columns, 'data.target')}"
         )
     twice = [name for name in features or [] if (features or []).count(name) > 1]
     if twice:  # the column entered the model twice, two coefficients for one effect

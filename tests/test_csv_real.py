@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from datetime import date, timedelta
 
 import numpy as np
@@ -1412,6 +1413,24 @@ def test_a_total_is_compared_with_the_rows_above_it(tmp_path, total, footnote):
     (tmp_path / "f.csv").write_text("\n".join([*lines, total.format(**cells), footnote]) + "\n")
     with pytest.raises(UserError, match=r"row 15 \(line 16\) is a total or a summary"):
         read_csv(tmp_path / "f.csv")
+
+
+def test_a_name_typed_as_it_is_shown_escaped_is_advised_as_bash_reads_it(tmp_path):
+    # 'data.drop=[lot\xa0size]' typed as the column list showed it: "no column
+    # 'lot\\xa0size'; the columns are: ..., lot\xa0size", a contradiction (helper-59)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    path = tmp_path / "f.csv"
+    path.write_text("price,lot\xa0size,beds\n1,2,3\n4,5,7\n7,8,8\n9,3,1\n")
+    settings = ("data=csv", f"data.path={path}", "data.target=price")
+    with pytest.raises(UserError) as err:
+        load_csv(make_config(*settings, "data.drop=[lot\\xa0size]").data)
+    advice = str(err.value).rsplit("give it as ", 1)[1]
+    word = subprocess.run(["bash", "-c", f"printf '%s' {advice}"], capture_output=True).stdout
+    override = OverridesParser.create().parse_override(word.decode())
+    assert override.value() == ["lot\xa0size"]
+    table = load_csv(make_config(*settings, word.decode()).data)
+    assert table.feature_names == ["beds"]
 
 
 def test_a_word_in_the_target_is_advised_without_dropping_it(tmp_path):
