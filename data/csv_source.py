@@ -2072,12 +2072,12 @@ def _percent_note(col: pd.Series, name: str) -> str | None:
 
 
 def _as_shown(name: str, columns: list[str], key: str, names: list[str] | None = None) -> str:
-    """For ``name`` typed as a column is shown escaped (``lot\\xa0size`` for a no-break space):
-    the override that names that column, for bash (``names``: the list ``name`` is in); else
-    nothing."""
+    """For ``name`` typed as a column is shown escaped (``lot\\xa0size`` for a no-break space)
+    or as it looks (``lot size``): the override that names that column, for bash (``names``:
+    the list ``name`` is in); else nothing."""
     from errors import hydra_list, hydra_value
 
-    meant = [c for c in columns if c != name and printable(c) == name]
+    meant = [c for c in columns if c != name and name in (printable(c), _looks(c))]
     if not meant:
         return ""
     if names is None:
@@ -2085,9 +2085,16 @@ def _as_shown(name: str, columns: list[str], key: str, names: list[str] | None =
     else:
         override = hydra_list(key, [meant[0] if n == name else n for n in names])
     return (
-        f"; {name!r} is how the column {printable(meant[0])} is shown: it holds a character "
-        f"that is not printed; give it as {override}"
+        f"; {name!r} is how the column {printable(meant[0])} is shown or looks: it holds a "
+        f"character that is not printed; give it as {override}"
     )
+
+
+def _looks(name: str) -> str:
+    """``name`` as it looks on a screen: a no-break or other space a plain one, a zero-width
+    character or byte-order mark nothing."""
+    spaced = "".join(" " if unicodedata.category(c) == "Zs" else c for c in name)
+    return "".join(c for c in spaced if unicodedata.category(c) != "Cf")
 
 
 def _check_named_columns(

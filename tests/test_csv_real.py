@@ -1431,6 +1431,9 @@ def test_a_name_typed_as_it_is_shown_escaped_is_advised_as_bash_reads_it(tmp_pat
     assert override.value() == ["lot\xa0size"]
     table = load_csv(make_config(*settings, word.decode()).data)
     assert table.feature_names == ["beds"]
+    # typed as it looks, with a plain space: the same advice (helper-60)
+    with pytest.raises(UserError, match=re.escape(f"give it as {advice}")):
+        load_csv(make_config(*settings, "data.drop=['lot size']").data)
 
 
 def test_the_biggest_house_sold_by_an_agent_called_max_is_data(tmp_path):
