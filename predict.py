@@ -333,11 +333,12 @@ def _with_predictions(df, column: str, pred: np.ndarray) -> tuple[object, list[i
     if len(rows) != len(pred):  # read_csv and cells_as_written disagree on the rows: our bug
         raise RuntimeError(f"{len(pred)} predictions for {len(rows)} rows with a cell")
     df = df.iloc[: rows[-1] + 1 if len(rows) else 0].copy()
-    df.iloc[np.flatnonzero(empty[: len(df)]), :] = np.nan  # a line of spaces or tabs: blank
+    blank = np.flatnonzero(empty[: len(df)])
+    df.iloc[blank, :] = np.nan  # a line of spaces or tabs: blank
     values = np.full(len(df), np.nan)
     values[rows] = pred
     df[column] = values
-    return df, (np.flatnonzero(empty[: len(df)]) + 1).tolist()
+    return df, (blank + 1).tolist()
 
 
 def main(argv: list[str] | None = None) -> None:

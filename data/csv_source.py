@@ -1071,8 +1071,6 @@ def read_csv(
     sample, skip, hinted = _without_the_separator_line(sample)
     sample, below = _without_leading_blank_lines(sample, skip)
     blank, skip = below - skip, below
-    if not sample.strip(" \t\r\n\x1a"):  # Excel's `sep=;` line over nothing
-        raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
     sep, decimal, titles, guessed = _sniff(sample, sep or hinted, decimal, undecided)
     notes = []
     if titles or blank:
@@ -1213,9 +1211,9 @@ def _refuse_a_line_wider_than_the_header(
         records = records[:-1]  # the last may be cut short
     lengths = [len(r) for r in records if r]
     usual = max(len(header), max(lengths, key=lengths.count, default=0))
-    for k, record in enumerate(records):
-        if len(record) > usual:
-            raise UserError(wider_than_the_header(source, k + 1, len(record), len(header), sep))
+    wider = _first_wider(records, usual)
+    if wider is not None:
+        raise UserError(wider_than_the_header(source, *wider, len(header), sep))
 
 
 def wider_than_the_header(source: str, row: int, fields: int, named: int, sep: str) -> str:
@@ -1499,7 +1497,8 @@ def _read_sample(path: Path, key: str, source: str) -> str:
             raise UserError(f"{source}: {what}, not a CSV text file; {do}")
     with open(path, encoding=_text_encoding(path), errors="replace") as f:
         sample = f.read(65536)
-    if not sample.strip(" \t\r\n\x1a"):  # a DOS end-of-file mark alone is no text either
+    # blank lines, a DOS end-of-file mark or Excel's `sep=;` line over nothing are no text
+    if _is_blank(_without_the_separator_line(sample)[0]):
         raise UserError(f"{source}: the file is empty; it needs a header row and data rows")
     return sample
 
@@ -1605,17 +1604,20 @@ def _parse_table(
 
 
 def _first_row_wider_than(path: Path, sep: str, skip: int, fields: int) -> tuple[int, int] | None:
-    """The first row (1 the first under the header, blank lines counted) with a field written
-    past the ``fields``-th, and its fields; None when there is none (another fault of the
-    file). Read with Python's csv module: only when pandas has refused the file."""
-    lineterminator = _old_mac_line_ends(path)
+    """The first row (1 the first under the header, blank lines counted) with more than
+    ``fields`` fields, and its fields (:func:`_first_wider`); None when there is none (another
+    fault of the file). Read with Python's csv module: only when pandas has refused the file."""
     with open(path, encoding=_text_encoding(path), newline="") as f:
         text = f.read()
-    if lineterminator:
+    if _old_mac_line_ends(path):
         text = text.replace("\r", "\n")
     records = csv.reader(io.StringIO(text), delimiter=sep)
-    for _ in range(skip + 1):  # the lines above the header, and the header
-        next(records, None)
+    return _first_wider(itertools.islice(records, skip + 1, None), fields)
+
+
+def _first_wider(records, fields: int) -> tuple[int, int] | None:
+    """The first of ``records`` (those under the header) with more than ``fields`` fields, as
+    its row (1 the first, blank records counted) and its fields; None when there is none."""
     for k, record in enumerate(records):
         if len(record) > fields:
             return k + 1, len(record)
