@@ -1637,3 +1637,115 @@ def test_quoted_newlines_in_a_semicolon_file_are_read(tmp_path):
     df, _ = read_csv(path)
     assert (df.attrs["sep"], df.attrs["decimal"], df.shape) == (";", ",", (30, 3))
     assert df["address"].iloc[0] == "0 Main St\nWindsor; ON" and df["area"].iloc[1] == 2315.5
+
+
+def _subtotalled(groups, statistic: str, label: str = "{} Total", grand: str = "Grand Total"):
+    """A file as Excel's Data > Subtotal leaves it: each group's rows, then a row labelled
+    ``label`` holding ``statistic`` of each column over the group, then the grand one over
+    every row; returns its lines and the (0-based) rows of the labelled ones."""
+    stat = {"sum": np.sum, "mean": np.mean, "max": np.max, "count": len}[statistic]
+    lines, labelled, every = ["neighbourhood,price,lotsize,bedrooms"], [], []
+    for name, rows in groups:
+        lines += [f"{name},{p},{lot},{b}" for p, lot, b in rows]
+        every += rows
+        cells = [f"{stat(np.array(c, np.float64)):.10g}" for c in zip(*rows, strict=True)]
+        labelled.append(len(lines))
+        lines.append(",".join([label.format(name), *cells]))
+    cells = [f"{stat(np.array(c, np.float64)):.10g}" for c in zip(*every, strict=True)]
+    labelled.append(len(lines))
+    lines.append(",".join([grand, *cells]))
+    return lines, labelled
+
+
+def test_excels_subtotals_are_refused_by_their_lines(tmp_path):
+    # Data > Subtotal's '<group> Total' rows and 'Grand Total' trained as houses, silently
+    # (R^2 0.9935 from the subtotals alone): the last rows' total check compared the grand
+    # total with rows that held the subtotals, and looked at no row in the middle
+    groups = [
+        ("East", [(132000, 5400, 1), (92000, 3350, 4), (117000, 4500, 4), (86000, 3300, 4)]),
+        ("North", [(109000, 4350, 5)]),  # a group of one row: its subtotal repeats it
+        ("South", [(73000, 4000, 1), (62000, 3050, 5), (81000, 4150, 3)]),
+    ]
+    lines, _ = _subtotalled(groups, "sum")
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    assert str(err.value) == (
+        f"{path}: rows 5, 7, 11, 12 (lines 6, 8, 12, 13) are totals or summaries of the rows "
+        "above them ('East Total', 'North Total', 'South Total', 'Grand Total'), not rows of "
+        "data; delete those lines (Excel's Data > Subtotal > Remove All deletes the subtotals "
+        "it made)"
+    )
+    # the lines deleted as advised: every house, and nothing else
+    kept = [ln for k, ln in enumerate(lines) if k not in (5, 7, 11, 12)]
+    path.write_text("\n".join(kept) + "\n")
+    assert read_csv(path)[0]["price"].tolist() == [p for _, g in groups for p, _, _ in g]
+    # subtotals of the prices alone, the other cells empty: "missing values" had advised
+    # data.missing=mean, which trained them
+    only = [ln if "Total" not in ln else ",".join(ln.split(",")[:2]) + ",," for ln in lines]
+    path.write_text("\n".join(only) + "\n")
+    with pytest.raises(UserError, match=r": rows 5, 7, 11, 12 \(lines 6, 8, 12, 13\) are tot"):
+        read_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("statistic", "label", "grand"),
+    [
+        ("mean", "{} Average", "Grand Average"),
+        ("max", "{} Max", "Grand Max"),
+        ("count", "{} Count", "Grand Count"),
+        ("sum", "Subtotal: {}", "Total"),
+        ("sum", "{}合計", "総計"),
+    ],
+)
+def test_subtotals_of_any_statistic_or_language_are_refused(tmp_path, statistic, label, grand):
+    groups = [
+        (name, [(100000 + 7919 * k * (g + 1) % 50000, 3000 + 311 * k % 900, 1 + k % 4)
+                for k in range(2 + g)])
+        for g, name in enumerate(["East", "North", "South"])
+    ]  # fmt: skip
+    lines, labelled = _subtotalled(groups, statistic, label, grand)
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as err:
+        read_csv(tmp_path / "f.csv")
+    rows = ", ".join(map(str, labelled))  # row k of the file is lines[k]
+    assert f": rows {rows} (lines " in str(err.value)
+
+
+def test_rows_labelled_like_subtotals_that_hold_a_house_are_data(tmp_path):
+    # a street called 'Total Avenue', an agent 'Max Mustermann', a 'West Average' condition:
+    # labels alone refuse nothing, nor numbers that are some statistic but not the label's
+    rows = [(f"West,{'Max Mustermann' if k == 6 else 'Anna'}", 100000 + 1000 * k, 4000 + 10 * k)
+            for k in range(8)]  # fmt: skip
+    rows.insert(4, ("Total Avenue,Kim", 100000 + 1000 * 3 + 500, 4000 + 35))  # between rows 3, 4
+    rows.append(("West Average,Lee", 100000, 4000))  # the least of each column, not the mean
+    path = tmp_path / "f.csv"
+    path.write_text("street,agent,price,lot\n" + "".join(f"{a},{p},{q}\n" for a, p, q in rows))
+    assert read_csv(path)[0].shape == (10, 4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 6), min_size=2, max_size=6),
+    statistic=st.sampled_from(["sum", "mean"]),
+    seed=st.integers(0, 2**16),
+)
+def test_subtotals_are_found_whatever_the_groups(tmp_path_factory, sizes, statistic, seed):
+    # every labelled row refused by its line, and the houses read back once they are deleted
+    rng = np.random.default_rng(seed)
+    groups = [
+        (f"G{g}", [(int(rng.integers(50, 500)) * 1000, int(rng.integers(20, 90)) * 50,
+                    int(rng.integers(1, 6))) for _ in range(size)])
+        for g, size in enumerate(sizes)
+    ]  # fmt: skip
+    label = "{} Total" if statistic == "sum" else "{} Average"
+    lines, labelled = _subtotalled(groups, statistic, label, label.format("Grand"))
+    path = tmp_path_factory.mktemp("sub") / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as err:
+        read_csv(path)
+    named = re.search(r"\(lines ([\d, ]+)\)", str(err.value)).group(1)
+    assert [int(x) for x in named.split(", ")] == [r + 1 for r in labelled]
+    path.write_text("\n".join(ln for k, ln in enumerate(lines) if k not in labelled) + "\n")
+    assert len(read_csv(path)[0]) == sum(sizes)
