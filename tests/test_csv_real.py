@@ -1749,3 +1749,27 @@ def test_subtotals_are_found_whatever_the_groups(tmp_path_factory, sizes, statis
     assert [int(x) for x in named.split(", ")] == [r + 1 for r in labelled]
     path.write_text("\n".join(ln for k, ln in enumerate(lines) if k not in labelled) + "\n")
     assert len(read_csv(path)[0]) == sum(sizes)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    cells=st.lists(
+        st.sampled_from(["1,250", "$94,346", "12", " 7 ", "NA", "", "  ", "Main St", "x", None]),
+        min_size=1,
+        max_size=40,
+    ),
+    chunk=st.integers(1, 5),
+)
+def test_a_text_column_stops_being_parsed_only_when_it_cannot_be_numbers(cells, chunk):
+    # parsed a few distinct texts at a time, the column is what parsing it whole gives: its
+    # numbers when nine in ten of its written cells are numbers, else none
+    from data.csv_source import _numbers_written, _parse_numbers
+
+    col = pd.Series(cells, dtype=object)
+    whole = _parse_numbers(col, ".")[0]
+    read, written = int(np.isfinite(whole).sum()), int(col.notna().sum())
+    got = _numbers_written(col, ".", chunk=chunk)
+    if read and read >= 0.9 * written:
+        np.testing.assert_array_equal(got, whole)
+    else:
+        assert got is None
