@@ -1269,11 +1269,14 @@ SUMMARY_ROWS = (2, 6)  # the first and the last rows a report's totals stand in
 
 
 # what each word of a total or summary label computes, for the labels of subtotals ('West
-# Total', 'Grand Average': Excel's Data > Subtotal writes '<group> <function>' under each group)
+# Total', 'Grand Average': Excel's Data > Subtotal writes '<group> <function>' under each group,
+# in the language of the Excel that made it)
 LABEL_STATISTIC = {
     **dict.fromkeys(
-        ["total", "totals", "sum", "subtotal", "sub-total", "summe", "gesamt", "totaal",
-         "somme", "totale", "suma", "insgesamt", "合計", "総計", "合计", "总计", "小計", "小计"],
+        ["total", "totals", "sum", "subtotal", "sub-total", "summe", "gesamt", "ergebnis",
+         "gesamtergebnis", "totaal", "eindtotaal", "somme", "totale", "suma", "insgesamt",
+         "summa", "totalsumma", "toplam", "razem", "result", "итог", "合計", "総計", "合计",
+         "总计", "小計", "小计", "計", "集計", "汇总"],
         "sum",
     ),
     **dict.fromkeys(
@@ -1284,13 +1287,23 @@ LABEL_STATISTIC = {
     **dict.fromkeys(["median", "中央値", "中位数"], "median"),
     **dict.fromkeys(["min", "minimum", "最小"], "min"),
     **dict.fromkeys(["max", "maximum", "最大"], "max"),
-    "count": "count",
+    **dict.fromkeys(["count", "anzahl", "nombre", "cuenta", "aantal", "conteggio"], "count"),
     **dict.fromkeys(["std", "stdev", "stddev", "stdevp"], "std"),
+    # grand totals of one phrase: Polish, Dutch
+    **dict.fromkeys(["suma końcowa", "suma koncowa"], "sum"),
+}  # fmt: skip
+# the rest of a grand total's label: 'Grand Total', 'Genel Toplam', 'Общий итог', 'Total Geral'
+GRAND = {
+    "grand", "overall", "all", "général", "general", "gesamt", "genel", "общий", "geral",
+    "complessivo", "końcowa", "koncowa", "total",
 }  # fmt: skip
 # a cell a label may be: what it ends in, or begins with (the sums' words); a parenthesis or
 # ':' at its end is looked at in full (:func:`_label_statistic`)
 _LABEL_ENDS = (*LABEL_STATISTIC, ")", ":")
 _LABEL_BEGINS = tuple(w for w, statistic in LABEL_STATISTIC.items() if statistic == "sum")
+# Japanese and Chinese labels end in their word with no space: the longest first ('総計', '計')
+_SUFFIXES = sorted((w for w in LABEL_STATISTIC if not w.isascii()), key=len, reverse=True)
+_ASCII_SUFFIXES = [w for w in LABEL_STATISTIC if w.isascii() and w.isalpha() and len(w) >= 4]
 
 
 def _summary_word(cell: object) -> str:
@@ -1373,9 +1386,12 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
         _numbers_of(df, decimal) if labelled else df.select_dtypes("number").to_numpy(np.float64)
     )
     for i, cell in labelled.items():
-        if numbers.shape[1] and _is_a_statistic(
-            numbers[i], _statistics(numbers, _summed(i, len(df), labelled))
-        ):
+        stats = _statistics(numbers, _summed(i, len(df), labelled))
+        named = LABEL_STATISTIC.get(_summary_word(cell), "sum")
+        if stats and named != "sum":  # 'Max': the greatest of every column, not one mean
+            k = _STATISTIC_ORDER.index(named)
+            stats = [s if j == k else np.full(np.shape(s), np.nan) for j, s in enumerate(stats)]
+        if numbers.shape[1] and _is_a_statistic(numbers[i], stats):
             n, line = int(df.index[i]), _line_of(df, i, skip)  # as the file has them
             raise UserError(
                 f"{source}: row {n + 1} (line {line}) is a total or a summary "
@@ -1399,38 +1415,60 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
 
 
 def _label_statistic(cell: object) -> tuple[str, str] | None:
-    """The statistic a subtotal's label names and the rest of the label (its group): ``('sum',
-    'west')`` for 'West Total' or 'Total: West', ``('mean', 'grand')`` for 'Grand Average',
-    ``('sum', '')`` for 'Subtotal'; None for a cell that is no such label. The group's word
-    comes first or last (Excel writes '<group> Total'); a word that only begins a label
-    ('Max Mustermann') counts for the sums' words alone."""
-    text = _summary_word(cell)
+    """The statistic a subtotal's label names and the rest of the label (its group, as
+    :func:`_group_text` writes a cell): ``('sum', 'north-east')`` for 'North-East Total',
+    'Total: North-East' or 'Sum of North-East', ``('mean', 'grand')`` for 'Grand Average',
+    ``('sum', '')`` for 'Subtotal'; None for a cell that is no such label. The statistic's word
+    comes last (Excel writes '<group> Total') or, for a sum's, first; a parenthesis after it
+    is left out ('Total (40 sales)'); a word that only begins a label ('Max Mustermann')
+    counts for the sums' words alone."""
+    text = _group_text(cell)
     if not text:
         return None
-    if text in LABEL_STATISTIC:
-        return LABEL_STATISTIC[text], ""
-    words = re.split(r"[\s:\-–—]+", text)
-    if len(words) > 1 and words[-1] in LABEL_STATISTIC:
-        return LABEL_STATISTIC[words[-1]], " ".join(words[:-1])
-    if len(words) > 1 and LABEL_STATISTIC.get(words[0]) == "sum":
-        return "sum", " ".join(words[1:])
-    for word, statistic in LABEL_STATISTIC.items():  # Japanese and Chinese: no spaces
-        if not word.isascii() and text.endswith(word):
-            return statistic, text[: -len(word)].strip()
+    bare = re.sub(r"\s*\([^()]*\)$", "", text).rstrip(":").strip()
+    for t in dict.fromkeys([text.rstrip(":").strip(), bare]):
+        if t in LABEL_STATISTIC:
+            return LABEL_STATISTIC[t], ""
+        words = t.split()
+        if len(words) > 1 and words[-1] in LABEL_STATISTIC:
+            return LABEL_STATISTIC[words[-1]], _rest(t[: -len(words[-1])])
+        first = words[0].rstrip(":") if words else ""
+        if len(words) > 1 and LABEL_STATISTIC.get(first) == "sum":
+            return "sum", re.sub(r"^(?:of|for)\s+", "", _rest(t[len(words[0]) :]))
+        for word in _SUFFIXES:
+            if t.endswith(word) and t != word:
+                return LABEL_STATISTIC[word], _rest(t[: -len(word)])
+        for word in _ASCII_SUFFIXES:  # 'NorthTotal': a group's name, checked against it
+            if t.endswith(word) and t != word and t[-len(word) - 1].isalpha():
+                return LABEL_STATISTIC[word], _rest(t[: -len(word)])
     return None
+
+
+def _rest(text: str) -> str:
+    """A label's group: the text beside its statistic's word, without the separators between
+    them ('North-East - ' of 'North-East - Total')."""
+    return text.strip(" \t:-\u2013\u2014,")
+
+
+def _group_text(cell: object) -> str:
+    """A cell as a group's name is compared with a label's: stripped, in lower case."""
+    return cell.strip().casefold() if isinstance(cell, str) else ""
 
 
 def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal: str = ".") -> None:
     """A :class:`UserError` naming the lines of a report's subtotals, wherever they stand: rows
     labelled as a statistic ('West Total', 'Subtotal', 'Grand Total', 'North Average', in any
-    cell) whose numbers are each a statistic of the rows of their group (the rows since the
-    label before; a grand total's, every row above that no label marks), the one their label
-    names among them. Excel's Data > Subtotal writes such a row under every group and a grand
-    total at the end: each trained as one more house (R^2 0.99 on the subtotals alone), and the
-    total check of the last rows compared the grand total with rows that held the subtotals.
+    cell) whose numbers are each that statistic of their group's (:func:`_holds_its_statistic`),
+    and that are labelled as theirs (:func:`_is_its_groups_label`). Excel's Data > Subtotal
+    writes such a row under (or above) every group and a grand total at the end (or the top):
+    each trained as one more house (R^2 0.99 on the subtotals alone), and the total check of
+    the last rows compared the grand total with rows that held the subtotals.
 
-    A group of one row is its subtotal's only when the label names that row's group ('North
-    Total' under a row whose cell there is 'North'); a label alone refuses nothing."""
+    Each labelled row is judged on its own, the others kept out of every group: a subtotal
+    that no longer adds up (its group edited since) is not named, and the rest are. Rows so
+    labelled that hold the statistic by chance among many that do not (a neighbourhood
+    called 'West Total' on a quarter of the rows) are not named: at least a fifth of the rows
+    so labelled must hold it."""
     text = [j for j in range(df.shape[1]) if not pd.api.types.is_numeric_dtype(df.iloc[:, j])]
     if not text:
         return
@@ -1453,21 +1491,17 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
         times = col[rows].value_counts().to_dict()  # the rows each label is on
         for i in np.flatnonzero(rows):
             found.setdefault(int(i), (j, values[i], *labels[values[i]], times[values[i]]))
-    if not found:
+    # a label that no statistic can confirm is a house's ('Max' on many rows)
+    labelled = np.array(sorted(i for i, label in found.items() if _may_be_a_label(label)), int)
+    if not len(labelled):
         return
     numbers = _numbers_of(df, decimal)
     if not numbers.shape[1]:
         return
-    # a label that no statistic can confirm is a house's ('Max' on many rows); the rows left
-    # unconfirmed are data to the others' groups on the next pass
-    confirmed = np.array(sorted(i for i, label in found.items() if _may_be_a_label(label)))
-    while len(confirmed):
-        labelled = confirmed
-        confirmed = labelled[_holds_its_statistic(df, numbers, labelled, found)]
-        if len(confirmed) == len(labelled):
-            break
-    if not len(confirmed):
+    holds = _holds_its_statistic(df, numbers, labelled, found)
+    if not holds.any() or holds.sum() < 0.2 * len(labelled):
         return
+    confirmed = labelled[holds | _like_the_confirmed(df, labelled, holds, found)]
     shown = confirmed[:SUBTOTALS_SHOWN]
     rows = ", ".join(str(int(df.index[i]) + 1) for i in shown)
     lines = ", ".join(str(_line_of(df, i, skip)) for i in shown)
@@ -1480,7 +1514,7 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
     more = f" and {len(confirmed) - len(shown)} more" if len(confirmed) > len(shown) else ""
     raise UserError(
         f"{source}: rows {rows}{more} (lines {lines}{more}) are totals or summaries of the rows "
-        f"above them ({cells}{', ...' if len(confirmed) > 5 else ''}), not rows of data; "
+        f"around them ({cells}{', ...' if len(confirmed) > 5 else ''}), not rows of data; "
         "delete those lines (Excel's Data > Subtotal > Remove All deletes the subtotals it made)"
     )
 
@@ -1488,27 +1522,107 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
 SUBTOTALS_SHOWN = 20  # the lines a subtotals error names
 
 
+def _like_the_confirmed(
+    df: pd.DataFrame, labelled: np.ndarray, holds: np.ndarray, found: dict
+) -> np.ndarray:
+    """Which ``labelled`` rows are subtotals like those that hold their statistic (``holds``)
+    although theirs no longer adds up (a group edited since, the subtotal not): labelled as
+    one of them is (a plain 'Subtotal'), or naming the statistic one of them names and the
+    group of the rows right above or below ('North Total' over a North whose price was
+    changed). Deleting the lines the error named would have left them to train."""
+    cells = {found[int(i)][1] for i in labelled[holds]}
+    statistics = {found[int(i)][2] for i in labelled[holds]}
+    filled = df.notna().sum(axis=1).to_numpy() >= 2
+    marked = np.zeros(len(df), bool)
+    marked[labelled] = True
+    out = np.zeros(len(labelled), bool)
+    for k in np.flatnonzero(~holds):
+        i = int(labelled[k])
+        column, cell, statistic, rest, _ = found[i]
+        if cell in cells:
+            out[k] = True
+            continue
+        if statistic not in statistics or not rest or rest in GRAND:
+            continue
+        for rows in (range(i - 1, -1, -1), range(i + 1, len(df))):
+            group = []
+            for r in rows:
+                if marked[r]:
+                    break
+                if filled[r]:
+                    group.append(r)
+            if group and _is_its_groups_label(df, found[i], np.asarray(group)):
+                out[k] = True
+                break
+    return out
+
+
 def _holds_its_statistic(
     df: pd.DataFrame, numbers: np.ndarray, labelled: np.ndarray, found: dict
 ) -> np.ndarray:
-    """Which ``labelled`` rows (sorted; ``found[row] = (column, cell, statistic, group, ...)``) hold
-    in each of their ``numbers`` the statistic their label names of the rows of their group,
-    and are labelled as theirs (:func:`_is_its_groups_label`): the group is the rows of two
-    cells or more since the labelled row before; for a row right under another (a grand
-    total), every such row above it.
+    """Which ``labelled`` rows (sorted; ``found[row] = (column, cell, statistic, group, ...)``)
+    hold in each of their ``numbers`` the statistic their label names (a sum's label: each a
+    sum or a mean, as reports mix them) of the rows of one of their possible groups, as
+    :func:`_is_its_groups_label` accepts it. The groups, among the rows of two cells or more
+    that no label marks: the rows since the labelled row before (Excel's summary below its
+    data) or until the next (above it); right under (over) another label, that label's group
+    (two subtotals of a group, 'North Average' then 'North Total'); and every row above (below
+    it), a grand total's. Groups above a label only where no more than a report's footnotes
+    follow the last label, below it only where no row precedes the first.
 
-    Sums, means, counts and deviations come from running sums over the rows, least, greatest
-    and median one group at a time (each row is in one group; from the first row, running
-    least and greatest): a level like a label on 250,000 of 10^6 rows ('West Total' as a
-    neighbourhood) took 3-5 s, against 7.5 s for reading the file."""
+    Sums, means, counts and deviations come from running sums over the rows; least, greatest
+    and median one group at a time (from the first or to the last row: running least and
+    greatest; medians of at most a few such)."""
     filled = df.notna().sum(axis=1).to_numpy() >= 2
     is_labelled = np.zeros(len(df), bool)
     is_labelled[labelled] = True
     data = np.flatnonzero(filled & ~is_labelled)
-    hi = np.searchsorted(data, labelled)  # the data rows above labelled row k: data[:hi[k]]
-    lo = np.concatenate([[0], hi[:-1]])  # its group: data[lo[k]:hi[k]]
-    lo = np.where(lo == hi, 0, lo)  # right under another label: every data row above
+    K, N = len(labelled), len(data)
+    at = np.searchsorted(data, labelled)  # the data rows above labelled row k: data[:at[k]]
+    before = np.concatenate([[0], at[:-1]])  # since the label before: data[before:at]
+    after = np.concatenate([at[1:], [N]])  # until the next: data[at:after]
+    # right under another label: the group of the nearest label above with rows of its own
+    own = np.where(at > before, np.arange(K), -1)
+    nearest = np.maximum.accumulate(own)
+    has = nearest >= 0
+    up_lo = np.where(has, before[np.maximum(nearest, 0)], 0)
+    up_hi = np.where(has, at[np.maximum(nearest, 0)], 0)
+    own_next = np.where(after > at, np.arange(K), K)
+    nearest_next = np.minimum.accumulate(own_next[::-1])[::-1]
+    has = nearest_next < K
+    down_lo = np.where(has, at[np.minimum(nearest_next, K - 1)], N)
+    down_hi = np.where(has, after[np.minimum(nearest_next, K - 1)], N)
+    # summaries below their groups leave no rows under the last (a report's footnotes aside);
+    # summaries above them, none over the first: a row labelled 'Max' amid the rows, the
+    # greatest of those under it, is a house
+    below = N - at[-1] <= SUMMARY_ROWS[1]
+    above = at[0] == 0
+    groups = [
+        *([(up_lo, up_hi), (np.zeros(K, int), at)] if below else []),  # the group, all above
+        *([(down_lo, down_hi), (at, np.full(K, N))] if above else []),  # the group, all below
+    ]
     x = numbers[data]
+    kinds = [found[int(i)][2] for i in labelled]
+    row = numbers[labelled]
+    written = np.isfinite(row)
+    out = np.zeros(K, bool)
+    for lo, hi in groups:
+        candidates = np.flatnonzero(~out & (hi > lo) & written.any(axis=1))
+        if not len(candidates):
+            continue
+        stats = _group_statistics(x, lo, hi, kinds, candidates)
+        for k in candidates:
+            if _is_the_statistic_written(row[k], stats, k, kinds[k]) and _is_its_groups_label(
+                df, found[int(labelled[k])], data[lo[k] : hi[k]]
+            ):
+                out[k] = True
+    return out
+
+
+def _group_statistics(x: np.ndarray, lo, hi, kinds: list[str], rows: np.ndarray) -> dict:
+    """``{statistic: (K, p)}`` of ``x``'s rows ``lo[k]:hi[k]`` for the ``rows`` k (NaN
+    elsewhere): sums, means, counts and deviations from running sums; least, greatest and
+    medians only for the rows whose label names them."""
     ok = np.isfinite(x)
     x0 = np.where(ok, x, 0.0)
 
@@ -1525,42 +1639,43 @@ def _holds_its_statistic(
             "count": n,
             "std": np.sqrt(np.maximum((Q[hi] - Q[lo] - n * mean * mean) / (n - 1), 0.0)),
         }
-    kinds = [found[int(i)][2] for i in labelled]
     reduce = {"min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}
     for kind in reduce:
         stats[kind] = np.full(stats["sum"].shape, np.nan)
-    # from the first row: running least and greatest; medians of at most a few such rows
+    wanted = [k for k in rows if kinds[k] in reduce]
+    if not wanted:
+        return stats
     first = {"min": np.fmin.accumulate(x, axis=0), "max": np.fmax.accumulate(x, axis=0)}
-    medians_from_the_first = 8
+    last = {
+        "min": np.fmin.accumulate(x[::-1], axis=0)[::-1],
+        "max": np.fmax.accumulate(x[::-1], axis=0)[::-1],
+    }
+    medians_of_many = 8
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a group with no number in a column
-        for k, kind in enumerate(kinds):
-            if kind not in reduce or hi[k] == lo[k]:
-                continue
+        for k in wanted:
+            kind = kinds[k]
             if lo[k] == 0 and kind in first:
                 stats[kind][k] = first[kind][hi[k] - 1]
-            elif lo[k] > 0 or (medians_from_the_first := medians_from_the_first - 1) >= 0:
+            elif hi[k] == len(x) and kind in last:
+                stats[kind][k] = last[kind][lo[k]]
+            elif hi[k] - lo[k] < 1000 or (medians_of_many := medians_of_many - 1) >= 0:
                 stats[kind][k] = reduce[kind](x[lo[k] : hi[k]], axis=0)
-    expected = np.stack([stats[kind][k] for k, kind in enumerate(kinds)])
-    row = numbers[labelled]
-    # a sum, count, least or greatest as written, to the rounding of its digits; a mean,
-    # median or deviation within 1 % too (a report rounds them)
-    rtol = np.where(np.isin(kinds, ["mean", "median", "std"])[:, None], 1e-2, 0.0)
-    has = np.isfinite(row)
-    gap = np.abs(row - expected)
-    # half a unit of the last decimal written (:func:`_half_unit`) is at most 0.5: the rows
-    # within that are compared digit by digit
-    near = ~has | (gap <= np.maximum(rtol * np.abs(expected), 0.5))
-    out = np.zeros(len(labelled), bool)
-    for k in np.flatnonzero(near.all(axis=1) & has.any(axis=1)):
-        at = has[k]
-        slack = np.maximum(0.01, _half_unit(row[k, at]))
-        if (gap[k, at] <= np.maximum(rtol[k] * np.abs(expected[k, at]), slack)).all():
-            out[k] = _is_its_groups_label(df, found[int(labelled[k])], data[lo[k] : hi[k]])
-    return out
+    return stats
 
 
-GRAND = {"grand", "overall", "all", "général", "general", "gesamt"}  # 'Grand Total', ...
+def _is_the_statistic_written(row: np.ndarray, stats: dict, k: int, kind: str) -> bool:
+    """Whether each number of ``row`` is ``kind`` of its column (``stats[kind][k]``), or for a
+    sum's label a sum or a mean: a sum, count, least or greatest as written, to the rounding
+    of its digits (:func:`_half_unit`); a mean, median or deviation within 1 % too."""
+    at = np.isfinite(row)
+    slack = np.maximum(0.01, _half_unit(row[at]))
+    near = np.zeros(int(at.sum()), bool)
+    for statistic in ("sum", "mean") if kind == "sum" else (kind,):
+        s = stats[statistic][k, at]
+        rtol = 1e-2 if statistic in ("mean", "median", "std") else 0.0
+        near |= np.abs(row[at] - s) <= np.maximum(rtol * np.abs(s), slack)
+    return bool(near.all())
 
 
 def _may_be_a_label(label: tuple) -> bool:
@@ -1574,11 +1689,11 @@ def _may_be_a_label(label: tuple) -> bool:
 def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> bool:
     """Whether a row whose numbers are a statistic of the rows ``group`` (positions in ``df``)
     is labelled as theirs: the rest of its label (``label = (column, cell, statistic, rest,
-    times)``, ``times`` the rows holding that cell in its column)
-    is what each of those rows holds in one column ('West' of 'West Total'), or a grand one's
-    word ('Grand Total'); or, without a rest, the label says a sum ('Subtotal', 'Total') or
-    is the only cell so in its column (a condition rated 'Average' on many rows is data). A
-    group of one row is its label's only by name."""
+    times)``, ``times`` the rows holding that cell in its column) is what each of those rows
+    holds in one column ('North-East' of 'North-East Total'), or a grand one's word ('Grand
+    Total'); or, without a rest, the label says a sum ('Subtotal', 'Total') or is the only
+    cell so in its column (a condition rated 'Average' on many rows is data). A group of one
+    row is its label's only by name."""
     column, cell, statistic, rest, times = label
     if rest:
         if rest in GRAND:
@@ -1587,7 +1702,7 @@ def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> b
             if pd.api.types.is_numeric_dtype(df.dtypes.iloc[j]):
                 continue
             cells = df.iloc[:, j].to_numpy()
-            if len(group) and all(_summary_word(cells[r]) == rest for r in group):
+            if len(group) and all(_group_text(cells[r]) == rest for r in group):
                 return True
         return False
     if len(group) < 2:
@@ -1601,6 +1716,9 @@ def _summed(i: int, n: int, labelled: dict) -> np.ndarray:
     other labelled rows left out."""
     rows = np.arange(i) if 2 * i >= n else np.arange(i + 1, n)
     return np.setdiff1d(rows, list(labelled))
+
+
+_STATISTIC_ORDER = ("sum", "mean", "median", "min", "max", "count", "std")  # _statistics'
 
 
 def _statistics(numbers: np.ndarray, rows: np.ndarray) -> list[np.ndarray]:
