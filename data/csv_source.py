@@ -1275,8 +1275,8 @@ LABEL_STATISTIC = {
     **dict.fromkeys(
         ["total", "totals", "sum", "subtotal", "sub-total", "summe", "gesamt", "ergebnis",
          "gesamtergebnis", "totaal", "eindtotaal", "somme", "totale", "suma", "insgesamt",
-         "summa", "totalsumma", "toplam", "razem", "result", "итог", "合計", "総計", "合计",
-         "总计", "小計", "小计", "計", "集計", "汇总"],
+         "summa", "totalsumma", "toplam", "razem", "result", "tot", "tot.", "итог", "合計",
+         "総計", "合计", "总计", "小計", "小计", "計", "集計", "汇总"],
         "sum",
     ),
     **dict.fromkeys(
@@ -1288,14 +1288,16 @@ LABEL_STATISTIC = {
     **dict.fromkeys(["min", "minimum", "最小"], "min"),
     **dict.fromkeys(["max", "maximum", "最大"], "max"),
     **dict.fromkeys(["count", "anzahl", "nombre", "cuenta", "aantal", "conteggio"], "count"),
-    **dict.fromkeys(["std", "stdev", "stddev", "stdevp"], "std"),
+    **dict.fromkeys(["std", "stdev", "stddev"], "std"),
+    # Excel's other subtotal functions: population deviation, variances, product
+    "stdevp": "stdp", "stddevp": "stdp", "var": "var", "varp": "varp", "product": "product",
     # grand totals of one phrase: Polish, Dutch
     **dict.fromkeys(["suma końcowa", "suma koncowa"], "sum"),
 }  # fmt: skip
 # the rest of a grand total's label: 'Grand Total', 'Genel Toplam', 'Общий итог', 'Total Geral'
 GRAND = {
     "grand", "overall", "all", "général", "general", "gesamt", "genel", "общий", "geral",
-    "complessivo", "końcowa", "koncowa", "total",
+    "complessivo", "końcowa", "koncowa", "total", "generale", "générale",
 }  # fmt: skip
 # a cell a label may be: what it ends in, or begins with (the sums' words); a parenthesis or
 # ':' at its end is looked at in full (:func:`_label_statistic`)
@@ -1388,7 +1390,7 @@ def _refuse_a_total_row(df: pd.DataFrame, source: str, skip: int = 0, decimal: s
     for i, cell in labelled.items():
         stats = _statistics(numbers, _summed(i, len(df), labelled))
         named = LABEL_STATISTIC.get(_summary_word(cell), "sum")
-        if stats and named != "sum":  # 'Max': the greatest of every column, not one mean
+        if stats and named in _STATISTIC_ORDER[1:]:  # 'Max': every column's greatest
             k = _STATISTIC_ORDER.index(named)
             stats = [s if j == k else np.full(np.shape(s), np.nan) for j, s in enumerate(stats)]
         if numbers.shape[1] and _is_a_statistic(numbers[i], stats):
@@ -1614,19 +1616,39 @@ def _holds_its_statistic(
         # half a unit of the last digit written is at most 0.5: the rows within that of their
         # statistic are compared digit by digit (a label-like level on many rows: few are)
         near = np.zeros(row.shape, bool)
-        for statistic, rtol in (("sum", 0), ("mean", 1e-2), ("median", 1e-2), ("min", 0),
-                                ("max", 0), ("count", 0), ("std", 1e-2)):  # fmt: skip
+        for statistic, rtol in _TOLERANCE.items():
             named = np.array([kind == statistic or (statistic == "mean" and kind == "sum")
                               for kind in kinds])[:, None]  # fmt: skip
             s = stats[statistic]
             near |= named & (np.abs(row - s) <= np.maximum(rtol * np.abs(s), 0.5))
         candidates = candidates[(near | ~written)[candidates].all(axis=1)]
-        for k in candidates:
-            if _is_the_statistic_written(row[k], stats, k, kinds[k]) and _is_its_groups_label(
-                df, found[int(labelled[k])], data[lo[k] : hi[k]]
+        # a sum that no longer adds up (its range not extended to rows added since, or
+        # Excel's SUBTOTAL of the rows a filter left): above every row of its group in each
+        # column, at least twice its mean
+        grown = np.array([kind == "sum" for kind in kinds])[:, None] & (row >= 2 * stats["mean"])
+        grown = np.flatnonzero((grown | ~written).all(axis=1) & (written.sum(axis=1) >= 2))
+        for k in np.union1d(
+            candidates, np.intersect1d(grown, np.flatnonzero(~out & (hi - lo >= 2)))
+        ):
+            group = data[lo[k] : hi[k]]
+            if not (
+                _is_the_statistic_written(row[k], stats, k, kinds[k])
+                or (kinds[k] == "sum" and _above_every_row(row[k], x[lo[k] : hi[k]]))
             ):
+                continue
+            if _is_its_groups_label(df, found[int(labelled[k])], group):
                 out[k] = True
     return out
+
+
+def _above_every_row(row: np.ndarray, group: np.ndarray) -> bool:
+    """Whether each of ``row``'s numbers (two or more) is above every number of its column in
+    ``group``."""
+    at = np.isfinite(row)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a column of no numbers in the group
+        greatest = np.nanmax(group[:, at], axis=0)
+    return int(at.sum()) >= 2 and bool((row[at] > greatest).all())
 
 
 def _group_statistics(x: np.ndarray, lo, hi, kinds: list[str], rows: np.ndarray) -> dict:
@@ -1647,9 +1669,11 @@ def _group_statistics(x: np.ndarray, lo, hi, kinds: list[str], rows: np.ndarray)
             "sum": np.where(n > 0, total, np.nan),
             "mean": mean,
             "count": n,
-            "std": np.sqrt(np.maximum((Q[hi] - Q[lo] - n * mean * mean) / (n - 1), 0.0)),
+            "var": np.maximum((Q[hi] - Q[lo] - n * mean * mean) / (n - 1), 0.0),
+            "varp": np.maximum((Q[hi] - Q[lo] - n * mean * mean) / n, 0.0),
         }
-    reduce = {"min": np.nanmin, "max": np.nanmax, "median": np.nanmedian}
+        stats["std"], stats["stdp"] = np.sqrt(stats["var"]), np.sqrt(stats["varp"])
+    reduce = {"min": np.nanmin, "max": np.nanmax, "median": np.nanmedian, "product": np.nanprod}
     for kind in reduce:
         stats[kind] = np.full(stats["sum"].shape, np.nan)
     wanted = [k for k in rows if kinds[k] in reduce]
@@ -1674,6 +1698,13 @@ def _group_statistics(x: np.ndarray, lo, hi, kinds: list[str], rows: np.ndarray)
     return stats
 
 
+# how near a subtotal's number must be to its statistic, beyond the rounding of its digits
+_TOLERANCE = {
+    "sum": 0.0, "mean": 1e-2, "median": 1e-2, "min": 0.0, "max": 0.0, "count": 0.0,
+    "std": 1e-2, "stdp": 1e-2, "var": 1e-2, "varp": 1e-2, "product": 1e-2,
+}  # fmt: skip
+
+
 def _is_the_statistic_written(row: np.ndarray, stats: dict, k: int, kind: str) -> bool:
     """Whether each number of ``row`` is ``kind`` of its column (``stats[kind][k]``), or for a
     sum's label a sum or a mean: a sum, count, least or greatest as written, to the rounding
@@ -1683,7 +1714,7 @@ def _is_the_statistic_written(row: np.ndarray, stats: dict, k: int, kind: str) -
     near = np.zeros(int(at.sum()), bool)
     for statistic in ("sum", "mean") if kind == "sum" else (kind,):
         s = stats[statistic][k, at]
-        rtol = 1e-2 if statistic in ("mean", "median", "std") else 0.0
+        rtol = _TOLERANCE[statistic]
         near |= np.abs(row[at] - s) <= np.maximum(rtol * np.abs(s), slack)
     return bool(near.all())
 
@@ -1700,7 +1731,8 @@ def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> b
     """Whether a row whose numbers are a statistic of the rows ``group`` (positions in ``df``)
     is labelled as theirs: the rest of its label (``label = (column, cell, statistic, rest,
     times)``, ``times`` the rows holding that cell in its column) is what each of those rows
-    holds in one column ('North-East' of 'North-East Total'), or a grand one's word ('Grand
+    holds in one column ('North-East' of 'North-East Total'; the others' cells there may be
+    empty, as a pivot table writes a group's name on its first row), or a grand one's word ('Grand
     Total'); or, without a rest, the label says a sum ('Subtotal', 'Total') or is the only
     cell so in its column (a condition rated 'Average' on many rows is data). A group of one
     row is its label's only by name."""
@@ -1711,8 +1743,9 @@ def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> b
         for j in range(df.shape[1]):
             if pd.api.types.is_numeric_dtype(df.dtypes.iloc[j]):
                 continue
-            cells = df.iloc[:, j].to_numpy()
-            if len(group) and all(_group_text(cells[r]) == rest for r in group):
+            # each row's cell, or (a pivot table's compact form) the first row's alone
+            named = {_group_text(c) for r in group if not pd.isna(c := df.iat[r, j])}
+            if named == {rest}:
                 return True
         return False
     if len(group) < 2:

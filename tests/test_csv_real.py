@@ -1643,7 +1643,10 @@ def _subtotalled(groups, statistic: str, label: str = "{} Total", grand: str = "
     """A file as Excel's Data > Subtotal leaves it: each group's rows, then a row labelled
     ``label`` holding ``statistic`` of each column over the group, then the grand one over
     every row; returns its lines and the (0-based) rows of the labelled ones."""
-    stat = {"sum": np.sum, "mean": np.mean, "max": np.max, "count": len}[statistic]
+    stat = {
+        "sum": np.sum, "mean": np.mean, "max": np.max, "count": len,
+        "var": lambda a: np.var(a, ddof=1), "varp": np.var, "stdp": np.std, "product": np.prod,
+    }[statistic]  # fmt: skip
     lines, labelled, every = ["neighbourhood,price,lotsize,bedrooms"], [], []
     for name, rows in groups:
         lines += [f"{name},{p},{lot},{b}" for p, lot, b in rows]
@@ -1891,4 +1894,55 @@ def test_subtotals_of_sums_and_means_are_named(tmp_path):
         p, q, b = (np.array(c, np.float64) for c in zip(*rows, strict=True))
         lines.append(f"{name} Total,{p.sum():.10g},{q.mean():.10g},{b.mean():.10g}")
     (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    assert _refused_lines(tmp_path / "f.csv") == [r + 1 for r in labelled]
+
+
+@pytest.mark.parametrize(
+    ("statistic", "label", "grand"),
+    [
+        ("var", "{} Var", "Grand Var"),  # Excel's other subtotal functions (helper-62)
+        ("varp", "{} Varp", "Grand Varp"),
+        ("stdp", "{} StdDevp", "Grand StdDevp"),
+        ("product", "{} Product", "Grand Product"),  # had been "beyond float32's range"
+        ("sum", "{} Tot.", "Tot. generale"),
+    ],
+)
+def test_subtotals_of_excels_other_functions_are_named(tmp_path, statistic, label, grand):
+    lines, labelled = _subtotalled(_groups(("North", "West", "South")), statistic, label, grand)
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    assert _refused_lines(tmp_path / "f.csv") == [r + 1 for r in labelled]
+
+
+def test_totals_that_no_longer_add_up_are_named(tmp_path):
+    # a grand total whose SUM range missed the last four houses, and subtotals of the rows a
+    # filter left (Excel's SUBTOTAL skips hidden rows): each trained, R^2 1.0 (helper-62)
+    groups = _groups(("North", "West", "South"), size=8)
+    lines = ["neighbourhood,price,lotsize,bedrooms"]
+    lines += [f"{name},{p},{q},{b}" for name, rows in groups for p, q, b in rows]
+    houses = [r for _, rows in groups for r in rows]
+    short = [sum(c) for c in zip(*houses[:-4], strict=True)]
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join([*lines, "Grand Total," + ",".join(map(str, short))]) + "\n")
+    assert _refused_lines(path) == [len(lines) + 1]
+    filtered, labelled = ["neighbourhood,price,lotsize,bedrooms"], []
+    for name, rows in groups:
+        filtered += [f"{name},{p},{q},{b}" for p, q, b in rows]
+        labelled.append(len(filtered))
+        filtered.append(
+            f"{name} Total," + ",".join(str(sum(c)) for c in zip(*rows[:5], strict=True))
+        )
+    path.write_text("\n".join(filtered) + "\n")
+    assert _refused_lines(path) == [r + 1 for r in labelled]
+
+
+def test_subtotals_of_a_pivot_tables_compact_form_are_named(tmp_path):
+    # each group's name on its first row only: "free text" advised data.drop, after which
+    # every subtotal trained (helper-62)
+    lines, labelled = _subtotalled(_groups(("North", "West", "South")), "sum")
+    compact = [lines[0]]
+    for k, line in enumerate(lines[1:], start=1):
+        name, rest = line.split(",", 1)
+        above = lines[k - 1].split(",", 1)[0]
+        compact.append(("" if name == above else name) + "," + rest)
+    (tmp_path / "f.csv").write_text("\n".join(compact) + "\n")
     assert _refused_lines(tmp_path / "f.csv") == [r + 1 for r in labelled]
