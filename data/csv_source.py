@@ -1466,11 +1466,11 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
     each trained as one more house (R^2 0.99 on the subtotals alone), and the total check of
     the last rows compared the grand total with rows that held the subtotals.
 
-    Each labelled row is judged on its own, the others kept out of every group: a subtotal
-    that no longer adds up (its group edited since) is not named, and the rest are. Rows so
-    labelled that hold the statistic by chance among many that do not (a neighbourhood
-    called 'West Total' on a quarter of the rows) are not named: at least a fifth of the rows
-    so labelled must hold it."""
+    Each labelled row is judged on its own, the others kept out of every group; a subtotal
+    that no longer adds up (its group edited since) is named with those that do when labelled
+    as they are (:func:`_like_the_confirmed`). Rows so labelled that hold the statistic by
+    chance among many that do not (a neighbourhood called 'West Total' on a quarter of the
+    rows) are not named: at least a fifth of the rows so labelled must hold it."""
     text = [j for j in range(df.shape[1]) if not pd.api.types.is_numeric_dtype(df.iloc[:, j])]
     if not text:
         return
