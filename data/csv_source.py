@@ -1500,10 +1500,11 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
     numbers = _numbers_of(df, decimal)
     if not numbers.shape[1]:
         return
-    holds = _holds_its_statistic(df, numbers, labelled, found)
+    cells = [(j, df.iloc[:, j].to_numpy()) for j in text]  # the text columns' cells
+    holds, exact = _holds_its_statistic(df, numbers, labelled, found, cells)
     if not holds.any() or holds.sum() < 0.2 * len(labelled):
         return
-    confirmed = labelled[holds | _like_the_confirmed(df, labelled, holds, found)]
+    confirmed = labelled[holds | _like_the_confirmed(df, labelled, exact, found, cells)]
     shown = confirmed[:SUBTOTALS_SHOWN]
     rows = ", ".join(str(int(df.index[i]) + 1) for i in shown)
     lines = ", ".join(str(_line_of(df, i, skip)) for i in shown)
@@ -1525,14 +1526,15 @@ SUBTOTALS_SHOWN = 20  # the lines a subtotals error names
 
 
 def _like_the_confirmed(
-    df: pd.DataFrame, labelled: np.ndarray, holds: np.ndarray, found: dict
+    df: pd.DataFrame, labelled: np.ndarray, holds: np.ndarray, found: dict, text: list
 ) -> np.ndarray:
     """Which ``labelled`` rows are subtotals like those that hold their statistic (``holds``)
     although theirs no longer adds up (a group edited since, the subtotal not): labelled as
-    one of them is (a plain 'Subtotal'), or naming the statistic one of them names and the
+    two of them are (a plain 'Subtotal'), or naming the statistic one of them names and the
     group of the rows right above or below ('North Total' over a North whose price was
     changed). Deleting the lines the error named would have left them to train."""
-    cells = {found[int(i)][1] for i in labelled[holds]}
+    held = pd.Series([found[int(i)][1] for i in labelled[holds]], dtype=object)
+    cells = set(held[held.duplicated()])
     statistics = {found[int(i)][2] for i in labelled[holds]}
     filled = df.notna().sum(axis=1).to_numpy() >= 2
     marked = np.zeros(len(df), bool)
@@ -1553,15 +1555,15 @@ def _like_the_confirmed(
                     break
                 if filled[r]:
                     group.append(r)
-            if group and _is_its_groups_label(df, found[i], np.asarray(group)):
+            if group and _is_its_groups_label(text, found[i], np.asarray(group)):
                 out[k] = True
                 break
     return out
 
 
 def _holds_its_statistic(
-    df: pd.DataFrame, numbers: np.ndarray, labelled: np.ndarray, found: dict
-) -> np.ndarray:
+    df: pd.DataFrame, numbers: np.ndarray, labelled: np.ndarray, found: dict, text: list
+) -> tuple[np.ndarray, np.ndarray]:
     """Which ``labelled`` rows (sorted; ``found[row] = (column, cell, statistic, group, ...)``)
     hold in each of their ``numbers`` the statistic their label names (a sum's label: each a
     sum or a mean, as reports mix them) of the rows of one of their possible groups, as
@@ -1607,7 +1609,7 @@ def _holds_its_statistic(
     kinds = [found[int(i)][2] for i in labelled]
     row = numbers[labelled]
     written = np.isfinite(row)
-    out = np.zeros(K, bool)
+    out, exact = np.zeros(K, bool), np.zeros(K, bool)
     for lo, hi in groups:
         candidates = np.flatnonzero(~out & (hi > lo) & written.any(axis=1))
         if not len(candidates):
@@ -1623,22 +1625,73 @@ def _holds_its_statistic(
             near |= named & (np.abs(row - s) <= np.maximum(rtol * np.abs(s), 0.5))
         candidates = candidates[(near | ~written)[candidates].all(axis=1)]
         # a sum that no longer adds up (its range not extended to rows added since, or
-        # Excel's SUBTOTAL of the rows a filter left): above every row of its group in each
-        # column, at least twice its mean
-        grown = np.array([kind == "sum" for kind in kinds])[:, None] & (row >= 2 * stats["mean"])
+        # Excel's SUBTOTAL of the rows a filter left): above every row of its group and at
+        # least half their sum in each column, under a label that names its group or a grand
+        # one, or a label on no other row (a mansion whose renovation was 'Total', two or
+        # three times the mean house, is a house)
+        strong = np.array([_may_have_grown(found[int(i)]) for i in labelled])[:, None]
+        grown = strong & (row >= 0.5 * stats["sum"])
         grown = np.flatnonzero((grown | ~written).all(axis=1) & (written.sum(axis=1) >= 2))
         for k in np.union1d(
             candidates, np.intersect1d(grown, np.flatnonzero(~out & (hi - lo >= 2)))
         ):
             group = data[lo[k] : hi[k]]
-            if not (
-                _is_the_statistic_written(row[k], stats, k, kinds[k])
-                or (kinds[k] == "sum" and _above_every_row(row[k], x[lo[k] : hi[k]]))
-            ):
+            holds = _is_the_statistic_written(row[k], stats, k, kinds[k])
+            if not (holds or _above_every_row(row[k], x[lo[k] : hi[k]])):
                 continue
-            if _is_its_groups_label(df, found[int(labelled[k])], group):
+            if _is_its_groups_label(text, found[int(labelled[k])], group):
+                out[k], exact[k] = True, holds
+    named = _named_groups(text, data, x, labelled, found, row, ~out)
+    out |= named
+    exact |= named
+    return out, exact
+
+
+NAMED_GROUPS_LOOKED_AT = 1000  # labelled rows whose group is looked for by its name
+
+
+def _named_groups(text, data, x, labelled, found, row, which) -> np.ndarray:
+    """Which labelled rows (among ``which``) hold their statistic of every row that holds
+    their group's name in some column, wherever those rows stand: nested subtotals ('West
+    Total' under West's last inner subtotal, '5 Total' of its bedrooms) group rows that no
+    labelled row bounds. At most :data:`NAMED_GROUPS_LOOKED_AT` rows are looked at."""
+    out = np.zeros(len(labelled), bool)
+    texts: dict[int, dict[str, np.ndarray]] = {}  # column -> group names -> their data rows
+    rests = {found[int(labelled[k])][3] for k in np.flatnonzero(which)}
+    looked = 0
+    for k in np.flatnonzero(which):
+        _, _, statistic, rest, _ = found[int(labelled[k])]
+        if not rest or rest in GRAND or statistic == "product":
+            continue
+        looked += 1
+        if looked > NAMED_GROUPS_LOOKED_AT:
+            break
+        for j, column in text:
+            if j not in texts:
+                codes, uniques = pd.factorize(column[data])
+                named = [_group_text(u) for u in uniques]  # each distinct cell once
+                wanted = np.flatnonzero(np.isin(named, list(rests)))
+                texts[j] = {}
+                for c in wanted:
+                    texts[j].setdefault(named[c], []).extend(np.flatnonzero(codes == c))
+            rows = np.asarray(texts[j].get(rest, []), int)
+            if len(rows) < 2:
+                continue
+            part = x[rows]
+            stats = _group_statistics(part, np.array([0]), np.array([len(part)]), [statistic],
+                                      np.array([0]))  # fmt: skip
+            if _is_the_statistic_written(row[k], stats, 0, statistic):
                 out[k] = True
+                break
     return out
+
+
+def _may_have_grown(label: tuple) -> bool:
+    """Whether a sum's label (``found``'s ``(column, cell, statistic, group, times)``) may
+    stand over a sum that no longer adds up: one naming a group or a grand one, or on no
+    other row of its column."""
+    _, _, statistic, rest, times = label
+    return statistic == "sum" and (bool(rest) or times == 1)
 
 
 def _above_every_row(row: np.ndarray, group: np.ndarray) -> bool:
@@ -1727,9 +1780,10 @@ def _may_be_a_label(label: tuple) -> bool:
     return bool(rest) or statistic == "sum" or times == 1
 
 
-def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> bool:
-    """Whether a row whose numbers are a statistic of the rows ``group`` (positions in ``df``)
-    is labelled as theirs: the rest of its label (``label = (column, cell, statistic, rest,
+def _is_its_groups_label(text: list, label: tuple, group: np.ndarray) -> bool:
+    """Whether a row whose numbers are a statistic of the rows ``group`` (positions in the
+    file's table, whose text columns are ``text``: ``(index, cells)`` pairs) is labelled as
+    theirs: the rest of its label (``label = (column, cell, statistic, rest,
     times)``, ``times`` the rows holding that cell in its column) is what each of those rows
     holds in one column ('North-East' of 'North-East Total'; the others' cells there may be
     empty, as a pivot table writes a group's name on its first row), or a grand one's word ('Grand
@@ -1740,11 +1794,9 @@ def _is_its_groups_label(df: pd.DataFrame, label: tuple, group: np.ndarray) -> b
     if rest:
         if rest in GRAND:
             return len(group) >= 2
-        for j in range(df.shape[1]):
-            if pd.api.types.is_numeric_dtype(df.dtypes.iloc[j]):
-                continue
+        for _, cells in text:
             # each row's cell, or (a pivot table's compact form) the first row's alone
-            named = {_group_text(c) for r in group if not pd.isna(c := df.iat[r, j])}
+            named = {_group_text(c) for r in group if not pd.isna(c := cells[r])}
             if named == {rest}:
                 return True
         return False
