@@ -1276,7 +1276,8 @@ LABEL_STATISTIC = {
         ["total", "totals", "sum", "subtotal", "sub-total", "summe", "gesamt", "ergebnis",
          "gesamtergebnis", "totaal", "eindtotaal", "somme", "totale", "suma", "insgesamt",
          "summa", "totalsumma", "toplam", "razem", "result", "tot", "tot.", "итог", "合計",
-         "総計", "合计", "总计", "小計", "小计", "計", "集計", "汇总"],
+         "総計", "合计", "总计", "小計", "小计", "計", "集計", "汇总",
+         "all"],  # pandas' and pivot tables' margins: 'Ballard All' (sums or means)
         "sum",
     ),
     **dict.fromkeys(
@@ -1428,6 +1429,8 @@ def _label_statistic(cell: object) -> tuple[str, str] | None:
     if not text:
         return None
     bare = re.sub(r"\s*\([^()]*\)$", "", text).rstrip(":").strip()
+    if (m := re.fullmatch(r"(.*?)\s*\(([^()]*)\)", text)) and m[2].strip() in LABEL_STATISTIC:
+        return LABEL_STATISTIC[m[2].strip()], _rest(m[1])  # 'Ballard (Total)'
     for t in dict.fromkeys([text.rstrip(":").strip(), bare]):
         if t in LABEL_STATISTIC:
             return LABEL_STATISTIC[t], ""
@@ -1453,8 +1456,9 @@ def _rest(text: str) -> str:
 
 
 def _group_text(cell: object) -> str:
-    """A cell as a group's name is compared with a label's: stripped, in lower case."""
-    return cell.strip().casefold() if isinstance(cell, str) else ""
+    """A cell as a group's name is compared with a label's: in lower case, its spaces (a
+    no-break one from a web page's table too) one plain space each, none at its ends."""
+    return " ".join(cell.split()).casefold() if isinstance(cell, str) else ""
 
 
 def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal: str = ".") -> None:

@@ -1853,6 +1853,9 @@ def test_two_subtotals_a_group_and_subtotals_above_their_groups_are_named(tmp_pa
         ("Sum of {}", "Sum"),
         ("{} Sub-total", "Totals"),
         ("{}Total", "Total Result"),
+        ("{} (Total)", "Grand Total"),  # helper-64: each of these three trained
+        ("{}\u00a0Total", "Grand\u00a0Total"),  # a no-break space, from a web page's table
+        ("{} All", "All"),  # pandas' and pivot tables' margins
     ],
 )
 def test_subtotals_of_excels_in_other_languages_are_named(tmp_path, label, grand):
