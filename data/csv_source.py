@@ -1493,9 +1493,9 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
         labels = {c: label for c in cells if (label := _label_statistic(c)) is not None}
         if not labels:
             continue
-        values, rows = col.to_numpy(), col.isin(list(labels)).to_numpy()
-        times = col[rows].value_counts().to_dict()  # the rows each label is on
-        for i in np.flatnonzero(rows):
+        values, on = col.to_numpy(), col.isin(list(labels)).to_numpy()
+        times = col[on].value_counts().to_dict()  # the rows each label is on
+        for i in np.flatnonzero(on):
             found.setdefault(int(i), (j, values[i], *labels[values[i]], times[values[i]]))
     # a label that no statistic can confirm is a house's ('Max' on many rows)
     labelled = np.array(sorted(i for i, label in found.items() if _may_be_a_label(label)), int)
@@ -1504,24 +1504,25 @@ def _refuse_subtotal_rows(df: pd.DataFrame, source: str, skip: int = 0, decimal:
     numbers = _numbers_of(df, decimal)
     if not numbers.shape[1]:
         return
-    cells = [(j, df.iloc[:, j].to_numpy()) for j in text]  # the text columns' cells
-    holds, exact = _holds_its_statistic(df, numbers, labelled, found, cells)
+    columns = [(j, df.iloc[:, j].to_numpy()) for j in text]  # the text columns' cells
+    filled = df.notna().sum(axis=1).to_numpy() >= 2  # a report's rows: two cells or more
+    holds, exact = _holds_its_statistic(numbers, labelled, found, columns, filled)
     if not holds.any() or holds.sum() < 0.2 * len(labelled):
         return
-    confirmed = labelled[holds | _like_the_confirmed(df, labelled, exact, found, cells)]
+    confirmed = labelled[holds | _like_the_confirmed(labelled, exact, found, columns, filled)]
     shown = confirmed[:SUBTOTALS_SHOWN]
     rows = ", ".join(str(int(df.index[i]) + 1) for i in shown)
     lines = ", ".join(str(_line_of(df, i, skip)) for i in shown)
-    cells = ", ".join(repr(printable(str(found[i][1]).strip())) for i in shown[:5])
+    said = ", ".join(repr(printable(str(found[i][1]).strip())) for i in shown[:5])
     if len(confirmed) == 1:
         raise UserError(
-            f"{source}: row {rows} (line {lines}) is a total or a summary ({cells}), not a row "
+            f"{source}: row {rows} (line {lines}) is a total or a summary ({said}), not a row "
             "of data; delete that line"
         )
     more = f" and {len(confirmed) - len(shown)} more" if len(confirmed) > len(shown) else ""
     raise UserError(
         f"{source}: rows {rows}{more} (lines {lines}{more}) are totals or summaries of the rows "
-        f"around them ({cells}{', ...' if len(confirmed) > 5 else ''}), not rows of data; "
+        f"around them ({said}{', ...' if len(confirmed) > 5 else ''}), not rows of data; "
         "delete those lines (Excel's Data > Subtotal > Remove All deletes the subtotals it made)"
     )
 
@@ -1530,18 +1531,18 @@ SUBTOTALS_SHOWN = 20  # the lines a subtotals error names
 
 
 def _like_the_confirmed(
-    df: pd.DataFrame, labelled: np.ndarray, holds: np.ndarray, found: dict, text: list
+    labelled: np.ndarray, holds: np.ndarray, found: dict, text: list, filled: np.ndarray
 ) -> np.ndarray:
     """Which ``labelled`` rows are subtotals like those that hold their statistic (``holds``)
     although theirs no longer adds up (a group edited since, the subtotal not): labelled as
     two of them are (a plain 'Subtotal'), or naming the statistic one of them names and the
     group of the rows right above or below ('North Total' over a North whose price was
-    changed). Deleting the lines the error named would have left them to train."""
+    changed). Deleting the lines the error named would have left them to train. ``filled``:
+    which rows of the table have two cells or more."""
     held = pd.Series([found[int(i)][1] for i in labelled[holds]], dtype=object)
     cells = set(held[held.duplicated()])
     statistics = {found[int(i)][2] for i in labelled[holds]}
-    filled = df.notna().sum(axis=1).to_numpy() >= 2
-    marked = np.zeros(len(df), bool)
+    marked = np.zeros(len(filled), bool)
     marked[labelled] = True
     out = np.zeros(len(labelled), bool)
     for k in np.flatnonzero(~holds):
@@ -1552,7 +1553,7 @@ def _like_the_confirmed(
             continue
         if statistic not in statistics or not rest or rest in GRAND:
             continue
-        for rows in (range(i - 1, -1, -1), range(i + 1, len(df))):
+        for rows in (range(i - 1, -1, -1), range(i + 1, len(filled))):
             group = []
             for r in rows:
                 if marked[r]:
@@ -1566,7 +1567,7 @@ def _like_the_confirmed(
 
 
 def _holds_its_statistic(
-    df: pd.DataFrame, numbers: np.ndarray, labelled: np.ndarray, found: dict, text: list
+    numbers: np.ndarray, labelled: np.ndarray, found: dict, text: list, filled: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which ``labelled`` rows (sorted; ``found[row] = (column, cell, statistic, group, ...)``)
     hold in each of their ``numbers`` the statistic their label names (a sum's label: each a
@@ -1581,8 +1582,7 @@ def _holds_its_statistic(
     Sums, means, counts and deviations come from running sums over the rows; least, greatest
     and median one group at a time (from the first or to the last row: running least and
     greatest; medians of at most a few such)."""
-    filled = df.notna().sum(axis=1).to_numpy() >= 2
-    is_labelled = np.zeros(len(df), bool)
+    is_labelled = np.zeros(len(filled), bool)
     is_labelled[labelled] = True
     data = np.flatnonzero(filled & ~is_labelled)
     K, N = len(labelled), len(data)
@@ -1613,6 +1613,14 @@ def _holds_its_statistic(
     kinds = [found[int(i)][2] for i in labelled]
     row = numbers[labelled]
     written = np.isfinite(row)
+    # which rows' labels name each statistic (a sum's: a mean too, as reports mix them), and
+    # which may stand over a sum that no longer adds up
+    names = {
+        statistic: np.array([kind == statistic or (statistic == "mean" and kind == "sum")
+                             for kind in kinds])[:, None]
+        for statistic in _TOLERANCE
+    }  # fmt: skip
+    strong = np.array([_may_have_grown(found[int(i)]) for i in labelled])[:, None]
     out, exact = np.zeros(K, bool), np.zeros(K, bool)
     for lo, hi in groups:
         candidates = np.flatnonzero(~out & (hi > lo) & written.any(axis=1))
@@ -1623,17 +1631,14 @@ def _holds_its_statistic(
         # statistic are compared digit by digit (a label-like level on many rows: few are)
         near = np.zeros(row.shape, bool)
         for statistic, rtol in _TOLERANCE.items():
-            named = np.array([kind == statistic or (statistic == "mean" and kind == "sum")
-                              for kind in kinds])[:, None]  # fmt: skip
             s = stats[statistic]
-            near |= named & (np.abs(row - s) <= np.maximum(rtol * np.abs(s), 0.5))
+            near |= names[statistic] & (np.abs(row - s) <= np.maximum(rtol * np.abs(s), 0.5))
         candidates = candidates[(near | ~written)[candidates].all(axis=1)]
         # a sum that no longer adds up (its range not extended to rows added since, or
         # Excel's SUBTOTAL of the rows a filter left): above every row of its group and at
         # least half their sum in each column, under a label that names its group or a grand
         # one, or a label on no other row (a mansion whose renovation was 'Total', two or
         # three times the mean house, is a house)
-        strong = np.array([_may_have_grown(found[int(i)]) for i in labelled])[:, None]
         grown = strong & (row >= 0.5 * stats["sum"])
         grown = np.flatnonzero((grown | ~written).all(axis=1) & (written.sum(axis=1) >= 2))
         for k in np.union1d(
