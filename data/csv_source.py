@@ -1086,6 +1086,7 @@ def read_csv(
     if len(df) == 0:
         raise UserError(f"{source}: has a header but no data rows")
     _refuse_the_header_again(df, source, skip)
+    _refuse_rows_split_over_lines(df, source, skip, decimal)
     _refuse_subtotal_rows(df, source, skip, decimal)
     _refuse_a_total_row(df, source, skip, decimal)
     df.attrs.update(sep=sep, decimal=decimal, path=str(path), skip=skip, notes=notes)
@@ -1853,6 +1854,160 @@ def _line_of(df: pd.DataFrame, i: int, skip: int) -> int:
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+MAX_LINES_OF_A_ROW = 3  # a cell broken by one or two line breaks (an address over three lines)
+MAX_SPLIT_CANDIDATES = 10_000  # lines that may make a split row, looked at (a file of short rows)
+
+
+def _refuse_rows_split_over_lines(
+    df: pd.DataFrame, source: str, skip: int = 0, decimal: str = "."
+) -> None:
+    """A :class:`UserError` naming every row that unquoted line breaks have split over two or
+    three lines: inside a cell (an address typed over two lines, written out by a tool that
+    does not quote it), or between two cells (a long line wrapped by an editor or a mail). A
+    CSV reader takes such lines as short rows, the cells of every line after the first in the
+    columns of the cells before them (a price under 'bedrooms'), the columns after them
+    missing; data.missing=drop or mean, the advice for missing values, then lost the house or
+    trained those cells.
+
+    ``df``: the table as pandas read it (``df.index``: each row's line under the header). Lines
+    that follow one another are one row when every line but the last is short of a row's usual
+    width (the header's columns, or the most rows' written width when fewer), their written
+    widths (up to the last written cell) add up to it (plus one for each break inside a cell),
+    a break inside a cell falls in a column of text, the row they make holds a number in every
+    column of numbers it has a cell in (one at least), read apart, as the reader did, they put
+    a word in a column of numbers or a number in one of words, and a whole row follows them.
+    Rows with cells missing at their ends read right, so they fail the one test; footnotes
+    below the table, the other."""
+    n = df.shape[1]
+    if n < 2 or len(df) < 2:
+        return
+    width = n - np.cumprod(df.isna().to_numpy()[:, ::-1], axis=1).sum(axis=1)
+    # a row's usual width: the header's columns, or fewer when the last is seldom written
+    usual = int(np.bincount(width).argmax())
+    short = width < usual
+    if not short[:-1].any():
+        return
+    lines = df.index.to_numpy()
+    # footnotes below the table are short lines too ('Source: Registry, 2024' under a last row
+    # without its last cell): a split row is one a whole row follows
+    last_whole = int(np.flatnonzero(~short).max(initial=-1))
+    starts = []  # (first row, lines, breaks inside a cell)
+    for parts in range(2, MAX_LINES_OF_A_ROW + 1):
+        m = len(df) - parts + 1
+        if m < 1:
+            break
+        inside = sum(width[j : j + m] for j in range(parts)) - usual
+        fits = (inside >= 0) & (inside < parts) & (np.arange(m) + parts - 1 < last_whole)
+        for j in range(parts - 1):
+            fits &= short[j : j + m] & (lines[j + 1 : j + 1 + m] == lines[j : j + m] + 1)
+        starts += [(int(i), parts, int(inside[i])) for i in np.flatnonzero(fits)]
+    if not starts:
+        return
+    chains = np.array(sorted({i + j for i, parts, _ in starts for j in range(parts)}))
+    others = df.iloc[np.setdiff1d(np.arange(len(df)), chains)]
+    share = np.array([_share_of_numbers(others.iloc[:, c], decimal) for c in range(n)])
+    numbers, text, words = share >= 0.9, share < 0.5, share <= 0.05
+    kinds = _cell_kinds(df.iloc[chains], decimal)
+    at = {int(r): k for k, r in enumerate(chains)}
+    found = []
+    for i, parts, inside in sorted(starts)[:MAX_SPLIT_CANDIDATES]:
+        if found and i < found[-1][0] + found[-1][1]:
+            continue
+        pieces = [list(kinds[at[i + j], : width[i + j]]) for j in range(parts)]
+        if not any(
+            (k == _NUMBER and words[c]) or (k == _WORD and numbers[c])
+            for piece in pieces[1:]
+            for c, k in enumerate(piece)
+        ):
+            continue  # read apart, the lines read right: rows with cells missing at their ends
+        for joins in itertools.combinations(range(parts - 1), inside):
+            row, broken = _joined(pieces, joins, _WORD)
+            row = np.array(row + [_MISSING] * (n - len(row)))
+            if (
+                all(text[c] for c in broken)
+                and (numbers & (row == _NUMBER)).any()
+                and not (numbers & (row == _WORD)).any()
+            ):
+                cells = [list(df.iloc[i + j, : width[i + j]]) for j in range(parts)]
+                found.append((i, parts, _joined(cells, joins)[1]))
+                break
+    if not found:
+        return
+    named = []
+    for i, parts, broken in found:
+        first = _line_of(df, i, skip)
+        where = ", ".join(
+            f"{str(df.columns[c])!r}: " + " | ".join(map(_shown, cut)) for c, cut in broken.items()
+        )
+        named.append(f"lines {first}-{first + parts - 1}" + (f" ({where})" if where else ""))
+    more = f" and {len(named) - 5} more" if len(named) > 5 else ""
+    rows, lines_, cells = (
+        ("one row", "those lines", "a cell holding a line break")
+        if len(found) == 1
+        else ("rows", "each row's lines", "cells holding a line break")
+    )
+    raise UserError(
+        f"{source}: {'; '.join(named[:5])}{more}: {rows} split over several lines by a line "
+        "break, which a CSV reader takes as short rows with cells in the wrong columns; join "
+        f"{lines_} into one, or put {cells} in double quotes"
+    )
+
+
+def _joined(
+    pieces: list[list], joins: tuple[int, ...], merged: object = None
+) -> tuple[list, dict[int, list]]:
+    """The row the lines ``pieces`` make when the line breaks after those in ``joins`` fell
+    inside a cell (the others between two cells), and each broken cell's column with its
+    pieces. A broken cell is its pieces joined by a line break, or ``merged`` when given."""
+    row, broken = list(pieces[0]), {}
+    for j, piece in enumerate(pieces[1:]):
+        if j in joins:
+            broken.setdefault(len(row) - 1, [row[-1]]).append(piece[0])
+            row[-1] = f"{row[-1]}\n{piece[0]}" if merged is None else merged
+            piece = piece[1:]
+        row += piece
+    return row, broken
+
+
+_MISSING, _NUMBER, _WORD = 0, 1, 2
+
+
+def _cell_kinds(df: pd.DataFrame, decimal: str) -> np.ndarray:
+    """``(rows, columns)`` int8: each cell ``_MISSING`` (empty, a missing-value word or a
+    spreadsheet's error), ``_NUMBER`` (:func:`_parse_numbers`) or ``_WORD``."""
+    kinds = np.full(df.shape, _WORD, np.int8)
+    for c in range(df.shape[1]):
+        col = df.iloc[:, c]
+        if pd.api.types.is_bool_dtype(col):
+            kinds[col.isna().to_numpy(), c] = _MISSING
+            continue
+        values, na = _parse_numbers(col, decimal)
+        kinds[np.isfinite(values), c] = _NUMBER
+        missing = col.isna().to_numpy() | na
+        if not pd.api.types.is_numeric_dtype(col):
+            text = col.astype(str).str.strip()
+            missing |= (text.eq("") | text.isin(EXCEL_ERRORS)).to_numpy()
+        kinds[missing, c] = _MISSING
+    return kinds
+
+
+def _share_of_numbers(col: pd.Series, decimal: str) -> float:
+    """Of a column's written cells that are no missing-value word, the share that are numbers
+    (:func:`_parse_numbers`); 0 for a column with none such."""
+    if pd.api.types.is_bool_dtype(col):
+        return 0.0
+    if pd.api.types.is_numeric_dtype(col):
+        return 1.0 if col.notna().any() else 0.0
+    values, na = _parse_numbers(col, decimal)
+    written = int((col.notna().to_numpy() & ~na).sum())
+    return float(np.isfinite(values).sum() / written) if written else 0.0
+
+
+def _shown(cell: object) -> str:
+    """A cell as an error quotes it: its text, cut to 20 characters."""
+    text = str(cell).strip()
+    return repr(text if len(text) <= 20 else text[:19] + "…")
 
 
 def _is_a_statistic(row: np.ndarray, stats: list[np.ndarray]) -> bool:
