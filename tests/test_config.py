@@ -1258,6 +1258,22 @@ def test_a_sweep_over_a_value_with_a_backslash_is_said_to_have_one(capsys, tmp_p
     assert "and Hydra writes this value's backslash there, which orbax's checkpoints" in err
 
 
+def test_a_sweep_over_a_list_override_is_refused_until_its_runs_are_numbered(capsys, tmp_path):
+    # helper-65: the README's "data.drop=[id]" put '[' in every run's name, and orbax's
+    # checkpoints there could not be read back (resume started over, predict.py failed)
+    sweep = ["-m", "data=csv", "data.path=h.csv", "data.target=price", "data.drop=[id]"]
+    args = [*sweep, "seed=0,1", f"hydra.sweep.dir={tmp_path}/s"]
+    from training.cli import NUMBER_THE_RUNS, check_overrides
+
+    err = refusal(capsys, args)
+    assert err == (
+        "error: bad override data.drop=[id]: a sweep names each run's directory after its "
+        "overrides, and Hydra writes this value's list with its '[', which orbax's checkpoints "
+        f"cannot hold; {NUMBER_THE_RUNS}\n"
+    )
+    assert check_overrides([*args, "hydra.sweep.subdir=${hydra.job.num}"])
+
+
 def test_an_item_already_quoted_stays_the_name_in_the_hint_and_a_nested_list_is_no_traceback(
     capsys, tmp_path
 ):

@@ -203,12 +203,32 @@ def test_a_run_directory_with_a_backslash_is_refused_before_anything_is_written(
     named = tmp_path / "data.target=Sale\\ Price"  # a sweep's run named after its override
     advice = (
         f"the run directory {named} has a backslash in its name, which orbax's checkpoints "
-        "cannot hold (their arrays would be written elsewhere); choose a hydra.run.dir without "
-        "one (a sweep names its runs after their overrides, a space as '\\ ': number them with "
-        "'hydra.sweep.subdir=${hydra.job.num}')"
+        "cannot hold (they could not be read back); choose a hydra.run.dir without one (a "
+        "sweep names its runs after their overrides, a space as '\\ ', a list with its "
+        "brackets: number them with 'hydra.sweep.subdir=${hydra.job.num}')"
     )
     assert refusal(capsys, [f"hydra.run.dir='{named}'"]) == f"error: {advice}\n"
     with pytest.raises(UserError) as exc:  # a sweep's run: the sweep goes on
+        train_and_evaluate(make_config(), named)
+    assert str(exc.value) == advice
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_run_directory_with_a_bracket_is_refused_before_anything_is_written(tmp_path, capsys):
+    # orbax globs the directory for the arrays' files to merge, and '[1]' is a pattern there:
+    # the run ended with exit 0, its checkpoints unreadable, predict.py failed, and a resume
+    # (as its error advised) started over every time (helper-65)
+    from test_config import refusal
+
+    named = tmp_path / "data.drop=[id]"  # a sweep's run named after a list override
+    advice = (
+        f"the run directory {named} has a '[' in its name, which orbax's checkpoints cannot "
+        "hold (they could not be read back); choose a hydra.run.dir without one (a sweep names "
+        "its runs after their overrides, a space as '\\ ', a list with its brackets: number "
+        "them with 'hydra.sweep.subdir=${hydra.job.num}')"
+    )
+    assert refusal(capsys, [f"hydra.run.dir='{named}'"]) == f"error: {advice}\n"
+    with pytest.raises(UserError) as exc:
         train_and_evaluate(make_config(), named)
     assert str(exc.value) == advice
     assert not any(tmp_path.iterdir())

@@ -93,17 +93,23 @@ def shapes_of(tree) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(a)) for path, a in flat}
 
 
-def refuse_a_backslash(directory: Path) -> None:
-    """Raise :class:`UserError` if ``directory`` has a backslash in its name: orbax's array
-    writer (TensorStore's file store) takes it for a separator and writes a checkpoint's arrays
-    in another directory, and the checkpoint cannot be read back. Hydra puts one before each
-    space of a sweep's override in the run's name (``data.target=Sale\\ Price``)."""
-    if "\\" in str(directory):
+def refuse_a_name_orbax_cannot_hold(directory: Path) -> None:
+    """Raise :class:`UserError` if ``directory`` has a backslash or a ``[`` in its name.
+    orbax's array writer (TensorStore's file store) takes a backslash for a separator and
+    writes a checkpoint's arrays in another directory; orbax finds the arrays' files to merge
+    by a glob of the directory, which reads ``[1]`` as a pattern, so none is merged. Either
+    way the checkpoint cannot be read back: a resume starts over, ``predict.py`` fails. Hydra
+    puts one before each space of a sweep's override in the run's name
+    (``data.target=Sale\\ Price``), and a list override its brackets (``data.drop=[id]``)."""
+    found = [c for c in ("\\", "[") if c in str(directory)]
+    if found:
+        what = "a backslash" if found[0] == "\\" else "a '['"
         raise UserError(
-            f"the run directory {directory} has a backslash in its name, which orbax's "
-            "checkpoints cannot hold (their arrays would be written elsewhere); choose a "
+            f"the run directory {directory} has {what} in its name, which orbax's "
+            "checkpoints cannot hold (they could not be read back); choose a "
             "hydra.run.dir without one (a sweep names its runs after their overrides, a space "
-            "as '\\ ': number them with 'hydra.sweep.subdir=${hydra.job.num}')"
+            "as '\\ ', a list with its brackets: number them with "
+            "'hydra.sweep.subdir=${hydra.job.num}')"
         )
 
 

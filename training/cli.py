@@ -833,14 +833,14 @@ def run_directory(run: DictConfig) -> Path:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from training.checkpoint import refuse_a_backslash
+    from training.checkpoint import refuse_a_name_orbax_cannot_hold
 
     try:
         name = str(OmegaConf.select(run, "hydra.run.dir", throw_on_missing=True))
     except OmegaConfBaseException as exc:
         raise UserError(f"bad config value hydra.run.dir: {_one_line(exc)}") from None
     path = Path(name)
-    refuse_a_backslash(path.absolute())
+    refuse_a_name_orbax_cannot_hold(path.absolute())
     if not name or (path.exists() and not path.is_dir()):
         raise UserError(
             f"bad config value hydra.run.dir={name!r}: "
@@ -963,15 +963,21 @@ def run_composed(task, run: DictConfig) -> None:
 def refuse_a_space_in_run_names(overrides: list[str], hydra_args: list[str]) -> None:
     """Exit with one line if a sweep names its runs after their overrides (the default
     ``hydra.sweep.subdir``) and a value has a space, which Hydra writes into the name as
-    ``\\ ``: every run would then be refused (``training.checkpoint.refuse_a_backslash``),
-    one after another."""
+    ``\\ ``, a backslash or a list's ``[``: every run would then be refused, one after another
+    (``training.checkpoint.refuse_a_name_orbax_cannot_hold``)."""
     numbered = ("hydra.sweep.subdir=", "hparams_search=")  # a search numbers its trials
     if any(a.lstrip("+").startswith(numbered) for a in [*hydra_args, *overrides]):
         return
-    spaced = [a for a in overrides if re.search(r"\s|\\", a.split("=", 1)[-1])]
+    spaced = [a for a in overrides if re.search(r"\s|\\|\[", a.split("=", 1)[-1])]
     if spaced:
         value = spaced[0].split("=", 1)[-1]
-        what = "space there as '\\ '" if re.search(r"\s", value) else "backslash there"
+        what = (
+            "space there as '\\ '"
+            if re.search(r"\s", value)
+            else "backslash there"
+            if "\\" in value
+            else "list with its '['"
+        )
         fail(
             f"bad override {spaced[0]}: a sweep names each run's directory after its overrides, "
             f"and Hydra writes this value's {what}, which orbax's checkpoints "

@@ -35,7 +35,7 @@ from data.loaders import FIXED_BATCH
 from errors import DivergenceError, Interrupted, UserError, hydra_value, stopped_before_the_run
 from training.blocks import Block, log_period, plan_blocks
 from training.build import Run, Settings, auto_step, build, new_run_id, say
-from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_backslash
+from training.checkpoint import Checkpoints, checkpoint_steps, refuse_a_name_orbax_cannot_hold
 from training.cli import (
     refuse_another_run,
     refuse_another_runs_meta,
@@ -81,7 +81,7 @@ def train_and_evaluate(cfg: DictConfig, workdir: str | Path) -> dict:
         enable_compilation_cache(cfg.trainer.compilation_cache)
         keep_freed_host_memory()
         one_blas_thread()
-        refuse_a_backslash(Path(workdir).absolute())
+        refuse_a_name_orbax_cannot_hold(Path(workdir).absolute())
         if not cfg.trainer.resume:  # before any process writes: no process has connected yet
             refuse_another_run(Path(workdir))
         init_distributed(cfg.trainer.distributed)
