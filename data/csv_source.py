@@ -431,6 +431,16 @@ def _column_decimal(
                 f"column {name!r}: {decimal!r} read as the thousands separator, not the "
                 f"file's decimal mark ({cell!r} has it {rule})"
             )
+    # '0,490' and '1250,5' can only be read with the other mark as the decimal mark: a column
+    # of a ',' file quoted so ('"0,490"'), read with ',' between thousands, was 490 (helper-65)
+    # (a ';' or tab file can take the other mark for its own: data.decimal, as advised)
+    decisive = bare.str.fullmatch(_decisive(other)) & (sep == ",")
+    if decisive.any() and not bare.str.fullmatch(_decisive(decimal)).any():
+        cell = text[decisive].iloc[0]
+        return other, (
+            f"column {name!r}: {other!r} read as the decimal mark, not the file's {decimal!r} "
+            f"({cell!r} can only be read so)"
+        )
     example = _thousands_like(bare, decimal) if sep != "," else None
     if example is not None:
         return decimal, _ambiguous_note(name, str(text[bare == example].iloc[0]), decimal, bare)
