@@ -289,8 +289,9 @@ def parameters(run_dir: Path, prep: dict) -> tuple[object, dict]:
 
 
 def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, object, dict]:
-    """Predictions for ``rows_csv`` in the target's units, shape ``(rows,)``, the rows read
-    (a DataFrame) and the run's preprocessing record. Raises UserError (one line naming the
+    """Predictions for ``rows_csv`` in the target's units, shape ``(rows,)`` (NaN for a row
+    with no cell in any column the run reads), the rows read (a DataFrame) and the run's
+    preprocessing record. Raises UserError (one line naming the
     run and the columns) for every mismatch between the rows and the run."""
     import jax
     from flax import nnx
@@ -306,7 +307,10 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
     if prep["log_target"]:
         with np.errstate(over="ignore", under="ignore"):
             out = np.exp(out)
-    impossible = ~np.isfinite(out)
+    # a line with no cell in any column the run reads (a note below the table): the run's
+    # fill-ins for every feature would price it as a house (helper-65)
+    out[_featureless(df, needed_columns(prep))] = np.nan
+    impossible = ~np.isfinite(out) & ~_featureless(df, needed_columns(prep))
     if prep["log_target"]:
         impossible |= ~(out > 0)  # a log price's exp is above 0: 0 is an underflow
     if impossible.any():  # never a price of inf, or a log model's 0, written as if it were one
@@ -318,6 +322,18 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
             "(the warnings above name them); check the row"
         )
     return out, df, prep
+
+
+def _featureless(df, columns: list[str]) -> np.ndarray:
+    """Which rows of ``df`` have no cell in any of ``columns``: each empty, blank or a
+    missing-value word (``NA``). ``(len(df),)`` bool."""
+    from data.csv_source import NA_TOKENS
+
+    if not columns:
+        return np.zeros(len(df), bool)
+    cells = df[columns].astype(object)
+    missing = cells.isna() | cells.apply(lambda c: c.astype(str).str.strip().isin(["", *NA_TOKENS]))
+    return missing.all(axis=1).to_numpy()
 
 
 def _with_predictions(df, column: str, pred: np.ndarray) -> tuple[object, list[int]]:
@@ -359,12 +375,12 @@ def main(argv: list[str] | None = None) -> None:
             "to the run; write the predictions elsewhere"
         )
     try:
-        pred, df, prep = predict(args.run_dir, args.rows)
+        pred, read, prep = predict(args.run_dir, args.rows)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     # the user's own cells as they wrote them ("1,250", 02134), then the predictions, in the
     # file's own separator and decimal mark
-    sep, decimal = df.attrs.get("sep", ","), df.attrs.get("decimal", ".")
+    sep, decimal = read.attrs.get("sep", ","), read.attrs.get("decimal", ".")
     # as read: Excel's `sep=;` line and title lines skipped, R's row names in their column
     from data.csv_source import cells_as_written
 
@@ -373,6 +389,17 @@ def main(argv: list[str] | None = None) -> None:
     if column in df.columns:  # a file priced before, priced again
         print(
             f"note: {args.rows}: its column {column!r} is replaced by this run's predictions",
+            file=sys.stderr,
+        )
+    unpriced = np.flatnonzero(np.isnan(pred))
+    if len(unpriced):
+        rows_ = ", ".join(str(int(r) + 1) for r in read.index[unpriced[:5]]) + (
+            ", ..." if len(unpriced) > 5 else ""
+        )
+        print(
+            f"note: {args.rows}: {len(unpriced)} row(s) with no cell in any of the run's columns "
+            f"(row {rows_} under the header; a note below the table?) are kept without a "
+            "prediction",
             file=sys.stderr,
         )
     df, empty = _with_predictions(df, column, pred)
@@ -393,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
             df.to_csv(out, **fmt)
         except OSError as exc:  # a directory, a missing or read-only place, a full disk
             fail(f"cannot write -o {args.output}: {exc.strerror or exc}; choose another file")
-        print(f"wrote {len(pred)} predictions to {args.output}", file=sys.stderr)
+        written = int(np.isfinite(pred).sum())
+        print(f"wrote {written} predictions to {args.output}", file=sys.stderr)
         return
     try:
         df.to_csv(sys.stdout, **fmt)

@@ -218,6 +218,28 @@ def test_an_empty_cell_of_a_column_the_run_filled_is_filled_the_same_way(run, tm
     )
 
 
+def test_a_note_below_the_new_rows_is_priced_as_no_house(tmp_path):
+    # a run under data.missing=mean filled every feature of 'Notes: asking prices,,,' with the
+    # training rows' means and priced the note as a house: "wrote 3 predictions" for 2 (helper-65)
+    houses = HOUSES.assign(town=["a", "b"] * 4).astype({"age": float})
+    houses.loc[2, "age"] = np.nan
+    run_dir = train_on(houses, tmp_path, "data.missing=mean")
+    rows = "town,sqft,bedrooms,age\na,1500,3,20\nb,1700,4,NA\nNotes: asking prices,,,\n"
+    (tmp_path / "rows.csv").write_text(rows)
+    done = run_predict(run_dir, tmp_path / "rows.csv", "-o", tmp_path / "out.csv")
+    assert done.returncode == 0, done.stderr
+    assert (
+        f"note: {tmp_path / 'rows.csv'}: 1 row(s) with no cell in any of the run's columns (row 3 "
+        "under the header; a note below the table?) are kept without a prediction"
+    ) in done.stderr
+    assert done.stderr.strip().endswith(f"wrote 2 predictions to {tmp_path / 'out.csv'}")
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["predicted_price"].isna().tolist() == [False, False, True]
+    (tmp_path / "two.csv").write_text(rows.rsplit("Notes", 1)[0])
+    two = pd.read_csv(io.StringIO(run_predict(run_dir, tmp_path / "two.csv").stdout))
+    np.testing.assert_array_equal(out["predicted_price"][:2], two["predicted_price"])
+
+
 def test_an_empty_text_cell_is_priced_as_the_runs_own_rows_were(tmp_path):
     # data.missing=mean makes an empty text cell a level of its own; prediction refused it
     # ("the run filled none of these") even where the run had learned that level's coefficient
