@@ -315,6 +315,22 @@ def _cells(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return result
 
 
+_WHOLE_WITH_ZEROS = re.compile(r"([+-]?\d+)\.0+")
+
+
+def _level_cells(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_cells` of a category column, a whole number written with zero decimals one
+    level with it written without (``3.0`` is ``3``, ``98004.0`` is ``98004``), as they are in
+    a column pandas reads as numbers: one text cell ('5+') among them made ``beds_3`` and
+    ``beds_3.0`` two levels of different coefficients (helper-65)."""
+    codes, texts = _cells(col)
+    whole = [m.group(1) if (m := _WHOLE_WITH_ZEROS.fullmatch(str(t))) else t for t in texts]
+    if whole == list(texts):
+        return codes, texts
+    merged, distinct = pd.factorize(pd.Series(whole, dtype=object))
+    return np.where(codes < 0, -1, np.append(merged, -1)[codes]), np.asarray(distinct, object)
+
+
 def _per_cell(per_value: np.ndarray, codes: np.ndarray, empty) -> np.ndarray:
     """A value per distinct text spread to the cells; ``empty`` where a cell is empty."""
     return np.append(per_value, empty)[codes]
@@ -836,7 +852,7 @@ def _encode(
             )
             values = _log(values, col, source, fix)
         return [(c.all_outputs[0], values)]
-    codes, texts = _cells(col)
+    codes, texts = _level_cells(col)
     if MISSING in texts:  # it would be read as an empty cell, silently
         row = int(np.flatnonzero(codes == list(texts).index(MISSING))[0])
         raise UserError(
@@ -2489,7 +2505,7 @@ def _fit_levels(c: ColumnCode, col: pd.Series, train: np.ndarray, min_count: int
     We count with ``numpy.bincount`` on the factorized column (scikit-learn's fit counts 10^6
     strings in a Python ``Counter``, 3.5 s a column here); ``tests/test_csv_real.py`` holds the
     two to the same levels."""
-    codes, texts = _cells(col)
+    codes, texts = _level_cells(col)
     counts = np.bincount(
         np.where(codes[train] < 0, len(texts), codes[train]), minlength=len(texts) + 1
     )

@@ -2154,3 +2154,26 @@ def test_decimal_commas_quoted_in_a_comma_file_are_read_as_decimals(tmp_path):
     table = load_csv(csv_cfg(path, "price", "data.standardize=false"))
     assert np.allclose(table.X[:, table.feature_names.index("lot")], lot[table.file_rows - 1])
     assert "column 'lot': ',' read as the decimal mark, not the file's '.'" in table.description
+
+
+def test_a_whole_number_written_with_zero_decimals_is_one_level_with_it(tmp_path):
+    # beds written 3 and 3.0 with one '5+' among them: beds_3 and beds_3.0 were two levels of
+    # different coefficients, silently (helper-65)
+    rng = np.random.default_rng(2)
+    beds = rng.integers(1, 5, 60)
+    sqft = rng.integers(800, 3000, 60)
+    price = 100 * sqft + 20000 * beds + rng.integers(-900, 900, 60)
+    cells = [f"{b}.0" if i % 2 else str(b) for i, b in enumerate(beds)]
+    cells[7] = "5+"
+    path, clean = tmp_path / "f.csv", tmp_path / "g.csv"
+    frame = pd.DataFrame({"sqft": sqft, "beds": cells, "price": price})
+    frame.to_csv(path, index=False)
+    frame.assign(beds=[c.removesuffix(".0") for c in cells]).to_csv(clean, index=False)
+    args = ("price", "data.categorical=[beds]", "data.min_level_count=1")
+    mixed, written = load_csv(csv_cfg(path, *args)), load_csv(csv_cfg(clean, *args))
+    assert (
+        mixed.feature_names
+        == written.feature_names
+        == ["sqft", "beds_2", "beds_3", "beds_4", "beds_5+"]
+    )
+    np.testing.assert_array_equal(mixed.X, written.X)
