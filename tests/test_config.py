@@ -731,8 +731,8 @@ def test_a_search_on_the_walkthrough_runs_with_the_folds_advised(tmp_path):
 def test_a_sweep_whose_run_directory_name_is_too_long_is_one_line(capsys, tmp_path):
     from training.cli import check_overrides
 
-    columns = ",".join(f"column_{i:03d}" for i in range(30))  # 30 * 11 bytes: over 255
-    args = ["-m", "model.W_value=1,2", f"+model.x=[{columns}]", f"hydra.sweep.dir={tmp_path}"]
+    columns = "_".join(f"column_{i:03d}" for i in range(30))  # 30 * 11 bytes: over 255
+    args = ["-m", "model.W_value=1,2", f"+model.x={columns}", f"hydra.sweep.dir={tmp_path}"]
     with pytest.raises(SystemExit) as exit_:
         check_overrides(args)
     assert exit_.value.code == 2
@@ -1272,6 +1272,16 @@ def test_a_sweep_over_a_list_override_is_refused_until_its_runs_are_numbered(cap
         f"cannot hold; {NUMBER_THE_RUNS}\n"
     )
     assert check_overrides([*args, "hydra.sweep.subdir=${hydra.job.num}"])
+    # a '[' in the sweep's own directory: each run was refused, one after another, with
+    # advice to number them, already followed (helper-66)
+    numbered = ["-m", "seed=0,1", f"hydra.sweep.dir='{tmp_path}/s[1]'"]
+    err = refusal(capsys, [*numbered, "hydra.sweep.subdir=${hydra.job.num}"])
+    assert err == (
+        f"error: bad override: the sweep directory {tmp_path}/s[1] has a '[' in its name, which "
+        "orbax's checkpoints cannot hold (they could not be read back); choose a "
+        "hydra.sweep.dir without one\n"
+    )
+    assert not any(tmp_path.iterdir())
 
 
 def test_an_item_already_quoted_stays_the_name_in_the_hint_and_a_nested_list_is_no_traceback(

@@ -991,17 +991,28 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> Path | No
     allows (``NAME_MAX``, 255 bytes on Linux and macOS): Hydra would fail making it with
     ``OSError: [Errno 36] File name too long`` and a traceback. Returns the directory. Called
     inside the compose API's context; a directory Hydra cannot name before the run (an unknown
-    resolver, the run's number) is left to it: None."""
+    resolver, the run's number) is left to it: None. A ``hydra.sweep.dir`` with a backslash or
+    a ``[`` exits with one line too: every run under it would be refused."""
     from hydra import compose
     from omegaconf import OmegaConf
 
+    sweep_dir = path = None
     try:
         cfg = compose("config", overrides=[*combo, *hydra_args], return_hydra_config=True)
         with hydra_config_set(cfg):
-            path = Path(OmegaConf.select(cfg, "hydra.sweep.dir")) / str(
-                OmegaConf.select(cfg, "hydra.sweep.subdir")
-            )
+            sweep_dir = Path(OmegaConf.select(cfg, "hydra.sweep.dir"))
+            path = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
+        pass
+    odd = [c for c in ("\\", "[") if sweep_dir is not None and c in str(sweep_dir)]
+    if odd:  # every run under it would be refused (checkpoint.refuse_a_name_orbax_cannot_hold)
+        what = "a backslash" if odd[0] == "\\" else "a '['"
+        fail(
+            f"bad override: the sweep directory {sweep_dir} has {what} in its name, which "
+            "orbax's checkpoints cannot hold (they could not be read back); choose a "
+            "hydra.sweep.dir without one"
+        )
+    if path is None:
         return None
     try:
         limit = os.pathconf(next(p for p in path.absolute().parents if p.is_dir()), "PC_NAME_MAX")
