@@ -309,8 +309,9 @@ def predict(run_dir: str | Path, rows_csv: str | Path) -> tuple[np.ndarray, obje
             out = np.exp(out)
     # a line with no cell in any column the run reads (a note below the table): the run's
     # fill-ins for every feature would price it as a house (helper-65)
-    out[_featureless(df, needed_columns(prep))] = np.nan
-    impossible = ~np.isfinite(out) & ~_featureless(df, needed_columns(prep))
+    featureless = _featureless(df, needed_columns(prep))
+    out[featureless] = np.nan
+    impossible = ~np.isfinite(out) & ~featureless
     if prep["log_target"]:
         impossible |= ~(out > 0)  # a log price's exp is above 0: 0 is an underflow
     if impossible.any():  # never a price of inf, or a log model's 0, written as if it were one

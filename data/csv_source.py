@@ -1914,7 +1914,7 @@ def _refuse_rows_split_over_lines(
     short = width < usual
     if not short[:-1].any():
         return
-    lines = df.index.to_numpy()
+    under = df.index.to_numpy()  # each row's line under the header
     # footnotes below the table are short lines too ('Source: Registry, 2024' under a last row
     # without its last cell): a split row is one a whole row follows
     last_whole = int(np.flatnonzero(~short).max(initial=-1))
@@ -1926,7 +1926,7 @@ def _refuse_rows_split_over_lines(
         inside = sum(width[j : j + m] for j in range(parts)) - usual
         fits = (inside >= 0) & (inside < parts) & (np.arange(m) + parts - 1 < last_whole)
         for j in range(parts - 1):
-            fits &= short[j : j + m] & (lines[j + 1 : j + 1 + m] == lines[j : j + m] + 1)
+            fits &= short[j : j + m] & (under[j + 1 : j + 1 + m] == under[j : j + m] + 1)
         starts += [(int(i), parts, int(inside[i])) for i in np.flatnonzero(fits)]
     if not starts:
         return
@@ -1955,8 +1955,8 @@ def _refuse_rows_split_over_lines(
                 and (numbers & (row == _NUMBER)).any()
                 and not (numbers & (row == _WORD)).any()
             ):
-                cells = [list(df.iloc[i + j, : width[i + j]]) for j in range(parts)]
-                found.append((i, parts, _joined(cells, joins)[1]))
+                written = [list(df.iloc[i + j, : width[i + j]]) for j in range(parts)]
+                found.append((i, parts, _joined(written, joins)[1]))
                 break
     if not found:
         return
@@ -1968,7 +1968,7 @@ def _refuse_rows_split_over_lines(
         )
         named.append(f"lines {first}-{first + parts - 1}" + (f" ({where})" if where else ""))
     more = f" and {len(named) - 5} more" if len(named) > 5 else ""
-    rows, lines_, cells = (
+    rows, lines, cells = (
         ("one row", "those lines", "a cell holding a line break")
         if len(found) == 1
         else ("rows", "each row's lines", "cells holding a line break")
@@ -1976,7 +1976,7 @@ def _refuse_rows_split_over_lines(
     raise UserError(
         f"{source}: {'; '.join(named[:5])}{more}: {rows} split over several lines by a line "
         "break, which a CSV reader takes as short rows with cells in the wrong columns; join "
-        f"{lines_} into one, or put {cells} in double quotes"
+        f"{lines} into one, or put {cells} in double quotes"
     )
 
 
