@@ -93,6 +93,15 @@ def shapes_of(tree) -> dict[str, list[int]]:
     return {jax.tree_util.keystr(path): list(np.shape(a)) for path, a in flat}
 
 
+def what_orbax_cannot_hold(directory: Path) -> str | None:
+    """``"a backslash"`` or ``"a '['"`` when ``directory``'s name holds one (the first found,
+    in that order), which orbax's checkpoints cannot hold (:func:`refuse_a_name_orbax_cannot_hold`);
+    None otherwise."""
+    if "\\" in str(directory):
+        return "a backslash"
+    return "a '['" if "[" in str(directory) else None
+
+
 def refuse_a_name_orbax_cannot_hold(directory: Path) -> None:
     """Raise :class:`UserError` if ``directory`` has a backslash or a ``[`` in its name.
     orbax's array writer (TensorStore's file store) takes a backslash for a separator and
@@ -101,9 +110,8 @@ def refuse_a_name_orbax_cannot_hold(directory: Path) -> None:
     way the checkpoint cannot be read back: a resume starts over, ``predict.py`` fails. Hydra
     puts one before each space of a sweep's override in the run's name
     (``data.target=Sale\\ Price``), and a list override its brackets (``data.drop=[id]``)."""
-    found = [c for c in ("\\", "[") if c in str(directory)]
-    if found:
-        what = "a backslash" if found[0] == "\\" else "a '['"
+    what = what_orbax_cannot_hold(directory)
+    if what:
         raise UserError(
             f"the run directory {directory} has {what} in its name, which orbax's "
             "checkpoints cannot hold (they could not be read back); choose a "

@@ -996,6 +996,8 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> Path | No
     from hydra import compose
     from omegaconf import OmegaConf
 
+    from training.checkpoint import what_orbax_cannot_hold
+
     sweep_dir = path = None
     try:
         cfg = compose("config", overrides=[*combo, *hydra_args], return_hydra_config=True)
@@ -1004,9 +1006,8 @@ def refuse_a_name_too_long(combo: list[str], hydra_args: list[str]) -> Path | No
             path = sweep_dir / str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
     except Exception:  # pragma: no cover - Hydra reports its own errors when it runs
         pass
-    odd = [c for c in ("\\", "[") if sweep_dir is not None and c in str(sweep_dir)]
-    if odd:  # every run under it would be refused (checkpoint.refuse_a_name_orbax_cannot_hold)
-        what = "a backslash" if odd[0] == "\\" else "a '['"
+    what = what_orbax_cannot_hold(sweep_dir) if sweep_dir is not None else None
+    if what:  # every run under it would be refused (checkpoint.refuse_a_name_orbax_cannot_hold)
         fail(
             f"bad override: the sweep directory {sweep_dir} has {what} in its name, which "
             "orbax's checkpoints cannot hold (they could not be read back); choose a "
